@@ -1,0 +1,214 @@
+//! `${VAR}` and `${VAR:-default}` in config strings, resolved after parsing so that a value
+//! with quotes or newlines cannot change the TOML around it, and every error keeps the
+//! span of the string it came from.
+
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// A `${VAR:-default}` whose variable was unset, so the default was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultUsed {
+    pub var: String,
+    /// Dotted path of the config key (`sources[0].verify.secrets[0]`).
+    pub key: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub errors: Vec<(Range<usize>, String)>,
+    pub defaults_used: Vec<DefaultUsed>,
+}
+
+/// Replace `${...}` in every string value of the document, in place.
+pub fn interpolate_table(
+    table: &mut DeTable<'_>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Outcome {
+    let mut out = Outcome::default();
+    walk_table(table, "", lookup, &mut out);
+    out
+}
+
+fn walk_table(
+    table: &mut DeTable<'_>,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    out: &mut Outcome,
+) {
+    for (key, value) in table.iter_mut() {
+        let child = if path.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{path}.{}", key.get_ref())
+        };
+        walk_value(value, &child, lookup, out);
+    }
+}
+
+fn walk_value(
+    value: &mut Spanned<DeValue<'_>>,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    out: &mut Outcome,
+) {
+    let span = value.span();
+    match value.get_mut() {
+        DeValue::String(s) if s.contains('$') => match expand(s, lookup) {
+            Ok((expanded, defaults)) => {
+                out.defaults_used
+                    .extend(defaults.into_iter().map(|var| DefaultUsed {
+                        var,
+                        key: path.to_string(),
+                    }));
+                *s = expanded.into();
+            }
+            Err(message) => out.errors.push((span, message)),
+        },
+        DeValue::Table(t) => walk_table(t, path, lookup, out),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                walk_value(item, &format!("{path}[{i}]"), lookup, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Expand one string. Returns the result and the variables whose default was used.
+/// `$${` is a literal `${`; a `$` not followed by `{` is kept as is.
+pub fn expand(
+    input: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, Vec<String>), String> {
+    let mut out = String::with_capacity(input.len());
+    let mut defaults = Vec::new();
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(literal) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = literal;
+            continue;
+        }
+        let Some(body_start) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let Some(end) = body_start.find('}') else {
+            return Err(format!(
+                "unterminated `${{` in {input:?}: expected `${{VAR}}` or `${{VAR:-default}}`"
+            ));
+        };
+        let body = &body_start[..end];
+        let (name, default) = match body.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (body, None),
+        };
+        if !is_var_name(name) {
+            return Err(format!(
+                "`${{{body}}}` is not a valid variable reference: names are letters, digits and `_`, not starting with a digit"
+            ));
+        }
+        match (lookup(name), default) {
+            (Some(value), Some(_)) if !value.is_empty() => out.push_str(&value),
+            (Some(value), None) => out.push_str(&value),
+            (_, Some(default)) => {
+                out.push_str(default);
+                defaults.push(name.to_string());
+            }
+            (None, None) => {
+                return Err(format!(
+                    "environment variable `{name}` is not set (write `${{{name}:-default}}` to give it a default)"
+                ));
+            }
+        }
+        rest = &body_start[end + 1..];
+    }
+    out.push_str(rest);
+    Ok((out, defaults))
+}
+
+fn is_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "SET" => Some("value".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    fn ex(s: &str) -> Result<(String, Vec<String>), String> {
+        expand(s, &env)
+    }
+
+    #[test]
+    fn expands_set_and_defaulted_variables() {
+        assert_eq!(ex("a ${SET} b").expect("ok").0, "a value b");
+        assert_eq!(
+            ex("${UNSET:-dflt}").expect("ok"),
+            ("dflt".into(), vec!["UNSET".into()])
+        );
+        assert_eq!(ex("${EMPTY:-dflt}").expect("ok").0, "dflt");
+        assert_eq!(ex("${EMPTY}").expect("ok").0, "");
+        assert_eq!(ex("${SET:-x}").expect("ok"), ("value".into(), vec![]));
+    }
+
+    #[test]
+    fn literal_dollars_survive() {
+        assert_eq!(
+            ex("cost $5 and $${NOT}").expect("ok").0,
+            "cost $5 and ${NOT}"
+        );
+        assert_eq!(ex("end$").expect("ok").0, "end$");
+    }
+
+    #[test]
+    fn unset_variable_names_it() {
+        let err = ex("${LEADSHARK_SECRET}").expect_err("unset");
+        assert!(err.contains("`LEADSHARK_SECRET` is not set"), "{err}");
+    }
+
+    #[test]
+    fn malformed_references_are_errors() {
+        assert!(ex("${OPEN").expect_err("open").contains("unterminated"));
+        assert!(
+            ex("${1BAD}")
+                .expect_err("bad")
+                .contains("not a valid variable")
+        );
+        assert!(ex("${}").is_err());
+    }
+
+    #[test]
+    fn interpolates_nested_values_with_spans() {
+        let text = "a = \"${SET}\"\n[[t]]\nb = [\"${MISSING}\", \"${X:-d}\"]\n";
+        let mut doc = DeTable::parse(text).expect("parses").into_inner();
+        let out = interpolate_table(&mut doc, &env);
+        assert_eq!(out.errors.len(), 1);
+        assert_eq!(&text[out.errors[0].0.clone()], "\"${MISSING}\"");
+        assert_eq!(
+            out.defaults_used,
+            vec![DefaultUsed {
+                var: "X".into(),
+                key: "t[0].b[1]".into()
+            }]
+        );
+        assert_eq!(
+            doc.get("a").map(|v| v.get_ref().as_str()),
+            Some(Some("value"))
+        );
+    }
+}

@@ -1,0 +1,185 @@
+use super::*;
+
+fn file(text: &str) -> ConfigFile {
+    ConfigFile {
+        path: PathBuf::from("pipeline.toml"),
+        text: text.to_string(),
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    (name == "LS_SECRET").then(|| "s3cret".to_string())
+}
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+max_body = "64KiB"
+
+[[sources]]
+name = "leadshark"
+path = "/webhooks/leadshark"
+verify = { scheme = "leadshark", secrets = ["${LS_SECRET}", "${OLD:-old-dev-secret}"] }
+
+[[pipelines]]
+name = "crm"
+source = "leadshark"
+events = ["email.captured", "new.*"]
+stages = [
+  { filter = "event", events = ["email.captured"] },
+  { sink = "file", path = "out.jsonl" },
+]
+
+[[pipelines]]
+name = "audit"
+source = "leadshark"
+
+[[pipelines.stages]]
+sink = "stdout"
+
+[[pipelines.stages]]
+name = "second"
+sink = "stdout"
+"#;
+
+#[test]
+fn parses_the_documented_shape() {
+    let f = file(GOOD);
+    let cfg = f.parse_with_env(&env).expect("valid");
+    assert_eq!(cfg.server.listen, "127.0.0.1:0");
+    assert_eq!(cfg.server.max_body.as_u64(), 64 * 1024);
+    assert_eq!(cfg.sources.len(), 1);
+    assert_eq!(cfg.pipelines.len(), 2);
+    let crm = &cfg.pipelines[0];
+    assert_eq!(crm.events, vec!["email.captured", "new.*"]);
+    assert_eq!(crm.stages[0].kind, StageKind::Filter);
+    assert_eq!(crm.stages[1].name, "file");
+    assert!(
+        !crm.stages[1].config.has("sink"),
+        "engine keys are stripped"
+    );
+    assert!(crm.stages[1].config.has("path"));
+    let audit = &cfg.pipelines[1];
+    assert_eq!(audit.events, vec!["*"]);
+    assert_eq!(
+        audit
+            .stages
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["stdout", "second"]
+    );
+    assert_eq!(cfg.insecure_defaults().len(), 1);
+    assert_eq!(cfg.insecure_defaults()[0].var, "OLD");
+}
+
+fn errors(text: &str) -> Vec<Diagnostic> {
+    match file(text).parse_with_env(&env) {
+        Ok(_) => panic!("expected errors"),
+        Err(d) => d.0,
+    }
+}
+
+#[test]
+fn reports_every_problem_with_line_column_and_key() {
+    let text = GOOD
+        .replace("max_body = \"64KiB\"", "max_body = \"64KiB\"\nlisen = 1")
+        .replace(
+            "events = [\"email.captured\", \"new.*\"]",
+            "events = [\"email.captured\", \"new.*\"]\nsorce = \"x\"",
+        )
+        .replace("${LS_SECRET}", "${NOPE}");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    let listen = errs
+        .iter()
+        .find(|d| d.message.contains("lisen"))
+        .expect("unknown server key");
+    assert_eq!(listen.key.as_deref(), Some("server.lisen"));
+    assert_eq!((listen.line, listen.column), (5, 1));
+    let sorce = errs
+        .iter()
+        .find(|d| d.message.contains("sorce"))
+        .expect("unknown pipeline key");
+    assert_eq!(sorce.key.as_deref(), Some("pipelines[0].sorce"));
+    let var = errs
+        .iter()
+        .find(|d| d.message.contains("NOPE"))
+        .expect("unset var");
+    assert_eq!(var.key.as_deref(), Some("sources[0].verify.secrets[0]"));
+    assert_eq!(var.line, 10);
+}
+
+#[test]
+fn stage_must_name_exactly_one_kind() {
+    let text = GOOD.replace(
+        "{ sink = \"file\", path = \"out.jsonl\" }",
+        "{ path = \"out.jsonl\" }",
+    );
+    let errs = errors(&text);
+    assert!(errs[0].message.contains("exactly one of"), "{errs:?}");
+    let text = GOOD.replace(
+        "{ sink = \"file\", path = \"out.jsonl\" }",
+        "{ sink = \"file\", filter = \"x\" }",
+    );
+    assert!(errors(&text)[0].message.contains("exactly one"));
+}
+
+#[test]
+fn unknown_source_and_duplicates() {
+    let text = GOOD.replace(
+        "source = \"leadshark\"\nevents",
+        "source = \"leedshark\"\nevents",
+    );
+    let errs = errors(&text);
+    assert!(
+        errs[0].message.contains("unknown source `leedshark`"),
+        "{errs:?}"
+    );
+    assert_eq!(errs[0].key.as_deref(), Some("pipelines[0].source"));
+    let text = GOOD.replace("name = \"audit\"", "name = \"crm\"");
+    assert!(errors(&text)[0].message.contains("used twice"));
+}
+
+#[test]
+fn syntax_error_is_located() {
+    let errs = errors("[server]\nlisten = \n");
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].line, 2);
+}
+
+#[test]
+fn bad_listen_and_unknown_section() {
+    let text = GOOD
+        .replace("127.0.0.1:0", "localhost")
+        .replace("[server]", "[servr]\n[server]");
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|d| d.message.contains("unknown section `servr`")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|d| d.message.contains("not a socket address")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn empty_config_needs_a_source() {
+    let errs = errors("");
+    assert!(errs[0].message.contains("no `[[sources]]`"));
+}
+
+#[test]
+fn display_names_file_line_column_and_key() {
+    let d = Diagnostic {
+        file: PathBuf::from("p.toml"),
+        line: 3,
+        column: 7,
+        key: Some("a.b".into()),
+        message: "bad".into(),
+    };
+    assert_eq!(d.to_string(), "p.toml:3:7: `a.b`: bad");
+}

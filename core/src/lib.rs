@@ -1,0 +1,24 @@
+//! Hookline: receive webhooks, prove they are genuine, and route each event through
+//! pipelines of filter, transform and sink stages declared in `pipeline.toml`.
+//!
+//! The flow, one module per step:
+//!
+//! ```text
+//! ingest   HTTP: size limit, method, content type, raw bytes          (ingest)
+//! verify   the source's signature scheme, constant time; pure          (verify)
+//! envelope Event { id (UUIDv7), source, type, received_at, payload }   (ingest)
+//! run      per matching pipeline: stages in order                      (runtime)
+//! ```
+//!
+//! `config` turns `pipeline.toml` into inert, validated data with every error located by
+//! file, line, column and key; `runtime::Runtime::build` turns that into live stages through
+//! the plugin [`hookline_plugin_api::Registry`]. `verify` never does I/O, and nothing below
+//! `ingest` calls back into it.
+
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod runtime;
+pub mod send;
+pub mod server;
+pub mod verify;

@@ -1,0 +1,31 @@
+use clap::Parser;
+use hookline::cli::{Cli, Command, check, init_logging, serve};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(cli.log_format, &cli.log_level) {
+        eprintln!("error: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let registry = hookline_builtin::registry();
+    let result = match cli.command {
+        Command::Check { config } => check(&config, &registry),
+        Command::Serve { config } => {
+            runtime().and_then(|rt| rt.block_on(serve(&config, &registry)))
+        }
+        Command::Send(args) => runtime().and_then(|rt| rt.block_on(hookline::send::run(args))),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,175 @@
+//! The running configuration: sources with their verifiers, pipelines with built stages,
+//! and the stage runner that carries an event through a pipeline.
+//!
+//! [`Runtime::build`] is the only place plugins are constructed; it validates every stage
+//! before the first event, so a config that would fail at run time fails at start-up (or a
+//! reload keeps the running set).
+
+mod dispatch;
+mod pipeline;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hookline_plugin_api::{BuildContext, Registry, StageKind};
+
+pub use dispatch::{Busy, Dispatcher};
+pub use pipeline::{Outcome, Pipeline, Stage, StageOp};
+
+use crate::config::{Config, Diagnostics, ServerConfig};
+use crate::verify::Verifier;
+
+/// A `[[sources]]` entry, ready to verify requests.
+#[derive(Debug)]
+pub struct Source {
+    pub name: String,
+    pub path: String,
+    pub verifier: Box<dyn Verifier>,
+    /// Pipelines fed by this source, in config order.
+    pub pipelines: Vec<Arc<Pipeline>>,
+}
+
+impl Source {
+    /// The pipelines an event of this type goes to (fan-out).
+    pub fn route<'a>(
+        &'a self,
+        event_type: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<Pipeline>> + 'a {
+        self.pipelines.iter().filter(move |p| p.matches(event_type))
+    }
+}
+
+/// Everything built from one `pipeline.toml`.
+#[derive(Debug)]
+pub struct Runtime {
+    pub server: ServerConfig,
+    /// Sources by URL path.
+    pub sources: HashMap<String, Arc<Source>>,
+    pub pipelines: Vec<Arc<Pipeline>>,
+}
+
+impl Runtime {
+    /// Build every verifier and stage. All problems are reported at once, located in the file.
+    pub fn build(config: &Config<'_>, registry: &Registry) -> Result<Runtime, Diagnostics> {
+        let locator = config_locator(config);
+        let mut errors = Vec::new();
+        let base_dir = config.file.base_dir();
+
+        let mut pipelines = Vec::new();
+        for p in &config.pipelines {
+            let mut stages = Vec::new();
+            for s in &p.stages {
+                let ctx = BuildContext::new(&base_dir, &p.name, &s.name);
+                let built = match s.kind {
+                    StageKind::Filter => registry
+                        .get_filter(&s.plugin)
+                        .map(|f| f(&s.config, &ctx).map(StageOp::Filter)),
+                    StageKind::Transform => registry
+                        .get_transform(&s.plugin)
+                        .map(|f| f(&s.config, &ctx).map(StageOp::Transform)),
+                    StageKind::Sink => registry
+                        .get_sink(&s.plugin)
+                        .map(|f| f(&s.config, &ctx).map(StageOp::Sink)),
+                };
+                match built {
+                    None => errors.push(locator.at(
+                        Some(s.plugin_span.clone()),
+                        None,
+                        unknown_plugin(registry, s.kind, &s.plugin),
+                    )),
+                    Some(Err(e)) => {
+                        let span = e.span.clone().or_else(|| Some(s.config.span()));
+                        errors.push(locator.at(span, e.key.clone(), e.message));
+                    }
+                    Some(Ok(op)) => stages.push(Stage {
+                        name: s.name.clone(),
+                        plugin: s.plugin.clone(),
+                        op,
+                    }),
+                }
+            }
+            match Pipeline::new(&p.name, &p.source, &p.events, stages) {
+                Ok(pipeline) => pipelines.push(Arc::new(pipeline)),
+                Err(e) => {
+                    errors.push(locator.at(None, None, format!("pipeline `{}`: {e}", p.name)))
+                }
+            }
+        }
+
+        let mut sources = HashMap::new();
+        for s in &config.sources {
+            match s.verify.build() {
+                Ok(verifier) => {
+                    let feeds = pipelines
+                        .iter()
+                        .filter(|p| p.source == s.name)
+                        .cloned()
+                        .collect();
+                    sources.insert(
+                        s.path.clone(),
+                        Arc::new(Source {
+                            name: s.name.clone(),
+                            path: s.path.clone(),
+                            verifier,
+                            pipelines: feeds,
+                        }),
+                    );
+                }
+                Err(e) => errors.push(locator.at(None, None, format!("source `{}`: {e}", s.name))),
+            }
+        }
+
+        if errors.is_empty() {
+            Ok(Runtime {
+                server: config.server.clone(),
+                sources,
+                pipelines,
+            })
+        } else {
+            Err(Diagnostics(errors))
+        }
+    }
+}
+
+/// A locator that also derives key paths from the parsed document.
+fn config_locator<'a>(config: &'a Config<'_>) -> ConfigLocator<'a> {
+    ConfigLocator {
+        file: config.file,
+        doc: toml::de::DeTable::parse(&config.file.text)
+            .ok()
+            .map(toml::Spanned::into_inner),
+    }
+}
+
+struct ConfigLocator<'a> {
+    file: &'a crate::config::ConfigFile,
+    doc: Option<toml::de::DeTable<'a>>,
+}
+
+impl ConfigLocator<'_> {
+    fn at(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        key: Option<String>,
+        message: String,
+    ) -> crate::config::Diagnostic {
+        crate::config::Locator {
+            file: &self.file.path,
+            text: &self.file.text,
+            doc: self.doc.as_ref(),
+        }
+        .at(span, key, message)
+    }
+}
+
+fn unknown_plugin(registry: &Registry, kind: StageKind, name: &str) -> String {
+    let hint = if name.starts_with("wasm:") {
+        " (WASM plugins are not available in this build yet)"
+    } else {
+        ""
+    };
+    format!(
+        "unknown {kind} plugin `{name}`{hint}; available: {}",
+        registry.names(kind).join(", ")
+    )
+}

@@ -1,0 +1,267 @@
+//! One pipeline: which events it takes, and the stage runner.
+
+use std::sync::Arc;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use hookline_plugin_api::{Event, Filter, Sink, StageError, StageKind, Transform};
+use tracing::{Instrument, debug, info_span};
+
+/// A built stage.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// From the config (`name`), or the plugin name.
+    pub name: String,
+    pub plugin: String,
+    pub op: StageOp,
+}
+
+#[derive(Debug, Clone)]
+pub enum StageOp {
+    Filter(Arc<dyn Filter>),
+    Transform(Arc<dyn Transform>),
+    Sink(Arc<dyn Sink>),
+}
+
+impl StageOp {
+    pub fn kind(&self) -> StageKind {
+        match self {
+            StageOp::Filter(_) => StageKind::Filter,
+            StageOp::Transform(_) => StageKind::Transform,
+            StageOp::Sink(_) => StageKind::Sink,
+        }
+    }
+}
+
+/// How one branch of an event's trip through a pipeline ended. A transform that splits an
+/// event yields one outcome per branch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Went through every stage.
+    Completed,
+    /// A filter (or a transform returning nothing) dropped it at this stage.
+    Dropped { stage: usize },
+    /// A stage failed. `event` is the event as it entered that stage, so a replay can resume
+    /// there without repeating earlier sinks.
+    Failed {
+        stage: usize,
+        error: StageError,
+        event: Box<Event>,
+    },
+}
+
+#[derive(Debug)]
+pub struct Pipeline {
+    pub name: String,
+    pub source: String,
+    pub events: Vec<String>,
+    matcher: GlobSet,
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    pub fn new(
+        name: &str,
+        source: &str,
+        events: &[String],
+        stages: Vec<Stage>,
+    ) -> Result<Self, globset::Error> {
+        let mut builder = GlobSetBuilder::new();
+        for pattern in events {
+            // `.` is not special in event names, and `*` should cross it (`new.*`, `*`).
+            builder.add(Glob::new(pattern)?);
+        }
+        Ok(Pipeline {
+            name: name.to_string(),
+            source: source.to_string(),
+            events: events.to_vec(),
+            matcher: builder.build()?,
+            stages,
+        })
+    }
+
+    /// Whether events of this type enter the pipeline.
+    pub fn matches(&self, event_type: &str) -> bool {
+        self.matcher.is_match(event_type)
+    }
+
+    /// Run `event` through the stages from index `from` on.
+    pub async fn run(&self, event: Event, from: usize) -> Vec<Outcome> {
+        let span = info_span!("pipeline", event_id = %event.id, pipeline = %self.name);
+        self.run_inner(event, from).instrument(span).await
+    }
+
+    async fn run_inner(&self, event: Event, from: usize) -> Vec<Outcome> {
+        // Depth-first over splits, so branches finish in order.
+        let mut work = vec![(event, from)];
+        let mut outcomes = Vec::new();
+        while let Some((event, index)) = work.pop() {
+            let Some(stage) = self.stages.get(index) else {
+                outcomes.push(Outcome::Completed);
+                continue;
+            };
+            let result = match &stage.op {
+                StageOp::Filter(f) => f
+                    .keep(&event)
+                    .map(|keep| if keep { vec![event.clone()] } else { vec![] }),
+                StageOp::Transform(t) => t.apply(event.clone()),
+                StageOp::Sink(s) => s.deliver(&event).await.map(|()| vec![event.clone()]),
+            };
+            match result {
+                Ok(next) if next.is_empty() => {
+                    debug!(stage = %stage.name, "dropped");
+                    outcomes.push(Outcome::Dropped { stage: index });
+                }
+                Ok(next) => {
+                    for e in next.into_iter().rev() {
+                        work.push((e, index + 1));
+                    }
+                }
+                Err(error) => outcomes.push(Outcome::Failed {
+                    stage: index,
+                    error,
+                    event: Box::new(event),
+                }),
+            }
+        }
+        outcomes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Mutex;
+
+    #[derive(Debug)]
+    struct KeepIf(&'static str);
+    impl Filter for KeepIf {
+        fn keep(&self, e: &Event) -> Result<bool, StageError> {
+            Ok(e.event_type == self.0)
+        }
+    }
+
+    #[derive(Debug)]
+    struct Split;
+    impl Transform for Split {
+        fn apply(&self, e: Event) -> Result<Vec<Event>, StageError> {
+            let mut a = e.clone();
+            a.payload = json!({"part": 1});
+            let mut b = e;
+            b.payload = json!({"part": 2});
+            Ok(vec![a, b])
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct Record(Mutex<Vec<serde_json::Value>>);
+    #[async_trait::async_trait]
+    impl Sink for Record {
+        async fn deliver(&self, e: &Event) -> Result<(), StageError> {
+            self.0.lock().expect("lock").push(e.payload.clone());
+            Ok(())
+        }
+    }
+
+    #[derive(Debug)]
+    struct Fail;
+    #[async_trait::async_trait]
+    impl Sink for Fail {
+        async fn deliver(&self, _: &Event) -> Result<(), StageError> {
+            Err(StageError::retryable("down"))
+        }
+    }
+
+    fn stage(name: &str, op: StageOp) -> Stage {
+        Stage {
+            name: name.into(),
+            plugin: name.into(),
+            op,
+        }
+    }
+
+    fn event(t: &str) -> Event {
+        Event {
+            id: "e1".into(),
+            source: "s".into(),
+            event_type: t.into(),
+            received_at: jiff::Timestamp::UNIX_EPOCH,
+            headers: vec![],
+            payload: json!({"n": 0}),
+        }
+    }
+
+    #[test]
+    fn globs_match_event_types() {
+        let p = Pipeline::new("p", "s", &["new.*".into(), "email.captured".into()], vec![])
+            .expect("globs");
+        assert!(p.matches("new.like"));
+        assert!(p.matches("new.profile.visit"));
+        assert!(p.matches("email.captured"));
+        assert!(!p.matches("lead.sent"));
+        let all = Pipeline::new("p", "s", &["*".into()], vec![]).expect("globs");
+        assert!(all.matches("anything.at.all"));
+    }
+
+    #[tokio::test]
+    async fn sink_transform_sink_chain_and_split() {
+        let first = Arc::new(Record::default());
+        let second = Arc::new(Record::default());
+        let p = Pipeline::new(
+            "p",
+            "s",
+            &["*".into()],
+            vec![
+                stage("keep", StageOp::Filter(Arc::new(KeepIf("a")))),
+                stage("first", StageOp::Sink(first.clone())),
+                stage("split", StageOp::Transform(Arc::new(Split))),
+                stage("second", StageOp::Sink(second.clone())),
+            ],
+        )
+        .expect("pipeline");
+        assert_eq!(
+            p.run(event("a"), 0).await,
+            vec![Outcome::Completed, Outcome::Completed]
+        );
+        assert_eq!(*first.0.lock().expect("lock"), vec![json!({"n": 0})]);
+        assert_eq!(
+            *second.0.lock().expect("lock"),
+            vec![json!({"part": 1}), json!({"part": 2})]
+        );
+        assert_eq!(
+            p.run(event("b"), 0).await,
+            vec![Outcome::Dropped { stage: 0 }]
+        );
+    }
+
+    #[tokio::test]
+    async fn failure_keeps_the_event_as_it_entered_the_stage() {
+        let p = Pipeline::new(
+            "p",
+            "s",
+            &["*".into()],
+            vec![
+                stage("split", StageOp::Transform(Arc::new(Split))),
+                stage("down", StageOp::Sink(Arc::new(Fail))),
+            ],
+        )
+        .expect("pipeline");
+        let out = p.run(event("a"), 0).await;
+        assert_eq!(out.len(), 2);
+        match &out[0] {
+            Outcome::Failed {
+                stage,
+                error,
+                event,
+            } => {
+                assert_eq!(*stage, 1);
+                assert!(error.is_retryable());
+                assert_eq!(event.payload, json!({"part": 1}));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Resuming at the failed stage skips the ones before it.
+        let resumed = p.run(event("a"), 1).await;
+        assert_eq!(resumed.len(), 1);
+    }
+}

@@ -1,0 +1,205 @@
+//! `file` sink: appends each event as one line of JSON (JSON Lines).
+//!
+//! ```toml
+//! { sink = "file", path = "data/events.jsonl" }
+//! { sink = "file", path = "/var/lib/hookline/leads.jsonl", envelope = true, fsync = true }
+//! ```
+//!
+//! A relative `path` resolves against the config file's directory. Parent directories are
+//! created and the file is opened for append at start-up, so a path that cannot be written
+//! is a config error. Each line is written with one `write_all` while holding a lock, so
+//! concurrent deliveries never interleave; with `fsync = true` the data is also synced to
+//! disk before the delivery counts as done. Write errors are retryable.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hookline_plugin_api::{
+    BuildContext, ConfigError, Event, PluginConfig, Sink, StageError, async_trait,
+};
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+
+/// Config of the `file` sink.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// File to append to; relative to the config file's directory. Required.
+    pub path: PathBuf,
+    /// Write the envelope (`id`, `source`, `type`, `received_at`, `payload`) instead of the
+    /// bare payload. Default `false`.
+    #[serde(default)]
+    pub envelope: bool,
+    /// Sync the data to disk after each line (`fdatasync`). Default `false`.
+    #[serde(default)]
+    pub fsync: bool,
+}
+
+pub fn build(config: &PluginConfig<'_>, ctx: &BuildContext) -> Result<Arc<dyn Sink>, ConfigError> {
+    let cfg: FileSinkConfig = config.parse()?;
+    if cfg.path.as_os_str().is_empty() {
+        return Err(config.error_at("path", "`path` must not be empty"));
+    }
+    let path = ctx.resolve(&cfg.path);
+    let file = open(&path).map_err(|e| {
+        config.error_at(
+            "path",
+            format!("cannot open {} for append: {e}", path.display()),
+        )
+    })?;
+    Ok(Arc::new(FileSink {
+        path,
+        envelope: cfg.envelope,
+        fsync: cfg.fsync,
+        file: Mutex::new(tokio::fs::File::from_std(file)),
+    }))
+}
+
+fn open(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Runtime form of the `file` sink: the open file behind a lock.
+#[derive(Debug)]
+pub struct FileSink {
+    path: PathBuf,
+    envelope: bool,
+    fsync: bool,
+    file: Mutex<tokio::fs::File>,
+}
+
+#[async_trait]
+impl Sink for FileSink {
+    async fn deliver(&self, event: &Event) -> Result<(), StageError> {
+        let value = if self.envelope {
+            event.envelope()
+        } else {
+            event.payload.clone()
+        };
+        let mut line = serde_json::to_vec(&value)
+            .map_err(|e| StageError::fatal(format!("cannot encode event: {e}")))?;
+        line.push(b'\n');
+        let io_err = |e: std::io::Error| {
+            StageError::retryable(format!("cannot write to {}: {e}", self.path.display()))
+        };
+        let mut file = self.file.lock().await;
+        file.write_all(&line).await.map_err(io_err)?;
+        // tokio hands writes to a blocking thread; flush waits for this one to land, so its
+        // error (disk full…) is reported for this event and not the next.
+        file.flush().await.map_err(io_err)?;
+        if self.fsync {
+            file.sync_data().await.map_err(io_err)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{config, event, leadshark_v1, leadshark_v2, spanned};
+    use serde_json::Value;
+
+    fn sink(dir: &Path, extra: &str) -> Arc<dyn Sink> {
+        let ctx = BuildContext::new(dir, "test", "file");
+        build(
+            &config("file", &format!("path = \"out/events.jsonl\"\n{extra}")),
+            &ctx,
+        )
+        .expect("builds")
+    }
+
+    fn lines(dir: &Path) -> Vec<Value> {
+        std::fs::read_to_string(dir.join("out/events.jsonl"))
+            .expect("file written")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn appends_payloads_as_json_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = sink(dir.path(), "fsync = true");
+        s.deliver(&event("email.captured", leadshark_v1()))
+            .await
+            .expect("v1");
+        s.deliver(&event("email.captured", leadshark_v2()))
+            .await
+            .expect("v2");
+        // A second sink on the same file appends; it does not truncate.
+        sink(dir.path(), "")
+            .deliver(&event("t", leadshark_v2()))
+            .await
+            .expect("again");
+        assert_eq!(
+            lines(dir.path()),
+            [leadshark_v1(), leadshark_v2(), leadshark_v2()]
+        );
+    }
+
+    #[tokio::test]
+    async fn envelope_wraps_the_payload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        sink(dir.path(), "envelope = true")
+            .deliver(&event("email.captured", leadshark_v2()))
+            .await
+            .expect("ok");
+        let got = lines(dir.path()).remove(0);
+        assert_eq!(got["type"], "email.captured");
+        assert_eq!(got["source"], "leadshark");
+        assert_eq!(got["payload"], leadshark_v2());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_deliveries_write_whole_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = sink(dir.path(), "");
+        let big = "x".repeat(64 * 1024);
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let s = Arc::clone(&s);
+                let payload = serde_json::json!({"i": i, "pad": big});
+                tokio::spawn(async move { s.deliver(&event("t", payload)).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task").expect("delivered");
+        }
+        let mut seen: Vec<i64> = lines(dir.path())
+            .iter()
+            .map(|v| v["i"].as_i64().expect("i"))
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn config_errors_are_located() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = BuildContext::new(dir.path(), "test", "file");
+        std::fs::write(dir.path().join("blocker"), "").expect("write");
+        let text = "path = \"blocker/events.jsonl\"";
+        let err = build(&config("file", text), &ctx).expect_err("parent is a file");
+        assert_eq!(spanned(text, &err), "\"blocker/events.jsonl\"");
+        assert!(err.message.contains("cannot open"), "{}", err.message);
+
+        let text = "path = \"a.jsonl\"\nfsinc = true";
+        assert_eq!(
+            spanned(
+                text,
+                &build(&config("file", text), &ctx).expect_err("unknown")
+            ),
+            "fsinc"
+        );
+        let err = build(&config("file", "envelope = true"), &ctx).expect_err("missing");
+        assert!(err.message.contains("path"), "{}", err.message);
+    }
+}

@@ -1,0 +1,5 @@
+//! Sinks: deliver an event somewhere; the event then continues unchanged.
+
+pub mod file;
+pub mod http;
+pub mod stdout;

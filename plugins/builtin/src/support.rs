@@ -1,0 +1,112 @@
+//! Small helpers shared by several built-ins.
+
+use hookline_plugin_api::{ConfigError, Event, PluginConfig};
+use serde_json::{Map, Value};
+
+/// A TOML value from the config as the JSON it is compared with or written as. Datetimes
+/// become their RFC 3339 text; non-finite floats have no JSON form and are refused.
+pub(crate) fn toml_to_json(value: &toml::Value) -> Result<Value, String> {
+    Ok(match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{f} has no JSON representation"))?,
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => {
+            Value::Array(items.iter().map(toml_to_json).collect::<Result<_, _>>()?)
+        }
+        toml::Value::Table(table) => Value::Object(
+            table
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), toml_to_json(v)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
+/// An error about the stage's table as a whole (no single key is at fault).
+pub(crate) fn table_error(config: &PluginConfig<'_>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        message: message.into(),
+        span: Some(config.span()),
+        key: None,
+    }
+}
+
+/// At most `max` characters of `text`, marked when cut: error messages quote peers' bodies
+/// and rendered output, never unboundedly.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// The `event` variable of expressions and templates: identity without the payload.
+pub(crate) fn event_meta(event: &Event) -> Value {
+    serde_json::json!({
+        "id": event.id,
+        "type": event.event_type,
+        "source": event.source,
+        "received_at": event.received_at.to_string(),
+    })
+}
+
+/// The `headers` variable: lower-case name to value; repeated headers are joined with `, `
+/// as HTTP allows.
+pub(crate) fn headers_map(event: &Event) -> Map<String, Value> {
+    let mut map = Map::new();
+    for (name, value) in &event.headers {
+        match map.get_mut(name) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(value);
+            }
+            _ => {
+                map.insert(name.clone(), Value::String(value.clone()));
+            }
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn toml_values_become_json() {
+        let t: toml::Table =
+            toml::from_str("a = 1\nb = [true, 2.5]\nc = 1979-05-27T07:32:00Z\nd = { e = 'x' }")
+                .expect("toml");
+        let j = toml_to_json(&toml::Value::Table(t)).expect("json");
+        assert_eq!(
+            j,
+            json!({"a": 1, "b": [true, 2.5], "c": "1979-05-27T07:32:00Z", "d": {"e": "x"}})
+        );
+        assert!(toml_to_json(&toml::Value::Float(f64::NAN)).is_err());
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "hé…");
+        assert_eq!(truncate("hi", 2), "hi");
+    }
+
+    #[test]
+    fn repeated_headers_are_joined() {
+        let mut e = crate::testutil::event("t", json!({}));
+        e.headers = vec![
+            ("a".into(), "1".into()),
+            ("a".into(), "2".into()),
+            ("b".into(), "3".into()),
+        ];
+        assert_eq!(
+            Value::Object(headers_map(&e)),
+            json!({"a": "1, 2", "b": "3"})
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: each starts the real `hookline` binary on port 0 with a config the test
+//! writes, sends real signed HTTP requests over loopback, and reads what the sinks produced.
+
+mod cli;
+mod ingest;
+mod signers;
+mod sinks;
+mod support;

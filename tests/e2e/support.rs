@@ -1,0 +1,329 @@
+//! Helpers shared by the end-to-end tests: start hookline, sign and send, read sink output,
+//! run a local HTTP receiver.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+
+pub const SECRET: &str = "e2e-secret-0123456789";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hookline")
+}
+
+/// A running `hookline serve`, killed on drop. Its stderr (the log) goes to `log_path`.
+pub struct Hookline {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+/// The LeadShark source every test config starts with (`{SECRET}` accepted).
+pub fn leadshark_source() -> String {
+    format!(
+        r#"
+[[sources]]
+name = "leadshark"
+path = "/webhooks/leadshark"
+verify = {{ scheme = "leadshark", secrets = ["{SECRET}"] }}
+"#
+    )
+}
+
+impl Hookline {
+    /// Start with `body` appended to a `[server]` section on 127.0.0.1:0. Relative paths in
+    /// the config resolve against the temp dir that holds it.
+    pub fn start(body: &str) -> Hookline {
+        Self::start_with(body, "", &[])
+    }
+
+    pub fn start_with(body: &str, server_extra: &str, env: &[(&str, &str)]) -> Hookline {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("pipeline.toml");
+        let text = format!("[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n{body}");
+        std::fs::write(&config_path, text).expect("write config");
+        let log_path = dir.path().join("hookline.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut cmd = Command::new(bin());
+        cmd.args(["--log-level", "debug", "serve", "--config"])
+            .arg(&config_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn hookline");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("hookline listening on http://") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a.parse().expect("address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "hookline did not start; log:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+        };
+        Hookline {
+            child,
+            addr,
+            dir,
+            config_path,
+            log_path,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait for exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Hookline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().expect("client")
+}
+
+/// Lower-case hex HMAC-SHA256, as LeadShark signs.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    hookline::verify::leadshark::sign(secret, body)
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: Value,
+}
+
+/// POST `body` with the given headers (content type JSON unless overridden).
+pub async fn post(url: &str, body: impl Into<Vec<u8>>, headers: &[(&str, &str)]) -> Reply {
+    let mut req = client().post(url).body(body.into());
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        req = req.header("content-type", "application/json");
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    reply(req.send().await.expect("request")).await
+}
+
+pub async fn reply(resp: reqwest::Response) -> Reply {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.expect("body");
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        json,
+    }
+}
+
+/// POST a body signed with [`SECRET`], with `X-Webhook-Event` taken from the body.
+pub async fn post_signed(url: &str, body: &str) -> Reply {
+    let event = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["event"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let sig = sign(SECRET, body.as_bytes());
+    post(
+        url,
+        body,
+        &[("x-webhook-signature", &sig), ("x-webhook-event", &event)],
+    )
+    .await
+}
+
+/// A LeadShark sample (as `hookline send` sends it), compact JSON.
+pub fn sample(event: &str, i: u64) -> String {
+    let v = hookline_plugin_api::leadshark::samples::sample(event, i).expect("sample exists");
+    serde_json::to_string(&v).expect("json")
+}
+
+/// Wait until `path` holds at least `n` JSON lines; return them.
+pub async fn wait_for_lines(path: &Path, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let lines = read_lines(path);
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn read_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+/// A request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// A real HTTP server on 127.0.0.1:0 that records requests and answers with scripted
+/// statuses (then 200 once the script runs out).
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start(script: Vec<u16>) -> Receiver {
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let script = Arc::new(Mutex::new(
+            script
+                .into_iter()
+                .collect::<std::collections::VecDeque<_>>(),
+        ));
+        let (rec, scr) = (received.clone(), script.clone());
+        let app =
+            axum::Router::new().fallback(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let (rec, scr) = (rec.clone(), scr.clone());
+                async move {
+                    rec.lock().expect("lock").push(Received {
+                        headers,
+                        body: body.to_vec(),
+                    });
+                    let code = scr.lock().expect("lock").pop_front().unwrap_or(200);
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
+                }
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.received.lock().expect("lock").clone();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Run the hookline CLI to completion.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run hookline")
+}
+
+/// Run a script with `node` or `python3`, feeding `stdin`; returns stdout.
+pub fn run_script(program: &str, script: &str, stdin: &str, env: &[(&str, &str)]) -> String {
+    use std::io::Write;
+    let flag = if program == "node" { "-e" } else { "-c" };
+    let mut cmd = Command::new(program);
+    cmd.arg(flag)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} must be installed: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{program} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
