@@ -8,9 +8,13 @@ use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand, ValueEnum};
 use hookline_plugin_api::Registry;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::AdminState;
 use crate::config::{ConfigFile, Diagnostics};
 use crate::ingest::AppState;
-use crate::runtime::{Dispatcher, Runtime};
+use crate::journal::{Journal, SqliteJournal};
+use crate::runtime::{Runtime, Workers};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,6 +59,8 @@ pub enum Command {
     },
     /// Sign and send LeadShark sample events, as LeadShark does; also a load generator.
     Send(crate::send::SendArgs),
+    /// Inspect, replay and purge dead letters (works whether or not `serve` is running).
+    Dlq(crate::dlq::DlqArgs),
 }
 
 pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
@@ -107,24 +113,88 @@ pub async fn serve(config: &Path, registry: &Registry) -> anyhow::Result<()> {
         eprintln!("\n!!! WARNING: {w}\n");
         tracing::warn!("{w}");
     }
+    let db = runtime.storage_path.clone();
+    let _lock = lock_journal(&db)?;
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&db)?);
+    let depths = journal.depths().await?;
+    tracing::info!(path = %db.display(), pending = depths.pending, dead_letters = depths.dead, "journal open");
+
     let listen = runtime.server.listen.clone();
+    let admin_listen = runtime.admin.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
+    let admin_listener = tokio::net::TcpListener::bind(&admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
+    let (addr, admin_addr) = (listener.local_addr()?, admin_listener.local_addr()?);
     for source in runtime.sources.values() {
         tracing::info!(source = %source.name, path = %source.path, pipelines = source.pipelines.len(), "serving source");
     }
+    let (concurrency, retain, token) = (
+        runtime.storage.concurrency,
+        runtime.storage.retain,
+        runtime.admin.token.clone(),
+    );
+    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+    let workers = Workers::new(journal.clone(), runtime.clone(), concurrency);
+    workers.start(retain);
     let state = Arc::new(AppState {
-        runtime: ArcSwap::from_pointee(runtime),
-        dispatcher: Dispatcher::new(10_000),
+        runtime,
+        journal: journal.clone(),
+        workers: workers.clone(),
     });
-    // Machine-readable: tests and scripts wait for this line.
+    let stop = CancellationToken::new();
+    let admin = tokio::spawn(crate::server::serve_admin(
+        admin_listener,
+        AdminState {
+            journal,
+            workers,
+            token,
+        },
+        stop.clone(),
+    ));
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        crate::server::shutdown_signal().await;
+        signal_stop.cancel();
+    });
+    // Machine-readable: tests and scripts wait for these lines.
+    println!("hookline admin on http://{admin_addr}");
     println!("hookline listening on http://{addr}");
-    tracing::info!(%addr, "listening");
-    crate::server::serve(listener, state, crate::server::shutdown_signal()).await?;
+    tracing::info!(%addr, %admin_addr, "listening");
+    crate::server::serve(listener, state, stop.clone()).await?;
+    stop.cancel();
+    let _ = admin.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One serving process per journal: a second would run the same deliveries twice.
+fn lock_journal(db: &Path) -> anyhow::Result<std::fs::File> {
+    if let Some(dir) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut lock_path = db.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open the journal lock {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "the journal {} is in use by another hookline process (lock: {})",
+            db.display(),
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", lock_path.display()))
+        }
+    }
 }
 
 /// `hookline check`: print what would run, with secrets masked.

@@ -2,8 +2,11 @@
 //!
 //! Checks run cheapest first — path, method, declared size, content type, body size — and
 //! only then does the source's verifier see the bytes. Only a verified request becomes an
-//! [`Event`]. Every rejection is a status code with a JSON `{"error": "..."}` body; nothing
-//! here panics on any input.
+//! [`Event`]. The 2xx is sent only after the event and its deliveries are committed to the
+//! journal; a request that is authenticated but cannot be processed is committed as a dead
+//! letter and also answered 2xx (nothing authenticated is lost, and the sender has nothing
+//! to fix by retrying). Every rejection is a status code with a JSON `{"error": "..."}`
+//! body; nothing here panics on any input.
 
 use std::sync::Arc;
 
@@ -16,16 +19,18 @@ use axum::response::{IntoResponse, Response};
 use hookline_plugin_api::Event;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::runtime::{Dispatcher, Runtime, Source};
-use crate::verify::{Rejection, Unverified};
+use crate::journal::{Accepted, Delivery, Journal, NewDeadLetter, NewEvent};
+use crate::runtime::{Runtime, Source, Workers};
+use crate::verify::{Rejection, Unverified, Verified};
 
 /// Shared by every request; the runtime is swapped whole on reload.
 #[derive(Debug)]
 pub struct AppState {
-    pub runtime: ArcSwap<Runtime>,
-    pub dispatcher: Dispatcher,
+    pub runtime: Arc<ArcSwap<Runtime>>,
+    pub journal: Arc<dyn Journal>,
+    pub workers: Workers,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -85,9 +90,14 @@ async fn handle(
     };
     match method {
         Method::POST => match receive(&state, &runtime, source, &headers, body).await {
-            Ok(id) => (
+            Ok(Receipt::Accepted(id)) => (
                 StatusCode::OK,
                 axum::Json(json!({ "received": true, "id": id })),
+            )
+                .into_response(),
+            Ok(Receipt::Duplicate(id)) => (
+                StatusCode::OK,
+                axum::Json(json!({ "received": true, "id": id, "duplicate": true })),
             )
                 .into_response(),
             Err(e) => e.into_response(),
@@ -110,13 +120,21 @@ async fn handle(
     }
 }
 
+/// How an accepted POST was answered.
+enum Receipt {
+    /// Journaled under this event id (or dead-lettered with it, if unprocessable).
+    Accepted(String),
+    /// Seen within the dedupe window: the first event's id.
+    Duplicate(String),
+}
+
 async fn receive(
     state: &AppState,
     runtime: &Runtime,
     source: &Arc<Source>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<String, ApiError> {
+) -> Result<Receipt, ApiError> {
     let max_body = runtime.server.max_body.as_u64();
     let too_large = || {
         ApiError::new(
@@ -135,6 +153,10 @@ async fn receive(
         return Err(too_large());
     }
     check_content_type(headers)?;
+    if state.journal.pending_hint() >= runtime.storage.max_pending {
+        warn!(source = %source.name, max_pending = runtime.storage.max_pending, "backpressure: too many pending deliveries; answered 503");
+        return Err(busy("too many deliveries pending; retry later"));
+    }
 
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
     let bytes = match Limited::new(body, limit).collect().await {
@@ -149,32 +171,130 @@ async fn receive(
         }
     };
 
-    let verified = source
-        .verifier
-        .verify(&Unverified {
+    let received_at = jiff::Timestamp::now();
+    let verified = match source.verifier.verify(&Unverified {
+        headers,
+        body: &bytes,
+        now: received_at,
+    }) {
+        Ok(v) => v,
+        Err(r) if r.authenticated() => {
+            let reason = r.to_string();
+            return dead_letter_request(state, source, headers, &bytes, None, reason, received_at)
+                .await;
+        }
+        Err(r) => return Err(rejected(source, r)),
+    };
+    let problems = source.verifier.problems(&verified);
+    if !problems.is_empty() {
+        let reason = problems.join("; ");
+        return dead_letter_request(
+            state,
+            source,
             headers,
-            body: &bytes,
-        })
-        .map_err(|r| rejected(source, r))?;
+            &bytes,
+            Some(verified),
+            reason,
+            received_at,
+        )
+        .await;
+    }
 
     let event = Event {
         id: uuid::Uuid::now_v7().to_string(),
         source: source.name.clone(),
         event_type: verified.event_type,
-        received_at: jiff::Timestamp::now(),
+        received_at,
         headers: kept_headers(headers),
         payload: verified.payload,
     };
-    let pipelines: Vec<_> = source.route(&event.event_type).cloned().collect();
-    let id = event.id.clone();
-    let routed = pipelines.len();
-    info!(event_id = %id, source = %source.name, event_type = %event.event_type, routed, "accepted");
-    state.dispatcher.dispatch(event, &pipelines).map_err(|_| {
-        warn!(event_id = %id, source = %source.name, "busy: too many events in flight; answered 503");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many events in flight; retry later")
-            .with_header(header::RETRY_AFTER, "1")
-    })?;
-    Ok(id)
+    let pipelines: Vec<String> = source
+        .route(&event.event_type)
+        .map(|p| p.name.clone())
+        .collect();
+    let dedupe_key = verified
+        .idempotency_key
+        .filter(|_| !source.dedupe_window.is_zero());
+    let new = NewEvent {
+        event: event.clone(),
+        dedupe_key,
+        dedupe_until: received_at
+            + jiff::SignedDuration::try_from(source.dedupe_window)
+                .unwrap_or(jiff::SignedDuration::MAX),
+        pipelines,
+    };
+    match state.journal.accept(new).await {
+        Ok(Accepted::Duplicate { first_id }) => {
+            info!(source = %source.name, first_id = %first_id, "duplicate delivery; answered with the first event's id");
+            Ok(Receipt::Duplicate(first_id))
+        }
+        Ok(Accepted::New { deliveries }) => {
+            info!(event_id = %event.id, source = %source.name, event_type = %event.event_type, routed = deliveries.len(), "accepted");
+            for d in deliveries {
+                state.workers.spawn(Delivery {
+                    id: d.id,
+                    pipeline: d.pipeline,
+                    stage: 0,
+                    attempts: 0,
+                    first_failed_at: None,
+                    event: event.clone(),
+                });
+            }
+            Ok(Receipt::Accepted(event.id))
+        }
+        Err(e) => {
+            error!(source = %source.name, error = %e, "could not journal an event; answered 503");
+            Err(busy("the event could not be stored; retry later"))
+        }
+    }
+}
+
+/// Keep an authenticated request that cannot be processed, with its raw body and the reason.
+async fn dead_letter_request(
+    state: &AppState,
+    source: &Source,
+    headers: &HeaderMap,
+    body: &[u8],
+    verified: Option<Verified>,
+    reason: String,
+    received_at: jiff::Timestamp,
+) -> Result<Receipt, ApiError> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let event = verified.map(|v| Event {
+        id: id.clone(),
+        source: source.name.clone(),
+        event_type: v.event_type,
+        received_at,
+        headers: kept_headers(headers),
+        payload: v.payload,
+    });
+    let letter = NewDeadLetter {
+        event_id: id.clone(),
+        source: source.name.clone(),
+        pipeline: None,
+        stage_index: None,
+        stage_name: None,
+        error: reason.clone(),
+        attempts: 0,
+        first_failed_at: received_at,
+        last_failed_at: received_at,
+        event,
+        raw: Some(body.to_vec()),
+    };
+    match state.journal.dead_letter(letter).await {
+        Ok(_) => {
+            warn!(event_id = %id, source = %source.name, reason = %reason, "authenticated but unprocessable; dead-lettered");
+            Ok(Receipt::Accepted(id))
+        }
+        Err(e) => {
+            error!(source = %source.name, error = %e, "could not store a dead letter; answered 503");
+            Err(busy("the request could not be stored; retry later"))
+        }
+    }
+}
+
+fn busy(message: &str) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).with_header(header::RETRY_AFTER, "1")
 }
 
 fn rejected(source: &Source, r: Rejection) -> ApiError {

@@ -15,9 +15,12 @@
 //! the plugin [`hookline_plugin_api::Registry`]. `verify` never does I/O, and nothing below
 //! `ingest` calls back into it.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod dlq;
 pub mod ingest;
+pub mod journal;
 pub mod runtime;
 pub mod send;
 pub mod server;

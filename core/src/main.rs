@@ -14,6 +14,7 @@ fn main() -> std::process::ExitCode {
             runtime().and_then(|rt| rt.block_on(serve(&config, &registry)))
         }
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(hookline::send::run(args))),
+        Command::Dlq(args) => runtime().and_then(|rt| rt.block_on(hookline::dlq::run(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,38 +1,52 @@
 //! Serving: bind, accept until told to stop, then let work in flight finish.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::admin::AdminState;
 use crate::ingest::{AppState, router};
 
-/// How long shutdown waits for pipeline runs in flight.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for pipeline runs in flight; the rest resume at the next start.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Serve webhooks on an already-bound listener (tests bind port 0) until `shutdown`
-/// resolves; then stop accepting, finish requests in flight, and drain pipeline runs.
+/// Serve webhooks on an already-bound listener (tests bind port 0) until `stop` is
+/// cancelled; then stop accepting, finish requests in flight, and give pipeline runs in
+/// flight up to [`DRAIN_TIMEOUT`]. Deliveries still unfinished stay pending in the journal.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: CancellationToken,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stop.cancelled_owned())
         .await?;
-    let in_flight = state.dispatcher.in_flight();
-    if in_flight > 0 {
-        info!(in_flight, "waiting for pipeline runs in flight");
-    }
-    if !state.dispatcher.drain(DRAIN_TIMEOUT).await {
+    let in_flight = state.workers.in_flight();
+    info!(
+        in_flight,
+        "no longer accepting webhooks; waiting for pipeline runs in flight"
+    );
+    if !state.workers.shutdown(DRAIN_TIMEOUT).await {
         warn!(
-            in_flight = state.dispatcher.in_flight(),
-            "shutdown timed out with pipeline runs still in flight"
+            in_flight = state.workers.in_flight(),
+            "runs still in flight at the deadline; their deliveries stay pending and resume at the next start"
         );
     }
     Ok(())
+}
+
+/// Serve the admin API until `stop` is cancelled.
+pub async fn serve_admin(
+    listener: TcpListener,
+    state: AdminState,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, crate::admin::router(state))
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -23,6 +23,7 @@ pub fn bin() -> &'static str {
 pub struct Hookline {
     child: Child,
     pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
@@ -50,10 +51,20 @@ impl Hookline {
     pub fn start_with(body: &str, server_extra: &str, env: &[(&str, &str)]) -> Hookline {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("pipeline.toml");
-        let text = format!("[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n{body}");
+        let text = config_text(body, server_extra);
         std::fs::write(&config_path, text).expect("write config");
+        Self::start_in(dir, env)
+    }
+
+    /// Start on the `pipeline.toml` already in `dir` (e.g. again, after a crash).
+    pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Hookline {
+        let config_path = dir.path().join("pipeline.toml");
         let log_path = dir.path().join("hookline.log");
-        let log = std::fs::File::create(&log_path).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log file");
         let mut cmd = Command::new(bin());
         cmd.args(["--log-level", "debug", "serve", "--config"])
             .arg(&config_path)
@@ -66,14 +77,21 @@ impl Hookline {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut admin = String::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("hookline admin on http://") {
+                    admin = addr.trim().to_string();
+                }
                 if let Some(addr) = line.strip_prefix("hookline listening on http://") {
-                    let _ = tx.send(addr.trim().to_string());
+                    let _ = tx.send((addr.trim().to_string(), admin.clone()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a.parse().expect("address"),
+        let (addr, admin_addr) = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok((a, b)) => (
+                a.parse().expect("address"),
+                b.parse().expect("admin address"),
+            ),
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -85,6 +103,7 @@ impl Hookline {
         Hookline {
             child,
             addr,
+            admin_addr,
             dir,
             config_path,
             log_path,
@@ -93,6 +112,31 @@ impl Hookline {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin_addr, path)
+    }
+
+    /// `kill -9`: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kill the process and hand back its directory (config, journal, sink files).
+    pub fn crash(mut self) -> tempfile::TempDir {
+        self.kill();
+        let dir = tempfile::tempdir().expect("placeholder dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// Run `hookline <args>` against this instance's config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut all: Vec<&str> = args.to_vec();
+        let config = self.config_path.to_str().expect("utf-8 path");
+        all.extend(["--config", config]);
+        run_cli(&all, &[])
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -122,6 +166,13 @@ impl Hookline {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// The config a test runs: its own listeners on port 0 and a journal in its temp dir.
+pub fn config_text(body: &str, server_extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}"
+    )
 }
 
 impl Drop for Hookline {
@@ -232,6 +283,16 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(script: Vec<u16>) -> Receiver {
+        Self::start_on(0, script).await
+    }
+
+    /// A port nothing listens on (yet): bind, note the port, close.
+    pub fn free_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    }
+
+    pub async fn start_on(port: u16, script: Vec<u16>) -> Receiver {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let script = Arc::new(Mutex::new(
             script
@@ -251,7 +312,7 @@ impl Receiver {
                     StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
                 }
             });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -6,6 +6,7 @@
 
 mod diag;
 mod interp;
+mod sections;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -20,13 +21,14 @@ use toml::de::{DeTable, DeValue};
 
 pub use diag::{Diagnostic, Diagnostics, Locator, line_col};
 pub use interp::{DefaultUsed, expand};
+pub use sections::{AdminConfig, ServerConfig, SourceConfig, StorageConfig};
 
-use crate::verify::VerifyConfig;
+use crate::runtime::RetryPolicy;
 
 /// The sections `pipeline.toml` may have.
-const SECTIONS: &[&str] = &["server", "sources", "pipelines"];
+const SECTIONS: &[&str] = &["server", "storage", "admin", "sources", "pipelines"];
 /// Keys of a stage table that the engine reads; the rest belong to the plugin.
-const ENGINE_STAGE_KEYS: &[&str] = &["filter", "transform", "sink", "name"];
+const ENGINE_STAGE_KEYS: &[&str] = &["filter", "transform", "sink", "name", "retry"];
 
 /// A config file's text, kept so errors can quote positions in it.
 #[derive(Debug, Clone)]
@@ -102,6 +104,8 @@ impl ConfigFile {
 pub struct Config<'a> {
     pub file: &'a ConfigFile,
     pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub admin: AdminConfig,
     pub sources: Vec<SourceConfig>,
     pub pipelines: Vec<PipelineConfig<'a>>,
     /// `${VAR:-default}` references whose variable was unset.
@@ -118,6 +122,16 @@ impl Config<'_> {
         }
     }
 
+    /// The journal's path, resolved against the config file's directory.
+    pub fn storage_path(&self) -> PathBuf {
+        let base = self.file.base_dir();
+        if self.storage.path.is_absolute() {
+            self.storage.path.clone()
+        } else {
+            base.join(&self.storage.path)
+        }
+    }
+
     /// Secrets (or tokens) that came from a default written in the file: anyone who can read
     /// the file can forge webhooks, so `serve` warns loudly.
     pub fn insecure_defaults(&self) -> Vec<&DefaultUsed> {
@@ -129,45 +143,6 @@ impl Config<'_> {
             })
             .collect()
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Address of the webhook listener.
-    #[serde(default = "default_listen")]
-    pub listen: String,
-    /// Largest request body accepted (`"1MiB"`, `"512KiB"`, or bytes).
-    #[serde(default = "default_max_body")]
-    pub max_body: bytesize::ByteSize,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            listen: default_listen(),
-            max_body: default_max_body(),
-        }
-    }
-}
-
-fn default_listen() -> String {
-    "0.0.0.0:8080".into()
-}
-
-fn default_max_body() -> bytesize::ByteSize {
-    bytesize::ByteSize::mib(1)
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// Referenced by pipelines' `source`.
-    pub name: String,
-    /// URL path the source is served at, e.g. `/webhooks/leadshark`.
-    pub path: String,
-    /// Signature scheme and secrets.
-    pub verify: VerifyConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +178,8 @@ pub struct StageConfig<'a> {
     /// Span of the plugin name, for "unknown plugin" errors.
     pub plugin_span: Range<usize>,
     pub config: PluginConfig<'a>,
+    /// A sink's `retry` table (defaults when absent).
+    pub retry: RetryPolicy,
 }
 
 struct Checker<'l, 'e> {
@@ -237,6 +214,8 @@ impl Checker<'_, '_> {
         defaults_used: Vec<DefaultUsed>,
     ) -> Config<'a> {
         let mut server = ServerConfig::default();
+        let mut storage = StorageConfig::default();
+        let mut admin = AdminConfig::default();
         let mut sources = Vec::new();
         let mut pipelines = Vec::new();
         for (key, value) in doc.iter() {
@@ -250,6 +229,45 @@ impl Checker<'_, '_> {
                                 "`{}` is not a socket address (expected e.g. \"0.0.0.0:8080\" or \"127.0.0.1:0\")",
                                 server.listen
                             ));
+                        }
+                    }
+                }
+                "storage" => {
+                    if let Some(s) = self.de::<StorageConfig>(value) {
+                        storage = s;
+                        if storage.concurrency == 0 {
+                            self.err(
+                                entry_span(value, "concurrency"),
+                                None,
+                                "`concurrency` must be at least 1",
+                            );
+                        }
+                    }
+                }
+                "admin" => {
+                    if let Some(a) = self.de::<AdminConfig>(value) {
+                        admin = a;
+                        match admin.listen.parse::<SocketAddr>() {
+                            Err(_) => self.err(
+                                entry_span(value, "listen"),
+                                None,
+                                format!("`{}` is not a socket address (expected e.g. \"127.0.0.1:9090\")", admin.listen),
+                            ),
+                            Ok(addr) if !addr.ip().is_loopback() && admin.token.is_none() => self.err(
+                                entry_span(value, "listen"),
+                                None,
+                                format!(
+                                    "the admin API would listen on {addr}, which is not loopback, without a `token`: set `token = \"${{HOOKLINE_ADMIN_TOKEN}}\"` or listen on 127.0.0.1"
+                                ),
+                            ),
+                            Ok(_) => {}
+                        }
+                        if admin.token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+                            self.err(
+                                entry_span(value, "token"),
+                                None,
+                                "the admin `token` must be at least 16 characters",
+                            );
                         }
                     }
                 }
@@ -293,6 +311,8 @@ impl Checker<'_, '_> {
         Config {
             file,
             server,
+            storage,
+            admin,
             sources,
             pipelines: pipelines.into_iter().map(|(_, p)| p).collect(),
             defaults_used,
@@ -487,6 +507,26 @@ impl Checker<'_, '_> {
                     format!("two stages are named `{name}`; give one a distinct `name`"),
                 );
             }
+            let retry = match table.iter().find(|(k, _)| k.get_ref() == "retry") {
+                None => RetryPolicy::default(),
+                Some((_, v)) if kind != StageKind::Sink => {
+                    self.err(
+                        v.span(),
+                        None,
+                        format!("`retry` applies to sinks; a {kind} is not retried"),
+                    );
+                    RetryPolicy::default()
+                }
+                Some((_, v)) => match self.de::<RetryPolicy>(v) {
+                    Some(policy) => {
+                        if let Err(e) = policy.validate() {
+                            self.err(v.span(), None, e);
+                        }
+                        policy
+                    }
+                    None => RetryPolicy::default(),
+                },
+            };
             let mut plugin_table = DeTable::new();
             for (k, v) in table.iter() {
                 if !ENGINE_STAGE_KEYS.contains(&k.get_ref().as_ref()) {
@@ -499,6 +539,7 @@ impl Checker<'_, '_> {
                 kind,
                 plugin: plugin.clone(),
                 plugin_span: plugin_value.span(),
+                retry,
                 config: PluginConfig::new(
                     plugin,
                     Spanned::new(item.span(), DeValue::Table(plugin_table)),

@@ -5,18 +5,20 @@
 //! before the first event, so a config that would fail at run time fails at start-up (or a
 //! reload keeps the running set).
 
-mod dispatch;
 mod pipeline;
+mod retry;
+mod worker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use hookline_plugin_api::{BuildContext, Registry, StageKind};
 
-pub use dispatch::{Busy, Dispatcher};
 pub use pipeline::{Outcome, Pipeline, Stage, StageOp};
+pub use retry::RetryPolicy;
+pub use worker::Workers;
 
-use crate::config::{Config, Diagnostics, ServerConfig};
+use crate::config::{AdminConfig, Config, Diagnostics, ServerConfig, StorageConfig};
 use crate::verify::Verifier;
 
 /// A `[[sources]]` entry, ready to verify requests.
@@ -25,6 +27,7 @@ pub struct Source {
     pub name: String,
     pub path: String,
     pub verifier: Box<dyn Verifier>,
+    pub dedupe_window: std::time::Duration,
     /// Pipelines fed by this source, in config order.
     pub pipelines: Vec<Arc<Pipeline>>,
 }
@@ -43,6 +46,10 @@ impl Source {
 #[derive(Debug)]
 pub struct Runtime {
     pub server: ServerConfig,
+    pub storage: StorageConfig,
+    /// The journal's path, resolved.
+    pub storage_path: std::path::PathBuf,
+    pub admin: AdminConfig,
     /// Sources by URL path.
     pub sources: HashMap<String, Arc<Source>>,
     pub pipelines: Vec<Arc<Pipeline>>,
@@ -85,6 +92,7 @@ impl Runtime {
                         name: s.name.clone(),
                         plugin: s.plugin.clone(),
                         op,
+                        retry: s.retry,
                     }),
                 }
             }
@@ -111,6 +119,7 @@ impl Runtime {
                             name: s.name.clone(),
                             path: s.path.clone(),
                             verifier,
+                            dedupe_window: s.dedupe_window,
                             pipelines: feeds,
                         }),
                     );
@@ -122,12 +131,25 @@ impl Runtime {
         if errors.is_empty() {
             Ok(Runtime {
                 server: config.server.clone(),
+                storage: config.storage.clone(),
+                storage_path: config.storage_path(),
+                admin: config.admin.clone(),
                 sources,
                 pipelines,
             })
         } else {
             Err(Diagnostics(errors))
         }
+    }
+}
+
+impl Runtime {
+    /// A pipeline by name.
+    pub fn pipeline(&self, name: &str) -> Option<&Pipeline> {
+        self.pipelines
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.as_ref())
     }
 }
 

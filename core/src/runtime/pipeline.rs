@@ -13,6 +13,8 @@ pub struct Stage {
     pub name: String,
     pub plugin: String,
     pub op: StageOp,
+    /// How a retryable failure here is retried (sinks set it; others use the default).
+    pub retry: super::RetryPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +179,7 @@ mod tests {
             name: name.into(),
             plugin: name.into(),
             op,
+            retry: super::super::RetryPolicy::default(),
         }
     }
 

@@ -138,6 +138,25 @@ impl Verifier for LeadsharkVerifier {
             idempotency_key: Some(hex::encode(Sha256::digest(signed_bytes))),
         })
     }
+
+    fn problems(&self, verified: &Verified) -> Vec<String> {
+        match hookline_plugin_api::leadshark::LeadSharkEvent::from_value(&verified.payload) {
+            Ok(event) => event
+                .required_fields_missing()
+                .into_iter()
+                .map(|field| {
+                    format!(
+                        "`{}` event is missing required field `{field}`",
+                        verified.event_type
+                    )
+                })
+                .collect(),
+            Err(e) => vec![format!(
+                "`{}` payload does not match LeadShark's documented shape: {e}",
+                verified.event_type
+            )],
+        }
+    }
 }
 
 /// The `X-Webhook-Signature` value LeadShark would send for `body`: lower-case hex
@@ -445,6 +464,7 @@ sys.stdout.write(json.dumps(out))
         v.verify(&Unverified {
             headers: &headers(&[sig.as_bytes()], &[]),
             body,
+            now: jiff::Timestamp::now(),
         })
     }
 
@@ -676,6 +696,7 @@ sys.stdout.write(json.dumps(out))
         let no_header = v.verify(&Unverified {
             headers: &HeaderMap::new(),
             body,
+            now: jiff::Timestamp::now(),
         });
         let r = rejected(no_header, body);
         assert_eq!((r.status(), r.reason()), (401, "missing_signature"));
@@ -693,7 +714,14 @@ sys.stdout.write(json.dumps(out))
         ];
         for sig in &malformed {
             let h = headers(&[sig.as_bytes()], &[]);
-            let r = rejected(v.verify(&Unverified { headers: &h, body }), body);
+            let r = rejected(
+                v.verify(&Unverified {
+                    headers: &h,
+                    body,
+                    now: jiff::Timestamp::now(),
+                }),
+                body,
+            );
             assert_eq!(
                 (r.status(), r.reason()),
                 (401, "malformed_signature"),
@@ -707,6 +735,7 @@ sys.stdout.write(json.dumps(out))
             v.verify(&Unverified {
                 headers: &twice,
                 body,
+                now: jiff::Timestamp::now(),
             }),
             body,
         );
@@ -724,7 +753,11 @@ sys.stdout.write(json.dumps(out))
     fn verify_signed(body: &[u8], events: &[&str]) -> Result<Verified, Rejection> {
         let sig = sign(SECRET, body);
         let h = headers(&[sig.as_bytes()], events);
-        verifier(&[SECRET], true).verify(&Unverified { headers: &h, body })
+        verifier(&[SECRET], true).verify(&Unverified {
+            headers: &h,
+            body,
+            now: jiff::Timestamp::now(),
+        })
     }
 
     #[test]
@@ -852,7 +885,11 @@ sys.stdout.write(json.dumps(out))
                 };
                 let mut h = HeaderMap::new();
                 h.insert(SIGNATURE_HEADER, value);
-                match v.verify(&Unverified { headers: &h, body }) {
+                match v.verify(&Unverified {
+                    headers: &h,
+                    body,
+                    now: jiff::Timestamp::now(),
+                }) {
                     Ok(verified) => {
                         assert!(verified.payload.is_object());
                         assert!(!verified.event_type.is_empty());

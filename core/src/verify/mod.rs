@@ -24,6 +24,8 @@ pub mod leadshark;
 pub struct Unverified<'a> {
     pub headers: &'a http::HeaderMap,
     pub body: &'a [u8],
+    /// The time to judge signed timestamps against (verification never reads the clock).
+    pub now: jiff::Timestamp,
 }
 
 /// A request whose signature checked out, decoded.
@@ -91,6 +93,16 @@ impl Rejection {
         }
     }
 
+    /// The signature checked out, but the payload cannot be processed (not JSON, not an
+    /// object, no event type). Such a request is authenticated, so it is kept as a dead
+    /// letter rather than refused: nothing authenticated is lost.
+    pub fn authenticated(&self) -> bool {
+        matches!(
+            self,
+            Rejection::MalformedJson(_) | Rejection::NotAnObject | Rejection::MissingEvent { .. }
+        )
+    }
+
     /// A closed set of names, for the `reason` label of the verification-failure metric.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -119,6 +131,13 @@ impl Rejection {
 /// A source's signature scheme, built once from its config.
 pub trait Verifier: Send + Sync + std::fmt::Debug {
     fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection>;
+
+    /// Problems that make a verified event unprocessable although it is well-formed JSON
+    /// (e.g. a LeadShark `email.captured` without `data.lead.email`). Such an event is
+    /// dead-lettered with this reason instead of entering pipelines.
+    fn problems(&self, _verified: &Verified) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A source's `verify` table: `verify = { scheme = "leadshark", secrets = [...] }`.

@@ -1,0 +1,231 @@
+//! The admin listener: health, readiness, and the dead-letter API under `/api/v1`.
+//!
+//! It listens on loopback by default. With `[admin] token` set, every request must carry
+//! `Authorization: Bearer <token>` (compared in constant time); config checking refuses a
+//! non-loopback address without one.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::ingest::ApiError;
+use crate::journal::{DeadLetterFilter, Journal, Replayed};
+use crate::runtime::Workers;
+
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub journal: Arc<dyn Journal>,
+    pub workers: Workers,
+    pub token: Option<hookline_plugin_api::Secret>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/dead-letters", get(list).delete(purge_many))
+        .route("/api/v1/dead-letters/replay", post(replay_many))
+        .route("/api/v1/dead-letters/{id}", get(show).delete(purge_one))
+        .route("/api/v1/dead-letters/{id}/replay", post(replay_one))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such admin endpoint") });
+    api.layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+async fn auth(State(state): State<AdminState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+            let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+                .into_response();
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return resp;
+        }
+    }
+    next.run(req).await
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    match state.journal.depths().await {
+        Ok(d) => {
+            axum::Json(json!({ "status": "ready", "pending": d.pending, "dead_letters": d.dead }))
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "readiness: journal unavailable");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "journal unavailable").into_response()
+        }
+    }
+}
+
+/// Query string of list, bulk replay and bulk purge.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterQuery {
+    pipeline: Option<String>,
+    stage: Option<String>,
+    reason: Option<String>,
+    /// RFC 3339 time, or a duration ago such as `1h`.
+    since: Option<String>,
+    #[serde(default)]
+    include_replayed: bool,
+    #[serde(default)]
+    offset: u64,
+    limit: Option<u64>,
+    #[serde(default)]
+    from_start: bool,
+    /// Bulk purge without any filter must say so.
+    #[serde(default)]
+    all: bool,
+}
+
+impl FilterQuery {
+    fn filter(&self) -> Result<DeadLetterFilter, ApiError> {
+        let since = self
+            .since
+            .as_deref()
+            .map(parse_since)
+            .transpose()
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+        Ok(DeadLetterFilter {
+            pipeline: self.pipeline.clone(),
+            stage: self.stage.clone(),
+            reason: self.reason.clone(),
+            since,
+            include_replayed: self.include_replayed,
+        })
+    }
+
+    fn is_unfiltered(&self) -> bool {
+        self.pipeline.is_none()
+            && self.stage.is_none()
+            && self.reason.is_none()
+            && self.since.is_none()
+    }
+}
+
+/// `2026-11-27T10:00:00Z`, or a duration back from now (`90m`, `1h`, `7d`).
+pub fn parse_since(s: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let d = humantime::parse_duration(s).map_err(|_| {
+        format!("`since` must be an RFC 3339 time or a duration such as 1h, not `{s}`")
+    })?;
+    let d = jiff::SignedDuration::try_from(d).map_err(|e| e.to_string())?;
+    jiff::Timestamp::now()
+        .checked_sub(d)
+        .map_err(|e| e.to_string())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "admin API: journal error");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "journal error; see the service log",
+    )
+}
+
+async fn list(
+    State(s): State<AdminState>,
+    q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let page = s
+        .journal
+        .list_dead(q.filter()?, q.offset, limit)
+        .await
+        .map_err(internal)?;
+    Ok(axum::Json(page).into_response())
+}
+
+async fn show(State(s): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    match s.journal.get_dead(id).await.map_err(internal)? {
+        Some(dl) => Ok(axum::Json(dl).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no such dead letter")),
+    }
+}
+
+async fn replay_one(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+    q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    match s.journal.replay(id, q.from_start).await.map_err(internal)? {
+        Replayed::Queued { delivery_id } => {
+            s.workers.wake();
+            Ok((
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "replayed": true, "delivery_id": delivery_id })),
+            )
+                .into_response())
+        }
+        Replayed::NotFound => Err(ApiError::new(StatusCode::NOT_FOUND, "no such dead letter")),
+        Replayed::Skipped { reason } => Err(ApiError::new(StatusCode::CONFLICT, reason)),
+    }
+}
+
+async fn replay_many(
+    State(s): State<AdminState>,
+    q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let ids = s.journal.dead_ids(q.filter()?).await.map_err(internal)?;
+    let (mut queued, mut skipped) = (0u64, 0u64);
+    for id in ids {
+        match s.journal.replay(id, q.from_start).await.map_err(internal)? {
+            Replayed::Queued { .. } => queued += 1,
+            _ => skipped += 1,
+        }
+    }
+    s.workers.wake();
+    Ok(axum::Json(json!({ "queued": queued, "skipped": skipped })).into_response())
+}
+
+async fn purge_one(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match s.journal.purge(vec![id]).await.map_err(internal)? {
+        0 => Err(ApiError::new(StatusCode::NOT_FOUND, "no such dead letter")),
+        _ => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+async fn purge_many(
+    State(s): State<AdminState>,
+    q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    if q.is_unfiltered() && !q.all {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "purging every dead letter needs `all=true`; or filter by pipeline, stage, reason or since",
+        ));
+    }
+    let ids = s.journal.dead_ids(q.filter()?).await.map_err(internal)?;
+    let purged = s.journal.purge(ids).await.map_err(internal)?;
+    Ok(axum::Json(json!({ "purged": purged })).into_response())
+}

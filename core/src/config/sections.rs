@@ -1,0 +1,124 @@
+//! The plain sections of `pipeline.toml`: `[server]`, `[storage]`, `[admin]`, `[[sources]]`.
+
+use std::time::Duration;
+
+use hookline_plugin_api::Secret;
+use serde::Deserialize;
+
+use crate::verify::VerifyConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the webhook listener.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest request body accepted (`"1MiB"`, `"512KiB"`, or bytes).
+    #[serde(default = "default_max_body")]
+    pub max_body: bytesize::ByteSize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_body: default_max_body(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8080".into()
+}
+
+fn default_max_body() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(1)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Referenced by pipelines' `source`.
+    pub name: String,
+    /// URL path the source is served at, e.g. `/webhooks/leadshark`.
+    pub path: String,
+    /// Signature scheme and secrets.
+    pub verify: VerifyConfig,
+    /// The same signed delivery within this window is answered with the first event's id
+    /// and not processed again (`"0s"` turns deduplication off).
+    #[serde(default = "default_dedupe_window", with = "humantime_serde")]
+    pub dedupe_window: Duration,
+}
+
+fn default_dedupe_window() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The SQLite journal; relative to the config file's directory.
+    #[serde(default = "default_db")]
+    pub path: std::path::PathBuf,
+    /// How long delivered events are kept for inspection and replay.
+    #[serde(default = "default_retain", with = "humantime_serde")]
+    pub retain: Duration,
+    /// Above this many pending deliveries, ingest answers 503 with `Retry-After`.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: u64,
+    /// Pipeline runs in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: default_db(),
+            retain: default_retain(),
+            max_pending: default_max_pending(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+fn default_db() -> std::path::PathBuf {
+    "data/hookline.db".into()
+}
+
+fn default_retain() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+
+fn default_max_pending() -> u64 {
+    100_000
+}
+
+fn default_concurrency() -> usize {
+    256
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener (`/healthz`, `/readyz`, `/api/v1/...`). On any address
+    /// other than loopback, `token` is required.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+    /// Bearer token required on every admin request when set.
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+            token: None,
+        }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9090".into()
+}

@@ -1,0 +1,285 @@
+//! `hookline dlq`: list, show, replay and purge dead letters, straight on the journal file.
+//! It works whether or not `serve` is running; a running service picks replayed deliveries
+//! up within a fraction of a second, a stopped one at its next start.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use crate::admin::parse_since;
+use crate::config::ConfigFile;
+use crate::journal::{DeadLetter, DeadLetterFilter, Journal, Replayed, SqliteJournal};
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    /// Config whose `[storage] path` names the journal.
+    #[arg(
+        long,
+        short,
+        default_value = "pipeline.toml",
+        env = "HOOKLINE_CONFIG",
+        global = true
+    )]
+    pub config: PathBuf,
+    /// The journal file itself (instead of reading it from the config).
+    #[arg(long, global = true)]
+    pub db: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct Filters {
+    /// Only this pipeline.
+    #[arg(long)]
+    pub pipeline: Option<String>,
+    /// Only this stage (name or index).
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Only errors containing this text (case-insensitive).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Only failures since this RFC 3339 time, or this long ago (`1h`, `7d`).
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+impl Filters {
+    fn to_filter(&self, include_replayed: bool) -> anyhow::Result<DeadLetterFilter> {
+        Ok(DeadLetterFilter {
+            pipeline: self.pipeline.clone(),
+            stage: self.stage.clone(),
+            reason: self.reason.clone(),
+            since: self
+                .since
+                .as_deref()
+                .map(parse_since)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            include_replayed,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pipeline.is_none()
+            && self.stage.is_none()
+            && self.reason.is_none()
+            && self.since.is_none()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, newest first.
+    List {
+        #[command(flatten)]
+        filters: Filters,
+        /// Also list ones already replayed.
+        #[arg(long)]
+        include_replayed: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        /// 1-based page of `limit` items.
+        #[arg(long, default_value_t = 1)]
+        page: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter: reason, stage, attempts, and the event as it entered the stage.
+    Show { id: String },
+    /// Send dead letters back into their pipelines, at the stage that failed.
+    Replay {
+        /// One dead letter; or use --all with filters.
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[command(flatten)]
+        filters: Filters,
+        /// Start again at the pipeline's first stage (earlier sinks deliver again).
+        #[arg(long)]
+        from_start: bool,
+    },
+    /// Delete dead letters.
+    Purge {
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[command(flatten)]
+        filters: Filters,
+    },
+}
+
+pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
+    let db = match &args.db {
+        Some(db) => db.clone(),
+        None => journal_path(&args.config)?,
+    };
+    if !db.exists() {
+        bail!(
+            "no journal at {} (has `hookline serve` run with this config?)",
+            db.display()
+        );
+    }
+    let journal = SqliteJournal::open(&db)?;
+    match args.command {
+        DlqCommand::List {
+            filters,
+            include_replayed,
+            limit,
+            page,
+            json,
+        } => {
+            let limit = limit.clamp(1, 1000);
+            let offset = page.saturating_sub(1) * limit;
+            let result = journal
+                .list_dead(filters.to_filter(include_replayed)?, offset, limit)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+                return Ok(());
+            }
+            if result.items.is_empty() {
+                println!(
+                    "no dead letters{}",
+                    if filters.is_empty() { "" } else { " match" }
+                );
+                return Ok(());
+            }
+            println!(
+                "{:<36}  {:<20}  {:<16}  {:<14}  {:>3}  error",
+                "id", "failed", "pipeline", "stage", "try"
+            );
+            for dl in &result.items {
+                println!(
+                    "{:<36}  {:<20}  {:<16}  {:<14}  {:>3}  {}",
+                    dl.id,
+                    dl.last_failed_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    dl.pipeline.as_deref().unwrap_or("(ingest)"),
+                    stage_label(dl),
+                    dl.attempts,
+                    one_line(&dl.error, 80)
+                );
+            }
+            let pages = result.total.div_ceil(limit);
+            println!("page {page} of {pages} ({} dead letters)", result.total);
+        }
+        DlqCommand::Show { id } => match journal.get_dead(id.clone()).await? {
+            Some(dl) => println!("{}", serde_json::to_string_pretty(&dl)?),
+            None => bail!("no dead letter {id}"),
+        },
+        DlqCommand::Replay {
+            id,
+            all,
+            filters,
+            from_start,
+        } => {
+            let ids = select(&journal, id, all, &filters).await?;
+            let bar = progress(ids.len());
+            let (mut queued, mut skipped) = (0u64, Vec::new());
+            for id in ids {
+                match journal.replay(id.clone(), from_start).await? {
+                    Replayed::Queued { .. } => queued += 1,
+                    Replayed::NotFound => skipped.push(format!("{id}: not found")),
+                    Replayed::Skipped { reason } => skipped.push(format!("{id}: {reason}")),
+                }
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            }
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            println!(
+                "queued {queued} for delivery; a running `hookline serve` picks them up now, a stopped one at its next start"
+            );
+            for s in &skipped {
+                println!("skipped {s}");
+            }
+            if queued == 0 && !skipped.is_empty() {
+                bail!("nothing replayed");
+            }
+        }
+        DlqCommand::Purge { id, all, filters } => {
+            let ids = select(&journal, id, all, &filters).await?;
+            let n = journal.purge(ids).await?;
+            println!("purged {n} dead letters");
+        }
+    }
+    Ok(())
+}
+
+async fn select(
+    journal: &SqliteJournal,
+    id: Option<String>,
+    all: bool,
+    filters: &Filters,
+) -> anyhow::Result<Vec<String>> {
+    match (id, all) {
+        (Some(id), _) => Ok(vec![id]),
+        (None, true) => Ok(journal.dead_ids(filters.to_filter(false)?).await?),
+        (None, false) => bail!(
+            "name a dead letter ID, or use --all (optionally with --pipeline, --stage, --reason, --since)"
+        ),
+    }
+}
+
+fn progress(n: usize) -> Option<indicatif::ProgressBar> {
+    (n >= 50).then(|| {
+        let bar = indicatif::ProgressBar::new(n as u64);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("replaying {bar:40} {pos}/{len} eta {eta}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    })
+}
+
+fn stage_label(dl: &DeadLetter) -> String {
+    match (&dl.stage_name, dl.stage_index) {
+        (Some(name), Some(i)) => format!("{i}:{name}"),
+        (None, Some(i)) => i.to_string(),
+        _ => "-".into(),
+    }
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() > max {
+        format!("{}…", flat.chars().take(max).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+/// The journal path from a config's `[storage] path`, without validating the rest (an
+/// operator inspecting dead letters need not have every secret in their environment).
+fn journal_path(config: &Path) -> anyhow::Result<PathBuf> {
+    let file = ConfigFile::read(config).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let doc = toml::de::DeTable::parse(&file.text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", config.display(), e.message()))?
+        .into_inner();
+    let raw = doc
+        .iter()
+        .find(|(k, _)| k.get_ref() == "storage")
+        .and_then(|(_, v)| v.get_ref().get("path"))
+        .and_then(|v| v.get_ref().as_str().map(str::to_string));
+    let path = match raw {
+        Some(raw) => {
+            let (expanded, _) = crate::config::expand(&raw, &|name| std::env::var(name).ok())
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("{}: [storage] path", config.display()))?;
+            PathBuf::from(expanded)
+        }
+        None => crate::config::StorageConfig::default().path,
+    };
+    Ok(if path.is_absolute() {
+        path
+    } else {
+        file.base_dir().join(path)
+    })
+}

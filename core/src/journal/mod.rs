@@ -1,0 +1,197 @@
+//! The journal: where an event is made durable before its 2xx, and where every delivery's
+//! state lives — current stage, attempts, next attempt time, last error — so that a crash, a
+//! restart or a five-hour backoff loses nothing. Dead letters live here too.
+//!
+//! [`Journal`] is the seam for other stores (NATS JetStream); [`SqliteJournal`] is the
+//! embedded default.
+
+mod sqlite;
+
+use hookline_plugin_api::Event;
+use jiff::Timestamp;
+use serde::Serialize;
+
+pub use sqlite::SqliteJournal;
+
+/// An event to make durable, with one delivery per pipeline it was routed to.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event: Event,
+    /// Same source + same key within `dedupe_until` → a duplicate, not processed again.
+    pub dedupe_key: Option<String>,
+    /// Until when this event's key marks later copies as duplicates.
+    pub dedupe_until: Timestamp,
+    pub pipelines: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Journaled; these deliveries are claimed by this process and should run now.
+    New { deliveries: Vec<DeliveryRef> },
+    /// Seen before: the first event's id.
+    Duplicate { first_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRef {
+    pub id: i64,
+    pub pipeline: String,
+}
+
+/// A delivery ready to run: the event as it enters `stage`.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub pipeline: String,
+    pub stage: usize,
+    /// Attempts already made at `stage`.
+    pub attempts: u32,
+    pub first_failed_at: Option<Timestamp>,
+    pub event: Event,
+}
+
+/// What happened to one branch of a delivery's run that did not complete.
+#[derive(Debug, Clone)]
+pub enum Continuation {
+    /// Try again at `stage` from `next_attempt_at`.
+    Retry {
+        stage: usize,
+        event: Event,
+        attempts: u32,
+        next_attempt_at: Timestamp,
+        error: String,
+        first_failed_at: Timestamp,
+    },
+    /// Give up: a dead letter.
+    Dead(NewDeadLetter),
+}
+
+/// A dead letter about to be written.
+#[derive(Debug, Clone)]
+pub struct NewDeadLetter {
+    pub event_id: String,
+    pub source: String,
+    /// `None` for a request that failed before routing (malformed but signed).
+    pub pipeline: Option<String>,
+    pub stage_index: Option<usize>,
+    pub stage_name: Option<String>,
+    pub error: String,
+    pub attempts: u32,
+    pub first_failed_at: Timestamp,
+    pub last_failed_at: Timestamp,
+    /// The event as it entered the failed stage.
+    pub event: Option<Event>,
+    /// The raw request body, when the event could not be decoded.
+    pub raw: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub event_id: String,
+    pub source: String,
+    pub pipeline: Option<String>,
+    pub stage_index: Option<usize>,
+    pub stage_name: Option<String>,
+    pub error: String,
+    pub attempts: u32,
+    pub first_failed_at: Timestamp,
+    pub last_failed_at: Timestamp,
+    pub created_at: Timestamp,
+    /// `dead`, or `replayed` once sent back into its pipeline.
+    pub state: String,
+    pub replayed_at: Option<Timestamp>,
+    pub event: Option<Event>,
+    /// Raw body as text (lossy) when the request could not be decoded.
+    pub raw: Option<String>,
+}
+
+/// Which dead letters to list, replay or purge.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    pub pipeline: Option<String>,
+    pub stage: Option<String>,
+    /// Substring of the error.
+    pub reason: Option<String>,
+    pub since: Option<Timestamp>,
+    /// Include ones already replayed.
+    pub include_replayed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Replayed {
+    /// A new pending delivery was created.
+    Queued {
+        delivery_id: i64,
+    },
+    NotFound,
+    /// Already replayed, or not replayable (no event snapshot and no pipeline).
+    Skipped {
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("journal is closed")]
+    Closed,
+    #[error("journal: stored data is not valid: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Open(String),
+}
+
+/// Counts the journal keeps current, for backpressure and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Depths {
+    pub pending: u64,
+    pub dead: u64,
+}
+
+/// The store behind ingest and the workers.
+#[async_trait::async_trait]
+pub trait Journal: Send + Sync + std::fmt::Debug {
+    /// Durably record an event and its deliveries (or detect a duplicate). Returns only after
+    /// the commit: the caller may answer 2xx.
+    async fn accept(&self, event: NewEvent) -> Result<Accepted, JournalError>;
+    /// Record a request that passed verification but cannot be processed.
+    async fn dead_letter(&self, letter: NewDeadLetter) -> Result<String, JournalError>;
+    /// Claim up to `limit` pending deliveries due by `now` that no live run holds.
+    async fn claim_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Delivery>, JournalError>;
+    /// Load deliveries just accepted (claimed by this process) for running.
+    async fn load(&self, ids: Vec<i64>) -> Result<Vec<Delivery>, JournalError>;
+    /// Record how a run ended: no continuations means delivered.
+    async fn settle(
+        &self,
+        delivery: i64,
+        continuations: Vec<Continuation>,
+    ) -> Result<(), JournalError>;
+    async fn depths(&self) -> Result<Depths, JournalError>;
+    /// Pending deliveries as last counted, without a query: cheap enough for every request.
+    fn pending_hint(&self) -> u64;
+    async fn list_dead(
+        &self,
+        filter: DeadLetterFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<DeadLetter>, JournalError>;
+    async fn get_dead(&self, id: String) -> Result<Option<DeadLetter>, JournalError>;
+    /// Send a dead letter back into its pipeline at the failed stage (or stage 0).
+    async fn replay(&self, id: String, from_start: bool) -> Result<Replayed, JournalError>;
+    /// Delete dead letters by id; returns how many were deleted.
+    async fn purge(&self, ids: Vec<String>) -> Result<u64, JournalError>;
+    /// Ids of dead letters matching a filter (for bulk replay and purge).
+    async fn dead_ids(&self, filter: DeadLetterFilter) -> Result<Vec<String>, JournalError>;
+    /// Delete delivered events received before `before`, and expired dedupe keys.
+    async fn prune(&self, before: Timestamp, now: Timestamp) -> Result<u64, JournalError>;
+}

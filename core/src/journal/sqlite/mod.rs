@@ -1,0 +1,330 @@
+//! The embedded journal: one SQLite file in WAL mode with `synchronous = FULL`.
+//!
+//! One writer thread owns the connection. Callers send it jobs; it takes every job waiting
+//! (up to [`MAX_BATCH`]), runs each in its own savepoint inside one transaction, commits
+//! once, and only then answers each caller. That is group commit: under load, one fsync
+//! covers many requests, so durability does not cost throughput. A failing job rolls back
+//! its savepoint alone.
+
+mod queries;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use super::{
+    Accepted, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Journal, JournalError,
+    NewDeadLetter, NewEvent, Page, Replayed,
+};
+
+/// Most jobs committed together.
+pub const MAX_BATCH: usize = 512;
+
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// A unit of work for the writer thread.
+trait Job: Send {
+    /// Run inside the batch's transaction; the reply is sent after the commit.
+    fn run(self: Box<Self>, conn: &Connection) -> Reply;
+    /// The batch could not start: answer without running.
+    fn fail(self: Box<Self>, error: &str);
+}
+
+struct Call<R, F> {
+    f: F,
+    tx: oneshot::Sender<Result<R, JournalError>>,
+}
+
+impl<R, F> Job for Call<R, F>
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection) -> Result<R, JournalError> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Reply {
+        let Call { f, tx } = *self;
+        let result = in_savepoint(conn, f);
+        Box::new(move |commit_error: Option<&str>| {
+            let out = match (result, commit_error) {
+                (Ok(v), None) => Ok(v),
+                (Ok(_), Some(e)) => Err(JournalError::Open(format!("journal commit failed: {e}"))),
+                (Err(e), _) => Err(e),
+            };
+            let _ = tx.send(out);
+        })
+    }
+
+    fn fail(self: Box<Self>, error: &str) {
+        let _ = self.tx.send(Err(JournalError::Open(format!(
+            "journal transaction failed: {error}"
+        ))));
+    }
+}
+
+/// SQLite journal. Cheap to clone; all clones share the writer thread.
+#[derive(Clone)]
+pub struct SqliteJournal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    boot: String,
+    pending: AtomicU64,
+    commits: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for SqliteJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteJournal")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl SqliteJournal {
+    /// Open (creating if needed) and migrate. Errors say what is wrong with the file.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                JournalError::Open(format!(
+                    "cannot create the journal's directory {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+        let mut conn = open_connection(path).map_err(|e| open_error(path, &e.to_string()))?;
+        schema::migrate(&mut conn).map_err(|e| open_error(path, &e))?;
+        let pending =
+            queries::count_pending(&conn).map_err(|e| open_error(path, &e.to_string()))?;
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
+        std::thread::Builder::new()
+            .name("hookline-journal".into())
+            .spawn(move || writer(conn, rx, &counter))
+            .map_err(|e| JournalError::Open(format!("cannot start the journal writer: {e}")))?;
+        Ok(SqliteJournal {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                jobs: tx,
+                boot: uuid::Uuid::now_v7().to_string(),
+                pending: AtomicU64::new(pending),
+                commits,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Pending deliveries as this process counts them (no query): for backpressure.
+    pub fn pending_now(&self) -> u64 {
+        self.inner.pending.load(Ordering::Relaxed)
+    }
+
+    /// Transactions committed so far (group commits, not jobs).
+    pub fn commits(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    /// Run `f` on the writer thread inside the current batch's transaction.
+    async fn call<R, F>(&self, f: F) -> Result<R, JournalError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, JournalError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Call { f, tx });
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| JournalError::Closed)?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    fn add_pending(&self, n: i64) {
+        if n >= 0 {
+            self.inner.pending.fetch_add(n as u64, Ordering::Relaxed);
+        } else {
+            let _ = self
+                .inner
+                .pending
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                    Some(p.saturating_sub(n.unsigned_abs()))
+                });
+        }
+    }
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // Reading the header is what detects "file is not a database".
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "could not switch to WAL mode (got {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn open_error(path: &Path, e: &str) -> JournalError {
+    JournalError::Open(format!("cannot open the journal {}: {e}", path.display()))
+}
+
+fn in_savepoint<R>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<R, JournalError>,
+) -> Result<R, JournalError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(e)
+        }
+    }
+}
+
+fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            for job in batch {
+                job.fail(&msg);
+            }
+            continue;
+        }
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job.run(&conn)).collect();
+        let commit = conn.execute_batch("COMMIT").err().map(|e| e.to_string());
+        if commit.is_some() {
+            let _ = conn.execute_batch("ROLLBACK");
+        } else {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        for reply in replies {
+            reply(commit.as_deref());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Journal for SqliteJournal {
+    async fn accept(&self, event: NewEvent) -> Result<Accepted, JournalError> {
+        let boot = self.inner.boot.clone();
+        let accepted = self
+            .call(move |c| queries::accept(c, &event, &boot))
+            .await?;
+        if let Accepted::New { deliveries } = &accepted {
+            self.add_pending(deliveries.len() as i64);
+        }
+        Ok(accepted)
+    }
+
+    async fn dead_letter(&self, letter: NewDeadLetter) -> Result<String, JournalError> {
+        self.call(move |c| queries::insert_dead_letter(c, None, &letter))
+            .await
+    }
+
+    async fn claim_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Delivery>, JournalError> {
+        let boot = self.inner.boot.clone();
+        self.call(move |c| queries::claim_due(c, now, limit, &boot))
+            .await
+    }
+
+    async fn load(&self, ids: Vec<i64>) -> Result<Vec<Delivery>, JournalError> {
+        self.call(move |c| queries::load(c, &ids)).await
+    }
+
+    async fn settle(
+        &self,
+        delivery: i64,
+        continuations: Vec<Continuation>,
+    ) -> Result<(), JournalError> {
+        let retries = continuations
+            .iter()
+            .filter(|c| matches!(c, Continuation::Retry { .. }))
+            .count() as i64;
+        self.call(move |c| queries::settle(c, delivery, &continuations))
+            .await?;
+        // The settled delivery stops being pending; each retry continuation is pending.
+        self.add_pending(retries - 1);
+        Ok(())
+    }
+
+    async fn depths(&self) -> Result<Depths, JournalError> {
+        let depths = self.call(queries::depths).await?;
+        self.inner.pending.store(depths.pending, Ordering::Relaxed);
+        Ok(depths)
+    }
+
+    fn pending_hint(&self) -> u64 {
+        self.pending_now()
+    }
+
+    async fn list_dead(
+        &self,
+        filter: DeadLetterFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<DeadLetter>, JournalError> {
+        self.call(move |c| queries::list_dead(c, &filter, offset, limit))
+            .await
+    }
+
+    async fn get_dead(&self, id: String) -> Result<Option<DeadLetter>, JournalError> {
+        self.call(move |c| queries::get_dead(c, &id)).await
+    }
+
+    async fn replay(&self, id: String, from_start: bool) -> Result<Replayed, JournalError> {
+        let replayed = self
+            .call(move |c| queries::replay(c, &id, from_start))
+            .await?;
+        if matches!(replayed, Replayed::Queued { .. }) {
+            self.add_pending(1);
+        }
+        Ok(replayed)
+    }
+
+    async fn purge(&self, ids: Vec<String>) -> Result<u64, JournalError> {
+        self.call(move |c| queries::purge(c, &ids)).await
+    }
+
+    async fn dead_ids(&self, filter: DeadLetterFilter) -> Result<Vec<String>, JournalError> {
+        self.call(move |c| queries::dead_ids(c, &filter)).await
+    }
+
+    async fn prune(&self, before: Timestamp, now: Timestamp) -> Result<u64, JournalError> {
+        self.call(move |c| queries::prune(c, before, now)).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,470 @@
+//! The SQL, one function per journal operation. Each runs inside the writer's transaction.
+
+use hookline_plugin_api::Event;
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::journal::{
+    Accepted, Continuation, DeadLetter, DeadLetterFilter, Delivery, DeliveryRef, Depths,
+    JournalError, NewDeadLetter, NewEvent, Page, Replayed,
+};
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, JournalError> {
+    serde_json::to_string(v).map_err(|e| JournalError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, JournalError> {
+    serde_json::from_str(s).map_err(|e| JournalError::Corrupt(e.to_string()))
+}
+
+pub fn count_pending(c: &Connection) -> rusqlite::Result<u64> {
+    c.query_row(
+        "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n.max(0) as u64)
+}
+
+pub fn accept(c: &Connection, new: &NewEvent, boot: &str) -> Result<Accepted, JournalError> {
+    let e = &new.event;
+    let now = ms(e.received_at);
+    if let Some(key) = &new.dedupe_key {
+        let first: Option<String> = c
+            .prepare_cached(
+                "SELECT event_id FROM dedupe WHERE source = ?1 AND key = ?2 AND expires_at > ?3",
+            )?
+            .query_row(params![e.source, key, now], |r| r.get(0))
+            .optional()?;
+        if let Some(first_id) = first {
+            return Ok(Accepted::Duplicate { first_id });
+        }
+        c.prepare_cached("INSERT OR REPLACE INTO dedupe (source, key, event_id, expires_at) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![e.source, key, e.id, ms(new.dedupe_until)])?;
+    }
+    c.prepare_cached(
+        "INSERT INTO events (id, source, type, received_at, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![e.id, e.source, e.event_type, now, to_json(&e.headers)?, to_json(&e.payload)?])?;
+    let mut deliveries = Vec::with_capacity(new.pipelines.len());
+    let mut insert = c.prepare_cached(
+        "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, claimed_by, updated_at)
+         VALUES (?1, ?2, 0, 'pending', 0, ?3, ?4, ?3)",
+    )?;
+    for pipeline in &new.pipelines {
+        insert.execute(params![e.id, pipeline, now, boot])?;
+        deliveries.push(DeliveryRef {
+            id: c.last_insert_rowid(),
+            pipeline: pipeline.clone(),
+        });
+    }
+    Ok(Accepted::New { deliveries })
+}
+
+const DELIVERY_COLUMNS: &str =
+    "d.id, d.pipeline, d.stage, d.attempts, d.first_failed_at, d.snapshot,
+     e.id, e.source, e.type, e.received_at, e.headers, e.payload";
+
+fn delivery_from_row(r: &Row<'_>) -> Result<Delivery, JournalError> {
+    let snapshot: Option<String> = r.get(5)?;
+    let event = match snapshot {
+        Some(s) => from_json::<Event>(&s)?,
+        None => {
+            let id: Option<String> = r.get(6)?;
+            let Some(id) = id else {
+                return Err(JournalError::Corrupt(
+                    "delivery has neither snapshot nor event".into(),
+                ));
+            };
+            Event {
+                id,
+                source: r.get(7)?,
+                event_type: r.get(8)?,
+                received_at: ts(r.get(9)?),
+                headers: from_json(&r.get::<_, String>(10)?)?,
+                payload: from_json(&r.get::<_, String>(11)?)?,
+            }
+        }
+    };
+    Ok(Delivery {
+        id: r.get(0)?,
+        pipeline: r.get(1)?,
+        stage: r.get::<_, i64>(2)?.max(0) as usize,
+        attempts: r.get::<_, i64>(3)?.max(0) as u32,
+        first_failed_at: r.get::<_, Option<i64>>(4)?.map(ts),
+        event,
+    })
+}
+
+pub fn claim_due(
+    c: &Connection,
+    now: Timestamp,
+    limit: usize,
+    boot: &str,
+) -> Result<Vec<Delivery>, JournalError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d LEFT JOIN events e ON e.id = d.event_id
+         WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND (d.claimed_by IS NULL OR d.claimed_by != ?2)
+         ORDER BY d.next_attempt_at LIMIT ?3"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![ms(now), boot, limit as i64])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(delivery_from_row(row)?);
+    }
+    let mut claim = c.prepare_cached("UPDATE deliveries SET claimed_by = ?2 WHERE id = ?1")?;
+    for d in &out {
+        claim.execute(params![d.id, boot])?;
+    }
+    Ok(out)
+}
+
+pub fn load(c: &Connection, ids: &[i64]) -> Result<Vec<Delivery>, JournalError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d LEFT JOIN events e ON e.id = d.event_id WHERE d.id = ?1 AND d.state = 'pending'"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut rows = stmt.query(params![id])?;
+        if let Some(row) = rows.next()? {
+            out.push(delivery_from_row(row)?);
+        }
+    }
+    Ok(out)
+}
+
+pub fn settle(
+    c: &Connection,
+    delivery: i64,
+    continuations: &[Continuation],
+) -> Result<(), JournalError> {
+    let now = ms(Timestamp::now());
+    let Some(first) = continuations.first() else {
+        c.prepare_cached("UPDATE deliveries SET state = 'done', claimed_by = NULL, updated_at = ?2 WHERE id = ?1")?
+            .execute(params![delivery, now])?;
+        return Ok(());
+    };
+    let (event_id, pipeline): (String, String) = c.query_row(
+        "SELECT event_id, pipeline FROM deliveries WHERE id = ?1",
+        params![delivery],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    // The first branch updates the delivery in place; further branches of a split get rows of their own.
+    apply(c, delivery, first, now)?;
+    for more in &continuations[1..] {
+        c.prepare_cached(
+            "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, updated_at)
+             VALUES (?1, ?2, 0, 'pending', 0, ?3, ?3)",
+        )?
+        .execute(params![event_id, pipeline, now])?;
+        let id = c.last_insert_rowid();
+        apply(c, id, more, now)?;
+    }
+    Ok(())
+}
+
+fn apply(c: &Connection, delivery: i64, cont: &Continuation, now: i64) -> Result<(), JournalError> {
+    match cont {
+        Continuation::Retry {
+            stage,
+            event,
+            attempts,
+            next_attempt_at,
+            error,
+            first_failed_at,
+        } => {
+            c.prepare_cached(
+                "UPDATE deliveries SET state = 'pending', stage = ?2, snapshot = ?3, attempts = ?4, next_attempt_at = ?5,
+                 last_error = ?6, first_failed_at = ?7, claimed_by = NULL, updated_at = ?8 WHERE id = ?1",
+            )?
+            .execute(params![
+                delivery,
+                *stage as i64,
+                to_json(event)?,
+                *attempts as i64,
+                ms(*next_attempt_at),
+                error,
+                ms(*first_failed_at),
+                now
+            ])?;
+        }
+        Continuation::Dead(letter) => {
+            c.prepare_cached(
+                "UPDATE deliveries SET state = 'dead', stage = ?2, attempts = ?3, last_error = ?4, claimed_by = NULL,
+                 updated_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![
+                delivery,
+                letter.stage_index.unwrap_or(0) as i64,
+                letter.attempts as i64,
+                letter.error,
+                now
+            ])?;
+            insert_dead_letter(c, Some(delivery), letter)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn insert_dead_letter(
+    c: &Connection,
+    delivery: Option<i64>,
+    l: &NewDeadLetter,
+) -> Result<String, JournalError> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let event = l.event.as_ref().map(to_json).transpose()?;
+    c.prepare_cached(
+        "INSERT INTO dead_letters (id, delivery_id, event_id, source, pipeline, stage_index, stage_name, error, attempts,
+         first_failed_at, last_failed_at, created_at, state, event, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'dead', ?13, ?14)",
+    )?
+    .execute(params![
+        id,
+        delivery,
+        l.event_id,
+        l.source,
+        l.pipeline,
+        l.stage_index.map(|s| s as i64),
+        l.stage_name,
+        l.error,
+        l.attempts as i64,
+        ms(l.first_failed_at),
+        ms(l.last_failed_at),
+        ms(Timestamp::now()),
+        event,
+        l.raw
+    ])?;
+    Ok(id)
+}
+
+pub fn depths(c: &Connection) -> Result<Depths, JournalError> {
+    let pending = count_pending(c)?;
+    let dead: i64 = c.query_row(
+        "SELECT COUNT(*) FROM dead_letters WHERE state = 'dead'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(Depths {
+        pending,
+        dead: dead.max(0) as u64,
+    })
+}
+
+const DEAD_COLUMNS: &str =
+    "id, event_id, source, pipeline, stage_index, stage_name, error, attempts, first_failed_at,
+     last_failed_at, created_at, state, replayed_at, event, raw";
+
+fn dead_from_row(r: &Row<'_>) -> Result<DeadLetter, JournalError> {
+    let event: Option<String> = r.get(13)?;
+    let raw: Option<Vec<u8>> = r.get(14)?;
+    Ok(DeadLetter {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        source: r.get(2)?,
+        pipeline: r.get(3)?,
+        stage_index: r.get::<_, Option<i64>>(4)?.map(|s| s.max(0) as usize),
+        stage_name: r.get(5)?,
+        error: r.get(6)?,
+        attempts: r.get::<_, i64>(7)?.max(0) as u32,
+        first_failed_at: ts(r.get(8)?),
+        last_failed_at: ts(r.get(9)?),
+        created_at: ts(r.get(10)?),
+        state: r.get(11)?,
+        replayed_at: r.get::<_, Option<i64>>(12)?.map(ts),
+        event: event.map(|s| from_json(&s)).transpose()?,
+        raw: raw.map(|b| String::from_utf8_lossy(&b).into_owned()),
+    })
+}
+
+/// WHERE clause and its parameters for a filter.
+fn filter_sql(f: &DeadLetterFilter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut clauses = Vec::new();
+    let mut values = Vec::new();
+    if !f.include_replayed {
+        clauses.push("state = 'dead'".to_string());
+    }
+    if let Some(p) = &f.pipeline {
+        values.push(Value::Text(p.clone()));
+        clauses.push(format!("pipeline = ?{}", values.len()));
+    }
+    if let Some(s) = &f.stage {
+        values.push(Value::Text(s.clone()));
+        let n = values.len();
+        clauses.push(format!(
+            "(stage_name = ?{n} OR CAST(stage_index AS TEXT) = ?{n})"
+        ));
+    }
+    if let Some(r) = &f.reason {
+        values.push(Value::Text(r.clone()));
+        clauses.push(format!("instr(lower(error), lower(?{})) > 0", values.len()));
+    }
+    if let Some(since) = f.since {
+        values.push(Value::Integer(ms(since)));
+        clauses.push(format!("last_failed_at >= ?{}", values.len()));
+    }
+    let sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    (sql, values)
+}
+
+pub fn list_dead(
+    c: &Connection,
+    f: &DeadLetterFilter,
+    offset: u64,
+    limit: u64,
+) -> Result<Page<DeadLetter>, JournalError> {
+    let (clause, values) = filter_sql(f);
+    let total: i64 = c.query_row(
+        &format!("SELECT COUNT(*) FROM dead_letters {clause}"),
+        rusqlite::params_from_iter(values.iter()),
+        |r| r.get(0),
+    )?;
+    let sql = format!(
+        "SELECT {DEAD_COLUMNS} FROM dead_letters {clause} ORDER BY created_at DESC, id DESC LIMIT {} OFFSET {}",
+        limit.min(i64::MAX as u64),
+        offset.min(i64::MAX as u64)
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next()? {
+        items.push(dead_from_row(row)?);
+    }
+    Ok(Page {
+        items,
+        total: total.max(0) as u64,
+        offset,
+        limit,
+    })
+}
+
+pub fn dead_ids(c: &Connection, f: &DeadLetterFilter) -> Result<Vec<String>, JournalError> {
+    let (clause, values) = filter_sql(f);
+    let mut stmt = c.prepare(&format!(
+        "SELECT id FROM dead_letters {clause} ORDER BY created_at, id"
+    ))?;
+    let ids = stmt
+        .query_map(rusqlite::params_from_iter(values.iter()), |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
+pub fn get_dead(c: &Connection, id: &str) -> Result<Option<DeadLetter>, JournalError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {DEAD_COLUMNS} FROM dead_letters WHERE id = ?1"
+    ))?;
+    let mut rows = stmt.query(params![id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(dead_from_row(row)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn replay(c: &Connection, id: &str, from_start: bool) -> Result<Replayed, JournalError> {
+    let Some(dl) = get_dead(c, id)? else {
+        return Ok(Replayed::NotFound);
+    };
+    if dl.state != "dead" {
+        return Ok(Replayed::Skipped {
+            reason: "already replayed".into(),
+        });
+    }
+    let (Some(pipeline), Some(snapshot)) = (&dl.pipeline, &dl.event) else {
+        return Ok(Replayed::Skipped {
+            reason: "the request failed before routing (it could not be decoded); have the sender resend it".into(),
+        });
+    };
+    let (stage, event) = if from_start {
+        let original: Option<Event> = c
+            .query_row(
+                "SELECT id, source, type, received_at, headers, payload FROM events WHERE id = ?1",
+                params![dl.event_id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?)),
+            )
+            .optional()?
+            .map(|(id, source, event_type, received, headers, payload)| -> Result<Event, JournalError> {
+                Ok(Event {
+                    id,
+                    source,
+                    event_type,
+                    received_at: ts(received),
+                    headers: from_json(&headers)?,
+                    payload: from_json(&payload)?,
+                })
+            })
+            .transpose()?;
+        match original {
+            Some(e) => (0usize, e),
+            None if dl.stage_index == Some(0) => (0, snapshot.clone()),
+            None => {
+                return Ok(Replayed::Skipped {
+                    reason: "the original event is no longer in the journal; replay from the failed stage instead".into(),
+                });
+            }
+        }
+    } else {
+        (dl.stage_index.unwrap_or(0), snapshot.clone())
+    };
+    let now = ms(Timestamp::now());
+    c.prepare_cached(
+        "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, snapshot, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5, ?4)",
+    )?
+    .execute(params![dl.event_id, pipeline, stage as i64, now, to_json(&event)?])?;
+    let delivery_id = c.last_insert_rowid();
+    c.prepare_cached("UPDATE dead_letters SET state = 'replayed', replayed_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now])?;
+    c.prepare_cached(
+        "UPDATE deliveries SET state = 'replayed', updated_at = ?2
+         WHERE id = (SELECT delivery_id FROM dead_letters WHERE id = ?1) AND state = 'dead'",
+    )?
+    .execute(params![id, now])?;
+    Ok(Replayed::Queued { delivery_id })
+}
+
+pub fn purge(c: &Connection, ids: &[String]) -> Result<u64, JournalError> {
+    let mut n = 0;
+    let mut del = c.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
+    let mut retire = c.prepare_cached(
+        "UPDATE deliveries SET state = 'done' WHERE id = (SELECT delivery_id FROM dead_letters WHERE id = ?1) AND state = 'dead'",
+    )?;
+    for id in ids {
+        retire.execute(params![id])?;
+        n += del.execute(params![id])? as u64;
+    }
+    Ok(n)
+}
+
+pub fn prune(c: &Connection, before: Timestamp, now: Timestamp) -> Result<u64, JournalError> {
+    let before = ms(before);
+    c.execute(
+        "DELETE FROM dedupe WHERE expires_at <= ?1",
+        params![ms(now)],
+    )?;
+    // Events whose every delivery finished (delivered, dropped, replayed elsewhere).
+    let removed = c.execute(
+        "DELETE FROM events WHERE received_at < ?1 AND NOT EXISTS (
+           SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.state IN ('pending', 'dead'))",
+        params![before],
+    )?;
+    c.execute(
+        "DELETE FROM deliveries WHERE state IN ('done', 'replayed') AND updated_at < ?1
+           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)",
+        params![before],
+    )?;
+    Ok(removed as u64)
+}

@@ -1,0 +1,87 @@
+//! Schema migrations, versioned with `PRAGMA user_version`. Append only: a released
+//! migration is never edited.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: events, deliveries, dead letters, dedupe keys.
+    r#"
+CREATE TABLE events (
+  id          TEXT PRIMARY KEY,
+  source      TEXT NOT NULL,
+  type        TEXT NOT NULL,
+  received_at INTEGER NOT NULL,       -- unix ms
+  headers     TEXT NOT NULL,          -- JSON [[name, value], ...]
+  payload     TEXT NOT NULL           -- JSON
+);
+CREATE INDEX events_received ON events(received_at);
+
+CREATE TABLE deliveries (
+  id              INTEGER PRIMARY KEY,
+  event_id        TEXT NOT NULL,
+  pipeline        TEXT NOT NULL,
+  stage           INTEGER NOT NULL DEFAULT 0,
+  state           TEXT NOT NULL,      -- pending | done | dead | replayed
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL,
+  first_failed_at INTEGER,
+  last_error      TEXT,
+  snapshot        TEXT,               -- Event JSON as it enters `stage`, when not the stored event
+  claimed_by      TEXT,               -- boot id of the process running it
+  updated_at      INTEGER NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE state = 'pending';
+CREATE INDEX deliveries_event ON deliveries(event_id);
+
+CREATE TABLE dead_letters (
+  id              TEXT PRIMARY KEY,
+  delivery_id     INTEGER,
+  event_id        TEXT NOT NULL,
+  source          TEXT NOT NULL,
+  pipeline        TEXT,
+  stage_index     INTEGER,
+  stage_name      TEXT,
+  error           TEXT NOT NULL,
+  attempts        INTEGER NOT NULL,
+  first_failed_at INTEGER NOT NULL,
+  last_failed_at  INTEGER NOT NULL,
+  created_at      INTEGER NOT NULL,
+  state           TEXT NOT NULL DEFAULT 'dead',   -- dead | replayed
+  replayed_at     INTEGER,
+  event           TEXT,               -- Event JSON as it entered the failed stage
+  raw             BLOB                -- request body, when it could not be decoded
+);
+CREATE INDEX dead_letters_created ON dead_letters(created_at);
+
+CREATE TABLE dedupe (
+  source     TEXT NOT NULL,
+  key        TEXT NOT NULL,
+  event_id   TEXT NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (source, key)
+) WITHOUT ROWID;
+CREATE INDEX dedupe_expires ON dedupe(expires_at);
+"#,
+];
+
+/// Bring the database to the current schema. Refuses a database from a newer Hookline.
+pub fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    let current = MIGRATIONS.len() as i64;
+    if version > current {
+        return Err(format!(
+            "the journal has schema version {version}, newer than this hookline understands ({current}); upgrade hookline"
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(sql)
+            .map_err(|e| format!("migration {}: {e}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

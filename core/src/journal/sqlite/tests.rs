@@ -1,0 +1,262 @@
+use super::*;
+use crate::journal::{Journal, NewDeadLetter, NewEvent};
+use hookline_plugin_api::Event;
+use serde_json::json;
+
+fn event(id: &str) -> Event {
+    Event {
+        id: id.into(),
+        source: "leadshark".into(),
+        event_type: "new.like".into(),
+        received_at: Timestamp::now(),
+        headers: vec![("user-agent".into(), "t".into())],
+        payload: json!({"event": "new.like", "n": id}),
+    }
+}
+
+fn new_event(id: &str, key: Option<&str>, pipelines: &[&str]) -> NewEvent {
+    NewEvent {
+        event: event(id),
+        dedupe_key: key.map(str::to_string),
+        dedupe_until: Timestamp::now() + jiff::SignedDuration::from_hours(24),
+        pipelines: pipelines.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+fn journal() -> (tempfile::TempDir, SqliteJournal) {
+    let dir = tempfile::tempdir().expect("dir");
+    let j = SqliteJournal::open(&dir.path().join("j.db")).expect("open");
+    (dir, j)
+}
+
+#[tokio::test]
+async fn accept_dedupe_and_reopen() {
+    let (dir, j) = journal();
+    let Accepted::New { deliveries } = j
+        .accept(new_event("e1", Some("k"), &["a", "b"]))
+        .await
+        .expect("accept")
+    else {
+        panic!("new")
+    };
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(j.pending_now(), 2);
+    let dup = j
+        .accept(new_event("e2", Some("k"), &["a"]))
+        .await
+        .expect("accept");
+    assert_eq!(
+        dup,
+        Accepted::Duplicate {
+            first_id: "e1".into()
+        }
+    );
+    drop(j);
+    // A new process (new boot id) sees the unfinished deliveries as due.
+    let j = SqliteJournal::open(&dir.path().join("j.db")).expect("reopen");
+    assert_eq!(j.pending_now(), 2);
+    let due = j.claim_due(Timestamp::now(), 10).await.expect("claim");
+    assert_eq!(due.len(), 2);
+    assert_eq!(due[0].event.payload["n"], "e1");
+    // Claimed now: not handed out twice.
+    assert!(
+        j.claim_due(Timestamp::now(), 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn concurrent_accepts_share_commits() {
+    let (_dir, j) = journal();
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let j = j.clone();
+        tasks.push(tokio::spawn(async move {
+            j.accept(new_event(&format!("e{i}"), None, &["a"])).await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("accept");
+    }
+    assert_eq!(j.depths().await.expect("depths").pending, 400);
+    assert!(
+        j.commits() < 400,
+        "group commit batches requests: {} commits",
+        j.commits()
+    );
+}
+
+#[tokio::test]
+async fn retry_then_dead_then_replay() {
+    let (_dir, j) = journal();
+    let Accepted::New { deliveries } = j
+        .accept(new_event("e1", None, &["p"]))
+        .await
+        .expect("accept")
+    else {
+        panic!()
+    };
+    let id = deliveries[0].id;
+    let mut snapshot = event("e1");
+    snapshot.payload = json!({"changed": true});
+    let later = Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+    j.settle(
+        id,
+        vec![Continuation::Retry {
+            stage: 2,
+            event: snapshot.clone(),
+            attempts: 1,
+            next_attempt_at: later,
+            error: "503".into(),
+            first_failed_at: Timestamp::now(),
+        }],
+    )
+    .await
+    .expect("settle");
+    assert!(
+        j.claim_due(Timestamp::now(), 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not due yet"
+    );
+    let due = j.claim_due(later, 10).await.expect("claim");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].stage, 2);
+    assert_eq!(due[0].attempts, 1);
+    assert_eq!(due[0].event.payload, json!({"changed": true}));
+
+    let letter = NewDeadLetter {
+        event_id: "e1".into(),
+        source: "leadshark".into(),
+        pipeline: Some("p".into()),
+        stage_index: Some(2),
+        stage_name: Some("http".into()),
+        error: "HTTP 500 from receiver".into(),
+        attempts: 8,
+        first_failed_at: Timestamp::now(),
+        last_failed_at: Timestamp::now(),
+        event: Some(snapshot.clone()),
+        raw: None,
+    };
+    j.settle(id, vec![Continuation::Dead(letter)])
+        .await
+        .expect("settle");
+    assert_eq!(
+        j.depths().await.expect("depths"),
+        Depths {
+            pending: 0,
+            dead: 1
+        }
+    );
+    let page = j
+        .list_dead(
+            DeadLetterFilter {
+                reason: Some("http 500".into()),
+                ..Default::default()
+            },
+            0,
+            10,
+        )
+        .await
+        .expect("list");
+    assert_eq!(page.total, 1);
+    let dl = &page.items[0];
+    assert_eq!(dl.stage_name.as_deref(), Some("http"));
+    let none = j
+        .list_dead(
+            DeadLetterFilter {
+                pipeline: Some("other".into()),
+                ..Default::default()
+            },
+            0,
+            10,
+        )
+        .await
+        .expect("list");
+    assert_eq!(none.total, 0);
+
+    let r = j.replay(dl.id.clone(), false).await.expect("replay");
+    assert!(matches!(r, Replayed::Queued { .. }));
+    assert_eq!(
+        j.replay(dl.id.clone(), false).await.expect("replay"),
+        Replayed::Skipped {
+            reason: "already replayed".into()
+        }
+    );
+    let due = j.claim_due(Timestamp::now(), 10).await.expect("claim");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].stage, 2, "replay resumes at the failed stage");
+    assert_eq!(due[0].event.payload, json!({"changed": true}));
+    assert_eq!(j.depths().await.expect("depths").dead, 0);
+}
+
+#[tokio::test]
+async fn ingest_dead_letters_keep_the_raw_body_and_purge() {
+    let (_dir, j) = journal();
+    let id = j
+        .dead_letter(NewDeadLetter {
+            event_id: "e9".into(),
+            source: "leadshark".into(),
+            pipeline: None,
+            stage_index: None,
+            stage_name: None,
+            error: "malformed JSON".into(),
+            attempts: 0,
+            first_failed_at: Timestamp::now(),
+            last_failed_at: Timestamp::now(),
+            event: None,
+            raw: Some(b"{not json".to_vec()),
+        })
+        .await
+        .expect("dead letter");
+    let dl = j.get_dead(id.clone()).await.expect("get").expect("exists");
+    assert_eq!(dl.raw.as_deref(), Some("{not json"));
+    assert!(matches!(
+        j.replay(id.clone(), false).await.expect("replay"),
+        Replayed::Skipped { .. }
+    ));
+    assert_eq!(j.purge(vec![id.clone()]).await.expect("purge"), 1);
+    assert!(j.get_dead(id).await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn prune_keeps_unfinished_events() {
+    let (_dir, j) = journal();
+    let Accepted::New { deliveries } = j
+        .accept(new_event("done", Some("k1"), &["p"]))
+        .await
+        .expect("accept")
+    else {
+        panic!()
+    };
+    j.settle(deliveries[0].id, vec![]).await.expect("settle");
+    j.accept(new_event("pending", None, &["p"]))
+        .await
+        .expect("accept");
+    let future = Timestamp::now() + jiff::SignedDuration::from_hours(48);
+    assert_eq!(j.prune(future, future).await.expect("prune"), 1);
+    // The dedupe key expired too: the same body is new again.
+    let again = j
+        .accept(new_event("done2", Some("k1"), &["p"]))
+        .await
+        .expect("accept");
+    assert!(matches!(again, Accepted::New { .. }));
+}
+
+#[test]
+fn not_a_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("bad.db");
+    std::fs::write(
+        &path,
+        b"this is not sqlite, just some text that is long enough to have a header......",
+    )
+    .expect("write");
+    let err = SqliteJournal::open(&path).expect_err("not a db");
+    assert!(err.to_string().contains("not a database"), "{err}");
+    let err = SqliteJournal::open(dir.path()).expect_err("a directory");
+    assert!(err.to_string().contains("cannot open the journal"), "{err}");
+}

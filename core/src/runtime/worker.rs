@@ -1,0 +1,324 @@
+//! Workers: run journaled deliveries through their pipelines and settle the outcome in the
+//! journal — delivered, retry later (persisted `next_attempt_at`), or dead letter.
+//!
+//! Fresh deliveries are handed over by ingest right after their commit; a poller claims the
+//! rest from the journal (retries that came due, replays, and whatever a previous process
+//! left unfinished). Runs in flight are bounded; shutdown waits for them up to a deadline and
+//! leaves the rest pending for the next start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hookline_plugin_api::StageError;
+use jiff::Timestamp;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use super::{Outcome, Pipeline, Runtime};
+use crate::journal::{Continuation, Delivery, Journal, NewDeadLetter};
+
+/// How often the poller looks for due deliveries when nothing wakes it.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How often delivered events past retention are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone)]
+pub struct Workers {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    journal: Arc<dyn Journal>,
+    runtime: Arc<ArcSwap<Runtime>>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    wake: Notify,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Workers {
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        runtime: Arc<ArcSwap<Runtime>>,
+        concurrency: usize,
+    ) -> Self {
+        Workers {
+            inner: Arc::new(Inner {
+                journal,
+                runtime,
+                permits: Arc::new(Semaphore::new(concurrency.max(1))),
+                tracker: TaskTracker::new(),
+                wake: Notify::new(),
+                stop: tokio_util::sync::CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.inner.journal
+    }
+
+    /// Run a delivery now (it is already claimed by this process).
+    pub fn spawn(&self, delivery: Delivery) {
+        let this = self.clone();
+        self.inner.tracker.spawn(async move {
+            let Ok(_permit) = this.inner.permits.clone().acquire_owned().await else {
+                return;
+            };
+            this.run(delivery).await;
+        });
+    }
+
+    /// Ask the poller to look now (after a replay, say).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Start the poller and the pruner.
+    pub fn start(&self, retain: Duration) {
+        let this = self.clone();
+        self.inner
+            .tracker
+            .spawn(async move { this.poll_loop().await });
+        let this = self.clone();
+        self.inner
+            .tracker
+            .spawn(async move { this.prune_loop(retain).await });
+    }
+
+    /// Stop claiming work and wait up to `timeout` for runs in flight. Anything unfinished
+    /// stays pending in the journal and resumes at the next start.
+    pub async fn shutdown(&self, timeout: Duration) -> bool {
+        self.inner.stop.cancel();
+        self.inner.tracker.close();
+        tokio::time::timeout(timeout, self.inner.tracker.wait())
+            .await
+            .is_ok()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.inner.tracker.len()
+    }
+
+    async fn poll_loop(&self) {
+        loop {
+            tokio::select! {
+                () = self.inner.stop.cancelled() => return,
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = self.inner.wake.notified() => {}
+            }
+            let room = self.inner.permits.available_permits();
+            if room == 0 {
+                continue;
+            }
+            match self
+                .inner
+                .journal
+                .claim_due(Timestamp::now(), room.min(512))
+                .await
+            {
+                Ok(due) => {
+                    if !due.is_empty() {
+                        debug!(count = due.len(), "claimed due deliveries");
+                    }
+                    for d in due {
+                        self.spawn(d);
+                    }
+                }
+                Err(e) => warn!(error = %e, "could not claim due deliveries; will try again"),
+            }
+        }
+    }
+
+    async fn prune_loop(&self, retain: Duration) {
+        let mut first = true;
+        loop {
+            let wait = if first {
+                Duration::from_secs(5)
+            } else {
+                PRUNE_INTERVAL
+            };
+            first = false;
+            tokio::select! {
+                () = self.inner.stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            let now = Timestamp::now();
+            let before =
+                now - jiff::SignedDuration::try_from(retain).unwrap_or(jiff::SignedDuration::MAX);
+            match self.inner.journal.prune(before, now).await {
+                Ok(0) => {}
+                Ok(n) => info!(events = n, "pruned delivered events past retention"),
+                Err(e) => warn!(error = %e, "pruning the journal failed"),
+            }
+        }
+    }
+
+    async fn run(&self, d: Delivery) {
+        let runtime = self.inner.runtime.load_full();
+        let continuations = match runtime.pipeline(&d.pipeline) {
+            None => vec![dead(
+                &d,
+                None,
+                d.stage,
+                None,
+                format!("pipeline `{}` no longer exists", d.pipeline),
+            )],
+            Some(p) if d.stage >= p.stages.len() => vec![dead(
+                &d,
+                Some(p),
+                d.stage,
+                None,
+                format!(
+                    "pipeline `{}` has no stage {} any more",
+                    d.pipeline, d.stage
+                ),
+            )],
+            Some(p) => {
+                let outcomes = p.run(d.event.clone(), d.stage).await;
+                outcomes
+                    .into_iter()
+                    .filter_map(|o| match o {
+                        Outcome::Failed {
+                            stage,
+                            error,
+                            event,
+                        } => Some(continuation(&d, p, stage, &error, *event)),
+                        Outcome::Completed | Outcome::Dropped { .. } => None,
+                    })
+                    .collect()
+            }
+        };
+        for c in &continuations {
+            report(&d, c);
+        }
+        // The journal must learn the outcome; until it does the delivery stays claimed.
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match self.inner.journal.settle(d.id, continuations.clone()).await {
+                Ok(()) => return,
+                Err(e) => {
+                    error!(event_id = %d.event.id, pipeline = %d.pipeline, error = %e, "could not record a delivery's outcome; retrying");
+                    if self.inner.stop.is_cancelled() {
+                        return;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// What to do after `stage` failed with `error` on this run of `d`.
+fn continuation(
+    d: &Delivery,
+    p: &Pipeline,
+    stage: usize,
+    error: &StageError,
+    event: hookline_plugin_api::Event,
+) -> Continuation {
+    let now = Timestamp::now();
+    let same_stage = stage == d.stage;
+    let attempts = if same_stage { d.attempts + 1 } else { 1 };
+    let first_failed_at = if same_stage {
+        d.first_failed_at.unwrap_or(now)
+    } else {
+        now
+    };
+    let policy = p.stages.get(stage).map(|s| s.retry).unwrap_or_default();
+    match error {
+        StageError::Retryable {
+            message,
+            retry_after,
+        } if policy.allows_another(attempts) => {
+            let delay = policy.delay(attempts, *retry_after, rand::random::<f64>());
+            Continuation::Retry {
+                stage,
+                event,
+                attempts,
+                next_attempt_at: now
+                    + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX),
+                error: message.clone(),
+                first_failed_at,
+            }
+        }
+        StageError::Retryable { message, .. } => {
+            let mut letter = dead(
+                d,
+                Some(p),
+                stage,
+                Some(event),
+                format!("gave up after {attempts} attempts: {message}"),
+            );
+            if let Continuation::Dead(l) = &mut letter {
+                l.attempts = attempts;
+                l.first_failed_at = first_failed_at;
+            }
+            letter
+        }
+        StageError::Fatal { message } => {
+            let mut letter = dead(d, Some(p), stage, Some(event), message.clone());
+            if let Continuation::Dead(l) = &mut letter {
+                l.attempts = attempts;
+                l.first_failed_at = first_failed_at;
+            }
+            letter
+        }
+    }
+}
+
+fn dead(
+    d: &Delivery,
+    p: Option<&Pipeline>,
+    stage: usize,
+    event: Option<hookline_plugin_api::Event>,
+    error: String,
+) -> Continuation {
+    let now = Timestamp::now();
+    Continuation::Dead(NewDeadLetter {
+        event_id: d.event.id.clone(),
+        source: d.event.source.clone(),
+        pipeline: Some(d.pipeline.clone()),
+        stage_index: Some(stage),
+        stage_name: p.and_then(|p| p.stages.get(stage)).map(|s| s.name.clone()),
+        error,
+        attempts: d.attempts,
+        first_failed_at: d.first_failed_at.unwrap_or(now),
+        last_failed_at: now,
+        event: Some(event.unwrap_or_else(|| d.event.clone())),
+        raw: None,
+    })
+}
+
+fn report(d: &Delivery, c: &Continuation) {
+    match c {
+        Continuation::Retry {
+            stage,
+            attempts,
+            next_attempt_at,
+            error,
+            ..
+        } => warn!(
+            event_id = %d.event.id,
+            pipeline = %d.pipeline,
+            stage = *stage,
+            attempts = *attempts,
+            next_attempt_at = %next_attempt_at,
+            error = %error,
+            "stage failed; will retry"
+        ),
+        Continuation::Dead(l) => error!(
+            event_id = %d.event.id,
+            pipeline = %d.pipeline,
+            stage = l.stage_name.as_deref().unwrap_or("?"),
+            stage_index = l.stage_index.unwrap_or(0),
+            attempts = l.attempts,
+            error = %l.error,
+            "stage failed; dead-lettered"
+        ),
+    }
+}
