@@ -212,6 +212,17 @@ pub fn check(config: &Path, registry: &Registry) -> anyhow::Result<()> {
         "listen {}  max_body {}",
         runtime.server.listen, runtime.server.max_body
     );
+    println!(
+        "journal {}  retain {}  admin {}{}",
+        runtime.storage_path.display(),
+        humantime::format_duration(runtime.storage.retain),
+        runtime.admin.listen,
+        if runtime.admin.token.is_some() {
+            " (token ***)"
+        } else {
+            ""
+        }
+    );
     for s in &parsed.sources {
         println!("source {}  POST {}  verify {:?}", s.name, s.path, s.verify);
     }
