@@ -24,7 +24,9 @@ use crate::runtime::Workers;
 pub struct AdminState {
     pub journal: Arc<dyn Journal>,
     pub workers: Workers,
-    pub token: Option<hookline_plugin_api::Secret>,
+    /// The running config: the token is read from it, so a reload can rotate it.
+    pub runtime: Arc<arc_swap::ArcSwap<crate::runtime::Runtime>>,
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -33,6 +35,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/dead-letters/replay", post(replay_many))
         .route("/api/v1/dead-letters/{id}", get(show).delete(purge_one))
         .route("/api/v1/dead-letters/{id}/replay", post(replay_one))
+        .route("/api/v1/reload", post(reload))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such admin endpoint") });
@@ -41,7 +45,8 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn auth(State(state): State<AdminState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
+    let runtime = state.runtime.load();
+    if let Some(token) = &runtime.admin.token {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -59,6 +64,39 @@ async fn auth(State(state): State<AdminState>, req: Request, next: Next) -> Resp
         }
     }
     next.run(req).await
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    match state.journal.depths().await {
+        Ok(d) => crate::metrics::depths(d.pending, d.dead),
+        Err(e) => tracing::warn!(error = %e, "metrics: could not read journal depths"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::metrics().encode(),
+    )
+        .into_response()
+}
+
+async fn reload(State(state): State<AdminState>) -> Response {
+    let Some(reloader) = &state.reloader else {
+        return ApiError::new(StatusCode::NOT_IMPLEMENTED, "reload is not available")
+            .into_response();
+    };
+    match reloader.reload("admin API").await {
+        Ok(()) => axum::Json(json!({ "reloaded": true })).into_response(),
+        Err(d) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({
+                "error": "the new configuration is invalid; the running one stays",
+                "problems": d.0.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -175,6 +213,7 @@ async fn replay_one(
     let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     match s.journal.replay(id, q.from_start).await.map_err(internal)? {
         Replayed::Queued { delivery_id } => {
+            crate::metrics::dead_letter_replayed();
             s.workers.wake();
             Ok((
                 StatusCode::ACCEPTED,
@@ -196,7 +235,10 @@ async fn replay_many(
     let (mut queued, mut skipped) = (0u64, 0u64);
     for id in ids {
         match s.journal.replay(id, q.from_start).await.map_err(internal)? {
-            Replayed::Queued { .. } => queued += 1,
+            Replayed::Queued { .. } => {
+                crate::metrics::dead_letter_replayed();
+                queued += 1;
+            }
             _ => skipped += 1,
         }
     }

@@ -14,6 +14,7 @@ use crate::admin::AdminState;
 use crate::config::{ConfigFile, Diagnostics};
 use crate::ingest::AppState;
 use crate::journal::{Journal, SqliteJournal};
+use crate::reload::Reloader;
 use crate::runtime::{Runtime, Workers};
 
 #[derive(Debug, Parser)]
@@ -131,16 +132,16 @@ pub async fn serve(config: &Path, registry: &Registry) -> anyhow::Result<()> {
     for source in runtime.sources.values() {
         tracing::info!(source = %source.name, path = %source.path, pipelines = source.pipelines.len(), "serving source");
     }
-    let (concurrency, retain, token) = (
-        runtime.storage.concurrency,
-        runtime.storage.retain,
-        runtime.admin.token.clone(),
-    );
+    let concurrency = runtime.storage.concurrency;
+    crate::metrics::preregister(&runtime);
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     let workers = Workers::new(journal.clone(), runtime.clone(), concurrency);
-    workers.start(retain);
+    workers.start();
+    let reloader = Reloader::new(config, registry.clone(), runtime.clone());
+    reloader.on_sighup();
+    let _watcher = reloader.watch();
     let state = Arc::new(AppState {
-        runtime,
+        runtime: runtime.clone(),
         journal: journal.clone(),
         workers: workers.clone(),
     });
@@ -150,7 +151,8 @@ pub async fn serve(config: &Path, registry: &Registry) -> anyhow::Result<()> {
         AdminState {
             journal,
             workers,
-            token,
+            runtime,
+            reloader: Some(reloader),
         },
         stop.clone(),
     ));

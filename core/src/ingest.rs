@@ -22,6 +22,7 @@ use serde_json::json;
 use tracing::{debug, error, info, warn};
 
 use crate::journal::{Accepted, Delivery, Journal, NewDeadLetter, NewEvent};
+use crate::metrics;
 use crate::runtime::{Runtime, Source, Workers};
 use crate::verify::{Rejection, Unverified, Verified};
 
@@ -82,13 +83,14 @@ async fn handle(
         p => p.strip_suffix('/').unwrap_or(p),
     };
     let Some(source) = runtime.sources.get(path) else {
+        metrics::request("unknown", 404);
         return ApiError::new(
             StatusCode::NOT_FOUND,
             "no webhook source is configured at this path",
         )
         .into_response();
     };
-    match method {
+    let response = match method {
         Method::POST => match receive(&state, &runtime, source, &headers, body).await {
             Ok(Receipt::Accepted(id)) => (
                 StatusCode::OK,
@@ -105,6 +107,7 @@ async fn handle(
         // LeadShark's "Test webhook" button sends a GET: answer it, process nothing.
         Method::GET | Method::HEAD => {
             info!(source = %source.name, "test ping (GET) answered; nothing processed");
+            metrics::test_ping(&source.name);
             (
                 StatusCode::OK,
                 axum::Json(json!({ "received": true, "test": true })),
@@ -117,7 +120,9 @@ async fn handle(
         )
         .with_header(header::ALLOW, "GET, HEAD, POST")
         .into_response(),
-    }
+    };
+    metrics::request(&source.name, response.status().as_u16());
+    response
 }
 
 /// How an accepted POST was answered.
@@ -225,10 +230,12 @@ async fn receive(
     };
     match state.journal.accept(new).await {
         Ok(Accepted::Duplicate { first_id }) => {
+            metrics::duplicate(&source.name);
             info!(source = %source.name, first_id = %first_id, "duplicate delivery; answered with the first event's id");
             Ok(Receipt::Duplicate(first_id))
         }
         Ok(Accepted::New { deliveries }) => {
+            metrics::event_accepted(&source.name, source.metric_type(&event.event_type));
             info!(event_id = %event.id, source = %source.name, event_type = %event.event_type, routed = deliveries.len(), "accepted");
             for d in deliveries {
                 state.workers.spawn(Delivery {
@@ -283,6 +290,7 @@ async fn dead_letter_request(
     };
     match state.journal.dead_letter(letter).await {
         Ok(_) => {
+            metrics::dead_letter_created("ingest", "decode");
             warn!(event_id = %id, source = %source.name, reason = %reason, "authenticated but unprocessable; dead-lettered");
             Ok(Receipt::Accepted(id))
         }
@@ -298,6 +306,7 @@ fn busy(message: &str) -> ApiError {
 }
 
 fn rejected(source: &Source, r: Rejection) -> ApiError {
+    metrics::verification_failed(&source.name, r.reason());
     let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST);
     if status == StatusCode::UNAUTHORIZED {
         // Worth an operator's attention (a wrong or rotated secret), but never the secret.

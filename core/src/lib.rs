@@ -21,6 +21,8 @@ pub mod config;
 pub mod dlq;
 pub mod ingest;
 pub mod journal;
+pub mod metrics;
+pub mod reload;
 pub mod runtime;
 pub mod send;
 pub mod server;

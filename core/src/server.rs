@@ -10,6 +10,9 @@ use tracing::{info, warn};
 use crate::admin::AdminState;
 use crate::ingest::{AppState, router};
 
+/// How long shutdown waits for open requests to be answered.
+pub const REQUEST_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long shutdown waits for pipeline runs in flight; the rest resume at the next start.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 

@@ -4,6 +4,7 @@
 mod cli;
 mod delivery;
 mod ingest;
+mod operations;
 mod signers;
 mod sinks;
 mod support;

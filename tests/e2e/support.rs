@@ -147,6 +147,16 @@ impl Hookline {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Send a signal (`HUP`, `TERM`, ...).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     /// SIGTERM and wait for exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
         let _ = Command::new("kill")
@@ -170,6 +180,9 @@ impl Hookline {
 
 /// The config a test runs: its own listeners on port 0 and a journal in its temp dir.
 pub fn config_text(body: &str, server_extra: &str) -> String {
+    if body.contains("[admin]") {
+        return format!("[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\n{body}");
+    }
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}"
     )
@@ -180,6 +193,18 @@ impl Drop for Hookline {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// GET a JSON document.
+pub async fn get_json(url: &str) -> Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
 }
 
 pub fn client() -> reqwest::Client {

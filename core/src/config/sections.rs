@@ -44,6 +44,10 @@ pub struct SourceConfig {
     pub path: String,
     /// Signature scheme and secrets.
     pub verify: VerifyConfig,
+    /// Event types this source declares: the values of the `event_type` metric label
+    /// (others count as `other`). Defaults to the scheme's documented types.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
     /// The same signed delivery within this window is answered with the first event's id
     /// and not processed again (`"0s"` turns deduplication off).
     #[serde(default = "default_dedupe_window", with = "humantime_serde")]

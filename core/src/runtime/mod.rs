@@ -28,12 +28,27 @@ pub struct Source {
     pub path: String,
     pub verifier: Box<dyn Verifier>,
     pub dedupe_window: std::time::Duration,
+    /// Event types used as metric labels; anything else is `other`.
+    pub declared: Vec<String>,
     /// Pipelines fed by this source, in config order.
     pub pipelines: Vec<Arc<Pipeline>>,
 }
 
 impl Source {
     /// The pipelines an event of this type goes to (fan-out).
+    pub fn declared_types(&self) -> impl Iterator<Item = &str> {
+        self.declared.iter().map(String::as_str)
+    }
+
+    /// The `event_type` label for an event of this type: declared, or `other`.
+    pub fn metric_type<'a>(&'a self, event_type: &'a str) -> &'a str {
+        if self.declared.iter().any(|d| d == event_type) {
+            event_type
+        } else {
+            "other"
+        }
+    }
+
     pub fn route<'a>(
         &'a self,
         event_type: &'a str,
@@ -120,6 +135,10 @@ impl Runtime {
                             path: s.path.clone(),
                             verifier,
                             dedupe_window: s.dedupe_window,
+                            declared: s
+                                .events
+                                .clone()
+                                .unwrap_or_else(|| default_event_types(s.verify.scheme())),
                             pipelines: feeds,
                         }),
                     );
@@ -181,6 +200,18 @@ impl ConfigLocator<'_> {
             doc: self.doc.as_ref(),
         }
         .at(span, key, message)
+    }
+}
+
+/// Event types a scheme documents, for metric labels when a source declares none.
+fn default_event_types(scheme: &str) -> Vec<String> {
+    match scheme {
+        "leadshark" => hookline_plugin_api::leadshark::EVENT_TYPES
+            .iter()
+            .chain(&["dm.sent"])
+            .map(|s| s.to_string())
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -6,6 +6,8 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use hookline_plugin_api::{Event, Filter, Sink, StageError, StageKind, Transform};
 use tracing::{Instrument, debug, info_span};
 
+use crate::metrics;
+
 /// A built stage.
 #[derive(Debug, Clone)]
 pub struct Stage {
@@ -101,13 +103,28 @@ impl Pipeline {
                 outcomes.push(Outcome::Completed);
                 continue;
             };
+            let started = std::time::Instant::now();
             let result = match &stage.op {
                 StageOp::Filter(f) => f
                     .keep(&event)
                     .map(|keep| if keep { vec![event.clone()] } else { vec![] }),
                 StageOp::Transform(t) => t.apply(event.clone()),
-                StageOp::Sink(s) => s.deliver(&event).await.map(|()| vec![event.clone()]),
+                StageOp::Sink(s) => {
+                    metrics::sink_attempt(&self.name, &stage.name);
+                    s.deliver(&event).await.map(|()| vec![event.clone()])
+                }
             };
+            let outcome = match &result {
+                Ok(next) if next.is_empty() => metrics::OUTCOME_DROPPED,
+                Ok(_) => metrics::OUTCOME_PASSED,
+                Err(_) => metrics::OUTCOME_FAILED,
+            };
+            metrics::stage_ran(
+                &self.name,
+                &stage.name,
+                outcome,
+                started.elapsed().as_secs_f64(),
+            );
             match result {
                 Ok(next) if next.is_empty() => {
                     debug!(stage = %stage.name, "dropped");

@@ -18,6 +18,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{Outcome, Pipeline, Runtime};
 use crate::journal::{Continuation, Delivery, Journal, NewDeadLetter};
+use crate::metrics;
 
 /// How often the poller looks for due deliveries when nothing wakes it.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -78,7 +79,7 @@ impl Workers {
     }
 
     /// Start the poller and the pruner.
-    pub fn start(&self, retain: Duration) {
+    pub fn start(&self) {
         let this = self.clone();
         self.inner
             .tracker
@@ -86,7 +87,7 @@ impl Workers {
         let this = self.clone();
         self.inner
             .tracker
-            .spawn(async move { this.prune_loop(retain).await });
+            .spawn(async move { this.prune_loop().await });
     }
 
     /// Stop claiming work and wait up to `timeout` for runs in flight. Anything unfinished
@@ -133,7 +134,7 @@ impl Workers {
         }
     }
 
-    async fn prune_loop(&self, retain: Duration) {
+    async fn prune_loop(&self) {
         let mut first = true;
         loop {
             let wait = if first {
@@ -146,6 +147,7 @@ impl Workers {
                 () = self.inner.stop.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
             }
+            let retain = self.inner.runtime.load().storage.retain;
             let now = Timestamp::now();
             let before =
                 now - jiff::SignedDuration::try_from(retain).unwrap_or(jiff::SignedDuration::MAX);
@@ -194,6 +196,22 @@ impl Workers {
         };
         for c in &continuations {
             report(&d, c);
+            let stage_name = |i: usize| {
+                runtime
+                    .pipeline(&d.pipeline)
+                    .and_then(|p| p.stages.get(i))
+                    .map(|s| s.name.clone())
+                    .unwrap_or_else(|| "?".into())
+            };
+            match c {
+                Continuation::Retry { stage, .. } => {
+                    metrics::retry_scheduled(&d.pipeline, &stage_name(*stage))
+                }
+                Continuation::Dead(l) => metrics::dead_letter_created(
+                    &d.pipeline,
+                    &stage_name(l.stage_index.unwrap_or(0)),
+                ),
+            }
         }
         // The journal must learn the outcome; until it does the delivery stays claimed.
         let mut wait = Duration::from_millis(50);

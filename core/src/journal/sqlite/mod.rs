@@ -222,12 +222,14 @@ fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &Atomic
             }
             continue;
         }
+        let size = batch.len();
         let replies: Vec<Reply> = batch.into_iter().map(|job| job.run(&conn)).collect();
         let commit = conn.execute_batch("COMMIT").err().map(|e| e.to_string());
         if commit.is_some() {
             let _ = conn.execute_batch("ROLLBACK");
         } else {
             commits.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::journal_commit(size);
         }
         for reply in replies {
             reply(commit.as_deref());

@@ -1,0 +1,371 @@
+//! Every metric Hookline exposes, defined in one place, with one small function per thing
+//! that happens. Labels come only from names in the config (source, pipeline, stage) and
+//! closed sets (status codes, rejection reasons, outcomes, a source's declared event types
+//! with everything else counted as `other`) — never from payload values.
+//!
+//! `docs/metrics.md` lists them all; a test compares that list with a real scrape.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The registry and every metric in it.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub verification_failures: IntCounterVec,
+    pub test_pings: IntCounterVec,
+    pub events_accepted: IntCounterVec,
+    pub duplicates: IntCounterVec,
+    pub stage_outcomes: IntCounterVec,
+    pub stage_duration: HistogramVec,
+    pub sink_attempts: IntCounterVec,
+    pub sink_retries: IntCounterVec,
+    pub dead_letters_created: IntCounterVec,
+    pub dead_letters_replayed: IntCounter,
+    pub dead_letters: IntGauge,
+    pub pending_deliveries: IntGauge,
+    pub journal_commits: IntCounter,
+    pub journal_batch_size: prometheus::Histogram,
+    pub wasm_traps: IntCounterVec,
+    pub wasm_timeouts: IntCounterVec,
+    pub wasm_plugin_counter: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub build_info: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| unreachable!("register {name}: {e}"));
+    c
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let r = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            r.register(c)
+                .unwrap_or_else(|e| unreachable!("register: {e}"));
+        };
+        let stage_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "hookline_stage_duration_seconds",
+                "Time one stage took for one event, by pipeline and stage.",
+            )
+            .buckets(vec![
+                0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+                30.0,
+            ]),
+            &["pipeline", "stage"],
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        reg(Box::new(stage_duration.clone()));
+        let journal_batch_size = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "hookline_journal_batch_size",
+                "Journal operations committed together in one transaction (group commit).",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+            ]),
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        reg(Box::new(journal_batch_size.clone()));
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("{e}"));
+            reg(Box::new(g.clone()));
+            g
+        };
+        let plain = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("{e}"));
+            reg(Box::new(c.clone()));
+            c
+        };
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "hookline_build_info",
+                "Always 1; the labels say which build is running.",
+            ),
+            &["version"],
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        reg(Box::new(build_info.clone()));
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        reg(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+
+        Metrics {
+            requests: counter(
+                &r,
+                "hookline_http_requests_total",
+                "Webhook requests answered, by source and HTTP status.",
+                &["source", "status"],
+            ),
+            verification_failures: counter(
+                &r,
+                "hookline_verification_failures_total",
+                "Requests refused by verification, by source and reason.",
+                &["source", "reason"],
+            ),
+            test_pings: counter(
+                &r,
+                "hookline_test_pings_total",
+                "GET test pings answered (e.g. LeadShark's Test webhook button).",
+                &["source"],
+            ),
+            events_accepted: counter(
+                &r,
+                "hookline_events_accepted_total",
+                "Events journaled, by source and event type (types the source does not declare count as `other`).",
+                &["source", "event_type"],
+            ),
+            duplicates: counter(
+                &r,
+                "hookline_duplicates_total",
+                "Deliveries recognised as duplicates and not processed again.",
+                &["source"],
+            ),
+            stage_outcomes: counter(
+                &r,
+                "hookline_stage_outcomes_total",
+                "Stage runs by pipeline, stage and outcome (passed, dropped, failed).",
+                &["pipeline", "stage", "outcome"],
+            ),
+            stage_duration,
+            sink_attempts: counter(
+                &r,
+                "hookline_sink_attempts_total",
+                "Deliveries attempted by sink stages.",
+                &["pipeline", "stage"],
+            ),
+            sink_retries: counter(
+                &r,
+                "hookline_sink_retries_total",
+                "Retries scheduled after a retryable failure.",
+                &["pipeline", "stage"],
+            ),
+            dead_letters_created: counter(
+                &r,
+                "hookline_dead_letters_created_total",
+                "Dead letters created, by pipeline and stage (`ingest`/`decode` for requests that could not be decoded).",
+                &["pipeline", "stage"],
+            ),
+            dead_letters_replayed: plain(
+                "hookline_dead_letters_replayed_total",
+                "Dead letters sent back into their pipeline through the admin API.",
+            ),
+            dead_letters: gauge(
+                "hookline_dead_letters",
+                "Dead letters currently waiting (not replayed or purged).",
+            ),
+            pending_deliveries: gauge(
+                "hookline_pending_deliveries",
+                "Deliveries in the journal not yet delivered or dead-lettered.",
+            ),
+            journal_commits: plain(
+                "hookline_journal_commits_total",
+                "Journal transactions committed.",
+            ),
+            journal_batch_size,
+            wasm_traps: counter(
+                &r,
+                "hookline_wasm_traps_total",
+                "WASM plugin calls that trapped (including memory exhaustion).",
+                &["pipeline", "stage"],
+            ),
+            wasm_timeouts: counter(
+                &r,
+                "hookline_wasm_timeouts_total",
+                "WASM plugin calls stopped at their deadline.",
+                &["pipeline", "stage"],
+            ),
+            wasm_plugin_counter: counter(
+                &r,
+                "hookline_wasm_plugin_counter_total",
+                "Counters that WASM plugins increment, by plugin and counter name.",
+                &["plugin", "name"],
+            ),
+            config_reloads: counter(
+                &r,
+                "hookline_config_reloads_total",
+                "Configuration reloads, by result (success, failure).",
+                &["result"],
+            ),
+            build_info,
+            registry: r,
+        }
+    }
+
+    /// Prometheus text exposition of everything.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// Stage outcomes: the closed set of the `outcome` label.
+pub const OUTCOME_PASSED: &str = "passed";
+pub const OUTCOME_DROPPED: &str = "dropped";
+pub const OUTCOME_FAILED: &str = "failed";
+
+pub fn request(source: &str, status: u16) {
+    metrics()
+        .requests
+        .with_label_values(&[source, status.to_string().as_str()])
+        .inc();
+}
+
+pub fn verification_failed(source: &str, reason: &str) {
+    metrics()
+        .verification_failures
+        .with_label_values(&[source, reason])
+        .inc();
+}
+
+pub fn test_ping(source: &str) {
+    metrics().test_pings.with_label_values(&[source]).inc();
+}
+
+pub fn event_accepted(source: &str, event_type: &str) {
+    metrics()
+        .events_accepted
+        .with_label_values(&[source, event_type])
+        .inc();
+}
+
+pub fn duplicate(source: &str) {
+    metrics().duplicates.with_label_values(&[source]).inc();
+}
+
+pub fn stage_ran(pipeline: &str, stage: &str, outcome: &str, seconds: f64) {
+    let m = metrics();
+    m.stage_outcomes
+        .with_label_values(&[pipeline, stage, outcome])
+        .inc();
+    m.stage_duration
+        .with_label_values(&[pipeline, stage])
+        .observe(seconds);
+}
+
+pub fn sink_attempt(pipeline: &str, stage: &str) {
+    metrics()
+        .sink_attempts
+        .with_label_values(&[pipeline, stage])
+        .inc();
+}
+
+pub fn retry_scheduled(pipeline: &str, stage: &str) {
+    metrics()
+        .sink_retries
+        .with_label_values(&[pipeline, stage])
+        .inc();
+}
+
+pub fn dead_letter_created(pipeline: &str, stage: &str) {
+    metrics()
+        .dead_letters_created
+        .with_label_values(&[pipeline, stage])
+        .inc();
+}
+
+pub fn dead_letter_replayed() {
+    metrics().dead_letters_replayed.inc();
+}
+
+pub fn depths(pending: u64, dead: u64) {
+    let m = metrics();
+    m.pending_deliveries
+        .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    m.dead_letters.set(i64::try_from(dead).unwrap_or(i64::MAX));
+}
+
+pub fn journal_commit(batch: usize) {
+    let m = metrics();
+    m.journal_commits.inc();
+    m.journal_batch_size.observe(batch as f64);
+}
+
+pub fn wasm_trap(pipeline: &str, stage: &str) {
+    metrics()
+        .wasm_traps
+        .with_label_values(&[pipeline, stage])
+        .inc();
+}
+
+pub fn wasm_timeout(pipeline: &str, stage: &str) {
+    metrics()
+        .wasm_timeouts
+        .with_label_values(&[pipeline, stage])
+        .inc();
+}
+
+pub fn wasm_plugin_counter(plugin: &str, name: &str, by: u64) {
+    metrics()
+        .wasm_plugin_counter
+        .with_label_values(&[plugin, name])
+        .inc_by(by);
+}
+
+pub fn config_reload(ok: bool) {
+    metrics()
+        .config_reloads
+        .with_label_values(&[if ok { "success" } else { "failure" }])
+        .inc();
+}
+
+/// Create the zero-valued series a config implies, so dashboards and `rate()` see every
+/// source, pipeline and stage from the start rather than after its first event.
+pub fn preregister(runtime: &crate::runtime::Runtime) {
+    let m = metrics();
+    for source in runtime.sources.values() {
+        for reason in crate::verify::Rejection::REASONS {
+            m.verification_failures
+                .with_label_values(&[source.name.as_str(), reason]);
+        }
+        for t in source.declared_types() {
+            m.events_accepted
+                .with_label_values(&[source.name.as_str(), t]);
+        }
+        m.events_accepted
+            .with_label_values(&[source.name.as_str(), "other"]);
+        m.duplicates.with_label_values(&[&source.name]);
+        m.test_pings.with_label_values(&[&source.name]);
+    }
+    for p in &runtime.pipelines {
+        for s in &p.stages {
+            for outcome in [OUTCOME_PASSED, OUTCOME_DROPPED, OUTCOME_FAILED] {
+                m.stage_outcomes
+                    .with_label_values(&[&p.name, &s.name, outcome]);
+            }
+            m.stage_duration.with_label_values(&[&p.name, &s.name]);
+            m.dead_letters_created
+                .with_label_values(&[&p.name, &s.name]);
+            if matches!(s.op, crate::runtime::StageOp::Sink(_)) {
+                m.sink_attempts.with_label_values(&[&p.name, &s.name]);
+                m.sink_retries.with_label_values(&[&p.name, &s.name]);
+            }
+        }
+    }
+    m.dead_letters_created
+        .with_label_values(&["ingest", "decode"]);
+    m.config_reloads.with_label_values(&["success"]);
+    m.config_reloads.with_label_values(&["failure"]);
+}
