@@ -157,7 +157,9 @@ async fn receive(
     if declared.is_some_and(|n| n > max_body) {
         return Err(too_large());
     }
-    check_content_type(headers)?;
+    check_content_type(headers, |essence| {
+        source.verifier.accepts_content_type(essence)
+    })?;
     if state.journal.pending_hint() >= runtime.storage.max_pending {
         warn!(source = %source.name, max_pending = runtime.storage.max_pending, "backpressure: too many pending deliveries; answered 503");
         return Err(busy("too many deliveries pending; retry later"));
@@ -210,7 +212,7 @@ async fn receive(
         source: source.name.clone(),
         event_type: verified.event_type,
         received_at,
-        headers: kept_headers(headers),
+        headers: kept_headers(headers, &source.verifier.signature_headers()),
         payload: verified.payload,
     };
     let pipelines: Vec<String> = source
@@ -272,7 +274,7 @@ async fn dead_letter_request(
         source: source.name.clone(),
         event_type: v.event_type,
         received_at,
-        headers: kept_headers(headers),
+        headers: kept_headers(headers, &source.verifier.signature_headers()),
         payload: v.payload,
     });
     let letter = NewDeadLetter {
@@ -317,8 +319,9 @@ fn rejected(source: &Source, r: Rejection) -> ApiError {
     ApiError::new(status, r.to_string())
 }
 
-/// JSON bodies only: `application/json`, or any `+json` type, parameters ignored.
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+/// JSON bodies only (`application/json`, or any `+json` type, parameters ignored), unless
+/// the source's scheme accepts more (Slack: forms).
+fn check_content_type(headers: &HeaderMap, accepts: impl Fn(&str) -> bool) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -333,9 +336,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    if essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-    {
+    if accepts(&essence) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -354,12 +355,13 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Headers an event keeps: text values, minus credentials and signatures.
-fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+fn kept_headers(headers: &HeaderMap, signatures: &[String]) -> Vec<(String, String)> {
     headers
         .iter()
         .filter(|(name, _)| {
             let n = name.as_str();
             !(n.contains("signature")
+                || signatures.iter().any(|s| s == n)
                 || n == "authorization"
                 || n == "cookie"
                 || n == "proxy-authorization"
@@ -380,14 +382,14 @@ mod tests {
         let ok = |v: &'static str| {
             let mut h = HeaderMap::new();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
-            check_content_type(&h).is_ok()
+            check_content_type(&h, crate::verify::is_json).is_ok()
         };
         assert!(ok("application/json"));
         assert!(ok("Application/JSON; charset=utf-8"));
         assert!(ok("application/cloudevents+json"));
         assert!(!ok("text/plain"));
         assert!(!ok("application/x-www-form-urlencoded"));
-        assert!(check_content_type(&HeaderMap::new()).is_err());
+        assert!(check_content_type(&HeaderMap::new(), crate::verify::is_json).is_err());
     }
 
     #[test]
@@ -396,7 +398,8 @@ mod tests {
         h.insert("x-webhook-signature", HeaderValue::from_static("abc"));
         h.insert("authorization", HeaderValue::from_static("Bearer x"));
         h.insert("x-webhook-event", HeaderValue::from_static("new.like"));
-        let kept = kept_headers(&h);
+        h.insert("x-acme-sig", HeaderValue::from_static("sha256=abc"));
+        let kept = kept_headers(&h, &["x-acme-sig".to_string()]);
         assert_eq!(
             kept,
             vec![("x-webhook-event".to_string(), "new.like".to_string())]

@@ -5,6 +5,7 @@ mod cli;
 mod delivery;
 mod ingest;
 mod operations;
+mod schemes;
 mod signers;
 mod sinks;
 mod support;

@@ -1,59 +1,113 @@
 //! Verification: turn a request's raw bytes and headers into a [`Verified`] payload, or a
 //! [`Rejection`] saying why not.
 //!
-//! This step is pure: no I/O, no logging, no clock reads that matter to the outcome. The
-//! ingest handler holds an [`Unverified`] request and hands it to the source's [`Verifier`],
-//! built once from the source's `verify = { scheme = "...", ... }` table ([`VerifyConfig`]).
-//! Only what a verifier returns reaches the journal and the pipelines.
+//! This step is pure: no I/O, no logging, no clock reads. The ingest handler holds an
+//! [`Unverified`] request (with the time it was received, for timestamp tolerance) and hands
+//! it to the source's [`Verifier`], built once from the source's `verify = { scheme = "...",
+//! ... }` table ([`VerifyConfig`]). Only what a verifier returns reaches the journal and the
+//! pipelines.
 //!
-//! Each scheme lives in its own file and adds one [`VerifyConfig`] variant. Every scheme:
+//! Each scheme lives in its own file and adds one [`VerifyConfig`] variant: [`leadshark`],
+//! [`standard_webhooks`], [`github`], [`stripe`], [`slack`], [`shopify`] and the generic
+//! [`hmac`]. Every scheme:
 //! - compares signatures in constant time, over the raw body bytes first;
 //! - accepts several secrets at once, so a secret can be rotated without dropping events;
-//! - takes the event type from the signed payload, never from an unsigned header alone;
+//! - checks the signed timestamp against a tolerance where the scheme signs one;
+//! - takes the event type from the signed payload where the payload carries it, and never
+//!   trusts an unsigned header that disagrees with it; where the provider puts the event
+//!   type only in an unsigned header (GitHub, Shopify), that header is used, and documented;
+//! - fills [`Verified::idempotency_key`] from the provider's delivery id, or a hash of what
+//!   was signed, for deduplication;
 //! - rejects with a [`Rejection`] whose `Display` is safe to send to the client (it never
 //!   contains a secret or the expected signature) and whose [`Rejection::reason`] is a
 //!   closed set fit for a metrics label.
 
+use std::borrow::Cow;
+
 use hookline_plugin_api::Secret;
 use serde::Deserialize;
 
+mod common;
+pub mod github;
+pub mod hmac;
 pub mod leadshark;
+pub mod shopify;
+pub mod slack;
+pub mod standard_webhooks;
+pub mod stripe;
+#[cfg(test)]
+mod testing;
+
+pub use common::{Algorithm, content_type_essence, is_json};
 
 /// A request as received: nothing about it is trusted yet.
 #[derive(Debug, Clone, Copy)]
 pub struct Unverified<'a> {
     pub headers: &'a http::HeaderMap,
     pub body: &'a [u8],
-    /// The time to judge signed timestamps against (verification never reads the clock).
+    /// When the request arrived: signed timestamps are checked against it. The caller reads
+    /// the clock, so verification stays pure and testable at any instant.
     pub now: jiff::Timestamp,
 }
 
 /// A request whose signature checked out, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
-    /// The JSON payload (a JSON object), as sent.
+    /// The JSON payload (a JSON object), as sent; a form body as an object of its fields.
     pub payload: serde_json::Value,
-    /// The event type, from the signed payload.
+    /// The event type, from the signed payload (or, where the provider sends it only there,
+    /// from its documented header).
     pub event_type: String,
     /// What the dedupe step keys on: a retry of the same delivery gives the same key.
     pub idempotency_key: Option<String>,
 }
 
-/// Why a request was not accepted. Signature problems are 401, the rest 400.
+/// Why a request was not accepted. Signature and timestamp problems are 401, the rest 400.
+///
+/// Header and field names are `Cow` because the generic `hmac` scheme names them in its
+/// config; the values a client sent are clipped (see [`clip`]) so an error body stays small.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
     #[error("missing {header} header")]
-    MissingSignature { header: &'static str },
+    MissingSignature { header: Cow<'static, str> },
 
     #[error("malformed {header} header: {problem}")]
     MalformedSignature {
-        header: &'static str,
+        header: Cow<'static, str>,
         problem: &'static str,
     },
 
     /// No configured secret produced the signature.
     #[error("invalid signature")]
     BadSignature,
+
+    /// A header the signature covers (e.g. `webhook-id`) is absent.
+    #[error("missing {header} header")]
+    MissingHeader { header: Cow<'static, str> },
+
+    /// The signed timestamp is absent; `location` says where it was expected.
+    #[error("missing {location}")]
+    MissingTimestamp { location: Cow<'static, str> },
+
+    #[error("malformed {location}: {problem}")]
+    MalformedTimestamp {
+        location: Cow<'static, str>,
+        problem: &'static str,
+    },
+
+    /// Signed longer ago than the tolerance: a replay, or a retry that was not re-signed.
+    #[error(
+        "timestamp expired: signed {age_secs} s ago, more than the {tolerance_secs} s tolerance"
+    )]
+    TimestampExpired { age_secs: u64, tolerance_secs: u64 },
+
+    #[error(
+        "timestamp is {ahead_secs} s in the future, more than the {tolerance_secs} s tolerance"
+    )]
+    TimestampInFuture {
+        ahead_secs: u64,
+        tolerance_secs: u64,
+    },
 
     /// The signature is good but the body is not JSON; serde_json's message names the line
     /// and column.
@@ -64,16 +118,23 @@ pub enum Rejection {
     NotAnObject,
 
     #[error("payload has no string \"{field}\" field")]
-    MissingEvent { field: &'static str },
+    MissingEvent { field: Cow<'static, str> },
+
+    /// The provider names the event type only in this header (GitHub, Shopify), and it is
+    /// absent, repeated, or not a plain name.
+    #[error("{header} header {problem}")]
+    BadEventHeader {
+        header: Cow<'static, str>,
+        problem: &'static str,
+    },
 
     /// An unsigned event header disagrees with the signed payload: someone may be trying to
     /// steer routing, so the request is refused rather than routed by either value.
-    /// Values are clipped (see [`clip`]) so an error body stays small.
     #[error(
         "{header} header {header_value:?} disagrees with the payload's event {payload_value:?}"
     )]
     EventMismatch {
-        header: &'static str,
+        header: Cow<'static, str>,
         header_value: String,
         payload_value: String,
     },
@@ -85,10 +146,16 @@ impl Rejection {
         match self {
             Rejection::MissingSignature { .. }
             | Rejection::MalformedSignature { .. }
-            | Rejection::BadSignature => 401,
+            | Rejection::BadSignature
+            | Rejection::MissingHeader { .. }
+            | Rejection::MissingTimestamp { .. }
+            | Rejection::MalformedTimestamp { .. }
+            | Rejection::TimestampExpired { .. }
+            | Rejection::TimestampInFuture { .. } => 401,
             Rejection::MalformedJson(_)
             | Rejection::NotAnObject
             | Rejection::MissingEvent { .. }
+            | Rejection::BadEventHeader { .. }
             | Rejection::EventMismatch { .. } => 400,
         }
     }
@@ -99,7 +166,10 @@ impl Rejection {
     pub fn authenticated(&self) -> bool {
         matches!(
             self,
-            Rejection::MalformedJson(_) | Rejection::NotAnObject | Rejection::MissingEvent { .. }
+            Rejection::MalformedJson(_)
+                | Rejection::NotAnObject
+                | Rejection::MissingEvent { .. }
+                | Rejection::BadEventHeader { .. }
         )
     }
 
@@ -109,9 +179,15 @@ impl Rejection {
             Rejection::MissingSignature { .. } => "missing_signature",
             Rejection::MalformedSignature { .. } => "malformed_signature",
             Rejection::BadSignature => "bad_signature",
+            Rejection::MissingHeader { .. } => "missing_header",
+            Rejection::MissingTimestamp { .. } => "missing_timestamp",
+            Rejection::MalformedTimestamp { .. } => "malformed_timestamp",
+            Rejection::TimestampExpired { .. } => "timestamp_expired",
+            Rejection::TimestampInFuture { .. } => "timestamp_in_future",
             Rejection::MalformedJson(_) => "malformed_json",
             Rejection::NotAnObject => "not_an_object",
             Rejection::MissingEvent { .. } => "missing_event",
+            Rejection::BadEventHeader { .. } => "bad_event_header",
             Rejection::EventMismatch { .. } => "event_mismatch",
         }
     }
@@ -121,9 +197,15 @@ impl Rejection {
         "missing_signature",
         "malformed_signature",
         "bad_signature",
+        "missing_header",
+        "missing_timestamp",
+        "malformed_timestamp",
+        "timestamp_expired",
+        "timestamp_in_future",
         "malformed_json",
         "not_an_object",
         "missing_event",
+        "bad_event_header",
         "event_mismatch",
     ];
 }
@@ -138,49 +220,75 @@ pub trait Verifier: Send + Sync + std::fmt::Debug {
     fn problems(&self, _verified: &Verified) -> Vec<String> {
         Vec::new()
     }
+
+    /// Whether bodies of this media type (`Content-Type` without parameters, lower-cased)
+    /// are accepted: JSON only, unless the scheme's provider sends others (Slack: forms).
+    fn accepts_content_type(&self, essence: &str) -> bool {
+        is_json(essence)
+    }
+
+    /// Headers carrying the signature, in lower case: never stored with the event. (Any
+    /// header whose name contains `signature` is dropped anyway.)
+    fn signature_headers(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
-/// A source's `verify` table: `verify = { scheme = "leadshark", secrets = [...] }`.
+/// A source's `verify` table: `verify = { scheme = "...", secrets = [...], ... }`, one
+/// variant per scheme, each documented in its module. Unknown keys are errors.
 ///
 /// `Debug` prints secrets as `***`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum VerifyConfig {
     /// Hex HMAC-SHA256 of the body in `X-Webhook-Signature` (see [`leadshark`]).
-    Leadshark {
-        /// Every secret currently accepted; list the old and the new one while rotating.
-        secrets: Vec<Secret>,
-        /// When the raw body does not match, also try its compact re-serialisations (what
-        /// LeadShark's documented Node and Python snippets sign). Default `true`.
-        #[serde(default = "yes")]
-        reserialize: bool,
-    },
-}
-
-fn yes() -> bool {
-    true
+    Leadshark(leadshark::LeadsharkConfig),
+    /// Svix / Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    StandardWebhooks(standard_webhooks::StandardWebhooksConfig),
+    /// `X-Hub-Signature-256: sha256=<hex>` over the body.
+    Github(github::GithubConfig),
+    /// `Stripe-Signature: t=...,v1=...` over `t.body`.
+    Stripe(stripe::StripeConfig),
+    /// `X-Slack-Signature: v0=<hex>` over `v0:timestamp:body`.
+    Slack(slack::SlackConfig),
+    /// `X-Shopify-Hmac-Sha256`: base64 HMAC-SHA256 of the body.
+    Shopify(shopify::ShopifyConfig),
+    /// Any HMAC in a header: algorithm, encoding, prefix and signed template configurable.
+    Hmac(hmac::HmacConfig),
 }
 
 impl VerifyConfig {
     /// The scheme's name as written in the config.
     pub fn scheme(&self) -> &'static str {
         match self {
-            VerifyConfig::Leadshark { .. } => "leadshark",
+            VerifyConfig::Leadshark(_) => "leadshark",
+            VerifyConfig::StandardWebhooks(_) => "standard-webhooks",
+            VerifyConfig::Github(_) => "github",
+            VerifyConfig::Stripe(_) => "stripe",
+            VerifyConfig::Slack(_) => "slack",
+            VerifyConfig::Shopify(_) => "shopify",
+            VerifyConfig::Hmac(_) => "hmac",
         }
     }
 
     /// Validate the table and build its verifier. Errors name the problem, never a secret.
     pub fn build(&self) -> Result<Box<dyn Verifier>, String> {
-        match self {
-            VerifyConfig::Leadshark {
-                secrets,
-                reserialize,
-            } => Ok(Box::new(leadshark::LeadsharkVerifier::new(
-                secrets,
-                *reserialize,
-            )?)),
-        }
+        Ok(match self {
+            VerifyConfig::Leadshark(c) => Box::new(leadshark::LeadsharkVerifier::build(c)?),
+            VerifyConfig::StandardWebhooks(c) => {
+                Box::new(standard_webhooks::StandardWebhooksVerifier::build(c)?)
+            }
+            VerifyConfig::Github(c) => Box::new(github::GithubVerifier::build(c)?),
+            VerifyConfig::Stripe(c) => Box::new(stripe::StripeVerifier::build(c)?),
+            VerifyConfig::Slack(c) => Box::new(slack::SlackVerifier::build(c)?),
+            VerifyConfig::Shopify(c) => Box::new(shopify::ShopifyVerifier::build(c)?),
+            VerifyConfig::Hmac(c) => Box::new(hmac::HmacVerifier::build(c)?),
+        })
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// At most [`CLIP_CHARS`] characters of a client-supplied value, for an error message.
@@ -208,112 +316,4 @@ pub(crate) fn check_secrets(scheme: &str, secrets: &[Secret]) -> Result<(), Stri
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Source {
-        verify: VerifyConfig,
-    }
-
-    fn parse(toml_text: &str) -> Result<VerifyConfig, String> {
-        toml::from_str::<Source>(toml_text)
-            .map(|s| s.verify)
-            .map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn leadshark_table_parses_with_defaults() {
-        let cfg = parse(r#"verify = { scheme = "leadshark", secrets = ["s3cret", "old"] }"#)
-            .expect("parses");
-        let VerifyConfig::Leadshark {
-            secrets,
-            reserialize,
-        } = &cfg;
-        assert_eq!(secrets.len(), 2);
-        assert_eq!(secrets[1].expose(), "old");
-        assert!(*reserialize);
-        assert_eq!(cfg.scheme(), "leadshark");
-
-        let cfg =
-            parse("[verify]\nscheme = \"leadshark\"\nsecrets = [\"s\"]\nreserialize = false\n")
-                .expect("parses");
-        assert!(matches!(
-            cfg,
-            VerifyConfig::Leadshark {
-                reserialize: false,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn unknown_keys_and_schemes_are_errors() {
-        let err = parse(r#"verify = { scheme = "leadshark", secrets = ["s"], secret = "x" }"#)
-            .expect_err("unknown key");
-        assert!(err.contains("secret"), "{err}");
-        let err = parse(r#"verify = { scheme = "leadshork", secrets = ["s"] }"#)
-            .expect_err("unknown scheme");
-        assert!(err.contains("leadshork"), "{err}");
-        let err = parse(r#"verify = { secrets = ["s"] }"#).expect_err("no scheme");
-        assert!(err.contains("scheme"), "{err}");
-        let err = parse(r#"verify = { scheme = "leadshark" }"#).expect_err("no secrets");
-        assert!(err.contains("secrets"), "{err}");
-    }
-
-    #[test]
-    fn build_rejects_empty_secrets_without_printing_them() {
-        let cfg = parse(r#"verify = { scheme = "leadshark", secrets = [] }"#).expect("parses");
-        let err = cfg.build().expect_err("empty list");
-        assert!(err.contains("at least one"), "{err}");
-
-        let cfg = parse(r#"verify = { scheme = "leadshark", secrets = ["hunter2", ""] }"#)
-            .expect("parses");
-        let err = cfg.build().expect_err("empty secret");
-        assert!(err.contains("#2") && !err.contains("hunter2"), "{err}");
-
-        let cfg =
-            parse(r#"verify = { scheme = "leadshark", secrets = ["hunter2"] }"#).expect("parses");
-        let verifier = cfg.build().expect("builds");
-        for debug in [format!("{cfg:?}"), format!("{verifier:?}")] {
-            assert!(!debug.contains("hunter2"), "{debug}");
-        }
-    }
-
-    #[test]
-    fn reasons_are_a_closed_set_with_statuses() {
-        let json_err = serde_json::from_slice::<serde_json::Value>(b"{").expect_err("bad json");
-        let all = [
-            Rejection::MissingSignature {
-                header: "X-Webhook-Signature",
-            },
-            Rejection::MalformedSignature {
-                header: "X-Webhook-Signature",
-                problem: "p",
-            },
-            Rejection::BadSignature,
-            Rejection::MalformedJson(json_err),
-            Rejection::NotAnObject,
-            Rejection::MissingEvent { field: "event" },
-            Rejection::EventMismatch {
-                header: "X-Webhook-Event",
-                header_value: "a".into(),
-                payload_value: "b".into(),
-            },
-        ];
-        let reasons: Vec<_> = all.iter().map(Rejection::reason).collect();
-        assert_eq!(reasons, Rejection::REASONS);
-        let statuses: Vec<_> = all.iter().map(Rejection::status).collect();
-        assert_eq!(statuses, [401, 401, 401, 400, 400, 400, 400]);
-    }
-
-    #[test]
-    fn clip_keeps_short_values_and_cuts_long_ones_on_char_boundaries() {
-        assert_eq!(clip("new.like"), "new.like");
-        let long = "é".repeat(100);
-        let clipped = clip(&long);
-        assert_eq!(clipped.chars().count(), CLIP_CHARS + 1);
-        assert!(clipped.ends_with('…'));
-    }
-}
+mod tests;

@@ -1,0 +1,452 @@
+//! The `standard-webhooks` scheme ([Standard Webhooks], what Svix sends): three headers,
+//! `webhook-id`, `webhook-timestamp` (Unix seconds) and `webhook-signature`, a
+//! space-separated list of `v1,<base64>` entries, each the HMAC-SHA256 of
+//! `{webhook-id}.{webhook-timestamp}.{body}` keyed with the base64-decoded secret (the part
+//! after `whsec_`). Several entries let the sender rotate its secret; one match is enough.
+//! Svix's `svix-id`, `svix-timestamp` and `svix-signature` are read the same way when the
+//! `webhook-*` ones are absent.
+//!
+//! ```toml
+//! [[sources]]
+//! name = "billing"
+//! path = "/webhooks/billing"
+//! verify = { scheme = "standard-webhooks", secrets = ["${BILLING_WHSEC}"], tolerance = "5m", event_field = "type" }
+//! ```
+//!
+//! The event type is the payload's `type` (or the dotted `event_field`); the idempotency
+//! key is `webhook-id`, which the signature covers and which a retry keeps.
+//!
+//! [Standard Webhooks]: https://www.standardwebhooks.com/
+
+use std::time::Duration;
+
+use base64::prelude::{BASE64_STANDARD, Engine as _};
+use hookline_plugin_api::Secret;
+use serde::Deserialize;
+
+use super::common::{
+    Algorithm, Keyring, check_age, event_at, json_object, malformed, one_header, signature_header,
+    timestamp_header,
+};
+use super::{Rejection, Unverified, Verified, Verifier, check_secrets};
+
+/// `verify = { scheme = "standard-webhooks", ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardWebhooksConfig {
+    /// Every secret accepted, `whsec_<base64>` (the prefix is optional).
+    pub secrets: Vec<Secret>,
+    /// How far `webhook-timestamp` may be from now, either way. Default 5 minutes.
+    #[serde(default = "default_tolerance", with = "humantime_serde")]
+    pub tolerance: Duration,
+    /// Dotted path of the event type in the payload. Default `type`.
+    #[serde(default = "default_event_field")]
+    pub event_field: String,
+}
+
+fn default_tolerance() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_event_field() -> String {
+    "type".into()
+}
+
+/// Header names: the standard's, or Svix's older ones.
+#[derive(Debug, Clone, Copy)]
+struct Names {
+    id: &'static str,
+    timestamp: &'static str,
+    signature: &'static str,
+}
+
+const STANDARD: Names = Names {
+    id: "webhook-id",
+    timestamp: "webhook-timestamp",
+    signature: "webhook-signature",
+};
+
+const SVIX: Names = Names {
+    id: "svix-id",
+    timestamp: "svix-timestamp",
+    signature: "svix-signature",
+};
+
+#[derive(Debug, Clone)]
+pub struct StandardWebhooksVerifier {
+    keys: Keyring,
+    tolerance: Duration,
+    event_field: String,
+}
+
+impl StandardWebhooksVerifier {
+    pub fn build(config: &StandardWebhooksConfig) -> Result<Self, String> {
+        const SCHEME: &str = "standard-webhooks";
+        check_secrets(SCHEME, &config.secrets)?;
+        let keys = config
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| decode_secret(s.expose()).ok_or_else(|| bad_secret(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        if config.event_field.is_empty() {
+            return Err(format!("{SCHEME}: `event_field` must not be empty"));
+        }
+        Ok(StandardWebhooksVerifier {
+            keys: Keyring::from_bytes(SCHEME, Algorithm::Sha256, &keys)?,
+            tolerance: config.tolerance,
+            event_field: config.event_field.clone(),
+        })
+    }
+}
+
+fn bad_secret(i: usize) -> String {
+    format!(
+        "standard-webhooks: secret #{} is not `whsec_` followed by base64",
+        i + 1
+    )
+}
+
+/// The HMAC key: the base64 after an optional `whsec_`.
+fn decode_secret(secret: &str) -> Option<Vec<u8>> {
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    BASE64_STANDARD
+        .decode(encoded)
+        .ok()
+        .filter(|key| !key.is_empty())
+}
+
+impl Verifier for StandardWebhooksVerifier {
+    fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
+        let names = if req.headers.contains_key(STANDARD.signature)
+            || !req.headers.contains_key(SVIX.signature)
+        {
+            STANDARD
+        } else {
+            SVIX
+        };
+        let signatures = parse_signatures(signature_header(req.headers, names.signature)?)
+            .map_err(|problem| malformed(names.signature, problem))?;
+        let id = match one_header(req.headers, names.id) {
+            Ok(Some(id)) if !id.is_empty() => id,
+            Ok(_) => {
+                return Err(Rejection::MissingHeader {
+                    header: names.id.into(),
+                });
+            }
+            Err(()) => return Err(malformed(names.id, "sent more than once")),
+        };
+        let (_, signed_at) = timestamp_header(req.headers, names.timestamp)?;
+        // The libraries sign the timestamp as they print an integer, so do the same.
+        let timestamp = signed_at.to_string();
+        let candidates: Vec<&[u8]> = signatures.iter().map(|s| s.as_slice()).collect();
+        let message: [&[u8]; 5] = [id, b".", timestamp.as_bytes(), b".", req.body];
+        if !self.keys.matches(&message, &candidates) {
+            return Err(Rejection::BadSignature);
+        }
+        check_age(signed_at, req.now, self.tolerance)?;
+        let payload = json_object(req.body)?;
+        let event_type = event_at(&payload, &self.event_field)?;
+        Ok(Verified {
+            payload,
+            event_type,
+            idempotency_key: Some(String::from_utf8_lossy(id).into_owned()),
+        })
+    }
+}
+
+/// Every `v1,<base64>` entry of a signature header. Entries of other versions (`v1a` is an
+/// asymmetric signature) and undecodable ones are skipped; none usable is malformed.
+pub fn parse_signatures(value: &[u8]) -> Result<Vec<[u8; 32]>, &'static str> {
+    let signatures: Vec<[u8; 32]> = value
+        .split(|b| *b == b' ')
+        .filter_map(|entry| {
+            let (version, signature) = entry.split_at(entry.iter().position(|b| *b == b',')?);
+            if version != b"v1" {
+                return None;
+            }
+            let mut tag = [0u8; 32];
+            match BASE64_STANDARD.decode_slice(&signature[1..], &mut tag) {
+                Ok(32) => Some(tag),
+                _ => None,
+            }
+        })
+        .collect();
+    if signatures.is_empty() {
+        return Err("expected space-separated `v1,<base64 HMAC-SHA256>` entries");
+    }
+    Ok(signatures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::testing::*;
+    use proptest::prelude::*;
+
+    /// Official vectors: the Standard Webhooks libraries' own tests (Python, JavaScript, Rust).
+    const VECTORS: [(&str, &str, i64, &str, &str); 2] = [
+        (
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            r#"{"test": 2432232314}"#,
+        ),
+        (
+            "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+            "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+            1649367553,
+            "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+            r#"{"email":"test@example.com","username":"test_user"}"#,
+        ),
+    ];
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const OTHER: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    const BODY: &str = r#"{"type":"invoice.paid","data":{"id":"in_1","kind":"x"}}"#;
+    const T: i64 = 1_700_000_000;
+
+    fn verifier(secrets: &[&str], event_field: &str) -> StandardWebhooksVerifier {
+        StandardWebhooksVerifier::build(&StandardWebhooksConfig {
+            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            tolerance: default_tolerance(),
+            event_field: event_field.into(),
+        })
+        .expect("builds")
+    }
+
+    fn sign(secret: &str, id: &str, ts: i64, body: &str) -> String {
+        let key = decode_secret(secret).expect("secret");
+        let ring = Keyring::from_bytes("t", Algorithm::Sha256, &[&key]).expect("key");
+        let tag = ring.sign_with_first(&[format!("{id}.{ts}.{body}").as_bytes()]);
+        format!("v1,{}", BASE64_STANDARD.encode(tag))
+    }
+
+    fn send(
+        v: &StandardWebhooksVerifier,
+        sig: &str,
+        ts: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<Verified, Rejection> {
+        let h = [
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", ts),
+            ("webhook-signature", sig),
+        ];
+        verify(v, &h, body.as_bytes(), at(now))
+    }
+
+    #[test]
+    fn official_vectors_verify() {
+        for (i, (secret, id, ts, sig, body)) in VECTORS.into_iter().enumerate() {
+            assert_eq!(sign(secret, id, ts, body), sig, "our signer agrees");
+            let ts = ts.to_string();
+            let h = [
+                ("webhook-id", id),
+                ("webhook-timestamp", ts.as_str()),
+                ("webhook-signature", sig),
+            ];
+            let now = at(VECTORS[i].2);
+            // Neither payload has a `type`: the signature passes, so what fails is the
+            // event type (400, not 401).
+            let r = verify(&verifier(&[secret], "type"), &h, body.as_bytes(), now);
+            assert_eq!(outcome(r, &[secret]), (400, "missing_event"));
+            if i == 1 {
+                let v = verifier(&[secret], "username");
+                let ok = verify(&v, &h, body.as_bytes(), now).expect("valid");
+                assert_eq!(ok.event_type, "test_user");
+                assert_eq!(ok.idempotency_key.as_deref(), Some(id));
+            }
+        }
+    }
+
+    #[test]
+    fn valid_rotated_and_several_signatures() {
+        let v = verifier(&[OTHER, SECRET], "type");
+        let good = sign(SECRET, "msg_1", T, BODY);
+        let ok = send(&v, &good, &T.to_string(), BODY, T).expect("valid");
+        assert_eq!(ok.event_type, "invoice.paid");
+        assert_eq!(ok.idempotency_key.as_deref(), Some("msg_1"));
+        assert_eq!(ok.payload["data"]["id"], "in_1");
+        // The second configured secret signed it: rotation.
+        assert!(send(&verifier(&[OTHER], "type"), &good, &T.to_string(), BODY, T).is_err());
+        // Several entries, one good, others of another version or garbage.
+        let wrong = sign("whsec_d3Jvbmc=", "msg_1", T, BODY);
+        let several = format!("{wrong} v1a,c2lnbmF0dXJl v1,!!! {good}");
+        assert!(send(&v, &several, &T.to_string(), BODY, T).is_ok());
+        let dotted = verifier(&[SECRET], "data.kind");
+        assert_eq!(
+            send(&dotted, &good, &T.to_string(), BODY, T)
+                .expect("ok")
+                .event_type,
+            "x"
+        );
+        // Svix's header names.
+        let h = [
+            ("svix-id", "msg_1"),
+            ("svix-timestamp", &T.to_string()),
+            ("svix-signature", &good),
+        ];
+        assert!(verify(&v, &h, BODY.as_bytes(), at(T)).is_ok());
+    }
+
+    #[test]
+    fn tampered_wrong_secret_expired_and_future_are_401() {
+        let v = verifier(&[SECRET], "type");
+        let good = sign(SECRET, "msg_1", T, BODY);
+        let ts = T.to_string();
+        let tampered = BODY.replace("in_1", "in_2");
+        assert_eq!(
+            outcome(send(&v, &good, &ts, &tampered, T), &[SECRET]),
+            (401, "bad_signature")
+        );
+        let wrong = sign(OTHER, "msg_1", T, BODY);
+        let r = rejected(send(&v, &wrong, &ts, BODY, T), &[SECRET]);
+        assert_eq!(
+            (r.status(), r.to_string().as_str()),
+            (401, "invalid signature")
+        );
+        // The id and the timestamp are signed too.
+        let h = [
+            ("webhook-id", "msg_2"),
+            ("webhook-timestamp", &ts),
+            ("webhook-signature", &good),
+        ];
+        assert_eq!(
+            outcome(verify(&v, &h, BODY.as_bytes(), at(T)), &[]),
+            (401, "bad_signature")
+        );
+        let later = (T + 1).to_string();
+        assert_eq!(
+            outcome(send(&v, &good, &later, BODY, T), &[]),
+            (401, "bad_signature")
+        );
+
+        assert!(send(&v, &good, &ts, BODY, T + 300).is_ok());
+        assert!(send(&v, &good, &ts, BODY, T - 300).is_ok());
+        assert_eq!(
+            outcome(send(&v, &good, &ts, BODY, T + 301), &[]),
+            (401, "timestamp_expired")
+        );
+        assert_eq!(
+            outcome(send(&v, &good, &ts, BODY, T - 301), &[]),
+            (401, "timestamp_in_future")
+        );
+    }
+
+    #[test]
+    fn missing_and_malformed_headers_are_401() {
+        let v = verifier(&[SECRET], "type");
+        let good = sign(SECRET, "msg_1", T, BODY);
+        let ts = T.to_string();
+        let all = [
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", ts.as_str()),
+            ("webhook-signature", good.as_str()),
+        ];
+        for (skip, reason, message) in [
+            (2, "missing_signature", "missing webhook-signature header"),
+            (0, "missing_header", "missing webhook-id header"),
+            (1, "missing_timestamp", "missing webhook-timestamp header"),
+        ] {
+            let h: Vec<_> = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, p)| *p)
+                .collect();
+            let r = rejected(verify(&v, &h, BODY.as_bytes(), at(T)), &[SECRET]);
+            assert_eq!(
+                (r.status(), r.reason(), r.to_string().as_str()),
+                (401, reason, message)
+            );
+        }
+        for sig in [
+            "",
+            "v1",
+            "v1,",
+            "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            "v1,abc",
+            "sha256=00",
+        ] {
+            let r = rejected(send(&v, sig, &ts, BODY, T), &[SECRET]);
+            assert_eq!(
+                (r.status(), r.reason()),
+                (401, "malformed_signature"),
+                "{sig:?}"
+            );
+            assert!(r.to_string().contains("v1,<base64"), "{r}");
+        }
+        for ts in ["", "soon", "-1", "1.5", "99999999999999999999"] {
+            let r = rejected(send(&v, &good, ts, BODY, T), &[SECRET]);
+            assert_eq!(
+                (r.status(), r.reason()),
+                (401, "malformed_timestamp"),
+                "{ts:?}"
+            );
+        }
+        let twice = [all[0], all[1], all[2], all[2]];
+        assert_eq!(
+            outcome(verify(&v, &twice, BODY.as_bytes(), at(T)), &[]),
+            (401, "malformed_signature")
+        );
+    }
+
+    #[test]
+    fn signed_but_unusable_payloads_are_400() {
+        let v = verifier(&[SECRET], "type");
+        for (body, reason) in [
+            ("{", "malformed_json"),
+            ("[1]", "not_an_object"),
+            ("{}", "missing_event"),
+            (r#"{"type":""}"#, "missing_event"),
+        ] {
+            let sig = sign(SECRET, "msg_1", T, body);
+            assert_eq!(
+                outcome(send(&v, &sig, &T.to_string(), body, T), &[]),
+                (400, reason),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_must_be_base64_and_are_never_printed() {
+        for bad in ["whsec_not base64!", "whsec_", "hunter2!"] {
+            let err = StandardWebhooksVerifier::build(&StandardWebhooksConfig {
+                secrets: vec![Secret::new(SECRET), Secret::new(bad)],
+                tolerance: default_tolerance(),
+                event_field: "type".into(),
+            })
+            .expect_err("not base64");
+            assert_eq!(
+                err,
+                "standard-webhooks: secret #2 is not `whsec_` followed by base64"
+            );
+        }
+        // Without the prefix, the same key.
+        let bare = SECRET.trim_start_matches("whsec_");
+        let good = sign(SECRET, "msg_1", T, BODY);
+        assert!(send(&verifier(&[bare], "type"), &good, &T.to_string(), BODY, T).is_ok());
+        let debug = format!("{:?}", verifier(&[SECRET], "type"));
+        assert!(!debug.contains(bare), "{debug}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn header_parsers_never_panic(
+            sig in header_bytes(&["v1,", "v1a,", "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=", " ", ",", "=", "\u{e9}"]),
+            ts in header_bytes(&["1", "7", "0", "-", " ", "9999999999"]),
+            id in header_bytes(&["msg_", "1", "."]),
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let _ = parse_signatures(&sig);
+            let v = verifier(&[SECRET, OTHER], "type");
+            never_panics(&v, &["webhook-signature", "webhook-timestamp", "webhook-id"], &[sig, ts, id], &body);
+        }
+    }
+}
