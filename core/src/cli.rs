@@ -62,6 +62,19 @@ pub enum Command {
     Send(crate::send::SendArgs),
     /// Inspect, replay and purge dead letters (works whether or not `serve` is running).
     Dlq(crate::dlq::DlqArgs),
+    /// Write a commented starter pipeline.toml (and a test file) for a scheme and a sink.
+    Init(crate::init::InitArgs),
+    /// Run the pipeline tests written in TOML next to the config; sinks are replaced by
+    /// recorders. Exit code 1 if any fails.
+    Test {
+        #[arg(long, short, default_value = "pipeline.toml", env = "HOOKLINE_CONFIG")]
+        config: PathBuf,
+        /// Test files (default: `<config>.test.toml` and `tests/*.toml` beside the config).
+        files: Vec<PathBuf>,
+        /// Only tests whose name contains this.
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
@@ -197,6 +210,39 @@ fn lock_journal(db: &Path) -> anyhow::Result<std::fs::File> {
             Err(e).with_context(|| format!("cannot lock {}", lock_path.display()))
         }
     }
+}
+
+/// `hookline test`.
+pub async fn test(
+    config: &Path,
+    files: Vec<PathBuf>,
+    name: Option<&str>,
+    registry: &Registry,
+) -> anyhow::Result<()> {
+    let (_, runtime, _) = match load(config, registry) {
+        Ok(loaded) => loaded,
+        Err(d) => {
+            eprintln!("{d}");
+            bail!("{} problem(s) in {}", d.0.len(), config.display());
+        }
+    };
+    let files = if files.is_empty() {
+        crate::pipetest::default_files(config)
+    } else {
+        files
+    };
+    if files.is_empty() {
+        bail!(
+            "no test files: write {} or tests/*.toml beside the config (see docs/testing.md)",
+            crate::pipetest::default_files_hint(config)
+        );
+    }
+    let (passed, failed) = crate::pipetest::run(&runtime, &files, name).await?;
+    println!("\n{passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} pipeline test(s) failed");
+    }
+    Ok(())
 }
 
 /// `hookline check`: print what would run, with secrets masked.

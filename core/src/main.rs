@@ -15,6 +15,19 @@ fn main() -> std::process::ExitCode {
         }
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(hookline::send::run(args))),
         Command::Dlq(args) => runtime().and_then(|rt| rt.block_on(hookline::dlq::run(args))),
+        Command::Init(args) => hookline::init::run(&args),
+        Command::Test {
+            config,
+            files,
+            name,
+        } => runtime().and_then(|rt| {
+            rt.block_on(hookline::cli::test(
+                &config,
+                files,
+                name.as_deref(),
+                &registry,
+            ))
+        }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

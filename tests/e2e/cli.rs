@@ -86,26 +86,161 @@ fn check_names_an_unset_variable() {
 }
 
 #[test]
-fn check_passes_on_the_root_pipeline_and_every_example() {
+fn check_and_test_pass_on_the_root_pipeline_and_every_example() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut configs = vec![root.join("pipeline.toml")];
-    if let Ok(entries) = std::fs::read_dir(root.join("examples")) {
-        for e in entries.flatten() {
-            let p = e.path().join("pipeline.toml");
-            if p.exists() {
-                configs.push(p);
-            }
-        }
-    }
+    let mut entries: Vec<_> = std::fs::read_dir(root.join("examples"))
+        .expect("examples/")
+        .flatten()
+        .map(|e| e.path().join("pipeline.toml"))
+        .filter(|p| p.exists())
+        .collect();
+    entries.sort();
+    assert!(entries.len() >= 2, "examples: {entries:?}");
+    configs.extend(entries);
     for config in configs {
-        let out = run_cli(&["check", "--config", config.to_str().expect("utf-8")], &[]);
+        let c = config.to_str().expect("utf-8");
+        let out = run_cli(&["--log-level", "error", "check", "--config", c], &[]);
         assert!(
             out.status.success(),
-            "{}: {}",
-            config.display(),
+            "check {c}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        assert!(
+            config.with_file_name("pipeline.test.toml").exists(),
+            "{c} has no pipeline.test.toml"
+        );
+        let out = run_cli(&["--log-level", "error", "test", "--config", c], &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "test {c}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
     }
+}
+
+#[test]
+fn init_writes_a_starter_that_passes_check_and_test_for_every_scheme_and_sink() {
+    let dir = tempfile::tempdir().expect("dir");
+    let schemes = [
+        "leadshark",
+        "standard-webhooks",
+        "github",
+        "stripe",
+        "slack",
+        "shopify",
+        "hmac",
+    ];
+    for scheme in schemes {
+        for sink in ["file", "http", "stdout", "sqlite"] {
+            let config = dir.path().join(format!("{scheme}-{sink}/pipeline.toml"));
+            let c = config.to_str().expect("utf-8");
+            let out = run_cli(
+                &["init", "--scheme", scheme, "--sink", sink, "--output", c],
+                &[],
+            );
+            assert!(
+                out.status.success(),
+                "init {scheme} {sink}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = std::fs::read_to_string(&config).expect("written");
+            assert!(
+                text.lines().filter(|l| l.starts_with('#')).count() >= 5,
+                "commented"
+            );
+            let out = run_cli(&["--log-level", "error", "check", "--config", c], &[]);
+            assert!(
+                out.status.success(),
+                "check {scheme} {sink}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = run_cli(&["--log-level", "error", "test", "--config", c], &[]);
+            assert!(
+                out.status.success(),
+                "test {scheme} {sink}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+    // It does not overwrite without --force.
+    let c = dir.path().join("leadshark-file/pipeline.toml");
+    let out = run_cli(&["init", "--output", c.to_str().expect("utf-8")], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+}
+
+#[test]
+fn test_shows_a_diff_and_fails_when_an_expectation_is_wrong() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "{}\n[[pipelines]]\nname = \"p\"\nsource = \"leadshark\"\nstages = [{{ transform = \"set\", fields = {{ \"data.tag\" = \"a\" }} }}, {{ sink = \"http\", url = \"http://127.0.0.1:9/never\" }}]\n",
+            leadshark_source()
+        ),
+    );
+    std::fs::write(
+        dir.path().join("pipeline.test.toml"),
+        r#"
+[[test]]
+name = "right"
+sample = "new.like"
+pipelines = ["p"]
+
+[[test.expect]]
+pipeline = "p"
+stage = "set"
+payload = { data = { tag = "a" } }
+
+[[test]]
+name = "wrong"
+sample = "new.like"
+
+[[test.expect]]
+pipeline = "p"
+stage = "set"
+payload = { data = { tag = "b" } }
+
+[[test.expect]]
+pipeline = "p"
+stage = "http"
+reached = false
+"#,
+    )
+    .expect("write");
+    let out = run_cli(
+        &[
+            "--log-level",
+            "error",
+            "test",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("test right ... ok"), "{stdout}");
+    assert!(stdout.contains("test wrong ... FAILED"), "{stdout}");
+    let minus = stdout
+        .lines()
+        .any(|l| l.trim_start().starts_with('-') && l.contains("\"tag\": \"b\""));
+    let plus = stdout
+        .lines()
+        .any(|l| l.trim_start().starts_with('+') && l.contains("\"tag\": \"a\""));
+    assert!(minus && plus, "a diff of the named keys: {stdout}");
+    assert!(
+        !stdout.contains("Michael Johnson"),
+        "keys the test does not name stay out of the diff: {stdout}"
+    );
+    assert!(
+        stdout.contains("expected the event not to reach it"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
 }
 
 #[tokio::test]

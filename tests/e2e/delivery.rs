@@ -45,7 +45,8 @@ fn dead_letters(h: &Hookline) -> Value {
 }
 
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: CI machines are small and shared; nothing here measures speed.
+    let deadline = Instant::now() + Duration::from_secs(120);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -468,8 +469,9 @@ stages = [{{ sink = "http", url = "http://127.0.0.1:{port}/leads", envelope = tr
             }
         }));
     }
-    wait_until("1500 acknowledged events", || {
-        acked.lock().expect("lock").len() >= 1500
+    // Kill it mid-stream, once a good share of the 4000 requests has been acknowledged.
+    wait_until("400 acknowledged events", || {
+        acked.lock().expect("lock").len() >= 400
     })
     .await;
     let dir = h.crash();
@@ -477,7 +479,7 @@ stages = [{{ sink = "http", url = "http://127.0.0.1:{port}/leads", envelope = tr
         let _ = s.await;
     }
     let acked: Vec<String> = acked.lock().expect("lock").clone();
-    assert!(acked.len() >= 1500);
+    assert!(acked.len() >= 400);
 
     // Restart, then bring the receiver up.
     let _h = Hookline::start_in(dir, &[]);

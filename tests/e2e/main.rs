@@ -3,6 +3,7 @@
 
 mod cli;
 mod delivery;
+mod docs;
 mod ingest;
 mod operations;
 mod schemes;

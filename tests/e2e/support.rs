@@ -273,7 +273,7 @@ pub fn sample(event: &str, i: u64) -> String {
 
 /// Wait until `path` holds at least `n` JSON lines; return them.
 pub async fn wait_for_lines(path: &Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let lines = read_lines(path);
         if lines.len() >= n || Instant::now() > deadline {
@@ -356,7 +356,7 @@ impl Receiver {
     }
 
     pub async fn wait_for(&self, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let got = self.received.lock().expect("lock").clone();
             if got.len() >= n || Instant::now() > deadline {

@@ -155,6 +155,16 @@ struct RawPipeline {
     stages: Vec<IgnoredAny>,
 }
 
+/// The keys of a `[[pipelines]]` table (for the configuration reference).
+pub fn pipeline_keys() -> &'static [&'static str] {
+    &["name", "source", "events", "stages"]
+}
+
+/// The keys of a stage table that the engine reads (for the configuration reference).
+pub fn stage_keys() -> &'static [&'static str] {
+    ENGINE_STAGE_KEYS
+}
+
 fn all_events() -> Vec<String> {
     vec!["*".into()]
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use hookline_plugin_api::{BuildContext, Registry, StageKind};
 
-pub use pipeline::{Outcome, Pipeline, Stage, StageOp};
+pub use pipeline::{Outcome, Pipeline, Stage, StageOp, StageTrace};
 pub use retry::RetryPolicy;
 pub use worker::Workers;
 

@@ -91,10 +91,25 @@ impl Pipeline {
     /// Run `event` through the stages from index `from` on.
     pub async fn run(&self, event: Event, from: usize) -> Vec<Outcome> {
         let span = info_span!("pipeline", event_id = %event.id, pipeline = %self.name);
-        self.run_inner(event, from).instrument(span).await
+        self.run_inner(event, from, None).instrument(span).await
     }
 
-    async fn run_inner(&self, event: Event, from: usize) -> Vec<Outcome> {
+    /// Like [`Pipeline::run`], also reporting what each stage took and gave (`hookline test`).
+    pub async fn run_traced(
+        &self,
+        event: Event,
+        from: usize,
+        observer: &mut (dyn FnMut(StageTrace) + Send),
+    ) -> Vec<Outcome> {
+        self.run_inner(event, from, Some(observer)).await
+    }
+
+    async fn run_inner(
+        &self,
+        event: Event,
+        from: usize,
+        mut observer: Option<&mut (dyn FnMut(StageTrace) + Send)>,
+    ) -> Vec<Outcome> {
         // Depth-first over splits, so branches finish in order.
         let mut work = vec![(event, from)];
         let mut outcomes = Vec::new();
@@ -103,15 +118,23 @@ impl Pipeline {
                 outcomes.push(Outcome::Completed);
                 continue;
             };
+            let input = observer.is_some().then(|| event.clone());
             let started = std::time::Instant::now();
-            let result = match &stage.op {
-                StageOp::Filter(f) => f
-                    .keep(&event)
-                    .map(|keep| if keep { vec![event.clone()] } else { vec![] }),
-                StageOp::Transform(t) => t.apply(event.clone()),
+            // Filters and sinks hand the event on by move; only a transform, which consumes
+            // it, needs a copy to keep "the event as it entered" for a failure.
+            let result: Result<Vec<Event>, (StageError, Event)> = match &stage.op {
+                StageOp::Filter(f) => match f.keep(&event) {
+                    Ok(true) => Ok(vec![event]),
+                    Ok(false) => Ok(Vec::new()),
+                    Err(e) => Err((e, event)),
+                },
+                StageOp::Transform(t) => t.apply(event.clone()).map_err(|e| (e, event)),
                 StageOp::Sink(s) => {
                     metrics::sink_attempt(&self.name, &stage.name);
-                    s.deliver(&event).await.map(|()| vec![event.clone()])
+                    match s.deliver(&event).await {
+                        Ok(()) => Ok(vec![event]),
+                        Err(e) => Err((e, event)),
+                    }
                 }
             };
             let outcome = match &result {
@@ -125,6 +148,16 @@ impl Pipeline {
                 outcome,
                 started.elapsed().as_secs_f64(),
             );
+            if let (Some(observe), Some(input)) = (observer.as_mut(), input) {
+                observe(StageTrace {
+                    stage: index,
+                    input,
+                    output: match &result {
+                        Ok(next) => Ok(next.clone()),
+                        Err((e, _)) => Err(e.clone()),
+                    },
+                });
+            }
             match result {
                 Ok(next) if next.is_empty() => {
                     debug!(stage = %stage.name, "dropped");
@@ -135,7 +168,7 @@ impl Pipeline {
                         work.push((e, index + 1));
                     }
                 }
-                Err(error) => outcomes.push(Outcome::Failed {
+                Err((error, event)) => outcomes.push(Outcome::Failed {
                     stage: index,
                     error,
                     event: Box::new(event),
@@ -144,6 +177,15 @@ impl Pipeline {
         }
         outcomes
     }
+}
+
+/// What one stage took and gave, for one event.
+#[derive(Debug, Clone)]
+pub struct StageTrace {
+    pub stage: usize,
+    pub input: Event,
+    /// The events that continue (none: dropped), or the error.
+    pub output: Result<Vec<Event>, StageError>,
 }
 
 #[cfg(test)]

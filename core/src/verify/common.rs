@@ -83,7 +83,7 @@ impl std::fmt::Debug for Keyring {
 impl Keyring {
     /// Keys from the secrets' UTF-8 bytes (what every scheme but Standard Webhooks uses).
     pub fn utf8(scheme: &str, algorithm: Algorithm, secrets: &[Secret]) -> Result<Self, String> {
-        check_secrets(scheme, secrets)?;
+        let secrets = check_secrets(scheme, secrets)?;
         let raw: Vec<&[u8]> = secrets.iter().map(|s| s.expose().as_bytes()).collect();
         Self::from_bytes(scheme, algorithm, &raw)
     }

@@ -107,9 +107,9 @@ impl LeadsharkVerifier {
         Ok(verifier)
     }
 
-    /// Without a timestamp tolerance. Errors if `secrets` is empty or holds an empty secret.
+    /// Without a timestamp tolerance. Empty secrets are skipped; errors if none remain.
     pub fn new(secrets: &[Secret], reserialize: bool) -> Result<Self, String> {
-        check_secrets("leadshark", secrets)?;
+        let secrets = check_secrets("leadshark", secrets)?;
         let keys = secrets
             .iter()
             .map(|s| {

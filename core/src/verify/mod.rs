@@ -301,18 +301,23 @@ pub(crate) fn clip(value: &str) -> String {
 
 const CLIP_CHARS: usize = 64;
 
-/// Reject an empty secret list or an empty secret (typically an unset `${VAR}`).
-pub(crate) fn check_secrets(scheme: &str, secrets: &[Secret]) -> Result<(), String> {
+/// The secrets to use: empty entries are skipped, so a rotation slot such as
+/// `"${LEADSHARK_SECRET_OLD:-}"` can stay in the file when there is no old secret (an empty
+/// key must never verify anything). At least one non-empty secret is required.
+pub(crate) fn check_secrets<'a>(
+    scheme: &str,
+    secrets: &'a [Secret],
+) -> Result<Vec<&'a Secret>, String> {
     if secrets.is_empty() {
         return Err(format!("{scheme}: `secrets` must list at least one secret"));
     }
-    if let Some(i) = secrets.iter().position(|s| s.expose().is_empty()) {
+    let usable: Vec<&Secret> = secrets.iter().filter(|s| !s.expose().is_empty()).collect();
+    if usable.is_empty() {
         return Err(format!(
-            "{scheme}: secret #{} is empty (is its environment variable set?)",
-            i + 1
+            "{scheme}: every secret is empty (are their environment variables set?)"
         ));
     }
-    Ok(())
+    Ok(usable)
 }
 
 #[cfg(test)]

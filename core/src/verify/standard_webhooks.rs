@@ -82,10 +82,8 @@ pub struct StandardWebhooksVerifier {
 impl StandardWebhooksVerifier {
     pub fn build(config: &StandardWebhooksConfig) -> Result<Self, String> {
         const SCHEME: &str = "standard-webhooks";
-        check_secrets(SCHEME, &config.secrets)?;
-        let keys = config
-            .secrets
-            .iter()
+        let keys = check_secrets(SCHEME, &config.secrets)?
+            .into_iter()
             .enumerate()
             .map(|(i, s)| decode_secret(s.expose()).ok_or_else(|| bad_secret(i)))
             .collect::<Result<Vec<_>, _>>()?;

@@ -58,10 +58,28 @@ fn build_rejects_empty_secrets_without_printing_them() {
     let err = cfg.build().expect_err("empty list");
     assert!(err.contains("at least one"), "{err}");
 
+    // An empty rotation slot (`"${OLD:-}"`) is skipped, and never verifies anything.
     let cfg =
         parse(r#"verify = { scheme = "leadshark", secrets = ["hunter2", ""] }"#).expect("parses");
-    let err = cfg.build().expect_err("empty secret");
-    assert!(err.contains("#2") && !err.contains("hunter2"), "{err}");
+    let verifier = cfg.build().expect("an empty slot is skipped");
+    let body = br#"{"event":"new.like"}"#;
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "x-webhook-signature",
+        super::leadshark::sign("", body).parse().expect("header"),
+    );
+    let unverified = Unverified {
+        headers: &headers,
+        body,
+        now: jiff::Timestamp::now(),
+    };
+    assert!(
+        verifier.verify(&unverified).is_err(),
+        "the empty key is not a key"
+    );
+    let cfg = parse(r#"verify = { scheme = "leadshark", secrets = ["", ""] }"#).expect("parses");
+    let err = cfg.build().expect_err("only empty secrets");
+    assert!(err.contains("every secret is empty"), "{err}");
 
     let cfg = parse(r#"verify = { scheme = "leadshark", secrets = ["hunter2"] }"#).expect("parses");
     let verifier = cfg.build().expect("builds");
@@ -206,7 +224,7 @@ fn every_scheme_rejects_unknown_keys_and_empty_secrets() {
         let typo = table.replacen("secrets", "secert = 1, secrets", 1);
         let err = parse(&format!("verify = {typo}")).expect_err(scheme);
         assert!(err.contains("secert"), "{scheme}: {err}");
-        for empty in [r#"secrets = []"#, r#"secrets = ["s3cret", ""]"#] {
+        for empty in [r#"secrets = []"#, r#"secrets = ["", ""]"#] {
             let table = table.replace(r#"secrets = ["s3cret"]"#, empty);
             let cfg = parse(&format!("verify = {table}")).expect(scheme);
             let err = cfg.build().expect_err(scheme);

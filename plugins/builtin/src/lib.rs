@@ -17,6 +17,7 @@
 //! | sink | `file` | appends JSON Lines to a file |
 //! | sink | `stdout` | prints JSON Lines |
 //! | sink | `http` | sends JSON to a URL, optionally signed (Standard Webhooks) |
+//! | sink | `sqlite` | inserts rows into an SQLite table, payload fields as columns |
 //!
 //! # Design
 //!
@@ -51,7 +52,8 @@ pub fn register(registry: &mut Registry) {
         .transform("template", transform::template::build)
         .sink("file", sink::file::build)
         .sink("stdout", sink::stdout::build)
-        .sink("http", sink::http::build);
+        .sink("http", sink::http::build)
+        .sink("sqlite", sink::sqlite::build);
 }
 
 /// A fresh registry holding the built-ins.
@@ -73,6 +75,9 @@ mod tests {
             r.names(StageKind::Transform),
             ["remove", "rename", "set", "template"]
         );
-        assert_eq!(r.names(StageKind::Sink), ["file", "http", "stdout"]);
+        assert_eq!(
+            r.names(StageKind::Sink),
+            ["file", "http", "sqlite", "stdout"]
+        );
     }
 }

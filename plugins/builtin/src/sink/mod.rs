@@ -2,4 +2,5 @@
 
 pub mod file;
 pub mod http;
+pub mod sqlite;
 pub mod stdout;

@@ -1,0 +1,226 @@
+//! `hookline init`: a commented starter `pipeline.toml` (and a starter test file) for a
+//! chosen source scheme and sink, which passes `hookline check` and `hookline test` as
+//! written.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::ValueEnum;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scheme {
+    Leadshark,
+    StandardWebhooks,
+    Github,
+    Stripe,
+    Slack,
+    Shopify,
+    Hmac,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SinkKind {
+    File,
+    Http,
+    Stdout,
+    Sqlite,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Signature scheme of the source.
+    #[arg(long, value_enum, default_value = "leadshark")]
+    pub scheme: Scheme,
+    /// Where events go.
+    #[arg(long, value_enum, default_value = "file")]
+    pub sink: SinkKind,
+    /// File to write (its `.test.toml` companion is written beside it).
+    #[arg(long, short, default_value = "pipeline.toml")]
+    pub output: std::path::PathBuf,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// (source name, env var, `verify = ...` line, a note for the comment, sample event type)
+fn source(
+    scheme: Scheme,
+) -> (
+    &'static str,
+    &'static str,
+    String,
+    &'static str,
+    &'static str,
+) {
+    match scheme {
+        Scheme::Leadshark => (
+            "leadshark",
+            "LEADSHARK_SECRET",
+            r#"verify = { scheme = "leadshark", secrets = ["${LEADSHARK_SECRET:-change-me}", "${LEADSHARK_SECRET_OLD:-}"] }"#.into(),
+            "The endpoint secret from LeadShark's dashboard (Settings → Webhooks).",
+            "email.captured",
+        ),
+        Scheme::StandardWebhooks => (
+            "app",
+            "WEBHOOK_SECRET",
+            r#"verify = { scheme = "standard-webhooks", secrets = ["${WEBHOOK_SECRET:-whsec_Y2hhbmdlLW1lLWNoYW5nZS1tZQ==}"], tolerance = "5m" }"#.into(),
+            "The sender's `whsec_...` signing secret (Svix and every Standard Webhooks sender).",
+            "user.created",
+        ),
+        Scheme::Github => (
+            "github",
+            "GITHUB_WEBHOOK_SECRET",
+            r#"verify = { scheme = "github", secrets = ["${GITHUB_WEBHOOK_SECRET:-change-me}"] }"#.into(),
+            "The secret you typed in the repository's webhook settings.",
+            "push",
+        ),
+        Scheme::Stripe => (
+            "stripe",
+            "STRIPE_WEBHOOK_SECRET",
+            r#"verify = { scheme = "stripe", secrets = ["${STRIPE_WEBHOOK_SECRET:-whsec_change_me}"], tolerance = "5m" }"#.into(),
+            "The endpoint's signing secret from Stripe's dashboard (`whsec_...`).",
+            "payment_intent.succeeded",
+        ),
+        Scheme::Slack => (
+            "slack",
+            "SLACK_SIGNING_SECRET",
+            r#"verify = { scheme = "slack", secrets = ["${SLACK_SIGNING_SECRET:-change-me}"], tolerance = "5m" }"#.into(),
+            "The app's Signing Secret (Basic Information → App Credentials).",
+            "app_mention",
+        ),
+        Scheme::Shopify => (
+            "shopify",
+            "SHOPIFY_CLIENT_SECRET",
+            r#"verify = { scheme = "shopify", secrets = ["${SHOPIFY_CLIENT_SECRET:-change-me}"] }"#.into(),
+            "The app's client secret.",
+            "orders/create",
+        ),
+        Scheme::Hmac => (
+            "partner",
+            "PARTNER_SECRET",
+            r#"verify = { scheme = "hmac", secrets = ["${PARTNER_SECRET:-change-me}"], header = "X-Signature", algorithm = "sha256", encoding = "hex", prefix = "sha256=", event_field = "type" }"#.into(),
+            "A sender that puts an HMAC of the body in a header: set the header, algorithm, encoding and prefix it uses.",
+            "order.paid",
+        ),
+    }
+}
+
+fn sink(kind: SinkKind) -> &'static str {
+    match kind {
+        SinkKind::File => r#"{ sink = "file", path = "data/events.jsonl", envelope = true }"#,
+        SinkKind::Stdout => r#"{ sink = "stdout", envelope = true }"#,
+        SinkKind::Sqlite => r#"{ sink = "sqlite", path = "data/events.db", table = "events" }"#,
+        SinkKind::Http => {
+            r#"{ sink = "http", url = "${TARGET_URL:-http://127.0.0.1:3000/webhooks}", timeout = "10s", retry = { attempts = 8, initial = "1s", max = "5m" } }"#
+        }
+    }
+}
+
+/// The starter config text.
+pub fn config_text(scheme: Scheme, kind: SinkKind) -> String {
+    let (name, var, verify, note, _) = source(scheme);
+    let sink = sink(kind);
+    format!(
+        r#"# Hookline pipeline, written by `hookline init`.
+# Check it:   hookline check --config pipeline.toml
+# Test it:    hookline test --config pipeline.toml     (cases in pipeline.test.toml)
+# Run it:     {var}=... hookline serve --config pipeline.toml
+# Every key:  docs/configuration.md
+
+[server]
+# Where senders deliver. Put it behind your TLS proxy.
+listen = "0.0.0.0:8080"
+max_body = "1MiB"
+
+[storage]
+# The journal: an event is committed here before it is acknowledged.
+path = "data/hookline.db"
+retain = "7d"
+
+[admin]
+# /metrics, /healthz, /readyz and /api/v1/dead-letters. Off loopback, set a token.
+listen = "127.0.0.1:9090"
+
+[[sources]]
+name = "{name}"
+path = "/webhooks/{name}"
+# {note}
+# Without ${var} set, the default below is used and `serve` warns loudly. While rotating a
+# secret, list the old one too: both are accepted.
+{verify}
+
+[[pipelines]]
+name = "main"
+source = "{name}"
+events = ["*"]              # event types, or globs such as "order.*"
+stages = [
+  # Filters keep or drop, transforms reshape, sinks deliver. For example:
+  # {{ filter = "cel", expr = "has(payload.data)" }},
+  # {{ transform = "set", fields = {{ "meta.received_by" = "hookline" }} }},
+  {sink},
+]
+"#
+    )
+}
+
+/// The starter test file text.
+pub fn test_text(scheme: Scheme) -> String {
+    let (name, _, _, _, event_type) = source(scheme);
+    let input = if scheme == Scheme::Leadshark {
+        format!("sample = \"{event_type}\"   # one of LeadShark's documented sample payloads")
+    } else {
+        format!(
+            "type = \"{event_type}\"\npayload = {{ type = \"{event_type}\", data = {{ id = \"evt_1\" }} }}"
+        )
+    };
+    format!(
+        r#"# Pipeline tests: `hookline test --config pipeline.toml`. Sinks are replaced by
+# recorders, so nothing leaves the machine. Format: docs/testing.md
+
+[[test]]
+name = "every event reaches the main pipeline's sink"
+source = "{name}"
+{input}
+pipelines = ["main"]
+
+[[test.expect]]
+pipeline = "main"
+stage = "0"              # stage name or index
+reached = true
+"#
+    )
+}
+
+pub fn run(args: &InitArgs) -> anyhow::Result<()> {
+    let test_path = companion(&args.output);
+    for path in [&args.output, &test_path] {
+        if path.exists() && !args.force {
+            bail!("{} exists; use --force to overwrite it", path.display());
+        }
+    }
+    if let Some(dir) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&args.output, config_text(args.scheme, args.sink))
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    std::fs::write(&test_path, test_text(args.scheme))
+        .with_context(|| format!("cannot write {}", test_path.display()))?;
+    println!(
+        "wrote {} and {}",
+        args.output.display(),
+        test_path.display()
+    );
+    println!(
+        "next: hookline check --config {0} && hookline test --config {0}",
+        args.output.display()
+    );
+    Ok(())
+}
+
+fn companion(config: &Path) -> std::path::PathBuf {
+    let stem = config
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("pipeline");
+    config.with_file_name(format!("{stem}.test.toml"))
+}
