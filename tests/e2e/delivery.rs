@@ -1,8 +1,7 @@
 //! Delivery guarantees: a 2xx means the event is in the journal; retries are persisted;
 //! what cannot be delivered becomes a dead letter that can be replayed.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -42,15 +41,6 @@ fn dead_letters(h: &Hookline) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("json")
-}
-
-async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    // Generous: CI machines are small and shared; nothing here measures speed.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -439,78 +429,21 @@ stages = [{{ sink = "http", url = "http://127.0.0.1:{port}/leads", envelope = tr
 "#,
         leadshark_source()
     ));
-    let url = h.url("/webhooks/leadshark");
-    // Send while the receiver is down; kill -9 the service mid-stream.
-    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let mut senders = Vec::new();
-    for worker in 0..16u64 {
-        let (url, acked) = (url.clone(), acked.clone());
-        senders.push(tokio::spawn(async move {
-            let c = client();
-            for i in 0..250u64 {
-                let body = sample("email.captured", worker * 10_000 + i);
-                let sig = sign(SECRET, body.as_bytes());
-                let resp = c
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("x-webhook-signature", sig)
-                    .body(body)
-                    .send()
-                    .await;
-                match resp {
-                    Ok(r) if r.status() == 200 => {
-                        let v: Value = r.json().await.unwrap_or(Value::Null);
-                        if let Some(id) = v["id"].as_str() {
-                            acked.lock().expect("lock").push(id.to_string());
-                        }
-                    }
-                    _ => return, // the service is gone
-                }
-            }
-        }));
-    }
-    // Kill it mid-stream, once a good share of the 4000 requests has been acknowledged.
-    wait_until("400 acknowledged events", || {
-        acked.lock().expect("lock").len() >= 400
-    })
-    .await;
+    // Send while the receiver is down; kill -9 the service mid-stream, once a good share of
+    // the 4000 requests has been acknowledged.
+    let load = Load::start(&h.url("/webhooks/leadshark"), "email.captured", 16, 250);
+    wait_until("400 acknowledged events", || load.acked() >= 400).await;
     let dir = h.crash();
-    for s in senders {
-        let _ = s.await;
-    }
-    let acked: Vec<String> = acked.lock().expect("lock").clone();
-    assert!(acked.len() >= 400);
+    let acked = load.finish().await;
 
     // Restart, then bring the receiver up.
     let _h = Hookline::start_in(dir, &[]);
     let receiver = Receiver::start_on(port, vec![]).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    loop {
-        counts.clear();
-        for r in receiver.received.lock().expect("lock").iter() {
-            let v: Value = serde_json::from_slice(&r.body).expect("json");
-            *counts
-                .entry(v["id"].as_str().expect("id").to_string())
-                .or_default() += 1;
-        }
-        if acked.iter().all(|id| counts.contains_key(id)) || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let counts = wait_for_all(&receiver, &acked).await;
     let lost: Vec<&String> = acked
         .iter()
         .filter(|id| !counts.contains_key(*id))
         .collect();
-    let duplicates: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    println!(
-        "acknowledged {}, received {} distinct, duplicates {} {:?}",
-        acked.len(),
-        counts.len(),
-        duplicates.len(),
-        duplicates.iter().take(10).collect::<Vec<_>>()
-    );
     assert!(
         lost.is_empty(),
         "{} acknowledged events lost, e.g. {:?}",

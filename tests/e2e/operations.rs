@@ -25,14 +25,6 @@ stages = [
     )
 }
 
-async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn scrape(h: &Hookline) -> String {
     let resp = client()
         .get(h.admin_url("/metrics"))
@@ -384,52 +376,13 @@ stages = [{{ sink = "http", url = "http://127.0.0.1:{port}/leads", envelope = tr
 "#,
         leadshark_source()
     ));
-    let url = h.url("/webhooks/leadshark");
-    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut senders = Vec::new();
-    for worker in 0..8u64 {
-        let (url, acked, stop) = (url.clone(), acked.clone(), stop.clone());
-        senders.push(tokio::spawn(async move {
-            let c = client();
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                i += 1;
-                let body = sample("new.comment", worker * 100_000 + i);
-                let sig = sign(SECRET, body.as_bytes());
-                let resp = c
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .header("x-webhook-signature", sig)
-                    .body(body)
-                    .send()
-                    .await;
-                match resp {
-                    Ok(r) if r.status() == 200 => {
-                        if let Some(id) = r
-                            .json::<Value>()
-                            .await
-                            .ok()
-                            .and_then(|v| v["id"].as_str().map(str::to_string))
-                        {
-                            acked.lock().expect("lock").push(id);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
-    wait_until("some load", || acked.lock().expect("lock").len() >= 300).await;
+    let load = Load::start(&h.url("/webhooks/leadshark"), "new.comment", 8, 100_000);
+    wait_until("some load", || load.acked() >= 300).await;
     let mut h = h;
     let started = Instant::now();
     h.signal("TERM");
     let exited = h.terminate();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for s in senders {
-        let _ = s.await;
-    }
+    let acked = load.finish().await;
     assert!(
         exited,
         "hookline exits cleanly on SIGTERM; log:\n{}",
@@ -437,27 +390,14 @@ stages = [{{ sink = "http", url = "http://127.0.0.1:{port}/leads", envelope = tr
     );
     println!("stopped in {:?}", started.elapsed());
     assert!(h.log().contains("SIGTERM"));
-    let acked = acked.lock().expect("lock").clone();
     let dir = h.crash();
     let _h = Hookline::start_in(dir, &[]);
     let receiver = Receiver::start_on(port, vec![]).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen: BTreeSet<String>;
-    loop {
-        seen = receiver
-            .received
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
-            .filter_map(|v| v["id"].as_str().map(str::to_string))
-            .collect();
-        if acked.iter().all(|id| seen.contains(id)) || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let lost: Vec<_> = acked.iter().filter(|id| !seen.contains(*id)).collect();
+    let counts = wait_for_all(&receiver, &acked).await;
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
     assert!(
         lost.is_empty(),
         "{} of {} acknowledged events lost",

@@ -413,3 +413,111 @@ pub fn run_script(program: &str, script: &str, stdin: &str, env: &[(&str, &str)]
     );
     String::from_utf8(out.stdout).expect("utf-8")
 }
+
+/// Poll `f` until it holds; generous, because CI machines are small and shared (nothing
+/// here measures speed).
+pub async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Concurrent senders of unique signed LeadShark samples, recording the ids of the events
+/// that got a 200. Each sender stops after `per_worker` requests, when told to, or when the
+/// service is gone (a connection error).
+pub struct Load {
+    acked: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(url: &str, event: &'static str, workers: u64, per_worker: u64) -> Load {
+        let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stop: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let tasks = (0..workers)
+            .map(|worker| {
+                let (url, acked, stop) = (url.to_string(), acked.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let c = client();
+                    for i in 0..per_worker {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            return;
+                        }
+                        let body = sample(event, worker * 1_000_000 + i);
+                        let sig = sign(SECRET, body.as_bytes());
+                        let resp = c
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .header("x-webhook-signature", sig)
+                            .body(body)
+                            .send()
+                            .await;
+                        match resp {
+                            Ok(r) if r.status() == 200 => {
+                                let v: Value = r.json().await.unwrap_or(Value::Null);
+                                if let Some(id) = v["id"].as_str() {
+                                    acked.lock().expect("lock").push(id.to_string());
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { acked, stop, tasks }
+    }
+
+    pub fn acked(&self) -> usize {
+        self.acked.lock().expect("lock").len()
+    }
+
+    /// Stop the senders and return the ids of every acknowledged event.
+    pub async fn finish(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.acked.lock().expect("lock").clone()
+    }
+}
+
+/// Event ids in the envelope bodies a receiver got, with how often each arrived.
+pub fn received_ids(receiver: &Receiver) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for r in receiver.received.lock().expect("lock").iter() {
+        if let Some(id) = serde_json::from_slice::<Value>(&r.body)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_string))
+        {
+            *counts.entry(id).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Wait until every acknowledged id reached the receiver (or time runs out); returns the
+/// counts, and prints how many arrived more than once.
+pub async fn wait_for_all(
+    receiver: &Receiver,
+    acked: &[String],
+) -> std::collections::HashMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts = received_ids(receiver);
+        if acked.iter().all(|id| counts.contains_key(id)) || Instant::now() > deadline {
+            let duplicates = counts.values().filter(|n| **n > 1).count();
+            println!(
+                "acknowledged {}, received {} distinct, {duplicates} more than once",
+                acked.len(),
+                counts.len()
+            );
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
