@@ -432,7 +432,7 @@ stages = [{{ sink = "http", url = "http://127.0.0.1:{port}/leads", envelope = tr
     // Send while the receiver is down; kill -9 the service mid-stream, once a good share of
     // the 4000 requests has been acknowledged.
     let load = Load::start(&h.url("/webhooks/leadshark"), "email.captured", 16, 250);
-    wait_until("400 acknowledged events", || load.acked() >= 400).await;
+    wait_until("1000 acknowledged events", || load.acked() >= 1000).await;
     let dir = h.crash();
     let acked = load.finish().await;
 
@@ -450,4 +450,140 @@ stages = [{{ sink = "http", url = "http://127.0.0.1:{port}/leads", envelope = tr
         lost.len(),
         lost.iter().take(5).collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn unprocessable_events_and_plugin_errors_become_dead_letters_the_cli_can_filter_replay_and_purge()
+ {
+    let receiver = Receiver::start(vec![]).await;
+    let h = Hookline::start(&format!(
+        r#"{}
+[[pipelines]]
+name = "crm"
+source = "leadshark"
+events = ["email.captured"]
+stages = [
+  {{ transform = "template", strict = true, template = '{{"campaign": "{{{{ payload.data.automation.name }}}}"}}' }},
+  {{ sink = "http", url = "{}" }},
+]
+
+[[pipelines]]
+name = "likes"
+source = "leadshark"
+events = ["new.like"]
+stages = [{{ filter = "cel", expr = "payload.data.lead.missing == 'x'" }}, {{ sink = "file", path = "likes.jsonl" }}]
+"#,
+        leadshark_source(),
+        receiver.url()
+    ));
+    let url = h.url("/webhooks/leadshark");
+    // LeadShark documents data.lead.email as required on email.captured: signed but
+    // unprocessable, so a 200 and a dead letter with the raw body.
+    let no_email = serde_json::json!({"event": "email.captured", "timestamp": "2026-05-09T10:00:00Z", "data": {"lead": {"name": "No Email"}}}).to_string();
+    assert_eq!(post_signed(&url, &no_email).await.status, 200);
+    // v2 with a null automation: the strict template fails — a plugin error.
+    let v2 = serde_json::json!({"event": "email.captured", "payload_version": 2, "data": {"lead": {"name": "A", "email": "a@b.io"}, "automation": null}}).to_string();
+    assert_eq!(post_signed(&url, &v2).await.status, 200);
+    // A CEL error (missing key without has()) on three likes.
+    for i in 0..3 {
+        assert_eq!(post_signed(&url, &sample("new.like", i)).await.status, 200);
+    }
+    let mut page = Value::Null;
+    for _ in 0..200 {
+        page = dead_letters(&h);
+        if page["total"] == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(page["total"], 5, "{page:#}\n{}", h.log());
+    let errors: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|d| d["error"].as_str().expect("error"))
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("data.lead.email")),
+        "{errors:?}"
+    );
+    assert!(
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|d| d["raw"] == no_email.as_str())
+    );
+
+    let list = |args: &[&str]| -> Value {
+        let mut all = vec!["dlq", "list", "--json"];
+        all.extend_from_slice(args);
+        let out = h.cli(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    assert_eq!(list(&["--pipeline", "likes"])["total"], 3);
+    assert_eq!(list(&["--stage", "template"])["total"], 1);
+    assert_eq!(
+        list(&["--reason", "DATA.LEAD.EMAIL"])["total"],
+        1,
+        "reason is case-insensitive text"
+    );
+    assert_eq!(list(&["--since", "1h"])["total"], 5);
+    assert_eq!(list(&["--since", "2099-01-01T00:00:00Z"])["total"], 0);
+    let page2 = list(&["--pipeline", "likes", "--limit", "2", "--page", "2"]);
+    assert_eq!(
+        page2["items"].as_array().expect("items").len(),
+        1,
+        "{page2}"
+    );
+    let text = String::from_utf8_lossy(
+        &h.cli(&["dlq", "list", "--pipeline", "likes", "--limit", "2"])
+            .stdout,
+    )
+    .to_string();
+    assert!(text.contains("page 1 of 2"), "{text}");
+
+    // Fix the pipeline (a reload), then bulk-replay the likes from the start.
+    let fixed = std::fs::read_to_string(&h.config_path)
+        .expect("read")
+        .replace(
+            "payload.data.lead.missing == 'x'",
+            "payload.data.lead.connection_status == 'Connected'",
+        );
+    std::fs::write(&h.config_path, fixed).expect("write");
+    h.signal("HUP");
+    wait_until("the reload", || h.log().contains("configuration reloaded")).await;
+    let out = h.cli(&[
+        "dlq",
+        "replay",
+        "--all",
+        "--pipeline",
+        "likes",
+        "--from-start",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("queued 3"));
+    assert_eq!(wait_for_lines(&h.path("likes.jsonl"), 3).await.len(), 3);
+
+    // Purge what is left: the ingest dead letter cannot be replayed.
+    let ingest_id = list(&["--reason", "data.lead.email"])["items"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let out = h.cli(&["dlq", "replay", &ingest_id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("failed before routing"));
+    let out = h.cli(&["dlq", "purge", "--all"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("purged 2"));
+    assert_eq!(list(&[])["total"], 0);
 }
