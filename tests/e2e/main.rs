@@ -4,6 +4,7 @@
 mod cli;
 mod delivery;
 mod ingest;
+mod nats;
 mod operations;
 mod schemes;
 mod signers;
