@@ -413,3 +413,15 @@ impl NatsJournal {
         serde_json::from_slice(&m.payload).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// rustls panics at run time when two crypto providers are compiled in and none is
+    /// installed (async-nats' default `ring` beside reqwest's `aws-lc-rs`). Hookline builds
+    /// every TLS user with ring only; nextest runs this in a fresh process, where no
+    /// provider has been installed yet, so a second provider would panic here.
+    #[test]
+    fn one_crypto_provider_is_compiled_in() {
+        let _ = rustls::ClientConfig::builder();
+    }
+}
