@@ -286,7 +286,92 @@ fn an_unreachable_or_tls_mismatched_server_stops_start_up_without_a_panic() {
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(expect), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
+        if url.starts_with("tls") {
+            // rustls sent its ClientHello and read the plain server's INFO back.
+            assert!(stderr.contains("corrupt message"), "{stderr}");
+        }
     }
+}
+
+#[tokio::test]
+async fn credentials_reach_the_server_and_wrong_ones_are_refused() {
+    let by_token = NatsServer::start_with(&["--auth", "t0ken-for-tests"]);
+    let by_user = NatsServer::start_with(&["--user", "hook", "--pass", "pa55word"]);
+    for (server, good, bad) in [
+        (
+            &by_token,
+            "token = \"${T:-t0ken-for-tests}\"",
+            "token = \"wrong\"",
+        ),
+        (
+            &by_user,
+            "user = \"hook\"\npassword = \"${P:-pa55word}\"",
+            "user = \"hook\"\npassword = \"wrong\"",
+        ),
+    ] {
+        let dir = config_dir(&nats_config(
+            &server.url(),
+            &file_pipeline("out.jsonl"),
+            good,
+        ));
+        let node = Node::start(dir.path(), "all", "node");
+        let r = post_signed(&node.url("/webhooks/leadshark"), &sample("new.like", 1)).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        assert_eq!(
+            wait_for_lines(&dir.path().join("out.jsonl"), 1).await.len(),
+            1
+        );
+        let log = node.log();
+        assert!(
+            !log.contains("t0ken-for-tests") && !log.contains("pa55word"),
+            "a secret in the log"
+        );
+        let wrong = config_dir(&nats_config(
+            &server.url(),
+            &file_pipeline("out.jsonl"),
+            bad,
+        ));
+        let out = cli_in(wrong.path(), &["serve"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn ingest_answers_503_above_max_pending() {
+    let nats = NatsServer::start();
+    let text = nats_config(&nats.url(), &file_pipeline("out.jsonl"), "")
+        .replace("concurrency = 64", "concurrency = 64\nmax_pending = 2");
+    let dir = config_dir(&text);
+    let ingest = Node::start(dir.path(), "ingest", "ingest");
+    let url = ingest.url("/webhooks/leadshark");
+    for i in 0..2 {
+        assert_eq!(post_signed(&url, &sample("new.like", i)).await.status, 200);
+    }
+    // The count is refreshed once a second.
+    let mut refused = None;
+    for i in 2..60 {
+        let r = post_signed(&url, &sample("new.like", i)).await;
+        if r.status == 503 {
+            refused = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = refused.expect("a 503 once two deliveries are pending");
+    assert_eq!(refused.headers["retry-after"], "1");
+    // A worker drains the backlog; ingest accepts again.
+    let _worker = Node::start(dir.path(), "worker", "worker");
+    let mut accepted = false;
+    for i in 100..200 {
+        if post_signed(&url, &sample("new.like", i)).await.status == 200 {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(accepted, "accepting again once the backlog drained");
 }
 
 #[test]

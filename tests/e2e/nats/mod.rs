@@ -20,6 +20,7 @@ use crate::support::*;
 /// A `nats-server -js` on loopback, killed on drop.
 pub struct NatsServer {
     child: Option<Child>,
+    args: Vec<String>,
     pub port: u16,
     store: tempfile::TempDir,
     log: PathBuf,
@@ -32,10 +33,16 @@ fn server_binary() -> String {
 
 impl NatsServer {
     pub fn start() -> NatsServer {
+        Self::start_with(&[])
+    }
+
+    /// With extra command-line options (`--auth`, `--user`/`--pass`).
+    pub fn start_with(args: &[&str]) -> NatsServer {
         let store = tempfile::tempdir().expect("store dir");
         let log = store.path().join("nats.log");
         let mut server = NatsServer {
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
             port: Receiver::free_port(),
             store,
             log,
@@ -58,6 +65,7 @@ impl NatsServer {
         let child = Command::new(server_binary())
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(self.store.path().join("js"))
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -144,7 +152,7 @@ impl Node {
         let log_path = dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).expect("log");
         let mut child = Command::new(bin())
-            .args(["--log-level", "debug", "serve", "--role", role, "--config"])
+            .args(["--log-level", "info,hookline=debug", "serve", "--role", role, "--config"])
             .arg(dir.join("pipeline.toml"))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

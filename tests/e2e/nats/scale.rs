@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::*;
 use crate::support::*;
 
-const EVENTS: u64 = 4000;
+const EVENTS: u64 = 3000;
 const SENDERS: u64 = 16;
 
 /// What the senders saw.
