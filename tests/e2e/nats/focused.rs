@@ -407,3 +407,59 @@ fn check_describes_the_nats_journal_with_secrets_masked() {
     assert!(stderr.contains("storage.nats.url"), "{stderr}");
     assert!(stderr.contains("one way to authenticate"), "{stderr}");
 }
+
+#[tokio::test]
+async fn routing_holds_across_configs_that_declare_different_types_and_across_reloads() {
+    let nats = NatsServer::start();
+    let pipeline = |events: &str| {
+        format!(
+            "[[pipelines]]\nname = \"likes\"\nsource = \"leadshark\"\nevents = [{events}]\nstages = [{{ sink = \"file\", path = \"out.jsonl\", envelope = true }}]\n"
+        )
+    };
+    // A declares `new.like` (LeadShark's documented types, by default); B declares only
+    // `email.captured`, so it publishes `new.like` events as `other`.
+    let a_dir = config_dir(&nats_config(&nats.url(), &pipeline("\"new.like\""), ""));
+    let b_text = nats_config(&nats.url(), &pipeline("\"new.like\""), "")
+        .replace("verify = {", "events = [\"email.captured\"]\nverify = {");
+    let b_dir = config_dir(&b_text);
+    let worker = Node::start(a_dir.path(), "worker", "worker");
+    let a = Node::start(a_dir.path(), "ingest", "a");
+    let b = Node::start(b_dir.path(), "ingest", "b");
+    let from_a = post_signed(&a.url("/webhooks/leadshark"), &sample("new.like", 1)).await;
+    let from_b = post_signed(&b.url("/webhooks/leadshark"), &sample("new.like", 2)).await;
+    let skipped = post_signed(&b.url("/webhooks/leadshark"), &sample("email.captured", 3)).await;
+    assert_eq!(skipped.status, 200);
+    let out = a_dir.path().join("out.jsonl");
+    let lines = wait_for_lines(&out, 2).await;
+    let ids: Vec<&str> = lines.iter().filter_map(|l| l["id"].as_str()).collect();
+    assert!(
+        ids.contains(&from_a.json["id"].as_str().expect("id")),
+        "{lines:?}"
+    );
+    assert!(
+        ids.contains(&from_b.json["id"].as_str().expect("id")),
+        "{lines:?}"
+    );
+
+    // Reload A's file (worker and ingest): the pipeline now takes `email.captured` only.
+    let text = std::fs::read_to_string(a_dir.path().join("pipeline.toml")).expect("read");
+    std::fs::write(
+        a_dir.path().join("pipeline.toml"),
+        text.replace("events = [\"new.like\"]", "events = [\"email.captured\"]"),
+    )
+    .expect("write");
+    wait_until("both processes reloaded", 20, || {
+        worker.log().contains("configuration reloaded")
+            && a.log().contains("configuration reloaded")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let like = post_signed(&a.url("/webhooks/leadshark"), &sample("new.like", 4)).await;
+    let email = post_signed(&a.url("/webhooks/leadshark"), &sample("email.captured", 5)).await;
+    let lines = wait_for_lines(&out, 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lines_now = read_lines(&out);
+    assert_eq!(lines_now.len(), 3, "{lines:?}");
+    assert_eq!(lines_now[2]["id"], email.json["id"]);
+    assert!(lines_now.iter().all(|l| l["id"] != like.json["id"]));
+}

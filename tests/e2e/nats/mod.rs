@@ -152,7 +152,14 @@ impl Node {
         let log_path = dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).expect("log");
         let mut child = Command::new(bin())
-            .args(["--log-level", "info,hookline=debug", "serve", "--role", role, "--config"])
+            .args([
+                "--log-level",
+                "info,hookline=debug",
+                "serve",
+                "--role",
+                role,
+                "--config",
+            ])
             .arg(dir.join("pipeline.toml"))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

@@ -68,26 +68,19 @@ impl Subjects {
         format!("{}.retry.{}", self.prefix, token(pipeline))
     }
 
-    /// What a pipeline's event consumer listens to. Exact event names become exact subjects
-    /// (undeclared ones travel as `other`); a glob (`new.*`) needs every event of the source,
-    /// and the worker checks the glob itself.
-    pub fn pipeline_filters(
-        &self,
-        source: &str,
-        events: &[String],
-        declared: &[String],
-    ) -> Vec<String> {
+    /// What a pipeline's event consumer listens to. Exact event names become their
+    /// subjects plus the source's `other` subject: whether an ingest process publishes a
+    /// type under its own name or as `other` depends on the types *its* config declares, and
+    /// the filter must catch both (during a reload or a rolling deploy they differ). A glob
+    /// (`new.*`) needs every event of the source. The worker checks the pipeline's `events`
+    /// itself either way and acknowledges what is not for it.
+    pub fn pipeline_filters(&self, source: &str, events: &[String]) -> Vec<String> {
         let is_glob = |p: &str| p.contains(['*', '?', '[', '{', '\\']);
         if events.iter().any(|p| is_glob(p)) {
             return vec![format!("{}.events.{}.*", self.prefix, token(source))];
         }
         let mut out: Vec<String> = Vec::new();
-        for e in events {
-            let label = if declared.iter().any(|d| d == e) {
-                e.as_str()
-            } else {
-                "other"
-            };
+        for label in events.iter().map(String::as_str).chain(["other"]) {
             let subject = self.event(source, label);
             if !out.contains(&subject) {
                 out.push(subject);
@@ -231,31 +224,30 @@ mod tests {
     #[test]
     fn pipeline_filters_use_exact_subjects_where_they_can() {
         let s = Subjects::new("h");
-        let declared = vec!["email.captured".to_string(), "new.like".to_string()];
         let exact = s.pipeline_filters(
             "ls",
-            &[
-                "email.captured".into(),
-                "new.like".into(),
-                "custom".into(),
-                "also".into(),
-            ],
-            &declared,
+            &["email.captured".into(), "new.like".into(), "custom".into()],
         );
         assert_eq!(
             exact,
             vec![
                 s.event("ls", "email.captured"),
                 s.event("ls", "new.like"),
+                s.event("ls", "custom"),
                 s.event("ls", "other"),
-            ]
+            ],
+            "each name, and `other` for ingest processes that do not declare it"
         );
         assert_eq!(
-            s.pipeline_filters("ls", &["new.*".into(), "email.captured".into()], &declared),
+            s.pipeline_filters("ls", &["other".into()]),
+            vec![s.event("ls", "other")]
+        );
+        assert_eq!(
+            s.pipeline_filters("ls", &["new.*".into(), "email.captured".into()]),
             vec!["h.events.ls.*"]
         );
         assert_eq!(
-            s.pipeline_filters("ls", &["*".into()], &declared),
+            s.pipeline_filters("ls", &["*".into()]),
             vec!["h.events.ls.*"]
         );
     }

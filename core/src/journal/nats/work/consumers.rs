@@ -34,15 +34,7 @@ impl Work {
     pub(super) async fn sync(&self, runtime: &Runtime) -> Result<(), JournalError> {
         let mut list = Vec::new();
         for p in &runtime.pipelines {
-            let declared: Vec<String> = runtime
-                .sources
-                .values()
-                .find(|s| s.name == p.source)
-                .map(|s| s.declared.clone())
-                .unwrap_or_default();
-            let filters = self
-                .subjects
-                .pipeline_filters(&p.source, &p.events, &declared);
+            let filters = self.subjects.pipeline_filters(&p.source, &p.events);
             let (filter_subject, filter_subjects) = match filters.as_slice() {
                 [one] => (one.clone(), Vec::new()),
                 _ => (String::new(), filters),
