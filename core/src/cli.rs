@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::AdminState;
 use crate::config::{ConfigFile, Diagnostics};
 use crate::ingest::AppState;
-use crate::journal::{Journal, SqliteJournal};
 use crate::reload::Reloader;
 use crate::runtime::{Runtime, Workers};
+use crate::storage::{Role, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +52,10 @@ pub enum Command {
     Serve {
         #[arg(long, short, default_value = "pipeline.toml", env = "HOOKLINE_CONFIG")]
         config: PathBuf,
+        /// `ingest` answers webhooks, `worker` runs pipelines, `all` both (other roles need
+        /// `[storage] backend = "nats"`).
+        #[arg(long, value_enum, default_value = "all", env = "HOOKLINE_ROLE")]
+        role: Role,
     },
     /// Validate a config as `serve` would, without serving. Exit code 1 on any problem.
     Check {
@@ -121,35 +125,43 @@ pub fn load(
     Ok((file, runtime, warnings))
 }
 
-pub async fn serve(config: &Path, registry: &Registry) -> anyhow::Result<()> {
-    let (_, runtime, warnings) = load(config, registry).map_err(|d| anyhow::anyhow!("{d}"))?;
+pub async fn serve(config: &Path, role: Role, registry: &Registry) -> anyhow::Result<()> {
+    let (file, runtime, warnings) = load(config, registry).map_err(|d| anyhow::anyhow!("{d}"))?;
     for w in &warnings {
         eprintln!("\n!!! WARNING: {w}\n");
         tracing::warn!("{w}");
     }
-    let db = runtime.storage_path.clone();
-    let _lock = lock_journal(&db)?;
-    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&db)?);
-    let depths = journal.depths().await?;
-    tracing::info!(path = %db.display(), pending = depths.pending, dead_letters = depths.dead, "journal open");
+    let store = Store::open(&runtime, &file.base_dir(), role).await?;
+    let journal = store.journal();
+    let described = crate::storage::describe(&runtime);
 
     let listen = runtime.server.listen.clone();
     let admin_listen = runtime.admin.listen.clone();
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = match role.ingests() {
+        true => Some(
+            tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?,
+        ),
+        false => None,
+    };
     let admin_listener = tokio::net::TcpListener::bind(&admin_listen)
         .await
         .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
-    let (addr, admin_addr) = (listener.local_addr()?, admin_listener.local_addr()?);
+    let admin_addr = admin_listener.local_addr()?;
     for source in runtime.sources.values() {
         tracing::info!(source = %source.name, path = %source.path, pipelines = source.pipelines.len(), "serving source");
     }
     let concurrency = runtime.storage.concurrency;
     crate::metrics::preregister(&runtime);
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+    store.attach(runtime.clone()).await?;
+    let depths = journal.depths().await?;
+    tracing::info!(journal = %described, ?role, pending = depths.pending, dead_letters = depths.dead, "journal open");
     let workers = Workers::new(journal.clone(), runtime.clone(), concurrency);
-    workers.start();
+    if role.works() {
+        workers.start();
+    }
     let reloader = Reloader::new(config, registry.clone(), runtime.clone());
     reloader.on_sighup();
     let _watcher = reloader.watch();
@@ -176,40 +188,24 @@ pub async fn serve(config: &Path, registry: &Registry) -> anyhow::Result<()> {
     });
     // Machine-readable: tests and scripts wait for these lines.
     println!("hookline admin on http://{admin_addr}");
-    println!("hookline listening on http://{addr}");
-    tracing::info!(%addr, %admin_addr, "listening");
-    crate::server::serve(listener, state, stop.clone()).await?;
+    match listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            println!("hookline listening on http://{addr}");
+            tracing::info!(%addr, %admin_addr, "listening");
+            crate::server::serve(listener, state, stop.clone()).await?;
+        }
+        None => {
+            println!("hookline worker running (no webhook listener)");
+            tracing::info!(%admin_addr, "working");
+            crate::server::work_until(state, stop.clone()).await;
+        }
+    }
     stop.cancel();
+    store.release().await;
     let _ = admin.await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// One serving process per journal: a second would run the same deliveries twice.
-fn lock_journal(db: &Path) -> anyhow::Result<std::fs::File> {
-    if let Some(dir) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut lock_path = db.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open the journal lock {}", lock_path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
-            "the journal {} is in use by another hookline process (lock: {})",
-            db.display(),
-            lock_path.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock {}", lock_path.display()))
-        }
-    }
 }
 
 /// `hookline test`.
@@ -262,7 +258,7 @@ pub fn check(config: &Path, registry: &Registry) -> anyhow::Result<()> {
     );
     println!(
         "journal {}  retain {}  admin {}{}",
-        runtime.storage_path.display(),
+        crate::storage::describe(&runtime),
         humantime::format_duration(runtime.storage.retain),
         runtime.admin.listen,
         if runtime.admin.token.is_some() {

@@ -1,19 +1,22 @@
-//! `hookline dlq`: list, show, replay and purge dead letters, straight on the journal file.
-//! It works whether or not `serve` is running; a running service picks replayed deliveries
-//! up within a fraction of a second, a stopped one at its next start.
+//! `hookline dlq`: list, show, replay and purge dead letters, straight on the journal (the
+//! SQLite file, or the NATS bucket with `backend = "nats"`). It works whether or not `serve`
+//! is running; a running service picks replayed deliveries up within a fraction of a
+//! second, a stopped one at its next start.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use serde::Deserialize;
 
 use crate::admin::parse_since;
 use crate::config::ConfigFile;
-use crate::journal::{DeadLetter, DeadLetterFilter, Journal, Replayed, SqliteJournal};
+use crate::config::{Backend, StorageConfig};
+use crate::journal::{DeadLetter, DeadLetterFilter, Journal, NatsJournal, Replayed, SqliteJournal};
 
 #[derive(Debug, Args)]
 pub struct DlqArgs {
-    /// Config whose `[storage] path` names the journal.
+    /// Config whose `[storage]` names the journal.
     #[arg(
         long,
         short,
@@ -110,10 +113,21 @@ pub enum DlqCommand {
     },
 }
 
-pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
+/// The journal the config names (or `--db`).
+async fn open(args: &DlqArgs) -> anyhow::Result<Box<dyn Journal>> {
     let db = match &args.db {
         Some(db) => db.clone(),
-        None => journal_path(&args.config)?,
+        None => {
+            let (storage, base_dir) = storage_config(&args.config)?;
+            if let (Backend::Nats, Some(nats)) = (storage.backend, &storage.nats) {
+                return Ok(Box::new(NatsJournal::open_existing(nats, &base_dir).await?));
+            }
+            if storage.path.is_absolute() {
+                storage.path
+            } else {
+                base_dir.join(storage.path)
+            }
+        }
     };
     if !db.exists() {
         bail!(
@@ -121,7 +135,12 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             db.display()
         );
     }
-    let journal = SqliteJournal::open(&db)?;
+    Ok(Box::new(SqliteJournal::open(&db)?))
+}
+
+pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
+    let journal = open(&args).await?;
+    let journal = journal.as_ref();
     match args.command {
         DlqCommand::List {
             filters,
@@ -174,7 +193,7 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             filters,
             from_start,
         } => {
-            let ids = select(&journal, id, all, &filters).await?;
+            let ids = select(journal, id, all, &filters).await?;
             let bar = progress(ids.len());
             let (mut queued, mut skipped) = (0u64, Vec::new());
             for id in ids {
@@ -201,7 +220,7 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             }
         }
         DlqCommand::Purge { id, all, filters } => {
-            let ids = select(&journal, id, all, &filters).await?;
+            let ids = select(journal, id, all, &filters).await?;
             let n = journal.purge(ids).await?;
             println!("purged {n} dead letters");
         }
@@ -210,7 +229,7 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
 }
 
 async fn select(
-    journal: &SqliteJournal,
+    journal: &dyn Journal,
     id: Option<String>,
     all: bool,
     filters: &Filters,
@@ -256,30 +275,28 @@ fn one_line(s: &str, max: usize) -> String {
     }
 }
 
-/// The journal path from a config's `[storage] path`, without validating the rest (an
-/// operator inspecting dead letters need not have every secret in their environment).
-fn journal_path(config: &Path) -> anyhow::Result<PathBuf> {
+/// The `[storage]` section of a config and the directory its paths resolve against, without
+/// validating the rest (an operator inspecting dead letters need not have every secret in
+/// their environment; only the ones `[storage]` uses).
+fn storage_config(config: &Path) -> anyhow::Result<(StorageConfig, PathBuf)> {
     let file = ConfigFile::read(config).map_err(|d| anyhow::anyhow!("{d}"))?;
-    let doc = toml::de::DeTable::parse(&file.text)
+    let mut doc = toml::de::DeTable::parse(&file.text)
         .map_err(|e| anyhow::anyhow!("{}: {}", config.display(), e.message()))?
         .into_inner();
-    let raw = doc
-        .iter()
-        .find(|(k, _)| k.get_ref() == "storage")
-        .and_then(|(_, v)| v.get_ref().get("path"))
-        .and_then(|v| v.get_ref().as_str().map(str::to_string));
-    let path = match raw {
-        Some(raw) => {
-            let (expanded, _) = crate::config::expand(&raw, &|name| std::env::var(name).ok())
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("{}: [storage] path", config.display()))?;
-            PathBuf::from(expanded)
-        }
-        None => crate::config::StorageConfig::default().path,
+    let outcome = crate::config::interpolate_table(&mut doc, &|name| std::env::var(name).ok());
+    let Some((_, storage)) = doc.iter().find(|(k, _)| k.get_ref() == "storage") else {
+        return Ok((StorageConfig::default(), file.base_dir()));
     };
-    Ok(if path.is_absolute() {
-        path
-    } else {
-        file.base_dir().join(path)
-    })
+    let span = storage.span();
+    if let Some((_, e)) = outcome
+        .errors
+        .iter()
+        .find(|(at, _)| at.start >= span.start && at.end <= span.end)
+    {
+        bail!("{}: [storage]: {e}", config.display());
+    }
+    let parsed = StorageConfig::deserialize(toml::de::ValueDeserializer::from(storage.clone()))
+        .map_err(|e| anyhow::anyhow!("{}: [storage]: {}", config.display(), e.message().trim()))
+        .context("reading the journal settings")?;
+    Ok((parsed, file.base_dir()))
 }

@@ -28,4 +28,5 @@ pub mod reload;
 pub mod runtime;
 pub mod send;
 pub mod server;
+pub mod storage;
 pub mod verify;

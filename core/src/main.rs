@@ -10,8 +10,8 @@ fn main() -> std::process::ExitCode {
     let registry = hookline_builtin::registry();
     let result = match cli.command {
         Command::Check { config } => check(&config, &registry),
-        Command::Serve { config } => {
-            runtime().and_then(|rt| rt.block_on(serve(&config, &registry)))
+        Command::Serve { config, role } => {
+            runtime().and_then(|rt| rt.block_on(serve(&config, role, &registry)))
         }
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(hookline::send::run(args))),
         Command::Dlq(args) => runtime().and_then(|rt| rt.block_on(hookline::dlq::run(args))),

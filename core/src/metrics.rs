@@ -35,6 +35,7 @@ pub struct Metrics {
     pub wasm_timeouts: IntCounterVec,
     pub wasm_plugin_counter: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    pub consumer_lag: IntGaugeVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -97,6 +98,15 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
         reg(Box::new(build_info.clone()));
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "hookline_consumer_lag",
+                "Messages in the NATS stream not yet delivered to a pipeline's consumers (NATS journal only).",
+            ),
+            &["pipeline"],
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        reg(Box::new(consumer_lag.clone()));
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -202,6 +212,7 @@ impl Metrics {
                 "Configuration reloads, by result (success, failure).",
                 &["result"],
             ),
+            consumer_lag,
             build_info,
             registry: r,
         }
@@ -295,6 +306,14 @@ pub fn depths(pending: u64, dead: u64) {
     m.pending_deliveries
         .set(i64::try_from(pending).unwrap_or(i64::MAX));
     m.dead_letters.set(i64::try_from(dead).unwrap_or(i64::MAX));
+}
+
+/// Messages waiting for a pipeline's consumers (NATS journal).
+pub fn consumer_lag(pipeline: &str, pending: u64) {
+    metrics()
+        .consumer_lag
+        .with_label_values(&[pipeline])
+        .set(i64::try_from(pending).unwrap_or(i64::MAX));
 }
 
 pub fn journal_commit(batch: usize) {

@@ -150,6 +150,9 @@ fn restart_only_changes(old: &Runtime, new: &Runtime) -> Vec<&'static str> {
     if old.storage_path != new.storage_path {
         changed.push("storage.path");
     }
+    if old.storage.backend != new.storage.backend || old.storage.nats != new.storage.nats {
+        changed.push("storage.nats");
+    }
     if old.storage.concurrency != new.storage.concurrency {
         changed.push("storage.concurrency");
     }

@@ -27,6 +27,18 @@ pub async fn serve(
     axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(stop.cancelled_owned())
         .await?;
+    drain(&state).await;
+    Ok(())
+}
+
+/// A process without a webhook listener (`--role worker`): run until `stop`, then drain.
+pub async fn work_until(state: Arc<AppState>, stop: CancellationToken) {
+    stop.cancelled().await;
+    drain(&state).await;
+}
+
+/// Give pipeline runs in flight up to [`DRAIN_TIMEOUT`].
+async fn drain(state: &AppState) {
     let in_flight = state.workers.in_flight();
     info!(
         in_flight,
@@ -38,7 +50,6 @@ pub async fn serve(
             "runs still in flight at the deadline; their deliveries stay pending and resume at the next start"
         );
     }
-    Ok(())
 }
 
 /// Serve the admin API until `stop` is cancelled.

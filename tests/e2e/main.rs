@@ -5,6 +5,7 @@ mod cli;
 mod delivery;
 mod docs;
 mod ingest;
+mod nats;
 mod operations;
 mod schemes;
 mod signers;

@@ -6,6 +6,7 @@
 
 mod diag;
 mod interp;
+mod nats;
 mod sections;
 
 use std::collections::HashSet;
@@ -20,7 +21,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 pub use diag::{Diagnostic, Diagnostics, Locator, line_col};
-pub use interp::{DefaultUsed, expand};
+pub use interp::{DefaultUsed, expand, interpolate_table};
+pub use nats::{Backend, NatsConfig, Urls};
 pub use sections::{AdminConfig, ServerConfig, SourceConfig, StorageConfig};
 
 use crate::runtime::RetryPolicy;
@@ -252,6 +254,10 @@ impl Checker<'_, '_> {
                                 "`concurrency` must be at least 1",
                             );
                         }
+                        for (key, message) in nats::storage_problems(&storage) {
+                            let span = nats::problem_span(value, &key);
+                            self.err(span, None, message);
+                        }
                     }
                 }
                 "admin" => {
@@ -317,6 +323,20 @@ impl Checker<'_, '_> {
                 None,
                 format!("unknown source `{name}` (sources: {})", names.join(", ")),
             );
+        }
+        if storage.backend == Backend::Nats {
+            for s in &sources {
+                if s.dedupe_window > storage.retain {
+                    self.errors.push(self.locator.at(
+                        None,
+                        Some(format!("sources.{}.dedupe_window", s.name)),
+                        format!(
+                            "source `{}`: with the NATS journal `dedupe_window` cannot be longer than `[storage] retain`",
+                            s.name
+                        ),
+                    ));
+                }
+            }
         }
         Config {
             file,

@@ -61,6 +61,13 @@ fn default_dedupe_window() -> Duration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
+    /// `sqlite` (the default: one process, one file) or `nats` (JetStream; see
+    /// `[storage.nats]` and docs/scale-out.md).
+    #[serde(default)]
+    pub backend: super::nats::Backend,
+    /// The JetStream settings, with `backend = "nats"`.
+    #[serde(default)]
+    pub nats: Option<super::nats::NatsConfig>,
     /// The SQLite journal; relative to the config file's directory.
     #[serde(default = "default_db")]
     pub path: std::path::PathBuf,
@@ -78,6 +85,8 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
+            backend: super::nats::Backend::default(),
+            nats: None,
             path: default_db(),
             retain: default_retain(),
             max_pending: default_max_pending(),

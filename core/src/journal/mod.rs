@@ -2,15 +2,17 @@
 //! state lives — current stage, attempts, next attempt time, last error — so that a crash, a
 //! restart or a five-hour backoff loses nothing. Dead letters live here too.
 //!
-//! [`Journal`] is the seam for other stores (NATS JetStream); [`SqliteJournal`] is the
-//! embedded default.
+//! [`Journal`] is the seam between the flow and the store: [`SqliteJournal`] is the
+//! embedded default, [`NatsJournal`] the scale-out one (NATS JetStream).
 
+mod nats;
 mod sqlite;
 
 use hookline_plugin_api::Event;
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+pub use nats::{NatsJournal, Provision};
 pub use sqlite::SqliteJournal;
 
 /// An event to make durable, with one delivery per pipeline it was routed to.
@@ -85,7 +87,7 @@ pub struct NewDeadLetter {
     pub raw: Option<Vec<u8>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub id: String,
     pub event_id: String,
@@ -149,6 +151,8 @@ pub enum JournalError {
     Corrupt(String),
     #[error("{0}")]
     Open(String),
+    #[error("journal (NATS): {0}")]
+    Nats(String),
 }
 
 /// Counts the journal keeps current, for backpressure and metrics.

@@ -35,6 +35,7 @@ struct Inner {
     journal: Arc<dyn Journal>,
     runtime: Arc<ArcSwap<Runtime>>,
     permits: Arc<Semaphore>,
+    concurrency: usize,
     tracker: TaskTracker,
     wake: Notify,
     stop: tokio_util::sync::CancellationToken,
@@ -51,6 +52,7 @@ impl Workers {
                 journal,
                 runtime,
                 permits: Arc::new(Semaphore::new(concurrency.max(1))),
+                concurrency: concurrency.max(1),
                 tracker: TaskTracker::new(),
                 wake: Notify::new(),
                 stop: tokio_util::sync::CancellationToken::new(),
@@ -105,31 +107,43 @@ impl Workers {
     }
 
     async fn poll_loop(&self) {
+        let mut backlog = false;
         loop {
-            tokio::select! {
-                () = self.inner.stop.cancelled() => return,
-                () = tokio::time::sleep(POLL_INTERVAL) => {}
-                () = self.inner.wake.notified() => {}
+            if backlog {
+                // More was due than there was room for (a backlog after a restart, or the
+                // NATS journal, whose every delivery comes through here): claim again as
+                // soon as a quarter of the runs have finished, not after a fixed wait.
+                let batch = u32::try_from(self.inner.concurrency.div_ceil(4)).unwrap_or(1);
+                tokio::select! {
+                    () = self.inner.stop.cancelled() => return,
+                    permits = self.inner.permits.acquire_many(batch.max(1)) => drop(permits),
+                }
+            } else {
+                tokio::select! {
+                    () = self.inner.stop.cancelled() => return,
+                    () = tokio::time::sleep(POLL_INTERVAL) => {}
+                    () = self.inner.wake.notified() => {}
+                }
             }
             let room = self.inner.permits.available_permits();
             if room == 0 {
                 continue;
             }
-            match self
-                .inner
-                .journal
-                .claim_due(Timestamp::now(), room.min(512))
-                .await
-            {
+            let limit = room.min(512);
+            match self.inner.journal.claim_due(Timestamp::now(), limit).await {
                 Ok(due) => {
                     if !due.is_empty() {
                         debug!(count = due.len(), "claimed due deliveries");
                     }
+                    backlog = due.len() >= limit;
                     for d in due {
                         self.spawn(d);
                     }
                 }
-                Err(e) => warn!(error = %e, "could not claim due deliveries; will try again"),
+                Err(e) => {
+                    backlog = false;
+                    warn!(error = %e, "could not claim due deliveries; will try again")
+                }
             }
         }
     }

@@ -1,0 +1,454 @@
+//! The worker side of the JetStream journal: two durable pull consumers per pipeline
+//! (`events-<pipeline>` for fresh events, `retry-<pipeline>` for retries and replays), the
+//! messages this process holds while their runs are in flight, and settling them.
+//!
+//! `claim` pulls what the workers have room for and turns each message into a [`Delivery`];
+//! `settle` publishes what a run left to do (a retry message, or a dead letter) and only then
+//! acknowledges the message. Whatever is not acknowledged — the process died, NATS was away —
+//! JetStream redelivers after `ack_wait`, to this worker or another: at least once. While a
+//! run is in flight its message's deadline is pushed out with progress acks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+mod consumers;
+
+use arc_swap::ArcSwap;
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::message::{AckKind, Acker, PublishMessage};
+use async_nats::jetstream::{self, stream};
+use futures::StreamExt;
+use hookline_plugin_api::Event;
+use jiff::Timestamp;
+use tracing::{debug, warn};
+
+use super::dead::DeadLetters;
+use super::err;
+use super::subjects::{Progress, Subjects};
+use crate::config::NatsConfig;
+use crate::journal::{Continuation, Delivery, JournalError, NewDeadLetter};
+use crate::runtime::Runtime;
+
+/// How often consumers are matched to a reloaded config, and counts refreshed.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One pipeline's consumers.
+struct Consumers {
+    pipeline: String,
+    events: PullConsumer,
+    retry: PullConsumer,
+}
+
+/// A message this process holds while its run is in flight.
+struct Held {
+    acker: Acker,
+    pipeline: String,
+    origin: Option<u64>,
+    /// Unique per message delivery: the base of the ids of what settling publishes, so a
+    /// settle that is retried does not publish twice.
+    key: String,
+    dead_ids: OnceLock<Vec<String>>,
+}
+
+pub struct Work {
+    api: jetstream::Context,
+    stream: stream::Stream,
+    subjects: Subjects,
+    ack_wait: Duration,
+    max_ack_pending: i64,
+    runtime: OnceLock<Arc<ArcSwap<Runtime>>>,
+    consumers: ArcSwap<Vec<Arc<Consumers>>>,
+    held: Mutex<HashMap<i64, Arc<Held>>>,
+    next_id: AtomicI64,
+    pending: AtomicU64,
+    cursor: AtomicUsize,
+}
+
+impl std::fmt::Debug for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Work").finish_non_exhaustive()
+    }
+}
+
+impl Work {
+    pub fn new(
+        config: &NatsConfig,
+        api: jetstream::Context,
+        stream: stream::Stream,
+        subjects: Subjects,
+    ) -> Self {
+        Work {
+            api,
+            stream,
+            subjects,
+            ack_wait: config.ack_wait,
+            max_ack_pending: config.max_ack_pending,
+            runtime: OnceLock::new(),
+            consumers: ArcSwap::from_pointee(Vec::new()),
+            held: Mutex::new(HashMap::new()),
+            next_id: AtomicI64::new(1),
+            pending: AtomicU64::new(0),
+            cursor: AtomicUsize::new(0),
+        }
+    }
+
+    pub async fn attach(
+        self: &Arc<Self>,
+        runtime: Arc<ArcSwap<Runtime>>,
+    ) -> Result<(), JournalError> {
+        let current = runtime.load_full();
+        self.sync(&current).await?;
+        let _ = self.runtime.set(runtime.clone());
+        let _ = self.refresh().await;
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut synced = current;
+            loop {
+                tokio::time::sleep(SYNC_INTERVAL).await;
+                let now = runtime.load_full();
+                if !Arc::ptr_eq(&now, &synced) {
+                    match this.sync(&now).await {
+                        Ok(()) => {
+                            tracing::info!("NATS consumers updated for the new configuration");
+                            synced = now;
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "could not update the NATS consumers for the new config; will try again")
+                        }
+                    }
+                }
+                if let Err(e) = this.refresh().await {
+                    debug!(error = %e, "could not read consumer counts");
+                }
+            }
+        });
+        let this = self.clone();
+        let every = (self.ack_wait / 3).max(Duration::from_millis(300));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let held: Vec<Arc<Held>> = this.lock().values().cloned().collect();
+                for h in held {
+                    let _ = h.acker.ack_with(AckKind::Progress).await;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<Held>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pull up to `limit` deliveries that are due: retries first (they are late already),
+    /// then fresh events; the budget is shared between pipelines, and what one pipeline
+    /// leaves unused goes to those that have more.
+    pub async fn claim(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        dead: &DeadLetters,
+    ) -> Result<Vec<Delivery>, JournalError> {
+        let list = self.consumers.load_full();
+        if list.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % list.len();
+        let rotated: Vec<Arc<Consumers>> = list[start..]
+            .iter()
+            .chain(&list[..start])
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        let mut budget = limit;
+        for retry in [true, false] {
+            let mut candidates = rotated.clone();
+            for _round in 0..3 {
+                if budget == 0 || candidates.is_empty() {
+                    break;
+                }
+                let per = (budget / candidates.len()).max(1);
+                let pulls = candidates.iter().take(budget).map(|c| {
+                    let consumer = if retry { &c.retry } else { &c.events };
+                    async move { (c.clone(), fetch(consumer, per).await) }
+                });
+                let mut more = Vec::new();
+                for (c, fetched) in futures::future::join_all(pulls).await {
+                    let messages = match fetched {
+                        Ok(m) => m,
+                        Err(e) => {
+                            debug!(pipeline = %c.pipeline, error = %e, "fetch failed");
+                            continue;
+                        }
+                    };
+                    budget = budget.saturating_sub(messages.len());
+                    if messages.len() >= per {
+                        more.push(c.clone());
+                    }
+                    for m in messages {
+                        if let Some(d) = self.take(&c, retry, m, now, dead).await {
+                            out.push(d);
+                        }
+                    }
+                }
+                candidates = more;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Turn a message into a delivery, or deal with it here (not due yet, not this
+    /// pipeline's, unreadable).
+    async fn take(
+        &self,
+        c: &Consumers,
+        retry: bool,
+        message: jetstream::Message,
+        now: Timestamp,
+        dead: &DeadLetters,
+    ) -> Option<Delivery> {
+        let (sequence, delivered) = match message.info() {
+            Ok(i) => (i.stream_sequence, i.delivered),
+            Err(_) => (0, 0),
+        };
+        let (message, acker) = message.split();
+        let progress = if retry {
+            match message.headers.as_ref().and_then(Progress::from_headers) {
+                Some(p) => Some(p),
+                None => {
+                    self.unreadable(
+                        c,
+                        acker,
+                        &message.payload,
+                        "a retry message without its progress headers",
+                        dead,
+                    )
+                    .await;
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(p) = &progress {
+            let wait = p.not_before - now.as_millisecond();
+            if wait > 0 {
+                let delay = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+                let _ = acker.ack_with(AckKind::Nak(Some(delay))).await;
+                return None;
+            }
+        }
+        let event: Event = match serde_json::from_slice(&message.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                self.unreadable(
+                    c,
+                    acker,
+                    &message.payload,
+                    &format!("a stored event that is not valid: {e}"),
+                    dead,
+                )
+                .await;
+                return None;
+            }
+        };
+        if !retry && !self.wants(&c.pipeline, &event.event_type) {
+            // The subject filter was wider than the pipeline's globs.
+            let _ = acker.ack().await;
+            return None;
+        }
+        if delivered > 1 {
+            debug!(event_id = %event.id, pipeline = %c.pipeline, delivered, "running a redelivered message");
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (stage, attempts, first_failed_at, origin) = match &progress {
+            Some(p) => (
+                p.stage,
+                p.attempts,
+                p.first_failed_at
+                    .and_then(|t| Timestamp::from_millisecond(t).ok()),
+                p.origin,
+            ),
+            None => (0, 0, None, Some(sequence)),
+        };
+        self.lock().insert(
+            id,
+            Arc::new(Held {
+                acker,
+                pipeline: c.pipeline.clone(),
+                origin,
+                key: format!("{}:{sequence}:{delivered}", super::token(&c.pipeline)),
+                dead_ids: OnceLock::new(),
+            }),
+        );
+        Some(Delivery {
+            id,
+            pipeline: c.pipeline.clone(),
+            stage,
+            attempts,
+            first_failed_at,
+            event,
+        })
+    }
+
+    fn wants(&self, pipeline: &str, event_type: &str) -> bool {
+        self.runtime
+            .get()
+            .and_then(|r| r.load().pipeline(pipeline).map(|p| p.matches(event_type)))
+            .unwrap_or(true)
+    }
+
+    /// A message no run can use: keep it as a dead letter (nothing authenticated is lost)
+    /// and acknowledge it.
+    async fn unreadable(
+        &self,
+        c: &Consumers,
+        acker: Acker,
+        raw: &[u8],
+        why: &str,
+        dead: &DeadLetters,
+    ) {
+        let now = Timestamp::now();
+        let source = self
+            .runtime
+            .get()
+            .and_then(|r| r.load().pipeline(&c.pipeline).map(|p| p.source.clone()))
+            .unwrap_or_default();
+        let letter = NewDeadLetter {
+            event_id: String::new(),
+            source,
+            pipeline: Some(c.pipeline.clone()),
+            stage_index: None,
+            stage_name: None,
+            error: format!("NATS held {why}"),
+            attempts: 0,
+            first_failed_at: now,
+            last_failed_at: now,
+            event: None,
+            raw: Some(raw.to_vec()),
+        };
+        let id = uuid::Uuid::now_v7().to_string();
+        match dead.insert(&id, &letter, None).await {
+            Ok(()) => {
+                warn!(pipeline = %c.pipeline, dead_letter = %id, "{why}: dead-lettered");
+                let _ = acker.ack().await;
+            }
+            Err(e) => {
+                warn!(pipeline = %c.pipeline, error = %e, "{why}, and it could not be dead-lettered; it will come back")
+            }
+        }
+    }
+
+    /// Publish a retry (or replay) of a pipeline; returns its stream sequence.
+    pub async fn publish_retry(
+        &self,
+        progress: &Progress,
+        event: &Event,
+        msg_id: &str,
+    ) -> Result<u64, JournalError> {
+        let body = serde_json::to_vec(event).map_err(|e| err("encode event", e))?;
+        let publish = PublishMessage::build()
+            .payload(body.into())
+            .headers(progress.to_headers())
+            .message_id(msg_id);
+        let ack = self
+            .api
+            .send_publish(self.subjects.retry(&progress.pipeline), publish)
+            .await
+            .map_err(|e| err("publish retry", e))?
+            .await
+            .map_err(|e| err("publish retry ack", e))?;
+        Ok(ack.sequence)
+    }
+
+    /// Record how a run ended, then acknowledge its message.
+    pub async fn settle(
+        &self,
+        delivery: i64,
+        continuations: &[Continuation],
+        dead: &DeadLetters,
+    ) -> Result<(), JournalError> {
+        let Some(held) = self.lock().get(&delivery).cloned() else {
+            return Ok(());
+        };
+        let ids = held.dead_ids.get_or_init(|| {
+            continuations
+                .iter()
+                .map(|_| uuid::Uuid::now_v7().to_string())
+                .collect()
+        });
+        for (i, c) in continuations.iter().enumerate() {
+            match c {
+                Continuation::Retry {
+                    stage,
+                    event,
+                    attempts,
+                    next_attempt_at,
+                    first_failed_at,
+                    ..
+                } => {
+                    let progress = Progress {
+                        pipeline: held.pipeline.clone(),
+                        stage: *stage,
+                        attempts: *attempts,
+                        first_failed_at: Some(first_failed_at.as_millisecond()),
+                        not_before: next_attempt_at.as_millisecond(),
+                        origin: held.origin,
+                    };
+                    self.publish_retry(&progress, event, &format!("retry:{}:{i}", held.key))
+                        .await?;
+                }
+                Continuation::Dead(letter) => {
+                    let id = ids.get(i).cloned().unwrap_or_default();
+                    dead.insert(&id, letter, held.origin).await?;
+                }
+            }
+        }
+        held.acker
+            .double_ack()
+            .await
+            .map_err(|e| err("acknowledge", e))?;
+        self.lock().remove(&delivery);
+        Ok(())
+    }
+
+    /// Give back every held message (shutdown): redelivered to others at once.
+    pub async fn release(&self) {
+        let held: Vec<Arc<Held>> = self.lock().drain().map(|(_, h)| h).collect();
+        for h in held {
+            let _ = h.acker.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+
+    pub fn pending_hint(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+}
+
+/// Whatever is there now, up to `max` messages, without waiting.
+async fn fetch(
+    consumer: &PullConsumer,
+    max: usize,
+) -> Result<Vec<jetstream::Message>, JournalError> {
+    let mut batch = consumer
+        .fetch()
+        .max_messages(max)
+        .messages()
+        .await
+        .map_err(|e| err("fetch", e))?;
+    let mut out = Vec::new();
+    while let Some(m) = batch.next().await {
+        match m {
+            Ok(m) => out.push(m),
+            Err(e) => {
+                if out.is_empty() {
+                    return Err(err("fetch", e));
+                }
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
