@@ -23,6 +23,7 @@ pub mod dlq;
 pub mod ingest;
 pub mod journal;
 pub mod runtime;
+pub mod scaffold;
 pub mod send;
 pub mod server;
 pub mod verify;

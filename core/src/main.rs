@@ -15,6 +15,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(hookline::send::run(args))),
         Command::Dlq(args) => runtime().and_then(|rt| rt.block_on(hookline::dlq::run(args))),
+        Command::Plugin(args) => hookline::scaffold::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

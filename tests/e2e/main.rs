@@ -7,3 +7,4 @@ mod ingest;
 mod signers;
 mod sinks;
 mod support;
+mod wasm;
