@@ -79,6 +79,8 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// WASM plugin projects: `hookline plugin new NAME --kind transform`.
+    Plugin(crate::scaffold::PluginArgs),
 }
 
 pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
@@ -267,6 +269,11 @@ pub fn check(config: &Path, registry: &Registry) -> anyhow::Result<()> {
             ""
         }
     );
+    println!(
+        "plugins {}  compiled cache {}",
+        runtime.plugins_dir.display(),
+        parsed.plugin_cache_dir().display()
+    );
     for s in &parsed.sources {
         println!("source {}  POST {}  verify {:?}", s.name, s.path, s.verify);
     }
@@ -278,7 +285,14 @@ pub fn check(config: &Path, registry: &Registry) -> anyhow::Result<()> {
             p.events.join(", ")
         );
         for s in &p.stages {
-            println!("  {}. {} {} ({})", s.index, s.kind, s.plugin, s.name);
+            let wasm = match s.plugin.strip_prefix(crate::wasm::PREFIX) {
+                Some(stem) => format!(
+                    "  [{}: loaded and instantiated]",
+                    runtime.plugins_dir.join(format!("{stem}.wasm")).display()
+                ),
+                None => String::new(),
+            };
+            println!("  {}. {} {} ({}){wasm}", s.index, s.kind, s.plugin, s.name);
         }
     }
     for w in warnings {

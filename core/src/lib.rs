@@ -12,7 +12,8 @@
 //!
 //! `config` turns `pipeline.toml` into inert, validated data with every error located by
 //! file, line, column and key; `runtime::Runtime::build` turns that into live stages through
-//! the plugin [`hookline_plugin_api::Registry`]. `verify` never does I/O, and nothing below
+//! the plugin [`hookline_plugin_api::Registry`] — WASM plugins (`wasm`) included, registered
+//! from the plugins folder by the same build. `verify` never does I/O, and nothing below
 //! `ingest` calls back into it.
 
 pub mod admin;
@@ -26,7 +27,9 @@ pub mod metrics;
 pub mod pipetest;
 pub mod reload;
 pub mod runtime;
+pub mod scaffold;
 pub mod send;
 pub mod server;
 pub mod storage;
 pub mod verify;
+pub mod wasm;

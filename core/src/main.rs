@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
                 &registry,
             ))
         }),
+        Command::Plugin(args) => hookline::scaffold::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

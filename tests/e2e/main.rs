@@ -11,3 +11,4 @@ mod schemes;
 mod signers;
 mod sinks;
 mod support;
+mod wasm;

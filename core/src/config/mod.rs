@@ -23,12 +23,19 @@ use toml::de::{DeTable, DeValue};
 pub use diag::{Diagnostic, Diagnostics, Locator, line_col};
 pub use interp::{DefaultUsed, expand, interpolate_table};
 pub use nats::{Backend, NatsConfig, Urls};
-pub use sections::{AdminConfig, ServerConfig, SourceConfig, StorageConfig};
+pub use sections::{AdminConfig, PluginsConfig, ServerConfig, SourceConfig, StorageConfig};
 
 use crate::runtime::RetryPolicy;
 
 /// The sections `pipeline.toml` may have.
-const SECTIONS: &[&str] = &["server", "storage", "admin", "sources", "pipelines"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "storage",
+    "admin",
+    "plugins",
+    "sources",
+    "pipelines",
+];
 /// Keys of a stage table that the engine reads; the rest belong to the plugin.
 const ENGINE_STAGE_KEYS: &[&str] = &["filter", "transform", "sink", "name", "retry"];
 
@@ -108,6 +115,7 @@ pub struct Config<'a> {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub admin: AdminConfig,
+    pub plugins: PluginsConfig,
     pub sources: Vec<SourceConfig>,
     pub pipelines: Vec<PipelineConfig<'a>>,
     /// `${VAR:-default}` references whose variable was unset.
@@ -126,11 +134,32 @@ impl Config<'_> {
 
     /// The journal's path, resolved against the config file's directory.
     pub fn storage_path(&self) -> PathBuf {
-        let base = self.file.base_dir();
-        if self.storage.path.is_absolute() {
-            self.storage.path.clone()
+        self.resolve(&self.storage.path)
+    }
+
+    /// The WASM plugins folder, resolved against the config file's directory.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.resolve(&self.plugins.dir)
+    }
+
+    /// Where compiled plugins are cached: `[plugins] cache_dir`, or `wasm-cache` beside the
+    /// journal.
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        match &self.plugins.cache_dir {
+            Some(dir) => self.resolve(dir),
+            None => match self.storage_path().parent() {
+                Some(parent) => parent.join("wasm-cache"),
+                None => self.resolve("wasm-cache"),
+            },
+        }
+    }
+
+    fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
+        let path = path.as_ref();
+        if path.is_absolute() {
+            path.to_path_buf()
         } else {
-            base.join(&self.storage.path)
+            self.file.base_dir().join(path)
         }
     }
 
@@ -228,6 +257,7 @@ impl Checker<'_, '_> {
         let mut server = ServerConfig::default();
         let mut storage = StorageConfig::default();
         let mut admin = AdminConfig::default();
+        let mut plugins = PluginsConfig::default();
         let mut sources = Vec::new();
         let mut pipelines = Vec::new();
         for (key, value) in doc.iter() {
@@ -287,6 +317,11 @@ impl Checker<'_, '_> {
                         }
                     }
                 }
+                "plugins" => {
+                    if let Some(p) = self.de::<PluginsConfig>(value) {
+                        plugins = p;
+                    }
+                }
                 "sources" => sources = self.sources(value),
                 "pipelines" => pipelines = self.pipelines(value),
                 other => self.err(
@@ -343,6 +378,7 @@ impl Checker<'_, '_> {
             server,
             storage,
             admin,
+            plugins,
             sources,
             pipelines: pipelines.into_iter().map(|(_, p)| p).collect(),
             defaults_used,

@@ -1,4 +1,5 @@
-//! The plain sections of `pipeline.toml`: `[server]`, `[storage]`, `[admin]`, `[[sources]]`.
+//! The plain sections of `pipeline.toml`: `[server]`, `[storage]`, `[admin]`, `[plugins]`,
+//! `[[sources]]`.
 
 use std::time::Duration;
 
@@ -134,4 +135,30 @@ impl Default for AdminConfig {
 
 fn default_admin_listen() -> String {
     "127.0.0.1:9090".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// The drop-in folder: `foo.wasm` there is the plugin `wasm:foo`. Relative to the config
+    /// file's directory.
+    #[serde(default = "default_plugins_dir")]
+    pub dir: std::path::PathBuf,
+    /// Where compiled plugins are cached (native code: keep it writable by this service
+    /// only). Default: `wasm-cache` beside the journal.
+    #[serde(default)]
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: default_plugins_dir(),
+            cache_dir: None,
+        }
+    }
+}
+
+fn default_plugins_dir() -> std::path::PathBuf {
+    "plugins".into()
 }

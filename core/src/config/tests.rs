@@ -183,3 +183,33 @@ fn display_names_file_line_column_and_key() {
     };
     assert_eq!(d.to_string(), "p.toml:3:7: `a.b`: bad");
 }
+
+#[test]
+fn plugins_section_defaults_and_resolution() {
+    let f = ConfigFile {
+        path: PathBuf::from("/etc/hookline/pipeline.toml"),
+        text: GOOD.to_string(),
+    };
+    let cfg = f.parse_with_env(&env).expect("valid");
+    assert_eq!(cfg.plugins_dir(), PathBuf::from("/etc/hookline/plugins"));
+    assert_eq!(
+        cfg.plugin_cache_dir(),
+        PathBuf::from("/etc/hookline/data/wasm-cache"),
+        "beside the journal"
+    );
+    let f = ConfigFile {
+        path: PathBuf::from("/etc/hookline/pipeline.toml"),
+        text: format!("[plugins]\ndir = \"wasm\"\ncache_dir = \"/var/cache/hl\"\n{GOOD}"),
+    };
+    let cfg = f.parse_with_env(&env).expect("valid");
+    assert_eq!(cfg.plugins_dir(), PathBuf::from("/etc/hookline/wasm"));
+    assert_eq!(cfg.plugin_cache_dir(), PathBuf::from("/var/cache/hl"));
+}
+
+#[test]
+fn plugins_section_rejects_unknown_keys() {
+    let errs = errors(&format!("[plugins]\ndirr = \"x\"\n{GOOD}"));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].message.contains("dirr"), "{errs:?}");
+    assert_eq!((errs[0].line, errs[0].column), (2, 1));
+}

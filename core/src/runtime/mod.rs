@@ -20,6 +20,7 @@ pub use worker::Workers;
 
 use crate::config::{AdminConfig, Config, Diagnostics, ServerConfig, StorageConfig};
 use crate::verify::Verifier;
+use crate::wasm::PluginSet;
 
 /// A `[[sources]]` entry, ready to verify requests.
 #[derive(Debug)]
@@ -64,6 +65,8 @@ pub struct Runtime {
     pub storage: StorageConfig,
     /// The journal's path, resolved.
     pub storage_path: std::path::PathBuf,
+    /// The WASM plugins folder, resolved.
+    pub plugins_dir: std::path::PathBuf,
     pub admin: AdminConfig,
     /// Sources by URL path.
     pub sources: HashMap<String, Arc<Source>>,
@@ -72,10 +75,36 @@ pub struct Runtime {
 
 impl Runtime {
     /// Build every verifier and stage. All problems are reported at once, located in the file.
+    ///
+    /// WASM plugins are part of the build: the plugins folder is scanned and each
+    /// `<name>.wasm` is added to (a copy of) `registry` as `wasm:<name>`, so rebuilding the
+    /// runtime (a reload) also picks up added, removed and changed plugins.
     pub fn build(config: &Config<'_>, registry: &Registry) -> Result<Runtime, Diagnostics> {
         let locator = config_locator(config);
         let mut errors = Vec::new();
         let base_dir = config.file.base_dir();
+        let plugins_dir = config.plugins_dir();
+        let plugins = match PluginSet::scan(&plugins_dir, &config.plugin_cache_dir()) {
+            Ok(set) => Some(set),
+            Err(e) => {
+                errors.push(locator.at(
+                    None,
+                    Some("plugins.dir".into()),
+                    format!(
+                        "cannot read the plugins folder {}: {e}",
+                        plugins_dir.display()
+                    ),
+                ));
+                None
+            }
+        };
+        let registry = &{
+            let mut with_wasm = registry.clone();
+            if let Some(set) = &plugins {
+                set.register(&mut with_wasm);
+            }
+            with_wasm
+        };
 
         let mut pipelines = Vec::new();
         for p in &config.pipelines {
@@ -97,10 +126,17 @@ impl Runtime {
                     None => errors.push(locator.at(
                         Some(s.plugin_span.clone()),
                         None,
-                        unknown_plugin(registry, s.kind, &s.plugin),
+                        unknown_plugin(registry, s.kind, &s.plugin, &plugins_dir),
                     )),
                     Some(Err(e)) => {
-                        let span = e.span.clone().or_else(|| Some(s.config.span()));
+                        // A WASM plugin's own failures (compile error, wrong world, missing
+                        // export) are about the plugin named here, not about a key.
+                        let fallback = if s.plugin.starts_with(crate::wasm::PREFIX) {
+                            s.plugin_span.clone()
+                        } else {
+                            s.config.span()
+                        };
+                        let span = e.span.clone().or(Some(fallback));
                         errors.push(locator.at(span, e.key.clone(), e.message));
                     }
                     Some(Ok(op)) => stages.push(Stage {
@@ -152,6 +188,7 @@ impl Runtime {
                 server: config.server.clone(),
                 storage: config.storage.clone(),
                 storage_path: config.storage_path(),
+                plugins_dir,
                 admin: config.admin.clone(),
                 sources,
                 pipelines,
@@ -215,11 +252,18 @@ fn default_event_types(scheme: &str) -> Vec<String> {
     }
 }
 
-fn unknown_plugin(registry: &Registry, kind: StageKind, name: &str) -> String {
-    let hint = if name.starts_with("wasm:") {
-        " (WASM plugins are not available in this build yet)"
-    } else {
-        ""
+fn unknown_plugin(
+    registry: &Registry,
+    kind: StageKind,
+    name: &str,
+    plugins_dir: &std::path::Path,
+) -> String {
+    let hint = match name.strip_prefix(crate::wasm::PREFIX) {
+        Some(stem) => format!(
+            " (no {} in the plugins folder)",
+            plugins_dir.join(format!("{stem}.wasm")).display()
+        ),
+        None => String::new(),
     };
     format!(
         "unknown {kind} plugin `{name}`{hint}; available: {}",

@@ -1,0 +1,184 @@
+//! A compiled plugin: its component, which world it targets, and how to instantiate it.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use hookline_plugin_api::StageKind;
+use wasmtime::component::{Component, Linker};
+
+use super::bindings::{filter, sink, transform};
+use super::instance::State;
+
+/// A `.wasm` component from the plugins folder, compiled (or loaded from the cache).
+pub struct Plugin {
+    /// As stages name it: `wasm:<file stem>`.
+    pub name: String,
+    pub path: PathBuf,
+    component: Component,
+    exports: Vec<String>,
+    /// Whether this load compiled the component or found it in the cache.
+    pub origin: super::cache::Origin,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("exports", &self.exports)
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+/// A plugin linked for one world, ready to instantiate cheaply.
+#[derive(Clone)]
+pub enum Pre {
+    Filter(filter::FilterPre<State>),
+    Transform(transform::TransformPre<State>),
+    Sink(sink::SinkPre<State>),
+}
+
+impl std::fmt::Debug for Pre {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pre::Filter(_) => "Pre::Filter",
+            Pre::Transform(_) => "Pre::Transform",
+            Pre::Sink(_) => "Pre::Sink",
+        })
+    }
+}
+
+/// The function each world exports besides `init`.
+fn entry(kind: StageKind) -> &'static str {
+    match kind {
+        StageKind::Filter => "keep",
+        StageKind::Transform => "apply",
+        StageKind::Sink => "deliver",
+    }
+}
+
+impl Plugin {
+    /// Read and compile `path`. Errors name the file.
+    pub fn load(stem: &str, path: &Path, cache_dir: &Path) -> Result<Plugin, String> {
+        let shown = path.display();
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        if bytes.get(..4) == Some(b"\0asm") && bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+            return Err(format!(
+                "{shown} is a core WebAssembly module, not a component: build the plugin for `wasm32-wasip2` (see docs/plugins.md)"
+            ));
+        }
+        let (component, origin) = super::cache::load(cache_dir, &bytes)
+            .map_err(|e| format!("{shown} does not compile: {e}"))?;
+        let engine = super::engine();
+        let exports = component
+            .component_type()
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        Ok(Plugin {
+            name: format!("{}{stem}", super::PREFIX),
+            path: path.to_path_buf(),
+            component,
+            exports,
+            origin,
+        })
+    }
+
+    /// The world the plugin's exports say it targets, if any.
+    pub fn world(&self) -> Option<StageKind> {
+        StageKind::ALL
+            .into_iter()
+            .find(|k| self.exports.iter().any(|e| e == entry(*k)))
+    }
+
+    /// Whether the plugin can serve as a `kind` stage; the reason when not.
+    pub fn check(&self, kind: StageKind) -> Result<(), String> {
+        let shown = self.path.display();
+        match self.world() {
+            Some(world) if world != kind => {
+                return Err(format!(
+                    "{shown} is a {world} plugin (it exports `{}`), not a {kind}: use it as `{{ {world} = \"{}\" }}`",
+                    entry(world),
+                    self.name
+                ));
+            }
+            _ => {}
+        }
+        for export in ["init", entry(kind)] {
+            if !self.exports.iter().any(|e| e == export) {
+                let has = if self.exports.is_empty() {
+                    "it exports nothing".to_string()
+                } else {
+                    format!("it exports {}", self.exports.join(", "))
+                };
+                return Err(format!(
+                    "{shown} is missing the export `{export}` of the hookline:plugin/{kind} world ({has})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Link the plugin for `kind`. An import Hookline does not provide is an error here, at
+    /// load, not at the first event.
+    pub fn pre(&self, kind: StageKind) -> Result<Pre, String> {
+        let shown = self.path.display();
+        let mut linker = linker(kind)?.clone();
+        super::wasi::stub_denied(&mut linker, &self.component)
+            .map_err(|e| format!("{shown}: {e:#}"))?;
+        let pre = linker
+            .instantiate_pre(&self.component)
+            .map_err(|e| format!("{shown} cannot be linked: {e:#}"))?;
+        let mismatch = |e: wasmtime::Error| {
+            format!("{shown} does not match the hookline:plugin/{kind} world: {e:#}")
+        };
+        Ok(match kind {
+            StageKind::Filter => Pre::Filter(filter::FilterPre::new(pre).map_err(mismatch)?),
+            StageKind::Transform => {
+                Pre::Transform(transform::TransformPre::new(pre).map_err(mismatch)?)
+            }
+            StageKind::Sink => Pre::Sink(sink::SinkPre::new(pre).map_err(mismatch)?),
+        })
+    }
+}
+
+/// The linker of a world: WASI subset, `host`, and `http` for sinks. Built once.
+fn linker(kind: StageKind) -> Result<&'static Linker<State>, String> {
+    static LINKERS: OnceLock<Result<[Linker<State>; 3], String>> = OnceLock::new();
+    let linkers = LINKERS.get_or_init(|| {
+        let build = |kind: StageKind| -> wasmtime::Result<Linker<State>> {
+            let mut linker = Linker::new(super::engine());
+            super::wasi::add_to_linker(&mut linker)?;
+            use wasmtime::component::HasSelf;
+            match kind {
+                StageKind::Filter => {
+                    filter::Filter::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s)?
+                }
+                StageKind::Transform => {
+                    transform::Transform::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s)?
+                }
+                StageKind::Sink => {
+                    sink::Sink::add_to_linker::<_, HasSelf<State>>(&mut linker, |s| s)?
+                }
+            }
+            Ok(linker)
+        };
+        let all = (|| {
+            Ok::<_, wasmtime::Error>([
+                build(StageKind::Filter)?,
+                build(StageKind::Transform)?,
+                build(StageKind::Sink)?,
+            ])
+        })();
+        all.map_err(|e| format!("cannot set up the WASM linker: {e:#}"))
+    });
+    match linkers {
+        Ok([f, t, s]) => Ok(match kind {
+            StageKind::Filter => f,
+            StageKind::Transform => t,
+            StageKind::Sink => s,
+        }),
+        Err(e) => Err(e.clone()),
+    }
+}
