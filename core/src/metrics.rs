@@ -377,6 +377,10 @@ pub fn preregister(runtime: &crate::runtime::Runtime) {
             m.stage_duration.with_label_values(&[&p.name, &s.name]);
             m.dead_letters_created
                 .with_label_values(&[&p.name, &s.name]);
+            if s.plugin.starts_with(crate::wasm::PREFIX) {
+                m.wasm_traps.with_label_values(&[&p.name, &s.name]);
+                m.wasm_timeouts.with_label_values(&[&p.name, &s.name]);
+            }
             if matches!(s.op, crate::runtime::StageOp::Sink(_)) {
                 m.sink_attempts.with_label_values(&[&p.name, &s.name]);
                 m.sink_retries.with_label_values(&[&p.name, &s.name]);

@@ -236,6 +236,48 @@ stages = [{ transform = "wasm:redact" }, { sink = "file", path = "healthy.jsonl"
         .await
         .expect("healthz");
     assert_eq!(health.status(), 200);
+
+    // Metrics count what happened: two timeouts, four traps (memory and panic), and the
+    // counter the redact plugin increments itself.
+    let text = client()
+        .get(h.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        value("hookline_wasm_timeouts_total{pipeline=\"spin\""),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value("hookline_wasm_traps_total{pipeline=\"bomb\""),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value("hookline_wasm_traps_total{pipeline=\"panic\""),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value("hookline_wasm_traps_total{pipeline=\"healthy\""),
+        0.0,
+        "series exist from the start: {text}"
+    );
+    assert!(
+        value("hookline_wasm_plugin_counter_total{name=\"fields_masked\",plugin=\"wasm:redact\"}")
+            > 0.0,
+        "{text}"
+    );
 }
 
 fn check(dir: &Path) -> (bool, String) {

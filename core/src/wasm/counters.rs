@@ -46,6 +46,7 @@ pub(super) fn increment(plugin: &str, name: &str, by: u64) {
     let key = (plugin.to_string(), name.to_string());
     if let Some(v) = counts.get_mut(&key) {
         *v = v.saturating_add(by);
+        crate::metrics::wasm_plugin_counter(plugin, name, by);
         return;
     }
     if counts.keys().filter(|(p, _)| p == plugin).count() >= MAX_NAMES {
@@ -57,6 +58,7 @@ pub(super) fn increment(plugin: &str, name: &str, by: u64) {
         return;
     }
     counts.insert(key, by);
+    crate::metrics::wasm_plugin_counter(plugin, name, by);
 }
 
 #[cfg(test)]

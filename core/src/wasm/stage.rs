@@ -22,6 +22,9 @@ use super::sandbox::{self, Sandbox};
 #[derive(Debug)]
 pub struct Runner {
     env: Env,
+    /// For the trap and timeout metrics.
+    pipeline: String,
+    stage: String,
     idle: Mutex<Vec<Instance>>,
     created: AtomicU64,
 }
@@ -52,6 +55,8 @@ impl Runner {
         };
         let runner = Arc::new(Runner {
             env,
+            pipeline: ctx.pipeline.clone(),
+            stage: ctx.stage.clone(),
             idle: Mutex::new(Vec::new()),
             created: AtomicU64::new(0),
         });
@@ -127,6 +132,12 @@ impl Runner {
             Ok(Err(CallError::Returned(e))) => Err(e),
             Ok(Err(CallError::Trapped(m))) => {
                 debug!(plugin = %self.env.plugin, error = %m, "plugin instance discarded after a trap");
+                // `instance::trapped` words an epoch interrupt as "... timed out: ...".
+                if m.contains(" timed out: ") {
+                    crate::metrics::wasm_timeout(&self.pipeline, &self.stage);
+                } else {
+                    crate::metrics::wasm_trap(&self.pipeline, &self.stage);
+                }
                 Err(StageError::fatal(m))
             }
             Err(_) => Err(StageError::fatal(format!(
