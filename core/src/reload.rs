@@ -99,21 +99,27 @@ impl Reloader {
     }
 
     /// Reload when the config file changes (editors that write a new file and rename it
-    /// over the old one included: the directory is watched). Returns the watcher, which
-    /// must be kept alive.
+    /// over the old one included: the directory is watched), or when a `.wasm` file in the
+    /// plugins folder appears, changes or goes. Returns the watcher, which must be kept
+    /// alive.
     pub fn watch(self: &Arc<Self>) -> Option<notify::RecommendedWatcher> {
         let file_name = self.config.file_name()?.to_os_string();
         let dir = match self.config.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        let plugins_dir = self.runtime.load().plugins_dir.clone();
+        let plugins = plugins_dir
+            .canonicalize()
+            .unwrap_or_else(|_| plugins_dir.clone());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(event) = res {
-                let ours = event
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name() == Some(file_name.as_os_str()));
+                let ours = event.paths.iter().any(|p| {
+                    p.file_name() == Some(file_name.as_os_str())
+                        || (p.extension().is_some_and(|e| e == "wasm")
+                            && p.parent().is_some_and(|d| d == plugins || d == plugins_dir))
+                });
                 if ours && !matches!(event.kind, notify::EventKind::Access(_)) {
                     let _ = tx.send(());
                 }
@@ -125,10 +131,16 @@ impl Reloader {
             warn!(error = %e, dir = %dir.display(), "cannot watch the config directory; reload with SIGHUP instead");
             return None;
         }
+        let plugins_dir = self.runtime.load().plugins_dir.clone();
+        if plugins_dir.is_dir()
+            && let Err(e) = watcher.watch(&plugins_dir, notify::RecursiveMode::NonRecursive)
+        {
+            warn!(error = %e, dir = %plugins_dir.display(), "cannot watch the plugins folder; reload with SIGHUP instead");
+        }
         let this = self.clone();
         tokio::spawn(async move {
             while rx.recv().await.is_some() {
-                // Let a burst of writes settle into one reload.
+                // Let a burst of writes (a plugin being copied in) settle into one reload.
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 while rx.try_recv().is_ok() {}
                 let _ = this.reload("file change").await;

@@ -428,3 +428,46 @@ fn plugin_new_scaffolds_projects_that_build_and_load() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn a_plugin_file_dropped_into_the_folder_is_reloaded() {
+    let body = r#"
+[[pipelines]]
+name = "scored"
+source = "leadshark"
+stages = [{ transform = "wasm:scorer" }, { sink = "file", path = "out.jsonl" }]
+"#;
+    // `scorer` starts out as the redact plugin...
+    let dir = setup(&["redact"], body);
+    std::fs::rename(
+        dir.path().join("plugins/redact.wasm"),
+        dir.path().join("plugins/scorer.wasm"),
+    )
+    .expect("rename");
+    let h = Hookline::start_in(dir, &[]);
+    let url = h.url("/webhooks/leadshark");
+    assert_eq!(
+        post_signed(&url, &sample("email.captured", 1)).await.status,
+        200
+    );
+    let first = wait_for_lines(&h.path("out.jsonl"), 1).await;
+    assert!(first[0]["data"].get("score").is_none(), "{}", first[0]);
+    // ...then lead-score is copied over it: the folder is watched, the set rebuilt and swapped.
+    let tmp = h.path("plugins/.scorer.tmp");
+    std::fs::copy(dist("lead-score"), &tmp).expect("copy");
+    std::fs::rename(&tmp, h.path("plugins/scorer.wasm")).expect("rename");
+    wait_until("the plugin reload", || {
+        h.log().contains("configuration reloaded")
+    })
+    .await;
+    assert_eq!(
+        post_signed(&url, &sample("email.captured", 2)).await.status,
+        200
+    );
+    let lines = wait_for_lines(&h.path("out.jsonl"), 2).await;
+    assert!(
+        lines[1].to_string().contains("score"),
+        "the new plugin runs: {}",
+        lines[1]
+    );
+}
