@@ -11,9 +11,9 @@ row as a ratio to the baseline measured beside it:
   hookline-wasm     Hookline, `wasm:redact` transform in front of the file sink (skipped,
                     with the reason, while the build has no WASM plugins)
 
-Load comes from `hookline send` (unique signed LeadShark bodies; the default) and/or `wrk`
-with tests/bench/wrk.lua (replays a fixed set of signed bodies, so Hookline's
-deduplication is turned off for those runs). Per run it records req/s, p50, p99, errors,
+Load comes from `hookline send` and/or `wrk` with tests/bench/wrk.lua; both send unique
+signed LeadShark bodies (wrk from a pool the driver signs beforehand), at a fixed
+concurrency for a fixed duration. Per run it records req/s, p50, p99, errors,
 peak RSS (VmHWM), idle RSS, start-up to first HTTP answer, CPU per request of the server
 and of the load generator, and for Hookline how long the sinks took to catch up with
 every 2xx (every acknowledged event must reach every sink's file).
@@ -57,6 +57,12 @@ CANDIDATES = {
         "kind": "hookline",
         "config": "file.toml",
         "sinks": ["out/archive.jsonl"],
+    },
+    "hookline-file-nodedupe": {
+        "kind": "hookline",
+        "config": "file-nodedupe.toml",
+        "sinks": ["out/archive.jsonl"],
+        "optional": True,
     },
     "hookline-fanout3": {
         "kind": "hookline",
@@ -112,6 +118,26 @@ def http_answer(addr: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def journal_counters(admin: str | None) -> dict[str, float]:
+    """Group-commit counters from Hookline's /metrics: commits, and operations committed
+    (the batch-size histogram's count is commits; its sum is operations)."""
+    if not admin:
+        return {}
+    host, port = admin.rsplit(":", 1)
+    try:
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        for key, name in [("commits", "hookline_journal_batch_size_count"), ("operations", "hookline_journal_batch_size_sum")]:
+            if line.startswith(name + " "):
+                out[key] = float(line.split()[1])
+    return out
+
+
 class Server:
     """A candidate process: started, timed to its first HTTP answer, measured, stopped."""
 
@@ -131,6 +157,8 @@ class Server:
             stderr=self.stderr_path.open("wb"),
         )
         self.addr = self._wait_listening(timeout=30)
+        admin = re.search(rb"admin on http://(\S+)", self.stdout_path.read_bytes())
+        self.admin = admin.group(1).decode() if admin else None
         while not http_answer(self.addr):
             if time.perf_counter() - started > 30:
                 raise RuntimeError(f"{cmd[0]} never answered HTTP on {self.addr}")
@@ -255,6 +283,8 @@ def load_wrk(addr: str, args, requests_file: Path) -> dict:
         "p99_ms": s["p99_us"] / 1000,
         "max_ms": s["max_us"] / 1000,
         "loadgen_cpu_s": cpu,
+        # Requests past the end of the pool were replays: answered as duplicates.
+        "wrk_pool_wrapped": s["wrapped"],
     }
 
 
@@ -275,19 +305,35 @@ SAMPLES = [
 ]
 
 
-def write_wrk_requests(path: Path, count: int) -> None:
-    with path.open("w") as f:
+def write_wrk_requests(path: Path, count: int, threads: int) -> None:
+    """`count` unique signed requests for wrk.lua, spread over one file per wrk thread
+    (`path.0`, `path.1`, ...). Built from templates: fast enough for a million."""
+    templates = []
+    for event, payload in SAMPLES:
+        person = "lead" if "lead" in payload["data"] else "visitor"
+        p = json.loads(json.dumps(payload))
+        p["data"][person]["name"] = "@@NAME@@"
+        if "email" in p["data"][person]:
+            p["data"][person]["email"] = "@@EMAIL@@"
+        text = json.dumps(p, separators=(",", ":"), ensure_ascii=False)
+        templates.append((event, text, payload["data"][person]))
+    key = SECRET.encode()
+    files = [Path(f"{path}.{t}").open("w") for t in range(threads)]
+    try:
         for i in range(count):
-            event, template = SAMPLES[i % len(SAMPLES)]
-            payload = json.loads(json.dumps(template))
-            person = payload["data"].get("lead") or payload["data"].get("visitor")
-            person["name"] = f"{person['name']} {i}"
+            f = files[i % threads]
+            event, text, person = templates[i % len(templates)]
+            body = text.replace("@@NAME@@", f"{person['name']} {i}")
             if "email" in person:
                 local, domain = person["email"].split("@")
-                person["email"] = f"{local}+{i}@{domain}"
-            body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-            sig = hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
+                body = body.replace("@@EMAIL@@", f"{local}+{i}@{domain}")
+            if "@@" in body:
+                raise SystemExit(f"placeholder left in a wrk body: {body}")
+            sig = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
             f.write(f"{sig}\t{event}\t{body}\n")
+    finally:
+        for f in files:
+            f.close()
 
 
 # ---------------------------------------------------------------- one run
@@ -332,8 +378,6 @@ def one_run(name: str, load: str, rep: int, args, bins: dict, workdir: Path, wrk
     env = dict(os.environ, LEADSHARK_SECRET=SECRET)
     env.pop("HOOKLINE_LOG", None)
     env.pop("HOOKLINE_LOG_FORMAT", None)
-    if load == "wrk":
-        env["BENCH_DEDUPE_WINDOW"] = "0s"
     if spec["kind"] == "baseline":
         cmd = [str(bins["baseline"]), "--listen", "127.0.0.1:0", "--secret", SECRET, "--out", "out.jsonl"]
     else:
@@ -351,11 +395,18 @@ def one_run(name: str, load: str, rep: int, args, bins: dict, workdir: Path, wrk
         time.sleep(1.0)
         result["idle_rss_kib"] = proc_status(server.pid)["VmRSS"]
         cpu0 = cpu_seconds(server.pid)
+        journal0 = journal_counters(server.admin)
         if load == "send":
             r = load_send(bins["hookline"], server.addr, args)
         else:
             r = load_wrk(server.addr, args, wrk_file)
         result["server_cpu_s"] = cpu_seconds(server.pid) - cpu0
+        journal1 = journal_counters(server.admin)
+        if journal0 and journal1:
+            commits = journal1["commits"] - journal0["commits"]
+            ops = journal1["operations"] - journal0["operations"]
+            result["journal_commits_per_s"] = commits / r["seconds"]
+            result["journal_ops_per_commit"] = ops / max(commits, 1)
         result.update(r)
         result["peak_rss_kib"] = proc_status(server.pid)["VmHWM"]
         # Every acknowledged event must reach every sink; time how long that takes.
@@ -433,7 +484,10 @@ def summarise(runs: list[dict], loads: list[str], names: list[str]) -> list[dict
                     "server_cpu_us": median([r["server_cpu_us_per_req"] for r in done]),
                     "loadgen_cpu_us": median([r["loadgen_cpu_us_per_req"] for r in done]),
                     "drain_s": median([r["drain_s"] for r in done]),
+                    "journal_commits_per_s": median([r.get("journal_commits_per_s") for r in done]),
+                    "journal_ops_per_commit": median([r.get("journal_ops_per_commit") for r in done]),
                     "all_delivered": all(r["all_delivered"] for r in done),
+                    "wrk_pool_wrapped": sum(r.get("wrk_pool_wrapped", 0) for r in done),
                 }
             )
     return rows
@@ -442,21 +496,29 @@ def summarise(runs: list[dict], loads: list[str], names: list[str]) -> list[dict
 def markdown(rows: list[dict], meta: dict) -> str:
     head = (
         "| candidate | load | req/s | × baseline | p50 ms | p99 ms | errors | peak RSS MiB | idle RSS MiB "
-        "| ready ms (fresh / restart) | server CPU µs/req | load-gen CPU µs/req | sinks caught up |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "| ready ms (fresh / restart) | server CPU µs/req | load-gen CPU µs/req | journal commits/s × ops | sinks caught up |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     lines = []
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['candidate']} | {r['load']} | skipped: {r['skipped']} |||||||||||\n")
+            lines.append(f"| {r['candidate']} | {r['load']} | skipped: {r['skipped']} ||||||||||||\n")
             continue
         ratio = "1" if r["candidate"] == "baseline" else f"{r['ratio']:.2f}"
         caught = "n/a" if r["candidate"] == "baseline" else (
             f"all, +{r['drain_s']:.1f} s" if r["all_delivered"] else "**no**")
+        journal = (
+            f"{r['journal_commits_per_s']:,.0f} × {r['journal_ops_per_commit']:.1f}"
+            if r.get("journal_commits_per_s") is not None
+            else "n/a"
+        )
+        if r["wrk_pool_wrapped"] and r["candidate"] != "baseline":
+            caught += " (wrk pool ran out: some requests were duplicates; raise --wrk-pool)"
         lines.append(
             f"| {r['candidate']} | {r['load']} | {r['req_s']:,.0f} | {ratio} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
             f"| {r['errors']} / {r['requests']:,} | {r['peak_rss_mib']:.1f} | {r['idle_rss_mib']:.1f} "
-            f"| {r['ready_ms']:.0f} / {r['restart_ready_ms']:.0f} | {r['server_cpu_us']:.1f} | {r['loadgen_cpu_us']:.1f} | {caught} |\n"
+            f"| {r['ready_ms']:.0f} / {r['restart_ready_ms']:.0f} | {r['server_cpu_us']:.1f} | {r['loadgen_cpu_us']:.1f} "
+            f"| {journal} | {caught} |\n"
         )
     foot = (
         f"\nMedians of {meta['reps']} interleaved runs per row, {meta['duration']} each at "
@@ -496,7 +558,7 @@ def build(args) -> dict:
     return bins
 
 
-def profile(args, bins: dict, workdir: Path) -> None:
+def profile(args, bins: dict, workdir: Path, wrk_file: Path) -> None:
     """One run of a candidate with `perf record` attached for the load's duration."""
     name = args.profile
     name, _, label = name.partition("@")
@@ -521,7 +583,11 @@ def profile(args, bins: dict, workdir: Path) -> None:
     )
     time.sleep(0.5)
     cpu0 = cpu_seconds(server.pid)
-    r = load_send(bins["hookline"], server.addr, args)
+    load = args.loads.split(",")[0]
+    if load == "wrk":
+        r = load_wrk(server.addr, args, wrk_file)
+    else:
+        r = load_send(bins["hookline"], server.addr, args)
     us_per_req = (cpu_seconds(server.pid) - cpu0) / max(r["requests"], 1) * 1e6
     perf.send_signal(signal.SIGINT)
     perf.wait()
@@ -541,7 +607,7 @@ def profile(args, bins: dict, workdir: Path) -> None:
         input=script.stdout, capture_output=True, text=True, check=True,
     )
     summary = (
-        f"# perf profile of {name}\n\n{r['req_s']:.0f} req/s (send, {args.concurrency} connections, "
+        f"# perf profile of {name}\n\n{r['req_s']:.0f} req/s ({load}, {args.concurrency} connections, "
         f"{args.duration}), {us_per_req:.1f} µs of server CPU per request while sampled.\n\n{buckets.stdout}"
     )
     (rundir / "perf-buckets.md").write_text(summary)
@@ -550,13 +616,20 @@ def profile(args, bins: dict, workdir: Path) -> None:
 
 
 def main() -> None:
+    # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so every server started gets stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--duration", default="10s")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--loads", default="send,wrk", help="send, wrk or both (comma-separated)")
-    p.add_argument("--candidates", default=",".join(CANDIDATES))
+    p.add_argument(
+        "--candidates",
+        default=",".join(n for n, c in CANDIDATES.items() if not c.get("optional")),
+        help=f"comma-separated, from {', '.join(CANDIDATES)}",
+    )
     p.add_argument("--wrk-threads", type=int, default=2)
+    p.add_argument("--wrk-pool", type=int, default=600_000, help="unique signed requests for wrk (per run)")
     p.add_argument("--wasm-plugin", help="the redact component (default plugins/wasm/dist/redact.wasm)")
     p.add_argument("--out", help="results directory (default target/bench/<time>)")
     p.add_argument("--no-build", action="store_true", help="use the release binaries already built")
@@ -590,13 +663,13 @@ def main() -> None:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     workdir = Path(args.out) if args.out else target_dir() / "bench" / stamp
     workdir.mkdir(parents=True, exist_ok=True)
-    if args.profile:
-        profile(args, bins, workdir)
-        return
-
     wrk_file = workdir / "wrk-requests.tsv"
     if "wrk" in loads:
-        write_wrk_requests(wrk_file, 4096)
+        log(f"writing {args.wrk_pool:,} unique signed requests for wrk")
+        write_wrk_requests(wrk_file, args.wrk_pool, args.wrk_threads)
+    if args.profile:
+        profile(args, bins, workdir, wrk_file)
+        return
 
     meta = {
         "reps": args.reps,
@@ -630,6 +703,8 @@ def main() -> None:
                         f"  {r['req_s']:,.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
                         f"errors {r['errors']}  peak {r['peak_rss_kib'] / 1024:.1f} MiB  ready {r['ready_ms']:.0f} ms  "
                         f"cpu {r['server_cpu_us_per_req']:.1f} µs/req  drained {r['all_delivered']} (+{r['drain_s']:.1f} s)"
+                        + (f"  journal {r['journal_commits_per_s']:.0f} commits/s × {r['journal_ops_per_commit']:.1f} ops"
+                           if "journal_commits_per_s" in r else "")
                     )
                 runs.append(r)
     meta["load_after"] = load_average()
