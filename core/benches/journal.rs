@@ -34,13 +34,18 @@ fn new_event(payload: &serde_json::Value) -> NewEvent {
 }
 
 fn group_commit(c: &mut Criterion) {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => panic!("{e}"),
     };
-    let dir = match tempfile::Builder::new().prefix("hookline-bench-journal").tempdir_in(
-        std::env::var_os("BENCH_JOURNAL_DIR").map_or_else(std::env::temp_dir, Into::into),
-    ) {
+    let dir = match tempfile::Builder::new()
+        .prefix("hookline-bench-journal")
+        .tempdir_in(
+            std::env::var_os("BENCH_JOURNAL_DIR").map_or_else(std::env::temp_dir, Into::into),
+        ) {
         Ok(d) => d,
         Err(e) => panic!("{e}"),
     };
@@ -52,7 +57,9 @@ fn group_commit(c: &mut Criterion) {
         .unwrap_or_else(|| panic!("sample"));
 
     let mut group = c.benchmark_group("journal_accept");
-    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
     for n in [1usize, 16, 64, 256] {
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("concurrent", n), &n, |b, &n| {

@@ -83,7 +83,10 @@ fn chain(c: &mut Criterion) {
         .with_env_filter("info")
         .with_writer(std::io::sink)
         .try_init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => panic!("{e}"),
     };

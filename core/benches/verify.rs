@@ -44,7 +44,10 @@ fn payload(size: usize) -> Value {
 fn headers(signature: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("content-type", HeaderValue::from_static("application/json"));
-    h.insert("x-webhook-event", HeaderValue::from_static("email.captured"));
+    h.insert(
+        "x-webhook-event",
+        HeaderValue::from_static("email.captured"),
+    );
     if let Ok(v) = HeaderValue::from_str(signature) {
         h.insert("x-webhook-signature", v);
     }

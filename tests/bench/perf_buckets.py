@@ -23,10 +23,10 @@ COMPONENTS = [
     ("metrics (prometheus)", r"prometheus::"),
     ("journal: commit + fsync", r"fsync|fdatasync|unixSync|sqlite3PagerSync|sqlite3PagerCommitPhaseOne|walWriteOneFrame|sqlite3WalFrames"),
     ("journal: SQL (sqlite3)", r"sqlite3|rusqlite::"),
-    ("journal: encode + queue", r"hookline::journal"),
-    ("file sink (encode + tokio::fs)", r"hookline_builtin::sink::file|tokio::fs::|tokio::io::blocking"),
+    ("journal: encode + queue (callers)", r"hookline::journal"),
+    ("file sink (encode, queue, writer thread)", r"hookline_builtin::sink::file|tokio::fs::|tokio::io::blocking"),
     ("filter/transform plugins", r"hookline_builtin::(filter|transform)"),
-    ("workers + stage runner", r"hookline::runtime"),
+    ("workers + stage runner (event copies, settle)", r"hookline::runtime|TrackedFuture"),
     ("verify (HMAC, JSON parse)", r"hookline::verify"),
     ("ingest handler (envelope, routing)", r"hookline::ingest"),
     ("HTTP (hyper, axum, sockets)", r"hyper::|hyper_util::|axum::|axum_core::|mio::|tokio::net::"),
@@ -42,6 +42,17 @@ LEAVES = [
     ("serde_json", r"serde_json::|serde_core::|itoa|ryu|zmij"),
     ("HMAC/SHA-256", r"sha2::|hmac::|sha256"),
     ("hashing (maps)", r"hashbrown|indexmap|siphash|foldhash|SipHasher"),
+]
+
+
+# The journal writer thread alone, by what it was doing.
+JOURNAL = [
+    ("checkpoint (WAL → database file)", r"sqlite3Checkpoint"),
+    ("fsync", r"do_fsync|fsync|fdatasync"),
+    ("WAL frames written at commit", r"pagerWalFrames|sqlite3PagerCommitPhaseOne"),
+    ("accept: dedupe check, event + delivery rows", r"queries::accept"),
+    ("settle: delivery done", r"queries::settle"),
+    ("savepoints, begin, queue, replies", r"."),
 ]
 
 
@@ -74,10 +85,17 @@ def main() -> None:
     by_comp: Counter[str] = Counter()
     by_leaf: Counter[str] = Counter()
     by_thread: Counter[str] = Counter()
+    by_journal: Counter[str] = Counter()
+    journal_rx = [(n, re.compile(r)) for n, r in JOURNAL]
     total = 0
     for comm, stack in samples(sys.stdin):
         total += 1
         by_thread[comm] += 1
+        if comm.startswith("hookline-journa"):
+            for name, rx in journal_rx:
+                if any(rx.search(f) for f in stack):
+                    by_journal[name] += 1
+                    break
         for name, rx in comps:
             if any(rx.search(f) for f in stack):
                 by_comp[name] += 1
@@ -106,6 +124,8 @@ def main() -> None:
     table("component (whole stack)", by_comp)
     table("innermost frame", by_leaf)
     table("thread", by_thread)
+    if by_journal:
+        table("journal writer thread (share of all samples)", by_journal)
 
 
 if __name__ == "__main__":
