@@ -353,7 +353,8 @@ def wasm_unavailable(args, hookline: Path, rundir: Path, env) -> str | None:
     """Why the WASM row cannot run in this build, or None."""
     plugin = Path(args.wasm_plugin) if args.wasm_plugin else ROOT / "plugins/wasm/dist/redact.wasm"
     if not plugin.exists():
-        return f"no WASM plugin at {plugin} (build it with plugins/wasm/build.sh)"
+        shown = plugin.relative_to(ROOT) if plugin.is_relative_to(ROOT) else plugin
+        return f"no WASM plugin at {shown} (build it with plugins/wasm/build.sh)"
     (rundir / "plugins").mkdir(parents=True, exist_ok=True)
     shutil.copy(plugin, rundir / "plugins" / "redact.wasm")
     shutil.copy(BENCH / "pipelines" / "wasm.toml", rundir / "pipeline.toml")
