@@ -238,7 +238,9 @@ async fn receive(
         }
         Ok(Accepted::New { deliveries }) => {
             metrics::event_accepted(&source.name, source.metric_type(&event.event_type));
-            info!(event_id = %event.id, source = %source.name, event_type = %event.event_type, routed = deliveries.len(), "accepted");
+            // Debug, not info: one line per event costs more CPU than verifying it
+            // (docs/performance.md); `hookline_events_accepted_total` counts them.
+            debug!(event_id = %event.id, source = %source.name, event_type = %event.event_type, routed = deliveries.len(), "accepted");
             for d in deliveries {
                 state.workers.spawn(Delivery {
                     id: d.id,

@@ -189,14 +189,20 @@ fn open_error(path: &Path, e: &str) -> JournalError {
     JournalError::Open(format!("cannot open the journal {}: {e}", path.display()))
 }
 
+/// Run a statement the writer runs for every job or batch from the statement cache:
+/// `execute_batch` would parse it again each time.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn in_savepoint<R>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<R, JournalError>,
 ) -> Result<R, JournalError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    exec_cached(conn, "SAVEPOINT job")?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE job")?;
+            exec_cached(conn, "RELEASE job")?;
             Ok(v)
         }
         Err(e) => {
@@ -215,7 +221,7 @@ fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &Atomic
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec_cached(&conn, "BEGIN IMMEDIATE") {
             let msg = e.to_string();
             for job in batch {
                 job.fail(&msg);
@@ -224,7 +230,7 @@ fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &Atomic
         }
         let size = batch.len();
         let replies: Vec<Reply> = batch.into_iter().map(|job| job.run(&conn)).collect();
-        let commit = conn.execute_batch("COMMIT").err().map(|e| e.to_string());
+        let commit = exec_cached(&conn, "COMMIT").err().map(|e| e.to_string());
         if commit.is_some() {
             let _ = conn.execute_batch("ROLLBACK");
         } else {
@@ -241,8 +247,11 @@ fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &Atomic
 impl Journal for SqliteJournal {
     async fn accept(&self, event: NewEvent) -> Result<Accepted, JournalError> {
         let boot = self.inner.boot.clone();
+        // Encoded here, on the caller's thread, in parallel: the writer thread is the one
+        // step every event goes through in turn.
+        let encoded = queries::Encoded::new(&event.event)?;
         let accepted = self
-            .call(move |c| queries::accept(c, &event, &boot))
+            .call(move |c| queries::accept(c, &event, &encoded, &boot))
             .await?;
         if let Accepted::New { deliveries } = &accepted {
             self.add_pending(deliveries.len() as i64);

@@ -34,7 +34,27 @@ pub fn count_pending(c: &Connection) -> rusqlite::Result<u64> {
     .map(|n| n.max(0) as u64)
 }
 
-pub fn accept(c: &Connection, new: &NewEvent, boot: &str) -> Result<Accepted, JournalError> {
+/// An event's JSON columns, encoded before the event reaches the writer thread.
+pub struct Encoded {
+    headers: String,
+    payload: String,
+}
+
+impl Encoded {
+    pub fn new(e: &Event) -> Result<Self, JournalError> {
+        Ok(Encoded {
+            headers: to_json(&e.headers)?,
+            payload: to_json(&e.payload)?,
+        })
+    }
+}
+
+pub fn accept(
+    c: &Connection,
+    new: &NewEvent,
+    encoded: &Encoded,
+    boot: &str,
+) -> Result<Accepted, JournalError> {
     let e = &new.event;
     let now = ms(e.received_at);
     if let Some(key) = &new.dedupe_key {
@@ -53,7 +73,7 @@ pub fn accept(c: &Connection, new: &NewEvent, boot: &str) -> Result<Accepted, Jo
     c.prepare_cached(
         "INSERT INTO events (id, source, type, received_at, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![e.id, e.source, e.event_type, now, to_json(&e.headers)?, to_json(&e.payload)?])?;
+    .execute(params![e.id, e.source, e.event_type, now, encoded.headers, encoded.payload])?;
     let mut deliveries = Vec::with_capacity(new.pipelines.len());
     let mut insert = c.prepare_cached(
         "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, claimed_by, updated_at)

@@ -7,19 +7,24 @@
 //!
 //! A relative `path` resolves against the config file's directory. Parent directories are
 //! created and the file is opened for append at start-up, so a path that cannot be written
-//! is a config error. Each line is written with one `write_all` while holding a lock, so
-//! concurrent deliveries never interleave; with `fsync = true` the data is also synced to
-//! disk before the delivery counts as done. Write errors are retryable.
+//! is a config error. The sink's own thread does the writing: it takes every line waiting,
+//! writes them with one `write_all` (so lines never interleave) and, with `fsync = true`,
+//! syncs them to disk with one `fdatasync`, and only then are their deliveries done. Under
+//! load many events share one write and one sync, and no disk stall ever blocks the async
+//! runtime that serves requests. Write errors are retryable.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
 use hookline_plugin_api::{
     BuildContext, ConfigError, Event, PluginConfig, Sink, StageError, async_trait,
 };
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
+use tokio::sync::oneshot;
+
+/// Most lines written (and synced) together.
+const MAX_BATCH: usize = 1024;
 
 /// Config of the `file` sink.
 #[derive(Debug, Deserialize)]
@@ -31,7 +36,7 @@ pub struct FileSinkConfig {
     /// bare payload. Default `false`.
     #[serde(default)]
     pub envelope: bool,
-    /// Sync the data to disk after each line (`fdatasync`). Default `false`.
+    /// Sync the data to disk before a delivery counts as done (`fdatasync`). Default `false`.
     #[serde(default)]
     pub fsync: bool,
 }
@@ -48,11 +53,16 @@ pub fn build(config: &PluginConfig<'_>, ctx: &BuildContext) -> Result<Arc<dyn Si
             format!("cannot open {} for append: {e}", path.display()),
         )
     })?;
+    let (lines, queue) = mpsc::channel::<Line>();
+    let fsync = cfg.fsync;
+    std::thread::Builder::new()
+        .name("hookline-file".into())
+        .spawn(move || write_lines(file, fsync, &queue))
+        .map_err(|e| config.error_at("path", format!("cannot start the file writer: {e}")))?;
     Ok(Arc::new(FileSink {
         path,
         envelope: cfg.envelope,
-        fsync: cfg.fsync,
-        file: Mutex::new(tokio::fs::File::from_std(file)),
+        lines,
     }))
 }
 
@@ -66,38 +76,68 @@ fn open(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// Runtime form of the `file` sink: the open file behind a lock.
+/// A line to append, and who to tell once it is written (and synced).
+struct Line {
+    bytes: Vec<u8>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The writer thread: runs until the sink is dropped (a reload, shutdown) and every line
+/// already queued is written.
+fn write_lines(mut file: std::fs::File, fsync: bool, queue: &mpsc::Receiver<Line>) {
+    let mut buf = Vec::new();
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(line) => batch.push(line),
+                Err(_) => break,
+            }
+        }
+        buf.clear();
+        for line in &batch {
+            buf.extend_from_slice(&line.bytes);
+        }
+        let result = file
+            .write_all(&buf)
+            .and_then(|()| if fsync { file.sync_data() } else { Ok(()) })
+            .map_err(|e| e.to_string());
+        for line in batch {
+            let _ = line.done.send(result.clone());
+        }
+    }
+}
+
+/// Runtime form of the `file` sink: a queue to its writer thread.
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
     envelope: bool,
-    fsync: bool,
-    file: Mutex<tokio::fs::File>,
+    lines: mpsc::Sender<Line>,
 }
 
 #[async_trait]
 impl Sink for FileSink {
     async fn deliver(&self, event: &Event) -> Result<(), StageError> {
-        let value = if self.envelope {
-            event.envelope()
+        let mut bytes = if self.envelope {
+            serde_json::to_vec(&event.envelope())
         } else {
-            event.payload.clone()
-        };
-        let mut line = serde_json::to_vec(&value)
-            .map_err(|e| StageError::fatal(format!("cannot encode event: {e}")))?;
-        line.push(b'\n');
-        let io_err = |e: std::io::Error| {
+            serde_json::to_vec(&event.payload)
+        }
+        .map_err(|e| StageError::fatal(format!("cannot encode event: {e}")))?;
+        bytes.push(b'\n');
+        let failed = |e: &dyn std::fmt::Display| {
             StageError::retryable(format!("cannot write to {}: {e}", self.path.display()))
         };
-        let mut file = self.file.lock().await;
-        file.write_all(&line).await.map_err(io_err)?;
-        // tokio hands writes to a blocking thread; flush waits for this one to land, so its
-        // error (disk full…) is reported for this event and not the next.
-        file.flush().await.map_err(io_err)?;
-        if self.fsync {
-            file.sync_data().await.map_err(io_err)?;
+        let (done, written) = oneshot::channel();
+        self.lines
+            .send(Line { bytes, done })
+            .map_err(|_| failed(&"the writer has stopped"))?;
+        match written.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(failed(&e)),
+            Err(_) => Err(failed(&"the writer has stopped")),
         }
-        Ok(())
     }
 }
 
