@@ -51,6 +51,16 @@ impl Sandbox {
         self.memory / 2
     }
 
+    /// The stage-table keys the host reads (documented in docs/plugins.md, "Sandbox").
+    pub const KEYS: &'static [&'static str] = &[
+        "timeout",
+        "memory",
+        "fuel",
+        "allowed_hosts",
+        "recycle_after",
+        "instances",
+    ];
+
     /// Read the sandbox keys of `config`; returns the limits and the plugin's own table.
     pub fn parse(
         kind: StageKind,
