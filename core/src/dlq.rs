@@ -135,7 +135,7 @@ async fn open(args: &DlqArgs) -> anyhow::Result<Box<dyn Journal>> {
             db.display()
         );
     }
-    Ok(Box::new(SqliteJournal::open(&db)?))
+    Ok(Box::new(SqliteJournal::open_shared(&db)?))
 }
 
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {

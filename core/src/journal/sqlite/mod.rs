@@ -5,7 +5,12 @@
 //! once, and only then answers each caller. That is group commit: under load, one fsync
 //! covers many requests, so durability does not cost throughput. A failing job rolls back
 //! its savepoint alone.
+//!
+//! The common case writes little: accepting an event inserts its row (its deduplication
+//! key with it, looked up in memory) and nothing else; a first run that is delivered
+//! writes nothing. See [`fast`] for how that stays crash-safe.
 
+pub(crate) mod fast;
 mod queries;
 mod schema;
 
@@ -29,27 +34,46 @@ pub const MAX_BATCH: usize = 512;
 
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 
+/// What the writer thread owns: the connection and the in-memory state that goes with it.
+pub(crate) struct Ctx {
+    pub conn: Connection,
+    pub fast: fast::FastPath,
+    pub dedupe: fast::Dedupe,
+    pub boot: String,
+    /// The serving process (it holds the journal's lock): the only one that recovers first
+    /// runs at open and moves the watermark. The `hookline dlq` commands open the journal
+    /// beside a running service and must do neither.
+    pub owner: bool,
+}
+
 /// A unit of work for the writer thread.
 trait Job: Send {
     /// Run inside the batch's transaction; the reply is sent after the commit.
-    fn run(self: Box<Self>, conn: &Connection) -> Reply;
+    fn run(self: Box<Self>, ctx: &mut Ctx) -> Reply;
     /// The batch could not start: answer without running.
     fn fail(self: Box<Self>, error: &str);
 }
 
 struct Call<R, F> {
     f: F,
+    /// Writes SQL: runs in a savepoint of its own. Jobs that only read or touch memory
+    /// skip the two statements.
+    savepoint: bool,
     tx: oneshot::Sender<Result<R, JournalError>>,
 }
 
 impl<R, F> Job for Call<R, F>
 where
     R: Send + 'static,
-    F: FnOnce(&Connection) -> Result<R, JournalError> + Send + 'static,
+    F: FnOnce(&mut Ctx) -> Result<R, JournalError> + Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Reply {
-        let Call { f, tx } = *self;
-        let result = in_savepoint(conn, f);
+    fn run(self: Box<Self>, ctx: &mut Ctx) -> Reply {
+        let Call { f, savepoint, tx } = *self;
+        let result = if savepoint {
+            in_savepoint(ctx, f)
+        } else {
+            f(ctx)
+        };
         Box::new(move |commit_error: Option<&str>| {
             let out = match (result, commit_error) {
                 (Ok(v), None) => Ok(v),
@@ -90,8 +114,19 @@ impl std::fmt::Debug for SqliteJournal {
 }
 
 impl SqliteJournal {
-    /// Open (creating if needed) and migrate. Errors say what is wrong with the file.
+    /// Open (creating if needed), migrate and recover, for the process that serves from it
+    /// (the caller holds the journal's lock). Errors say what is wrong with the file.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
+        Self::open_as(path, true)
+    }
+
+    /// Open beside a service that may be running (`hookline dlq`): dead letters only; no
+    /// recovery, the watermark left alone.
+    pub fn open_shared(path: &Path) -> Result<Self, JournalError> {
+        Self::open_as(path, false)
+    }
+
+    fn open_as(path: &Path, owner: bool) -> Result<Self, JournalError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 JournalError::Open(format!(
@@ -102,20 +137,34 @@ impl SqliteJournal {
         }
         let mut conn = open_connection(path).map_err(|e| open_error(path, &e.to_string()))?;
         schema::migrate(&mut conn).map_err(|e| open_error(path, &e))?;
+        let now = Timestamp::now();
+        let (fast, dedupe) = if owner {
+            queries::recover(&mut conn, now).map_err(|e| open_error(path, &e.to_string()))?
+        } else {
+            Default::default()
+        };
         let pending =
             queries::count_pending(&conn).map_err(|e| open_error(path, &e.to_string()))?;
+        let boot = uuid::Uuid::now_v7().to_string();
+        let ctx = Ctx {
+            conn,
+            fast,
+            dedupe,
+            boot: boot.clone(),
+            owner,
+        };
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
         std::thread::Builder::new()
             .name("hookline-journal".into())
-            .spawn(move || writer(conn, rx, &counter))
+            .spawn(move || writer(ctx, rx, &counter))
             .map_err(|e| JournalError::Open(format!("cannot start the journal writer: {e}")))?;
         Ok(SqliteJournal {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 jobs: tx,
-                boot: uuid::Uuid::now_v7().to_string(),
+                boot,
                 pending: AtomicU64::new(pending),
                 commits,
             }),
@@ -142,8 +191,17 @@ impl SqliteJournal {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, JournalError> + Send + 'static,
     {
+        self.call_ctx(true, move |ctx| f(&ctx.conn)).await
+    }
+
+    /// Run `f` on the writer thread with its state, in a savepoint if `savepoint`.
+    async fn call_ctx<R, F>(&self, savepoint: bool, f: F) -> Result<R, JournalError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Ctx) -> Result<R, JournalError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Call { f, tx });
+        let job: Box<dyn Job> = Box::new(Call { f, savepoint, tx });
         self.inner
             .jobs
             .send(job)
@@ -196,23 +254,25 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 fn in_savepoint<R>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<R, JournalError>,
+    ctx: &mut Ctx,
+    f: impl FnOnce(&mut Ctx) -> Result<R, JournalError>,
 ) -> Result<R, JournalError> {
-    exec_cached(conn, "SAVEPOINT job")?;
-    match f(conn) {
+    exec_cached(&ctx.conn, "SAVEPOINT job")?;
+    // Jobs change `ctx.fast` only after their last fallible statement, so a job that
+    // fails leaves it as it found it, like its SQL.
+    match f(ctx) {
         Ok(v) => {
-            exec_cached(conn, "RELEASE job")?;
+            exec_cached(&ctx.conn, "RELEASE job")?;
             Ok(v)
         }
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            let _ = ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job");
             Err(e)
         }
     }
 }
 
-fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
+fn writer(mut ctx: Ctx, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -221,7 +281,7 @@ fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &Atomic
                 Err(_) => break,
             }
         }
-        if let Err(e) = exec_cached(&conn, "BEGIN IMMEDIATE") {
+        if let Err(e) = exec_cached(&ctx.conn, "BEGIN IMMEDIATE") {
             let msg = e.to_string();
             for job in batch {
                 job.fail(&msg);
@@ -229,10 +289,19 @@ fn writer(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &Atomic
             continue;
         }
         let size = batch.len();
-        let replies: Vec<Reply> = batch.into_iter().map(|job| job.run(&conn)).collect();
-        let commit = exec_cached(&conn, "COMMIT").err().map(|e| e.to_string());
+        // The fast path changes with the batch's SQL; a failed commit puts it back.
+        let saved = ctx.fast.clone();
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job.run(&mut ctx)).collect();
+        let progress = queries::advance(&mut ctx).err().map(|e| e.to_string());
+        let commit = match progress {
+            Some(e) => Some(e),
+            None => exec_cached(&ctx.conn, "COMMIT")
+                .err()
+                .map(|e| e.to_string()),
+        };
         if commit.is_some() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = ctx.conn.execute_batch("ROLLBACK");
+            ctx.fast = saved;
         } else {
             commits.fetch_add(1, Ordering::Relaxed);
             crate::metrics::journal_commit(size);
@@ -251,7 +320,9 @@ impl Journal for SqliteJournal {
         // step every event goes through in turn.
         let encoded = queries::Encoded::new(&event.event)?;
         let accepted = self
-            .call(move |c| queries::accept(c, &event, &encoded, &boot))
+            .call_ctx(true, move |ctx| {
+                queries::accept(ctx, &event, &encoded, &boot)
+            })
             .await?;
         if let Accepted::New { deliveries } = &accepted {
             self.add_pending(deliveries.len() as i64);
@@ -271,7 +342,8 @@ impl Journal for SqliteJournal {
     }
 
     async fn load(&self, ids: Vec<i64>) -> Result<Vec<Delivery>, JournalError> {
-        self.call(move |c| queries::load(c, &ids)).await
+        self.call_ctx(false, move |ctx| queries::load(ctx, &ids))
+            .await
     }
 
     async fn settle(
@@ -283,15 +355,19 @@ impl Journal for SqliteJournal {
             .iter()
             .filter(|c| matches!(c, Continuation::Retry { .. }))
             .count() as i64;
-        self.call(move |c| queries::settle(c, delivery, &continuations))
-            .await?;
+        // A first run that was delivered writes no SQL: no savepoint either.
+        let writes = !continuations.is_empty() || fast::split_virtual(delivery).is_none();
+        self.call_ctx(writes, move |ctx| {
+            queries::settle(ctx, delivery, &continuations)
+        })
+        .await?;
         // The settled delivery stops being pending; each retry continuation is pending.
         self.add_pending(retries - 1);
         Ok(())
     }
 
     async fn depths(&self) -> Result<Depths, JournalError> {
-        let depths = self.call(queries::depths).await?;
+        let depths = self.call_ctx(false, queries::depths).await?;
         self.inner.pending.store(depths.pending, Ordering::Relaxed);
         Ok(depths)
     }
@@ -333,7 +409,8 @@ impl Journal for SqliteJournal {
     }
 
     async fn prune(&self, before: Timestamp, now: Timestamp) -> Result<u64, JournalError> {
-        self.call(move |c| queries::prune(c, before, now)).await
+        self.call_ctx(true, move |ctx| queries::prune(ctx, before, now))
+            .await
     }
 }
 

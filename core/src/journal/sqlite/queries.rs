@@ -4,6 +4,8 @@ use hookline_plugin_api::Event;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::Ctx;
+use super::fast::{self, Dedupe, FastPath};
 use crate::journal::{
     Accepted, Continuation, DeadLetter, DeadLetterFilter, Delivery, DeliveryRef, Depths,
     JournalError, NewDeadLetter, NewEvent, Page, Replayed,
@@ -50,43 +52,195 @@ impl Encoded {
 }
 
 pub fn accept(
-    c: &Connection,
+    ctx: &mut Ctx,
     new: &NewEvent,
     encoded: &Encoded,
     boot: &str,
 ) -> Result<Accepted, JournalError> {
+    let c = &ctx.conn;
     let e = &new.event;
     let now = ms(e.received_at);
-    if let Some(key) = &new.dedupe_key {
+    let key = new
+        .dedupe_key
+        .as_ref()
+        .map(|k| (k, ctx.dedupe.hash(&e.source, k)));
+    if let Some((key, hash)) = &key
+        && let Some(rowid) = ctx.dedupe.get(*hash, now)
+    {
+        // Confirmed on the row: a hash collision or a rolled-back insert is no duplicate.
         let first: Option<String> = c
             .prepare_cached(
-                "SELECT event_id FROM dedupe WHERE source = ?1 AND key = ?2 AND expires_at > ?3",
+                "SELECT id FROM events WHERE rowid = ?1 AND source = ?2 AND dedupe_key = ?3 AND dedupe_until > ?4",
             )?
-            .query_row(params![e.source, key, now], |r| r.get(0))
+            .query_row(params![rowid, e.source, key, now], |r| r.get(0))
             .optional()?;
         if let Some(first_id) = first {
             return Ok(Accepted::Duplicate { first_id });
         }
-        c.prepare_cached("INSERT OR REPLACE INTO dedupe (source, key, event_id, expires_at) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![e.source, key, e.id, ms(new.dedupe_until)])?;
     }
+    let fast_path = !new.pipelines.is_empty() && new.pipelines.len() <= fast::MAX_PIPELINES;
+    let pipelines = if fast_path {
+        Some(to_json(&new.pipelines)?)
+    } else {
+        None
+    };
+    let (dedupe_key, dedupe_until) = match &key {
+        Some((k, _)) => (Some(k.as_str()), Some(ms(new.dedupe_until))),
+        None => (None, None),
+    };
     c.prepare_cached(
-        "INSERT INTO events (id, source, type, received_at, headers, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO events (id, source, type, received_at, headers, payload, pipelines, dedupe_key, dedupe_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
-    .execute(params![e.id, e.source, e.event_type, now, encoded.headers, encoded.payload])?;
+    .execute(params![
+        e.id,
+        e.source,
+        e.event_type,
+        now,
+        encoded.headers,
+        encoded.payload,
+        pipelines,
+        dedupe_key,
+        dedupe_until
+    ])?;
+    let rowid = c.last_insert_rowid();
     let mut deliveries = Vec::with_capacity(new.pipelines.len());
-    let mut insert = c.prepare_cached(
-        "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, claimed_by, updated_at)
-         VALUES (?1, ?2, 0, 'pending', 0, ?3, ?4, ?3)",
-    )?;
-    for pipeline in &new.pipelines {
-        insert.execute(params![e.id, pipeline, now, boot])?;
-        deliveries.push(DeliveryRef {
-            id: c.last_insert_rowid(),
-            pipeline: pipeline.clone(),
-        });
+    if fast_path {
+        for (i, pipeline) in new.pipelines.iter().enumerate() {
+            deliveries.push(DeliveryRef {
+                id: fast::virtual_id(rowid, i),
+                pipeline: pipeline.clone(),
+            });
+        }
+    } else {
+        let mut insert = c.prepare_cached(
+            "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, claimed_by, updated_at)
+             VALUES (?1, ?2, 0, 'pending', 0, ?3, ?4, ?3)",
+        )?;
+        for pipeline in &new.pipelines {
+            insert.execute(params![e.id, pipeline, now, boot])?;
+            deliveries.push(DeliveryRef {
+                id: c.last_insert_rowid(),
+                pipeline: pipeline.clone(),
+            });
+        }
     }
+    // Memory changes last: the statements above can still fail and roll back.
+    if let Some((_, hash)) = key {
+        ctx.dedupe.insert(hash, rowid, ms(new.dedupe_until));
+    }
+    ctx.fast
+        .register(rowid, if fast_path { new.pipelines.len() } else { 0 });
     Ok(Accepted::New { deliveries })
+}
+
+/// At open: rebuild the in-memory deduplication keys, and give every first run that a
+/// previous process left unfinished (at or above the watermark, without a row) a row.
+pub fn recover(c: &mut Connection, now: Timestamp) -> Result<(FastPath, Dedupe), JournalError> {
+    let tx = c.transaction()?;
+    let done_below: i64 =
+        tx.query_row("SELECT done_below FROM progress WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+    let high: i64 = tx.query_row("SELECT COALESCE(MAX(rowid), 0) FROM events", [], |r| {
+        r.get(0)
+    })?;
+    {
+        let mut left = tx.prepare(
+            "SELECT id, pipelines, received_at FROM events WHERE rowid >= ?1 AND pipelines IS NOT NULL ORDER BY rowid",
+        )?;
+        let mut has_row = tx.prepare(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND pipeline = ?2)",
+        )?;
+        let mut insert = tx.prepare(
+            "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, updated_at)
+             VALUES (?1, ?2, 0, 'pending', 0, ?3, ?4)",
+        )?;
+        let mut rows = left.query(params![done_below])?;
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let pipelines: Vec<String> = from_json(&row.get::<_, String>(1)?)?;
+            let received: i64 = row.get(2)?;
+            for p in pipelines {
+                if !has_row.query_row(params![id, p], |r| r.get::<_, bool>(0))? {
+                    insert.execute(params![id, p, received, ms(now)])?;
+                }
+            }
+        }
+    }
+    tx.execute(
+        "UPDATE progress SET done_below = ?1 WHERE id = 1",
+        params![high + 1],
+    )?;
+    let mut dedupe = Dedupe::default();
+    {
+        let mut keys = tx.prepare(
+            "SELECT rowid, source, dedupe_key, dedupe_until FROM events
+             WHERE dedupe_key IS NOT NULL AND dedupe_until > ?1",
+        )?;
+        let mut rows = keys.query(params![ms(now)])?;
+        while let Some(row) = rows.next()? {
+            let (rowid, source, key, until): (i64, String, String, i64) =
+                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            dedupe.insert(dedupe.hash(&source, &key), rowid, until);
+        }
+    }
+    tx.commit()?;
+    let fast = FastPath {
+        high,
+        persisted: high + 1,
+        ..FastPath::default()
+    };
+    Ok((fast, dedupe))
+}
+
+/// End of a batch, before its commit: give long-running first runs a row, and move the
+/// watermark if it can.
+pub fn advance(ctx: &mut Ctx) -> Result<(), JournalError> {
+    if !ctx.owner {
+        return Ok(());
+    }
+    let overdue = ctx.fast.overdue(std::time::Instant::now());
+    if !overdue.is_empty() {
+        let now = ms(Timestamp::now());
+        let mut made = Vec::new();
+        {
+            let c = &ctx.conn;
+            let mut event =
+                c.prepare_cached("SELECT id, pipelines FROM events WHERE rowid = ?1")?;
+            let mut insert = c.prepare_cached(
+                "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, claimed_by, updated_at)
+                 VALUES (?1, ?2, 0, 'pending', 0, ?3, ?4, ?3)",
+            )?;
+            for (rowid, remaining) in &overdue {
+                let (id, pipelines): (String, String) =
+                    event.query_row(params![rowid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let pipelines: Vec<String> = from_json(&pipelines)?;
+                for &i in remaining {
+                    let Some(p) = pipelines.get(usize::from(i)) else {
+                        continue;
+                    };
+                    insert.execute(params![id, p, now, ctx.boot])?;
+                    made.push((
+                        fast::virtual_id(*rowid, usize::from(i)),
+                        c.last_insert_rowid(),
+                    ));
+                }
+            }
+        }
+        for (rowid, _) in &overdue {
+            ctx.fast.outstanding.remove(rowid);
+        }
+        ctx.fast.materialised.extend(made);
+    }
+    let mark = ctx.fast.watermark();
+    if mark > ctx.fast.persisted {
+        ctx.conn
+            .prepare_cached("UPDATE progress SET done_below = ?1 WHERE id = 1")?
+            .execute(params![mark])?;
+        ctx.fast.persisted = mark;
+    }
+    Ok(())
 }
 
 const DELIVERY_COLUMNS: &str =
@@ -148,13 +302,21 @@ pub fn claim_due(
     Ok(out)
 }
 
-pub fn load(c: &Connection, ids: &[i64]) -> Result<Vec<Delivery>, JournalError> {
+pub fn load(ctx: &mut Ctx, ids: &[i64]) -> Result<Vec<Delivery>, JournalError> {
+    let c = &ctx.conn;
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries d LEFT JOIN events e ON e.id = d.event_id WHERE d.id = ?1 AND d.state = 'pending'"
     );
     let mut stmt = c.prepare_cached(&sql)?;
     let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
+    for &id in ids {
+        let id = ctx.fast.materialised.get(&id).copied().unwrap_or(id);
+        if let Some((rowid, index)) = fast::split_virtual(id) {
+            if let Some(d) = load_virtual(c, id, rowid, index)? {
+                out.push(d);
+            }
+            continue;
+        }
         let mut rows = stmt.query(params![id])?;
         if let Some(row) = rows.next()? {
             out.push(delivery_from_row(row)?);
@@ -163,7 +325,102 @@ pub fn load(c: &Connection, ids: &[i64]) -> Result<Vec<Delivery>, JournalError> 
     Ok(out)
 }
 
+fn load_virtual(
+    c: &Connection,
+    id: i64,
+    rowid: i64,
+    index: usize,
+) -> Result<Option<Delivery>, JournalError> {
+    let row = c
+        .prepare_cached(
+            "SELECT id, source, type, received_at, headers, payload, pipelines FROM events WHERE rowid = ?1",
+        )?
+        .query_row(params![rowid], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((event_id, source, event_type, received, headers, payload, pipelines)) = row else {
+        return Ok(None);
+    };
+    let pipelines: Vec<String> = pipelines
+        .map(|p| from_json(&p))
+        .transpose()?
+        .unwrap_or_default();
+    let Some(pipeline) = pipelines.into_iter().nth(index) else {
+        return Ok(None);
+    };
+    Ok(Some(Delivery {
+        id,
+        pipeline,
+        stage: 0,
+        attempts: 0,
+        first_failed_at: None,
+        event: Event {
+            id: event_id,
+            source,
+            event_type,
+            received_at: ts(received),
+            headers: from_json(&headers)?,
+            payload: from_json(&payload)?,
+        },
+    }))
+}
+
 pub fn settle(
+    ctx: &mut Ctx,
+    delivery: i64,
+    continuations: &[Continuation],
+) -> Result<(), JournalError> {
+    let delivery = match ctx.fast.materialised.get(&delivery) {
+        Some(&row) => {
+            settle_row(&ctx.conn, row, continuations)?;
+            ctx.fast.materialised.remove(&delivery);
+            return Ok(());
+        }
+        None => delivery,
+    };
+    let Some((rowid, index)) = fast::split_virtual(delivery) else {
+        return settle_row(&ctx.conn, delivery, continuations);
+    };
+    if !continuations.is_empty() {
+        // The first run did not finish: from here on it is a delivery like any other.
+        let c = &ctx.conn;
+        let (event_id, pipelines): (String, Option<String>) = c
+            .prepare_cached("SELECT id, pipelines FROM events WHERE rowid = ?1")?
+            .query_row(params![rowid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let pipelines: Vec<String> = pipelines
+            .map(|p| from_json(&p))
+            .transpose()?
+            .unwrap_or_default();
+        let Some(pipeline) = pipelines.get(index) else {
+            return Err(JournalError::Corrupt(format!(
+                "event {event_id} has no pipeline #{index}"
+            )));
+        };
+        let now = ms(Timestamp::now());
+        for cont in continuations {
+            c.prepare_cached(
+                "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, updated_at)
+                 VALUES (?1, ?2, 0, 'pending', 0, ?3, ?3)",
+            )?
+            .execute(params![event_id, pipeline, now])?;
+            let id = c.last_insert_rowid();
+            apply(c, id, cont, now)?;
+        }
+    }
+    ctx.fast.complete(rowid, index);
+    Ok(())
+}
+
+fn settle_row(
     c: &Connection,
     delivery: i64,
     continuations: &[Continuation],
@@ -267,8 +524,9 @@ pub fn insert_dead_letter(
     Ok(id)
 }
 
-pub fn depths(c: &Connection) -> Result<Depths, JournalError> {
-    let pending = count_pending(c)?;
+pub fn depths(ctx: &mut Ctx) -> Result<Depths, JournalError> {
+    let c = &ctx.conn;
+    let pending = count_pending(c)? + ctx.fast.in_flight();
     let dead: i64 = c.query_row(
         "SELECT COUNT(*) FROM dead_letters WHERE state = 'dead'",
         [],
@@ -469,22 +727,26 @@ pub fn purge(c: &Connection, ids: &[String]) -> Result<u64, JournalError> {
     Ok(n)
 }
 
-pub fn prune(c: &Connection, before: Timestamp, now: Timestamp) -> Result<u64, JournalError> {
+pub fn prune(ctx: &mut Ctx, before: Timestamp, now: Timestamp) -> Result<u64, JournalError> {
+    let c = &ctx.conn;
     let before = ms(before);
-    c.execute(
-        "DELETE FROM dedupe WHERE expires_at <= ?1",
-        params![ms(now)],
-    )?;
-    // Events whose every delivery finished (delivered, dropped, replayed elsewhere).
+    // Events whose every delivery finished (delivered, dropped, replayed elsewhere), whose
+    // first runs are all below the watermark, and whose deduplication window closed. The
+    // newest event always stays: rowids must keep growing past the watermark.
     let removed = c.execute(
-        "DELETE FROM events WHERE received_at < ?1 AND NOT EXISTS (
-           SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.state IN ('pending', 'dead'))",
-        params![before],
+        "DELETE FROM events WHERE received_at < ?1
+           AND rowid < (SELECT done_below FROM progress WHERE id = 1)
+           AND rowid < (SELECT MAX(rowid) FROM events)
+           AND (dedupe_until IS NULL OR dedupe_until <= ?2)
+           AND NOT EXISTS (
+             SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.state IN ('pending', 'dead'))",
+        params![before, ms(now)],
     )?;
     c.execute(
         "DELETE FROM deliveries WHERE state IN ('done', 'replayed') AND updated_at < ?1
            AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)",
         params![before],
     )?;
+    ctx.dedupe.expire(ms(now));
     Ok(removed as u64)
 }

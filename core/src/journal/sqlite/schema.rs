@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: events, deliveries, dead letters, dedupe keys.
     r#"
 CREATE TABLE events (
@@ -61,6 +61,28 @@ CREATE TABLE dedupe (
   PRIMARY KEY (source, key)
 ) WITHOUT ROWID;
 CREATE INDEX dedupe_expires ON dedupe(expires_at);
+"#,
+    // 2: the fast path. An event routed to pipelines keeps their names in `pipelines`
+    // and needs no `deliveries` row while its first run is in flight: `progress.done_below`
+    // is the rowid below which every such run has finished or has a row of its own, and a
+    // start materialises rows for whatever lies above it. Deduplication keys move onto the
+    // event row (their lookups are served from memory, rebuilt from `events_dedupe` at start),
+    // so accepting an event writes no randomly placed index page.
+    r#"
+ALTER TABLE events ADD COLUMN pipelines TEXT;       -- JSON ["name", ...] routed on the fast path
+ALTER TABLE events ADD COLUMN dedupe_key TEXT;
+ALTER TABLE events ADD COLUMN dedupe_until INTEGER; -- unix ms
+CREATE INDEX events_dedupe ON events(dedupe_until) WHERE dedupe_key IS NOT NULL;
+UPDATE events SET
+  dedupe_key = (SELECT d.key FROM dedupe d WHERE d.event_id = events.id AND d.source = events.source),
+  dedupe_until = (SELECT d.expires_at FROM dedupe d WHERE d.event_id = events.id AND d.source = events.source)
+  WHERE id IN (SELECT event_id FROM dedupe);
+DROP TABLE dedupe;
+CREATE TABLE progress (
+  id         INTEGER PRIMARY KEY CHECK (id = 1),
+  done_below INTEGER NOT NULL
+);
+INSERT INTO progress (id, done_below) SELECT 1, COALESCE(MAX(rowid), 0) + 1 FROM events;
 "#,
 ];
 

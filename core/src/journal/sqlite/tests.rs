@@ -141,7 +141,8 @@ async fn retry_then_dead_then_replay() {
         event: Some(snapshot.clone()),
         raw: None,
     };
-    j.settle(id, vec![Continuation::Dead(letter)])
+    // The retry is a delivery row now: its next run settles under the id it was claimed with.
+    j.settle(due[0].id, vec![Continuation::Dead(letter)])
         .await
         .expect("settle");
     assert_eq!(
@@ -259,4 +260,201 @@ fn not_a_database_is_a_clear_error() {
     assert!(err.to_string().contains("not a database"), "{err}");
     let err = SqliteJournal::open(dir.path()).expect_err("a directory");
     assert!(err.to_string().contains("cannot open the journal"), "{err}");
+}
+
+async fn accept_one(
+    j: &SqliteJournal,
+    id: &str,
+    key: Option<&str>,
+    pipelines: &[&str],
+) -> Vec<i64> {
+    match j
+        .accept(new_event(id, key, pipelines))
+        .await
+        .expect("accept")
+    {
+        Accepted::New { deliveries } => deliveries.into_iter().map(|d| d.id).collect(),
+        other => panic!("expected a new event, got {other:?}"),
+    }
+}
+
+fn rows(dir: &tempfile::TempDir, sql: &str) -> i64 {
+    let c = Connection::open(dir.path().join("j.db")).expect("open");
+    c.query_row(sql, [], |r| r.get(0)).expect("query")
+}
+
+/// The fast path: a first run that is delivered writes no delivery row; runs left
+/// unfinished by a crash are found again by the next start, and finished ones are not.
+#[tokio::test]
+async fn first_runs_write_no_rows_and_a_crash_resumes_only_unfinished_ones() {
+    let (dir, j) = journal();
+    let a = accept_one(&j, "e1", None, &["p"]).await;
+    let b = accept_one(&j, "e2", None, &["p", "q"]).await;
+    let _c = accept_one(&j, "e3", None, &["p"]).await;
+    assert_eq!(j.depths().await.expect("depths").pending, 4);
+    j.settle(a[0], vec![]).await.expect("settle");
+    j.settle(b[1], vec![]).await.expect("settle");
+    assert_eq!(j.depths().await.expect("depths").pending, 2);
+    drop(j); // as good as kill -9 for the journal: nothing else is written
+    assert_eq!(
+        rows(&dir, "SELECT COUNT(*) FROM deliveries"),
+        0,
+        "no rows on the fast path"
+    );
+
+    let j = SqliteJournal::open(&dir.path().join("j.db")).expect("reopen");
+    // e1 is below the watermark: done for good. e2→q finished above it (e2→p was still
+    // running), so it runs again: at-least-once, bounded by the watermark.
+    assert_eq!(j.pending_now(), 3);
+    let mut due: Vec<(String, String)> = j
+        .claim_due(Timestamp::now(), 10)
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|d| (d.event.id, d.pipeline))
+        .collect();
+    due.sort();
+    assert_eq!(
+        due,
+        vec![
+            ("e2".into(), "p".into()),
+            ("e2".into(), "q".into()),
+            ("e3".into(), "p".into())
+        ],
+        "e1 was delivered before the crash"
+    );
+}
+
+#[tokio::test]
+async fn a_first_run_that_fails_becomes_a_row_once() {
+    let (dir, j) = journal();
+    let a = accept_one(&j, "e1", None, &["p"]).await;
+    let later = Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+    j.settle(
+        a[0],
+        vec![Continuation::Retry {
+            stage: 1,
+            event: event("e1"),
+            attempts: 1,
+            next_attempt_at: later,
+            error: "503".into(),
+            first_failed_at: Timestamp::now(),
+        }],
+    )
+    .await
+    .expect("settle");
+    assert_eq!(j.depths().await.expect("depths").pending, 1);
+    drop(j);
+    let j = SqliteJournal::open(&dir.path().join("j.db")).expect("reopen");
+    assert_eq!(j.pending_now(), 1, "the retry, not the first run again");
+    let due = j.claim_due(later, 10).await.expect("claim");
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].stage, due[0].attempts), (1, 1));
+    assert_eq!(rows(&dir, "SELECT COUNT(*) FROM deliveries"), 1);
+}
+
+/// A first run still going after MATERIALISE_AFTER gets a row (so the watermark moves on);
+/// its settle then lands on that row.
+#[tokio::test]
+async fn a_long_first_run_gets_a_row_and_its_settle_finds_it() {
+    let (dir, j) = journal();
+    let slow = accept_one(&j, "slow", None, &["p"]).await;
+    tokio::time::sleep(fast::MATERIALISE_AFTER + Duration::from_millis(50)).await;
+    let quick = accept_one(&j, "quick", None, &["p"]).await;
+    j.settle(quick[0], vec![]).await.expect("settle");
+    assert_eq!(
+        rows(
+            &dir,
+            "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'"
+        ),
+        1,
+        "the slow run has a row"
+    );
+    assert!(
+        rows(&dir, "SELECT done_below FROM progress") > 2,
+        "the watermark is past both events"
+    );
+    j.settle(slow[0], vec![]).await.expect("settle");
+    assert_eq!(j.depths().await.expect("depths").pending, 0);
+    drop(j);
+    let j = SqliteJournal::open(&dir.path().join("j.db")).expect("reopen");
+    assert_eq!(j.pending_now(), 0);
+    assert!(
+        j.claim_due(Timestamp::now(), 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn dedupe_keys_survive_a_restart_and_expire() {
+    let (dir, j) = journal();
+    accept_one(&j, "e1", Some("k"), &["p"]).await;
+    drop(j);
+    let j = SqliteJournal::open(&dir.path().join("j.db")).expect("reopen");
+    assert_eq!(
+        j.accept(new_event("e2", Some("k"), &["p"]))
+            .await
+            .expect("accept"),
+        Accepted::Duplicate {
+            first_id: "e1".into()
+        }
+    );
+    // Same key from another source is not a duplicate.
+    let mut other = new_event("e3", Some("k"), &["p"]);
+    other.event.source = "github".into();
+    assert!(matches!(
+        j.accept(other).await.expect("accept"),
+        Accepted::New { .. }
+    ));
+    // A key whose window has closed is new again.
+    let mut expired = new_event("e4", Some("old"), &["p"]);
+    expired.dedupe_until = Timestamp::now() - jiff::SignedDuration::from_secs(1);
+    assert!(matches!(
+        j.accept(expired).await.expect("accept"),
+        Accepted::New { .. }
+    ));
+    assert!(matches!(
+        j.accept(new_event("e5", Some("old"), &["p"]))
+            .await
+            .expect("accept"),
+        Accepted::New { .. }
+    ));
+}
+
+/// A journal written by the first schema: its unfinished deliveries and dedupe keys carry
+/// over to the current one.
+#[tokio::test]
+async fn a_version_1_journal_is_migrated_without_losing_anything() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("j.db");
+    {
+        let c = Connection::open(&path).expect("open");
+        c.execute_batch(schema::MIGRATIONS[0]).expect("v1");
+        let now = Timestamp::now().as_millisecond();
+        let until = now + 3_600_000;
+        c.execute_batch(&format!(
+            "PRAGMA user_version = 1;
+             INSERT INTO events (id, source, type, received_at, headers, payload)
+               VALUES ('old', 'leadshark', 'new.like', {now}, '[]', '{{\"n\": 1}}');
+             INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, updated_at)
+               VALUES ('old', 'p', 0, 'pending', 0, {now}, {now});
+             INSERT INTO dedupe (source, key, event_id, expires_at) VALUES ('leadshark', 'k', 'old', {until});"
+        ))
+        .expect("v1 rows");
+    }
+    let j = SqliteJournal::open(&path).expect("migrates");
+    assert_eq!(j.pending_now(), 1);
+    assert_eq!(
+        j.accept(new_event("new", Some("k"), &["p"]))
+            .await
+            .expect("accept"),
+        Accepted::Duplicate {
+            first_id: "old".into()
+        }
+    );
+    let due = j.claim_due(Timestamp::now(), 10).await.expect("claim");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].event.id, "old");
 }
