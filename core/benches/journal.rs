@@ -65,7 +65,8 @@ fn group_commit(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("concurrent", n), &n, |b, &n| {
             b.iter(|| {
                 rt.block_on(async {
-                    let accepts = (0..n).map(|_| journal.accept(new_event(&payload)));
+                    let events: Vec<_> = (0..n).map(|_| new_event(&payload)).collect();
+                    let accepts = events.iter().map(|e| journal.accept(e));
                     for r in futures::future::join_all(accepts).await {
                         if let Err(e) = r {
                             panic!("{e}");
@@ -81,7 +82,7 @@ fn group_commit(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 for _ in 0..n {
-                    if let Err(e) = journal.accept(new_event(&payload)).await {
+                    if let Err(e) = journal.accept(&new_event(&payload)).await {
                         panic!("{e}");
                     }
                 }

@@ -223,14 +223,15 @@ async fn receive(
         .idempotency_key
         .filter(|_| !source.dedupe_window.is_zero());
     let new = NewEvent {
-        event: event.clone(),
+        event,
         dedupe_key,
         dedupe_until: received_at
             + jiff::SignedDuration::try_from(source.dedupe_window)
                 .unwrap_or(jiff::SignedDuration::MAX),
         pipelines,
     };
-    match state.journal.accept(new).await {
+    let event = &new.event;
+    match state.journal.accept(&new).await {
         Ok(Accepted::Duplicate { first_id }) => {
             metrics::duplicate(&source.name);
             info!(source = %source.name, first_id = %first_id, "duplicate delivery; answered with the first event's id");
@@ -241,17 +242,27 @@ async fn receive(
             // Debug, not info: one line per event costs more CPU than verifying it
             // (docs/performance.md); `hookline_events_accepted_total` counts them.
             debug!(event_id = %event.id, source = %source.name, event_type = %event.event_type, routed = deliveries.len(), "accepted");
-            for d in deliveries {
+            let id = event.id.clone();
+            // Each run gets its own copy; the last one takes the original.
+            let mut event = Some(new.event);
+            let last = deliveries.len().saturating_sub(1);
+            for (i, d) in deliveries.into_iter().enumerate() {
+                let copy = if i == last {
+                    event.take()
+                } else {
+                    event.clone()
+                };
+                let Some(event) = copy else { break };
                 state.workers.spawn(Delivery {
                     id: d.id,
                     pipeline: d.pipeline,
                     stage: 0,
                     attempts: 0,
                     first_failed_at: None,
-                    event: event.clone(),
+                    event,
                 });
             }
-            Ok(Receipt::Accepted(event.id))
+            Ok(Receipt::Accepted(id))
         }
         Err(e) => {
             error!(source = %source.name, error = %e, "could not journal an event; answered 503");

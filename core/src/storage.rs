@@ -101,8 +101,13 @@ impl Store {
 
     /// At shutdown, after the workers drained: hand back what is still held.
     pub async fn release(&self) {
-        if let Store::Nats(n) = self {
-            n.release().await;
+        match self {
+            Store::Nats(n) => n.release().await,
+            Store::Sqlite { journal, .. } => {
+                if let Err(e) = journal.close().await {
+                    tracing::warn!(error = %e, "could not record unfinished first runs at shutdown; the next start will find them anyway");
+                }
+            }
         }
     }
 }

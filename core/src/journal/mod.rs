@@ -167,7 +167,7 @@ pub struct Depths {
 pub trait Journal: Send + Sync + std::fmt::Debug {
     /// Durably record an event and its deliveries (or detect a duplicate). Returns only after
     /// the commit: the caller may answer 2xx.
-    async fn accept(&self, event: NewEvent) -> Result<Accepted, JournalError>;
+    async fn accept(&self, event: &NewEvent) -> Result<Accepted, JournalError>;
     /// Record a request that passed verification but cannot be processed.
     async fn dead_letter(&self, letter: NewDeadLetter) -> Result<String, JournalError>;
     /// Claim up to `limit` pending deliveries due by `now` that no live run holds.

@@ -173,7 +173,7 @@ impl Workers {
         }
     }
 
-    async fn run(&self, d: Delivery) {
+    async fn run(&self, mut d: Delivery) {
         let runtime = self.inner.runtime.load_full();
         let continuations = match runtime.pipeline(&d.pipeline) {
             None => vec![dead(
@@ -194,7 +194,17 @@ impl Workers {
                 ),
             )],
             Some(p) => {
-                let outcomes = p.run(d.event.clone(), d.stage).await;
+                // The run gets the payload and headers (no copy); `d` keeps what dead
+                // letters and logs name it by. Every failure carries its own event.
+                let event = hookline_plugin_api::Event {
+                    id: d.event.id.clone(),
+                    source: d.event.source.clone(),
+                    event_type: d.event.event_type.clone(),
+                    received_at: d.event.received_at,
+                    headers: std::mem::take(&mut d.event.headers),
+                    payload: std::mem::take(&mut d.event.payload),
+                };
+                let outcomes = p.run(event, d.stage).await;
                 outcomes
                     .into_iter()
                     .filter_map(|o| match o {

@@ -248,7 +248,7 @@ async fn connect(config: &NatsConfig, base_dir: &Path) -> Result<async_nats::Cli
 
 #[async_trait::async_trait]
 impl Journal for NatsJournal {
-    async fn accept(&self, new: NewEvent) -> Result<Accepted, JournalError> {
+    async fn accept(&self, new: &NewEvent) -> Result<Accepted, JournalError> {
         self.connected()?;
         let event = &new.event;
         let label = self.inner.work.type_label(&event.source, &event.event_type);

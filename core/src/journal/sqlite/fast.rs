@@ -114,14 +114,15 @@ impl FastPath {
     }
 }
 
-/// Deduplication keys inside their window, by a hash of (source, key). A hit is confirmed
-/// against the event row, so a hash collision, a rolled-back insert or an expired key is
-/// never taken for a duplicate; a collision only overwrites the older entry (that key may
-/// then be processed twice, which at-least-once allows).
+/// Deduplication keys inside their window: a hash of (source, key) → the event's rowid,
+/// 16 bytes a key. A hit is confirmed against the event row (key and window), so a hash
+/// collision, a rolled-back insert or an expired key is never taken for a duplicate; a
+/// collision only overwrites the older entry (that key may then be processed twice, which
+/// at-least-once allows).
 #[derive(Debug, Default)]
 pub struct Dedupe {
     hasher: std::hash::RandomState,
-    keys: HashMap<u64, (i64, i64)>,
+    keys: HashMap<u64, i64>,
 }
 
 impl Dedupe {
@@ -129,21 +130,19 @@ impl Dedupe {
         self.hasher.hash_one((source, key))
     }
 
-    /// The event rowid holding this key, if its window is still open at `now` (unix ms).
-    pub fn get(&self, hash: u64, now: i64) -> Option<i64> {
-        self.keys
-            .get(&hash)
-            .filter(|(_, until)| *until > now)
-            .map(|(rowid, _)| *rowid)
+    /// The event rowid that may hold this key.
+    pub fn get(&self, hash: u64) -> Option<i64> {
+        self.keys.get(&hash).copied()
     }
 
-    pub fn insert(&mut self, hash: u64, rowid: i64, until: i64) {
-        self.keys.insert(hash, (rowid, until));
+    pub fn insert(&mut self, hash: u64, rowid: i64) {
+        self.keys.insert(hash, rowid);
     }
 
-    /// Forget keys whose window closed.
-    pub fn expire(&mut self, now: i64) {
-        self.keys.retain(|_, (_, until)| *until > now);
+    /// Forget keys of events below `rowid` (every key still inside its window is at or
+    /// above it).
+    pub fn expire_below(&mut self, rowid: i64) {
+        self.keys.retain(|_, r| *r >= rowid);
         self.keys.shrink_to_fit();
     }
 }

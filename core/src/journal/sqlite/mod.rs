@@ -103,6 +103,8 @@ struct Inner {
     boot: String,
     pending: AtomicU64,
     commits: Arc<AtomicU64>,
+    /// Dropped with the journal: tells the checkpoint thread to finish.
+    _checkpoints: Option<mpsc::Sender<()>>,
 }
 
 impl std::fmt::Debug for SqliteJournal {
@@ -137,6 +139,11 @@ impl SqliteJournal {
         }
         let mut conn = open_connection(path).map_err(|e| open_error(path, &e.to_string()))?;
         schema::migrate(&mut conn).map_err(|e| open_error(path, &e))?;
+        if owner {
+            // The checkpoint thread (below) does this work instead.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(|e| open_error(path, &e.to_string()))?;
+        }
         let now = Timestamp::now();
         let (fast, dedupe) = if owner {
             queries::recover(&mut conn, now).map_err(|e| open_error(path, &e.to_string()))?
@@ -156,6 +163,11 @@ impl SqliteJournal {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
+        let checkpoints = if owner {
+            Some(start_checkpoints(path).map_err(|e| open_error(path, &e.to_string()))?)
+        } else {
+            None
+        };
         std::thread::Builder::new()
             .name("hookline-journal".into())
             .spawn(move || writer(ctx, rx, &counter))
@@ -167,6 +179,7 @@ impl SqliteJournal {
                 boot,
                 pending: AtomicU64::new(pending),
                 commits,
+                _checkpoints: checkpoints,
             }),
         })
     }
@@ -178,6 +191,12 @@ impl SqliteJournal {
     /// Pending deliveries as this process counts them (no query): for backpressure.
     pub fn pending_now(&self) -> u64 {
         self.inner.pending.load(Ordering::Relaxed)
+    }
+
+    /// At shutdown, once the workers have stopped: record every first run still unfinished
+    /// as a delivery row, so the next start runs exactly those again.
+    pub async fn close(&self) -> Result<(), JournalError> {
+        self.call_ctx(true, |ctx| queries::advance(ctx, true)).await
     }
 
     /// Transactions committed so far (group commits, not jobs).
@@ -243,6 +262,38 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// How often the checkpoint thread copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// WAL checkpoints on a thread and connection of their own: SQLite would otherwise run them
+/// inside a commit on the writer thread (every 1 000 pages), the one step every event waits
+/// for. PASSIVE never blocks the writer; the WAL starts over from its beginning once a
+/// checkpoint has caught up.
+fn start_checkpoints(path: &Path) -> rusqlite::Result<mpsc::Sender<()>> {
+    let conn = open_connection(path)?;
+    let (tx, rx) = mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("hookline-checkpoint".into())
+        .spawn(move || {
+            loop {
+                let last = matches!(
+                    rx.recv_timeout(CHECKPOINT_EVERY),
+                    Err(mpsc::RecvTimeoutError::Disconnected)
+                );
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "journal checkpoint failed; will try again");
+                }
+                if last {
+                    return;
+                }
+            }
+        });
+    spawned.map_err(|e| {
+        rusqlite::Error::InvalidParameterName(format!("cannot start the checkpoint thread: {e}"))
+    })?;
+    Ok(tx)
+}
+
 fn open_error(path: &Path, e: &str) -> JournalError {
     JournalError::Open(format!("cannot open the journal {}: {e}", path.display()))
 }
@@ -292,7 +343,9 @@ fn writer(mut ctx: Ctx, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64)
         // The fast path changes with the batch's SQL; a failed commit puts it back.
         let saved = ctx.fast.clone();
         let replies: Vec<Reply> = batch.into_iter().map(|job| job.run(&mut ctx)).collect();
-        let progress = queries::advance(&mut ctx).err().map(|e| e.to_string());
+        let progress = queries::advance(&mut ctx, false)
+            .err()
+            .map(|e| e.to_string());
         let commit = match progress {
             Some(e) => Some(e),
             None => exec_cached(&ctx.conn, "COMMIT")
@@ -314,13 +367,29 @@ fn writer(mut ctx: Ctx, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64)
 
 #[async_trait::async_trait]
 impl Journal for SqliteJournal {
-    async fn accept(&self, event: NewEvent) -> Result<Accepted, JournalError> {
+    async fn accept(&self, new: &NewEvent) -> Result<Accepted, JournalError> {
         let boot = self.inner.boot.clone();
         // Encoded here, on the caller's thread, in parallel: the writer thread is the one
-        // step every event goes through in turn.
-        let encoded = queries::Encoded::new(&event.event)?;
+        // step every event goes through in turn. The writer gets the rest without the
+        // payload and headers it no longer needs.
+        let encoded = queries::Encoded::new(&new.event)?;
+        let e = &new.event;
+        let event = NewEvent {
+            event: hookline_plugin_api::Event {
+                id: e.id.clone(),
+                source: e.source.clone(),
+                event_type: e.event_type.clone(),
+                received_at: e.received_at,
+                headers: Vec::new(),
+                payload: serde_json::Value::Null,
+            },
+            dedupe_key: new.dedupe_key.clone(),
+            dedupe_until: new.dedupe_until,
+            pipelines: new.pipelines.clone(),
+        };
+        // On the fast path accepting writes one statement, atomic by itself: no savepoint.
         let accepted = self
-            .call_ctx(true, move |ctx| {
+            .call_ctx(event.pipelines.len() > fast::MAX_PIPELINES, move |ctx| {
                 queries::accept(ctx, &event, &encoded, &boot)
             })
             .await?;

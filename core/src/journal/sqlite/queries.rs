@@ -65,7 +65,7 @@ pub fn accept(
         .as_ref()
         .map(|k| (k, ctx.dedupe.hash(&e.source, k)));
     if let Some((key, hash)) = &key
-        && let Some(rowid) = ctx.dedupe.get(*hash, now)
+        && let Some(rowid) = ctx.dedupe.get(*hash)
     {
         // Confirmed on the row: a hash collision or a rolled-back insert is no duplicate.
         let first: Option<String> = c
@@ -127,7 +127,7 @@ pub fn accept(
     }
     // Memory changes last: the statements above can still fail and roll back.
     if let Some((_, hash)) = key {
-        ctx.dedupe.insert(hash, rowid, ms(new.dedupe_until));
+        ctx.dedupe.insert(hash, rowid);
     }
     ctx.fast
         .register(rowid, if fast_path { new.pipelines.len() } else { 0 });
@@ -175,14 +175,14 @@ pub fn recover(c: &mut Connection, now: Timestamp) -> Result<(FastPath, Dedupe),
     let mut dedupe = Dedupe::default();
     {
         let mut keys = tx.prepare(
-            "SELECT rowid, source, dedupe_key, dedupe_until FROM events
+            "SELECT rowid, source, dedupe_key FROM events
              WHERE dedupe_key IS NOT NULL AND dedupe_until > ?1",
         )?;
         let mut rows = keys.query(params![ms(now)])?;
         while let Some(row) = rows.next()? {
-            let (rowid, source, key, until): (i64, String, String, i64) =
-                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-            dedupe.insert(dedupe.hash(&source, &key), rowid, until);
+            let (rowid, source, key): (i64, String, String) =
+                (row.get(0)?, row.get(1)?, row.get(2)?);
+            dedupe.insert(dedupe.hash(&source, &key), rowid);
         }
     }
     tx.commit()?;
@@ -196,11 +196,20 @@ pub fn recover(c: &mut Connection, now: Timestamp) -> Result<(FastPath, Dedupe),
 
 /// End of a batch, before its commit: give long-running first runs a row, and move the
 /// watermark if it can.
-pub fn advance(ctx: &mut Ctx) -> Result<(), JournalError> {
+/// `everything`: at shutdown, every first run still in flight gets its row, so the next
+/// start re-runs only those.
+pub fn advance(ctx: &mut Ctx, everything: bool) -> Result<(), JournalError> {
     if !ctx.owner {
         return Ok(());
     }
-    let overdue = ctx.fast.overdue(std::time::Instant::now());
+    let overdue = ctx.fast.overdue(
+        std::time::Instant::now()
+            + if everything {
+                fast::MATERIALISE_AFTER
+            } else {
+                std::time::Duration::ZERO
+            },
+    );
     if !overdue.is_empty() {
         let now = ms(Timestamp::now());
         let mut made = Vec::new();
@@ -747,6 +756,11 @@ pub fn prune(ctx: &mut Ctx, before: Timestamp, now: Timestamp) -> Result<u64, Jo
            AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)",
         params![before],
     )?;
-    ctx.dedupe.expire(ms(now));
+    let live: Option<i64> = c.query_row(
+        "SELECT MIN(rowid) FROM events WHERE dedupe_key IS NOT NULL AND dedupe_until > ?1",
+        params![ms(now)],
+        |r| r.get(0),
+    )?;
+    ctx.dedupe.expire_below(live.unwrap_or(i64::MAX));
     Ok(removed as u64)
 }

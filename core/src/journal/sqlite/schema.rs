@@ -72,7 +72,8 @@ CREATE INDEX dedupe_expires ON dedupe(expires_at);
 ALTER TABLE events ADD COLUMN pipelines TEXT;       -- JSON ["name", ...] routed on the fast path
 ALTER TABLE events ADD COLUMN dedupe_key TEXT;
 ALTER TABLE events ADD COLUMN dedupe_until INTEGER; -- unix ms
-CREATE INDEX events_dedupe ON events(dedupe_until) WHERE dedupe_key IS NOT NULL;
+-- Covers the start-up scan that rebuilds the in-memory keys (no event row is read).
+CREATE INDEX events_dedupe ON events(dedupe_until, source, dedupe_key) WHERE dedupe_key IS NOT NULL;
 UPDATE events SET
   dedupe_key = (SELECT d.key FROM dedupe d WHERE d.event_id = events.id AND d.source = events.source),
   dedupe_until = (SELECT d.expires_at FROM dedupe d WHERE d.event_id = events.id AND d.source = events.source)

@@ -33,7 +33,7 @@ fn journal() -> (tempfile::TempDir, SqliteJournal) {
 async fn accept_dedupe_and_reopen() {
     let (dir, j) = journal();
     let Accepted::New { deliveries } = j
-        .accept(new_event("e1", Some("k"), &["a", "b"]))
+        .accept(&new_event("e1", Some("k"), &["a", "b"]))
         .await
         .expect("accept")
     else {
@@ -42,7 +42,7 @@ async fn accept_dedupe_and_reopen() {
     assert_eq!(deliveries.len(), 2);
     assert_eq!(j.pending_now(), 2);
     let dup = j
-        .accept(new_event("e2", Some("k"), &["a"]))
+        .accept(&new_event("e2", Some("k"), &["a"]))
         .await
         .expect("accept");
     assert_eq!(
@@ -74,7 +74,7 @@ async fn concurrent_accepts_share_commits() {
     for i in 0..400 {
         let j = j.clone();
         tasks.push(tokio::spawn(async move {
-            j.accept(new_event(&format!("e{i}"), None, &["a"])).await
+            j.accept(&new_event(&format!("e{i}"), None, &["a"])).await
         }));
     }
     for t in tasks {
@@ -92,7 +92,7 @@ async fn concurrent_accepts_share_commits() {
 async fn retry_then_dead_then_replay() {
     let (_dir, j) = journal();
     let Accepted::New { deliveries } = j
-        .accept(new_event("e1", None, &["p"]))
+        .accept(&new_event("e1", None, &["p"]))
         .await
         .expect("accept")
     else {
@@ -227,21 +227,21 @@ async fn ingest_dead_letters_keep_the_raw_body_and_purge() {
 async fn prune_keeps_unfinished_events() {
     let (_dir, j) = journal();
     let Accepted::New { deliveries } = j
-        .accept(new_event("done", Some("k1"), &["p"]))
+        .accept(&new_event("done", Some("k1"), &["p"]))
         .await
         .expect("accept")
     else {
         panic!()
     };
     j.settle(deliveries[0].id, vec![]).await.expect("settle");
-    j.accept(new_event("pending", None, &["p"]))
+    j.accept(&new_event("pending", None, &["p"]))
         .await
         .expect("accept");
     let future = Timestamp::now() + jiff::SignedDuration::from_hours(48);
     assert_eq!(j.prune(future, future).await.expect("prune"), 1);
     // The dedupe key expired too: the same body is new again.
     let again = j
-        .accept(new_event("done2", Some("k1"), &["p"]))
+        .accept(&new_event("done2", Some("k1"), &["p"]))
         .await
         .expect("accept");
     assert!(matches!(again, Accepted::New { .. }));
@@ -269,7 +269,7 @@ async fn accept_one(
     pipelines: &[&str],
 ) -> Vec<i64> {
     match j
-        .accept(new_event(id, key, pipelines))
+        .accept(&new_event(id, key, pipelines))
         .await
         .expect("accept")
     {
@@ -394,7 +394,7 @@ async fn dedupe_keys_survive_a_restart_and_expire() {
     drop(j);
     let j = SqliteJournal::open(&dir.path().join("j.db")).expect("reopen");
     assert_eq!(
-        j.accept(new_event("e2", Some("k"), &["p"]))
+        j.accept(&new_event("e2", Some("k"), &["p"]))
             .await
             .expect("accept"),
         Accepted::Duplicate {
@@ -405,18 +405,18 @@ async fn dedupe_keys_survive_a_restart_and_expire() {
     let mut other = new_event("e3", Some("k"), &["p"]);
     other.event.source = "github".into();
     assert!(matches!(
-        j.accept(other).await.expect("accept"),
+        j.accept(&other).await.expect("accept"),
         Accepted::New { .. }
     ));
     // A key whose window has closed is new again.
     let mut expired = new_event("e4", Some("old"), &["p"]);
     expired.dedupe_until = Timestamp::now() - jiff::SignedDuration::from_secs(1);
     assert!(matches!(
-        j.accept(expired).await.expect("accept"),
+        j.accept(&expired).await.expect("accept"),
         Accepted::New { .. }
     ));
     assert!(matches!(
-        j.accept(new_event("e5", Some("old"), &["p"]))
+        j.accept(&new_event("e5", Some("old"), &["p"]))
             .await
             .expect("accept"),
         Accepted::New { .. }
@@ -447,7 +447,7 @@ async fn a_version_1_journal_is_migrated_without_losing_anything() {
     let j = SqliteJournal::open(&path).expect("migrates");
     assert_eq!(j.pending_now(), 1);
     assert_eq!(
-        j.accept(new_event("new", Some("k"), &["p"]))
+        j.accept(&new_event("new", Some("k"), &["p"]))
             .await
             .expect("accept"),
         Accepted::Duplicate {
@@ -457,4 +457,22 @@ async fn a_version_1_journal_is_migrated_without_losing_anything() {
     let due = j.claim_due(Timestamp::now(), 10).await.expect("claim");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].event.id, "old");
+}
+
+/// A clean stop records what is unfinished, so the next start re-runs only that.
+#[tokio::test]
+async fn close_records_unfinished_first_runs_exactly() {
+    let (dir, j) = journal();
+    let _running = accept_one(&j, "e1", None, &["p"]).await;
+    let done = accept_one(&j, "e2", None, &["p"]).await;
+    j.settle(done[0], vec![]).await.expect("settle");
+    j.close().await.expect("close");
+    drop(j);
+    let j = SqliteJournal::open(&dir.path().join("j.db")).expect("reopen");
+    let due = j.claim_due(Timestamp::now(), 10).await.expect("claim");
+    assert_eq!(
+        due.iter().map(|d| d.event.id.as_str()).collect::<Vec<_>>(),
+        vec!["e1"],
+        "e2 finished before the stop: not run again"
+    );
 }
