@@ -12,6 +12,7 @@ use wasmtime_wasi::p2::pipe::{MemoryOutputPipe, SinkOutputStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{Event, StageError, filter, sink, transform};
+use super::engine::Metering;
 use super::plugin::Pre;
 use super::sandbox::Sandbox;
 
@@ -150,7 +151,8 @@ impl Instance {
             deadline: Instant::now(),
             runtime: None,
         };
-        let mut store = Store::new(super::engine(), state);
+        let metering = Metering::of(env.sandbox.fuel);
+        let mut store = Store::new(super::engine::engine(metering), state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         arm(&mut store, &env.sandbox).map_err(|e| describe(&store, &env.sandbox, e))?;
@@ -261,7 +263,10 @@ impl Instance {
 
 fn arm(store: &mut Store<State>, sandbox: &Sandbox) -> wasmtime::Result<()> {
     store.set_epoch_deadline(super::engine::ticks(sandbox.timeout));
-    store.set_fuel(sandbox.fuel.unwrap_or(u64::MAX))?;
+    // Only a metered store has fuel to set (the plugin was compiled for it: `Metering::of`).
+    if let Some(fuel) = sandbox.fuel {
+        store.set_fuel(fuel)?;
+    }
     store.data_mut().deadline = Instant::now() + sandbox.timeout;
     Ok(())
 }
@@ -284,7 +289,7 @@ fn describe(store: &Store<State>, sandbox: &Sandbox, e: wasmtime::Error) -> Call
         ),
         Some(Trap::OutOfFuel) => format!(
             "{name} ran out of fuel ({} per call, the stage's `fuel`)",
-            sandbox.fuel.unwrap_or(u64::MAX)
+            sandbox.fuel.unwrap_or_default()
         ),
         Some(Trap::UnreachableCodeReached) => match panic_message(&state.stderr) {
             Some(m) => format!("{name} panicked: {m}"),

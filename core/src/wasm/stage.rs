@@ -15,6 +15,7 @@ use tracing::debug;
 
 use super::Plugin;
 use super::bindings;
+use super::engine::Metering;
 use super::instance::{CallError, Env, Instance};
 use super::sandbox::{self, Sandbox};
 
@@ -48,7 +49,9 @@ impl Runner {
             plugin: plugin.name.as_str().into(),
             stage: format!("{}/{}", ctx.pipeline, ctx.stage).into(),
             kind,
-            pre: plugin.pre(kind).map_err(ConfigError::new)?,
+            pre: plugin
+                .pre(kind, Metering::of(sandbox.fuel))
+                .map_err(ConfigError::new)?,
             sandbox,
             config: sandbox::to_json(table),
             http,

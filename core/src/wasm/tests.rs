@@ -248,7 +248,7 @@ fn compiled_components_are_cached_on_disk() {
     let first = Plugin::load("redact", &dist("redact"), cache.path()).expect("loads");
     assert_eq!(first.origin, Origin::Compiled);
     let bytes = std::fs::read(dist("redact")).expect("read");
-    let entry = super::cache::cache_path(cache.path(), &bytes);
+    let entry = super::cache::cache_path(cache.path(), &bytes, super::Metering::Off);
     assert!(entry.is_file(), "cache file written: {}", entry.display());
     let compiles = super::compiles();
     let second = Plugin::load("redact", &dist("redact"), cache.path()).expect("loads");
@@ -264,10 +264,34 @@ fn compiled_components_are_cached_on_disk() {
 }
 
 #[test]
+fn fuel_metering_is_compiled_only_for_stages_with_fuel() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let plugin = Arc::new(Plugin::load("redact", &dist("redact"), cache.path()).expect("loads"));
+    let bytes = std::fs::read(dist("redact")).expect("read");
+    let metered = super::cache::cache_path(cache.path(), &bytes, super::Metering::Fuel);
+    let unmetered = super::cache::cache_path(cache.path(), &bytes, super::Metering::Off);
+    assert_ne!(metered, unmetered);
+    let build = |toml: &str| {
+        let cfg = PluginConfig::from_toml("redact", toml).expect("toml");
+        build_transform(&plugin, &cfg, &ctx()).expect("builds")
+    };
+    let plain = build("");
+    assert!(unmetered.is_file() && !metered.is_file(), "no metered compile yet");
+    let fueled = build("fuel = 10000000\n");
+    assert!(metered.is_file(), "a stage with `fuel` compiles (and caches) a metered copy");
+    // The same plugin serves both stages, and both give the same result.
+    let e = sample("email.captured");
+    assert_eq!(
+        plain.apply(e.clone()).expect("plain"),
+        fueled.apply(e).expect("fueled")
+    );
+}
+
+#[test]
 fn a_corrupt_cache_entry_is_recompiled() {
     let cache = tempfile::tempdir().expect("temp dir");
     let bytes = std::fs::read(dist("redact")).expect("read");
-    let entry = super::cache::cache_path(cache.path(), &bytes);
+    let entry = super::cache::cache_path(cache.path(), &bytes, super::Metering::Off);
     std::fs::create_dir_all(cache.path()).expect("dir");
     std::fs::write(&entry, b"not native code").expect("write");
     let p = Plugin::load("redact", &dist("redact"), cache.path()).expect("loads");
