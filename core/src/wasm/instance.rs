@@ -11,7 +11,7 @@ use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::{MemoryOutputPipe, SinkOutputStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{Event, StageError, filter, sink, transform};
+use super::bindings::{Event, Output, StageError, filter, sink, transform, transform_changes};
 use super::engine::Metering;
 use super::plugin::Pre;
 use super::sandbox::Sandbox;
@@ -101,6 +101,7 @@ impl ResourceLimiter for Limits {
 enum Bound {
     Filter(filter::Filter),
     Transform(transform::Transform),
+    TransformChanges(transform_changes::TransformChanges),
     Sink(sink::Sink),
 }
 
@@ -159,6 +160,7 @@ impl Instance {
         let bound = match &env.pre {
             Pre::Filter(p) => p.instantiate(&mut store).map(Bound::Filter),
             Pre::Transform(p) => p.instantiate(&mut store).map(Bound::Transform),
+            Pre::TransformChanges(p) => p.instantiate(&mut store).map(Bound::TransformChanges),
             Pre::Sink(p) => p.instantiate(&mut store).map(Bound::Sink),
         }
         .map_err(|e| describe(&store, &env.sandbox, e))?;
@@ -177,6 +179,7 @@ impl Instance {
         let result = match &self.bound {
             Bound::Filter(b) => b.call_init(&mut *store, &env.config),
             Bound::Transform(b) => b.call_init(&mut *store, &env.config),
+            Bound::TransformChanges(b) => b.call_init(&mut *store, &env.config),
             Bound::Sink(b) => b.call_init(&mut *store, &env.config),
         };
         match result {
@@ -203,13 +206,18 @@ impl Instance {
         self.settle(env, result)
     }
 
-    pub fn apply(&mut self, env: &Env, event: &Event) -> Result<Vec<Event>, CallError> {
+    /// A `transform` plugin's events come back whole; a `transform-changes` plugin's may be
+    /// changes to `event`.
+    pub fn apply(&mut self, env: &Env, event: &Event) -> Result<Vec<Output>, CallError> {
         self.arm(&env.sandbox)?;
         self.calls += 1;
-        let Bound::Transform(b) = &self.bound else {
-            return Err(CallError::Trapped("not a transform instance".into()));
+        let result = match &self.bound {
+            Bound::TransformChanges(b) => b.call_apply_changes(&mut self.store, event),
+            Bound::Transform(b) => b
+                .call_apply(&mut self.store, event)
+                .map(|r| r.map(|events| events.into_iter().map(Output::Whole).collect())),
+            _ => return Err(CallError::Trapped("not a transform instance".into())),
         };
-        let result = b.call_apply(&mut self.store, event);
         self.settle(env, result)
     }
 

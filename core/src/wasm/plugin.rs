@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use hookline_plugin_api::StageKind;
 use wasmtime::component::{Component, Linker};
 
-use super::bindings::{filter, sink, transform};
+use super::bindings::{filter, sink, transform, transform_changes};
 use super::engine::Metering;
 use super::instance::State;
 
@@ -43,6 +43,7 @@ impl std::fmt::Debug for Plugin {
 pub enum Pre {
     Filter(filter::FilterPre<State>),
     Transform(transform::TransformPre<State>),
+    TransformChanges(transform_changes::TransformChangesPre<State>),
     Sink(sink::SinkPre<State>),
 }
 
@@ -51,17 +52,19 @@ impl std::fmt::Debug for Pre {
         f.write_str(match self {
             Pre::Filter(_) => "Pre::Filter",
             Pre::Transform(_) => "Pre::Transform",
+            Pre::TransformChanges(_) => "Pre::TransformChanges",
             Pre::Sink(_) => "Pre::Sink",
         })
     }
 }
 
-/// The function each world exports besides `init`.
-fn entry(kind: StageKind) -> &'static str {
+/// The function each world exports besides `init`: a transform exports `apply` (world
+/// `transform`) or `apply-changes` (world `transform-changes`).
+fn entries(kind: StageKind) -> &'static [&'static str] {
     match kind {
-        StageKind::Filter => "keep",
-        StageKind::Transform => "apply",
-        StageKind::Sink => "deliver",
+        StageKind::Filter => &["keep"],
+        StageKind::Transform => &["apply", "apply-changes"],
+        StageKind::Sink => &["deliver"],
     }
 }
 
@@ -120,7 +123,16 @@ impl Plugin {
     pub fn world(&self) -> Option<StageKind> {
         StageKind::ALL
             .into_iter()
-            .find(|k| self.exports.iter().any(|e| e == entry(*k)))
+            .find(|k| self.entry(*k).is_some())
+    }
+
+    /// The export that serves as a `kind` stage, if the plugin has one.
+    fn entry(&self, kind: StageKind) -> Option<&'static str> {
+        entries(kind)
+            .iter()
+            .rev()
+            .find(|name| self.exports.iter().any(|e| e == *name))
+            .copied()
     }
 
     /// Whether the plugin can serve as a `kind` stage; the reason when not.
@@ -130,13 +142,14 @@ impl Plugin {
             Some(world) if world != kind => {
                 return Err(format!(
                     "{shown} is a {world} plugin (it exports `{}`), not a {kind}: use it as `{{ {world} = \"{}\" }}`",
-                    entry(world),
+                    self.entry(world).unwrap_or_default(),
                     self.name
                 ));
             }
             _ => {}
         }
-        for export in ["init", entry(kind)] {
+        let entry = self.entry(kind).unwrap_or(entries(kind)[0]);
+        for export in ["init", entry] {
             if !self.exports.iter().any(|e| e == export) {
                 let has = if self.exports.is_empty() {
                     "it exports nothing".to_string()
@@ -166,6 +179,11 @@ impl Plugin {
         };
         Ok(match kind {
             StageKind::Filter => Pre::Filter(filter::FilterPre::new(pre).map_err(mismatch)?),
+            StageKind::Transform if self.entry(kind) == Some("apply-changes") => {
+                Pre::TransformChanges(
+                    transform_changes::TransformChangesPre::new(pre).map_err(mismatch)?,
+                )
+            }
             StageKind::Transform => {
                 Pre::Transform(transform::TransformPre::new(pre).map_err(mismatch)?)
             }

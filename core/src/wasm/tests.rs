@@ -98,6 +98,56 @@ fn lead_score_adds_a_score_and_an_error_result_is_fatal() {
 }
 
 #[test]
+fn changes_are_merged_into_the_payload_the_host_holds() {
+    // lead-score (SDK, `transform-changes` world) returns only `{"data": {"score": n}}`.
+    let t = transform("lead-score", "field = \"rank\"\n");
+    let input = sample("email.captured");
+    let out = t.apply(input.clone()).expect("applies");
+    let mut expected = input;
+    expected.payload["data"]["rank"] = json!(70);
+    assert_eq!(out, vec![expected], "only data.rank added, key order kept");
+    assert_eq!(t.0.instances_created(), 1);
+}
+
+#[test]
+fn a_plugin_of_the_transform_world_returns_whole_events() {
+    // whole-stamp: wit-bindgen alone, against `transform`, as another toolchain would.
+    let plugin = load("whole-stamp", &shared_cache());
+    assert_eq!(plugin.world(), Some(StageKind::Transform));
+    let t = transform("whole-stamp", "");
+    let input = sample("new.like");
+    let out = t.apply(input.clone()).expect("applies");
+    let mut expected = input;
+    expected.payload["stamped"] = json!(true);
+    assert_eq!(out, vec![expected]);
+}
+
+#[test]
+fn a_patch_that_is_not_json_is_fatal_and_a_change_sets_type_and_headers() {
+    use super::bindings::Changes;
+    let e = sample("new.like");
+    let bad = Changes {
+        type_: None,
+        headers: None,
+        payload_patch: Some("{".into()),
+    };
+    let err = super::stage::changed("wasm:x", e.clone(), bad).expect_err("not JSON");
+    assert!(!err.is_retryable());
+    assert!(err.message().contains("wasm:x returned a payload patch that is not JSON"));
+    let change = Changes {
+        type_: Some("scored".into()),
+        headers: Some(vec![]),
+        payload_patch: Some(r#"{"event": null, "data": {"lead": null}}"#.into()),
+    };
+    let out = super::stage::changed("wasm:x", e.clone(), change).expect("changes");
+    assert_eq!(out.event_type, "scored");
+    assert!(out.headers.is_empty());
+    assert!(out.payload.get("event").is_none());
+    assert!(out.payload["data"].get("lead").is_none());
+    assert_eq!((out.id, out.source), (e.id, e.source), "identity kept");
+}
+
+#[test]
 fn min_score_is_a_filter() {
     let cfg = PluginConfig::from_toml("min-score", "min = 40\n").expect("toml");
     let f: Arc<WasmFilter> =

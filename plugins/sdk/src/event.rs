@@ -49,6 +49,66 @@ impl Event {
     }
 }
 
+/// One event a transform passes on, from [`Transform::apply_changes`](crate::Transform).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A whole event (its id, source and time of arrival stay the host's).
+    Whole(Event),
+    /// The event the transform was given, with these changes.
+    Changed(Changes),
+}
+
+impl Output {
+    /// The event it was given, with `patch` merged into its payload (RFC 7396: objects merge
+    /// key by key, `null` removes a key).
+    pub fn merge(patch: Value) -> Output {
+        Output::Changed(Changes {
+            payload_patch: Some(patch),
+            ..Changes::default()
+        })
+    }
+
+    /// The event this output stands for, given the event the transform received.
+    pub fn into_event(self, received: &Event) -> Event {
+        match self {
+            Output::Whole(event) => event,
+            Output::Changed(changes) => {
+                let mut event = received.clone();
+                changes.apply_to(&mut event);
+                event
+            }
+        }
+    }
+}
+
+/// Changes to an event; `None` leaves that part as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    pub event_type: Option<String>,
+    pub headers: Option<Vec<(String, String)>>,
+    /// An RFC 7396 JSON merge patch for the payload.
+    pub payload_patch: Option<Value>,
+}
+
+impl Changes {
+    /// Make the changes to `event` here, as the host does (for tests, and for an `apply`
+    /// written in terms of `apply_changes`). A payload that is not JSON is left as it is.
+    pub fn apply_to(self, event: &mut Event) {
+        if let Some(t) = self.event_type {
+            event.event_type = t;
+        }
+        if let Some(h) = self.headers {
+            event.headers = h;
+        }
+        if let Some(patch) = self.payload_patch
+            && let Ok(mut payload) = event.json()
+        {
+            hookline_plugin_api::merge_patch(&mut payload, patch);
+            event.set_json(&payload);
+        }
+    }
+}
+
 /// Why a plugin could not handle an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {

@@ -46,7 +46,7 @@ pub mod host;
 pub mod http;
 mod macros;
 
-pub use event::{Config, Error, Event};
+pub use event::{Changes, Config, Error, Event, Output};
 /// Typed LeadShark payloads (`LeadSharkEvent::from_value`, `Lead`, ...).
 pub use hookline_plugin_api::leadshark;
 pub use host::{increment, log};
@@ -64,6 +64,15 @@ pub trait Filter: Sized + 'static {
 pub trait Transform: Sized + 'static {
     fn new(config: Config) -> Result<Self, String>;
     fn apply(&mut self, event: Event) -> Result<Vec<Event>, Error>;
+
+    /// What the host calls: like [`apply`](Transform::apply), but an output may be only the
+    /// changes to the event ([`Output::merge`]: a JSON merge patch of the payload). A plugin
+    /// that adds or sets a few fields saves serialising the whole payload here and the host's
+    /// parse of it. The default passes `apply`'s events on whole.
+    fn apply_changes(&mut self, event: Event) -> Result<Vec<Output>, Error> {
+        self.apply(event)
+            .map(|events| events.into_iter().map(Output::Whole).collect())
+    }
 }
 
 /// Delivers events, usually through [`http::send`].
