@@ -30,9 +30,10 @@ impl Event {
         self.payload = payload.to_string();
     }
 
-    /// The payload as a typed LeadShark event.
+    /// The payload as a typed LeadShark event, parsed straight from the text (no
+    /// intermediate [`Value`]).
     pub fn leadshark(&self) -> Result<LeadSharkEvent, Error> {
-        LeadSharkEvent::from_value(&self.json()?).map_err(Error::fatal)
+        LeadSharkEvent::from_json(&self.payload).map_err(Error::fatal)
     }
 
     pub fn set_leadshark(&mut self, event: &LeadSharkEvent) -> Result<(), Error> {
@@ -187,6 +188,15 @@ mod tests {
         e.set_leadshark(&typed).expect("serialises");
         assert_eq!(e.json().expect("json")["data"]["lead"]["name"], "John Doe");
         assert_eq!(e.header("X-A"), Some("b"));
+    }
+
+    #[test]
+    fn a_merge_output_changes_only_what_it_names() {
+        let received = event(r#"{"event":"x","data":{"a":1,"b":2}}"#);
+        let out = Output::merge(serde_json::json!({"data": {"b": null, "score": 5}}));
+        let e = out.into_event(&received);
+        assert_eq!(e.payload, r#"{"event":"x","data":{"a":1,"score":5}}"#);
+        assert_eq!((e.id, e.headers), (received.id, received.headers));
     }
 
     #[test]

@@ -39,9 +39,11 @@ impl Transform for LeadScore {
     /// Only the score goes back (`{"data": {"<field>": n}}`): the host merges it into the
     /// payload it holds, so neither side serialises or parses the whole payload again.
     fn apply_changes(&mut self, event: Event) -> Result<Vec<Output>, Error> {
-        let payload = event.json()?;
-        let typed = leadshark::LeadSharkEvent::from_value(&payload).map_err(Error::fatal)?;
-        if !payload.get("data").is_some_and(|d| d.is_object()) {
+        // Typed straight from the text: every known event's `data` is an object by then.
+        let typed = event.leadshark()?;
+        if let leadshark::LeadSharkEvent::Other { payload, .. } = &typed
+            && !payload.get("data").is_some_and(|d| d.is_object())
+        {
             return Err(Error::fatal("payload has no `data` object"));
         }
         let score = score::score(&typed);
