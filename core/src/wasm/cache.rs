@@ -30,7 +30,9 @@ pub fn compiles() -> u64 {
 /// between the two engines; the suffix makes the flavour plain to whoever lists the folder.
 pub fn cache_path(cache_dir: &Path, bytes: &[u8], metering: Metering) -> PathBuf {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    engine(metering).precompile_compatibility_hash().hash(&mut h);
+    engine(metering)
+        .precompile_compatibility_hash()
+        .hash(&mut h);
     let digest = hex::encode(Sha256::digest(bytes));
     let flavour = match metering {
         Metering::Off => "",

@@ -219,7 +219,11 @@ impl Transform for WasmTransform {
 }
 
 /// `event` with a plugin's changes: the payload the host holds, with the patch merged in.
-pub(super) fn changed(plugin: &str, mut event: Event, c: bindings::Changes) -> Result<Event, StageError> {
+pub(super) fn changed(
+    plugin: &str,
+    mut event: Event,
+    c: bindings::Changes,
+) -> Result<Event, StageError> {
     if let Some(patch) = c.payload_patch {
         let patch = serde_json::from_str(&patch).map_err(|err| {
             StageError::fatal(format!(

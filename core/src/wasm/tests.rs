@@ -133,7 +133,10 @@ fn a_patch_that_is_not_json_is_fatal_and_a_change_sets_type_and_headers() {
     };
     let err = super::stage::changed("wasm:x", e.clone(), bad).expect_err("not JSON");
     assert!(!err.is_retryable());
-    assert!(err.message().contains("wasm:x returned a payload patch that is not JSON"));
+    assert!(
+        err.message()
+            .contains("wasm:x returned a payload patch that is not JSON")
+    );
     let change = Changes {
         type_: Some("scored".into()),
         headers: Some(vec![]),
@@ -326,9 +329,15 @@ fn fuel_metering_is_compiled_only_for_stages_with_fuel() {
         build_transform(&plugin, &cfg, &ctx()).expect("builds")
     };
     let plain = build("");
-    assert!(unmetered.is_file() && !metered.is_file(), "no metered compile yet");
+    assert!(
+        unmetered.is_file() && !metered.is_file(),
+        "no metered compile yet"
+    );
     let fueled = build("fuel = 10000000\n");
-    assert!(metered.is_file(), "a stage with `fuel` compiles (and caches) a metered copy");
+    assert!(
+        metered.is_file(),
+        "a stage with `fuel` compiles (and caches) a metered copy"
+    );
     // The same plugin serves both stages, and both give the same result.
     let e = sample("email.captured");
     assert_eq!(

@@ -312,7 +312,9 @@ impl LeadSharkEvent {
         }
         let head = match leading_event(text) {
             Some(event) => Some(std::borrow::Cow::Borrowed(event)),
-            None => serde_json::from_str::<Head<'_>>(text).ok().and_then(|h| h.event),
+            None => serde_json::from_str::<Head<'_>>(text)
+                .ok()
+                .and_then(|h| h.event),
         };
         let typed = match head.as_deref() {
             Some("email.captured") => direct(text).map(LeadSharkEvent::EmailCaptured),
@@ -325,7 +327,8 @@ impl LeadSharkEvent {
         match typed {
             Some(event) => Ok(event),
             None => {
-                let v: Value = serde_json::from_str(text).map_err(|e| format!("payload is not JSON: {e}"))?;
+                let v: Value =
+                    serde_json::from_str(text).map_err(|e| format!("payload is not JSON: {e}"))?;
                 LeadSharkEvent::from_value(&v)
             }
         }
@@ -836,7 +839,11 @@ mod tests {
     #[test]
     fn from_json_is_from_value_of_the_parsed_text() {
         let mut texts: Vec<String> = DOCS_PAYLOADS.iter().map(|(_, t)| t.to_string()).collect();
-        texts.extend(EVENT_TYPES.iter().map(|t| sample(t, 3).expect("sample").to_string()));
+        texts.extend(
+            EVENT_TYPES
+                .iter()
+                .map(|t| sample(t, 3).expect("sample").to_string()),
+        );
         texts.extend(
             [
                 r#"[1]"#,

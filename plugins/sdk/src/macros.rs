@@ -42,7 +42,7 @@ macro_rules! transform {
         mod __hookline_plugin {
             use super::*;
             type __Plugin = $plugin;
-            $crate::__private::bindings!(transform-changes);
+            $crate::__private::bindings!(transform - changes);
             $crate::__glue!(without_http);
             struct __Export;
             impl Guest for __Export {
