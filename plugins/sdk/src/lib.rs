@@ -31,7 +31,9 @@
 //!
 //! # How it works
 //!
-//! The contract is the WIT package in `plugins/wit` (one world per stage kind). The macros
+//! The contract is the WIT package in `plugins/wit` (one world per stage kind; transforms
+//! target `transform-changes`, so [`Transform::apply_changes`] may return only a merge patch
+//! of the payload instead of the whole event). The macros
 //! generate its bindings in the plugin's crate (so the component carries exactly one world)
 //! and glue them to your type: `new` runs once per instance, in the world's `init`, with
 //! the stage's table; the stage function runs once per event on the same instance, so a
