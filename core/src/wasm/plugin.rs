@@ -126,7 +126,8 @@ impl Plugin {
             .find(|k| self.entry(*k).is_some())
     }
 
-    /// The export that serves as a `kind` stage, if the plugin has one.
+    /// The export that serves as a `kind` stage, if the plugin has one (`apply-changes`
+    /// over `apply` should a component export both: it is the cheaper contract).
     fn entry(&self, kind: StageKind) -> Option<&'static str> {
         entries(kind)
             .iter()
