@@ -1,4 +1,4 @@
-//! Host bindings of the three worlds in `plugins/wit`, sharing the `types` and `host`
+//! Host bindings of the worlds in `plugins/wit`, sharing the `types` and `host`
 //! interfaces (generated once, in `filter`), and the host side of the `host` and `http`
 //! imports.
 
@@ -26,6 +26,17 @@ pub mod transform {
     });
 }
 
+pub mod transform_changes {
+    wasmtime::component::bindgen!({
+        path: "../plugins/wit",
+        world: "hookline:plugin/transform-changes",
+        with: {
+            "hookline:plugin/types": super::filter::hookline::plugin::types,
+            "hookline:plugin/host": super::filter::hookline::plugin::host,
+        },
+    });
+}
+
 pub mod sink {
     wasmtime::component::bindgen!({
         path: "../plugins/wit",
@@ -38,7 +49,7 @@ pub mod sink {
 }
 
 pub use filter::hookline::plugin::host::Level;
-pub use filter::hookline::plugin::types::{Event, StageError};
+pub use filter::hookline::plugin::types::{Changes, Event, Output, StageError};
 pub use sink::hookline::plugin::http::{HttpError, Request, Response};
 
 /// Longest log message kept from a plugin.

@@ -1,6 +1,6 @@
 //! Compile once: compiled components are cached on disk, keyed by the SHA-256 of the
-//! `.wasm` file and the engine's compatibility hash (wasmtime version and every setting that
-//! changes generated code), so a restart or reload loads native code in a fraction of a
+//! `.wasm` file, whether it was compiled with fuel metering, and the engine's compatibility
+//! hash (wasmtime version and every setting that changes generated code), so a restart or reload loads native code in a fraction of a
 //! millisecond instead of compiling for tens of milliseconds.
 //!
 //! Only files this module wrote are ever deserialized: the name is derived from the hash of
@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 use wasmtime::component::Component;
 
+use super::engine::{Metering, engine};
+
 static COMPILES: AtomicU64 = AtomicU64::new(0);
 
 /// How many components this process compiled (cache misses). Tests use it to prove a
@@ -24,13 +26,19 @@ pub fn compiles() -> u64 {
     COMPILES.load(Ordering::Relaxed)
 }
 
-/// The cache file for these bytes.
-pub fn cache_path(cache_dir: &Path, bytes: &[u8]) -> PathBuf {
-    let engine = super::engine();
+/// The cache file for these bytes compiled for `metering`. The engine hash already differs
+/// between the two engines; the suffix makes the flavour plain to whoever lists the folder.
+pub fn cache_path(cache_dir: &Path, bytes: &[u8], metering: Metering) -> PathBuf {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut h);
+    engine(metering)
+        .precompile_compatibility_hash()
+        .hash(&mut h);
     let digest = hex::encode(Sha256::digest(bytes));
-    cache_dir.join(format!("{digest}-{:016x}.cwasm", h.finish()))
+    let flavour = match metering {
+        Metering::Off => "",
+        Metering::Fuel => "-fuel",
+    };
+    cache_dir.join(format!("{digest}-{:016x}{flavour}.cwasm", h.finish()))
 }
 
 /// Where a component came from.
@@ -40,11 +48,16 @@ pub enum Origin {
     Cached,
 }
 
-/// The component for `bytes`: from the cache when it holds it, else compiled (and cached).
-pub fn load(cache_dir: &Path, bytes: &[u8]) -> Result<(Component, Origin), String> {
-    let path = cache_path(cache_dir, bytes);
+/// The component for `bytes` and `metering`: from the cache when it holds it, else compiled
+/// (and cached).
+pub fn load(
+    cache_dir: &Path,
+    bytes: &[u8],
+    metering: Metering,
+) -> Result<(Component, Origin), String> {
+    let path = cache_path(cache_dir, bytes, metering);
     if path.is_file() {
-        match deserialize(&path) {
+        match deserialize(&path, metering) {
             Ok(component) => {
                 debug!(path = %path.display(), "compiled plugin loaded from the cache");
                 return Ok((component, Origin::Cached));
@@ -55,7 +68,7 @@ pub fn load(cache_dir: &Path, bytes: &[u8]) -> Result<(Component, Origin), Strin
         }
     }
     COMPILES.fetch_add(1, Ordering::Relaxed);
-    let component = Component::new(super::engine(), bytes).map_err(|e| format!("{e:#}"))?;
+    let component = Component::new(engine(metering), bytes).map_err(|e| format!("{e:#}"))?;
     if let Err(e) = store(&path, &component) {
         warn!(path = %path.display(), error = %e, "could not cache the compiled plugin");
     }
@@ -75,9 +88,9 @@ fn store(path: &Path, component: &Component) -> Result<(), String> {
 // Deserializing runs native code that wasmtime compiled; it is only given files this module
 // wrote under a name derived from the source's hash (see the module docs).
 #[allow(unsafe_code)]
-fn deserialize(path: &Path) -> Result<Component, String> {
+fn deserialize(path: &Path, metering: Metering) -> Result<Component, String> {
     // SAFETY: `path` is a cache entry written by `store` from `Component::serialize` of this
-    // engine's compilation; wasmtime checks the header and the compatibility hash and
-    // refuses anything else.
-    unsafe { Component::deserialize_file(super::engine(), path) }.map_err(|e| e.to_string())
+    // engine's compilation; wasmtime checks the header and the compatibility hash (which
+    // covers fuel metering) and refuses anything else.
+    unsafe { Component::deserialize_file(engine(metering), path) }.map_err(|e| e.to_string())
 }

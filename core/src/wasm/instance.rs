@@ -11,7 +11,8 @@ use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::{MemoryOutputPipe, SinkOutputStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{Event, StageError, filter, sink, transform};
+use super::bindings::{Event, Output, StageError, filter, sink, transform, transform_changes};
+use super::engine::Metering;
 use super::plugin::Pre;
 use super::sandbox::Sandbox;
 
@@ -100,6 +101,7 @@ impl ResourceLimiter for Limits {
 enum Bound {
     Filter(filter::Filter),
     Transform(transform::Transform),
+    TransformChanges(transform_changes::TransformChanges),
     Sink(sink::Sink),
 }
 
@@ -150,13 +152,15 @@ impl Instance {
             deadline: Instant::now(),
             runtime: None,
         };
-        let mut store = Store::new(super::engine(), state);
+        let metering = Metering::of(env.sandbox.fuel);
+        let mut store = Store::new(super::engine::engine(metering), state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         arm(&mut store, &env.sandbox).map_err(|e| describe(&store, &env.sandbox, e))?;
         let bound = match &env.pre {
             Pre::Filter(p) => p.instantiate(&mut store).map(Bound::Filter),
             Pre::Transform(p) => p.instantiate(&mut store).map(Bound::Transform),
+            Pre::TransformChanges(p) => p.instantiate(&mut store).map(Bound::TransformChanges),
             Pre::Sink(p) => p.instantiate(&mut store).map(Bound::Sink),
         }
         .map_err(|e| describe(&store, &env.sandbox, e))?;
@@ -175,6 +179,7 @@ impl Instance {
         let result = match &self.bound {
             Bound::Filter(b) => b.call_init(&mut *store, &env.config),
             Bound::Transform(b) => b.call_init(&mut *store, &env.config),
+            Bound::TransformChanges(b) => b.call_init(&mut *store, &env.config),
             Bound::Sink(b) => b.call_init(&mut *store, &env.config),
         };
         match result {
@@ -201,13 +206,18 @@ impl Instance {
         self.settle(env, result)
     }
 
-    pub fn apply(&mut self, env: &Env, event: &Event) -> Result<Vec<Event>, CallError> {
+    /// A `transform` plugin's events come back whole; a `transform-changes` plugin's may be
+    /// changes to `event`.
+    pub fn apply(&mut self, env: &Env, event: &Event) -> Result<Vec<Output>, CallError> {
         self.arm(&env.sandbox)?;
         self.calls += 1;
-        let Bound::Transform(b) = &self.bound else {
-            return Err(CallError::Trapped("not a transform instance".into()));
+        let result = match &self.bound {
+            Bound::TransformChanges(b) => b.call_apply_changes(&mut self.store, event),
+            Bound::Transform(b) => b
+                .call_apply(&mut self.store, event)
+                .map(|r| r.map(|events| events.into_iter().map(Output::Whole).collect())),
+            _ => return Err(CallError::Trapped("not a transform instance".into())),
         };
-        let result = b.call_apply(&mut self.store, event);
         self.settle(env, result)
     }
 
@@ -261,7 +271,10 @@ impl Instance {
 
 fn arm(store: &mut Store<State>, sandbox: &Sandbox) -> wasmtime::Result<()> {
     store.set_epoch_deadline(super::engine::ticks(sandbox.timeout));
-    store.set_fuel(sandbox.fuel.unwrap_or(u64::MAX))?;
+    // Only a metered store has fuel to set (the plugin was compiled for it: `Metering::of`).
+    if let Some(fuel) = sandbox.fuel {
+        store.set_fuel(fuel)?;
+    }
     store.data_mut().deadline = Instant::now() + sandbox.timeout;
     Ok(())
 }
@@ -284,7 +297,7 @@ fn describe(store: &Store<State>, sandbox: &Sandbox, e: wasmtime::Error) -> Call
         ),
         Some(Trap::OutOfFuel) => format!(
             "{name} ran out of fuel ({} per call, the stage's `fuel`)",
-            sandbox.fuel.unwrap_or(u64::MAX)
+            sandbox.fuel.unwrap_or_default()
         ),
         Some(Trap::UnreachableCodeReached) => match panic_message(&state.stderr) {
             Some(m) => format!("{name} panicked: {m}"),

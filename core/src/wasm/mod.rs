@@ -7,8 +7,8 @@
 //! reload that rebuilds the runtime reloads plugins with it.
 //!
 //! ```text
-//! engine.rs     one Engine for the process; the epoch ticker thread
-//! cache.rs      compile once: <cache_dir>/<sha256 of the .wasm>-<engine hash>.cwasm
+//! engine.rs     the Engines (with and without fuel metering); their epoch ticker threads
+//! cache.rs      compile once: <cache_dir>/<sha256 of the .wasm>-<engine hash>[-fuel].cwasm
 //! plugin.rs     a compiled plugin: world check, linker, InstancePre
 //! sandbox.rs    the stage's limits: timeout, memory, fuel, allowed_hosts, recycling
 //! instance.rs   Store + instance; a call under limits; traps turned into StageErrors
@@ -22,7 +22,8 @@
 //! of calls, past a memory high-water mark, and after any trap or error result: a component
 //! instance cannot be entered again after a trap, and a long-lived instance's memory only
 //! grows. Every call runs with an epoch deadline (and fuel, when configured) set just
-//! before it.
+//! before it. Fuel metering is compiled into a plugin only for stages that set `fuel`: it
+//! costs every call, even with unlimited fuel.
 
 mod bindings;
 mod cache;
@@ -46,7 +47,7 @@ use hookline_plugin_api::{ConfigError, Registry};
 
 pub use cache::compiles;
 pub use counters::counters;
-pub use engine::engine;
+pub use engine::{Metering, engine};
 pub use plugin::Plugin;
 pub use sandbox::Sandbox;
 

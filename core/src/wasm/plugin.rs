@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 use hookline_plugin_api::StageKind;
 use wasmtime::component::{Component, Linker};
 
-use super::bindings::{filter, sink, transform};
+use super::bindings::{filter, sink, transform, transform_changes};
+use super::engine::Metering;
 use super::instance::State;
 
 /// A `.wasm` component from the plugins folder, compiled (or loaded from the cache).
@@ -14,7 +15,13 @@ pub struct Plugin {
     /// As stages name it: `wasm:<file stem>`.
     pub name: String,
     pub path: PathBuf,
+    /// Compiled without fuel metering: what stages without `fuel` run.
     component: Component,
+    /// Compiled with fuel metering, when a stage with `fuel` first uses the plugin.
+    metered: OnceLock<Result<Component, String>>,
+    /// The `.wasm` as read, for the metered compile (not read again: the file may change).
+    bytes: Vec<u8>,
+    cache_dir: PathBuf,
     exports: Vec<String>,
     /// Whether this load compiled the component or found it in the cache.
     pub origin: super::cache::Origin,
@@ -36,6 +43,7 @@ impl std::fmt::Debug for Plugin {
 pub enum Pre {
     Filter(filter::FilterPre<State>),
     Transform(transform::TransformPre<State>),
+    TransformChanges(transform_changes::TransformChangesPre<State>),
     Sink(sink::SinkPre<State>),
 }
 
@@ -44,17 +52,19 @@ impl std::fmt::Debug for Pre {
         f.write_str(match self {
             Pre::Filter(_) => "Pre::Filter",
             Pre::Transform(_) => "Pre::Transform",
+            Pre::TransformChanges(_) => "Pre::TransformChanges",
             Pre::Sink(_) => "Pre::Sink",
         })
     }
 }
 
-/// The function each world exports besides `init`.
-fn entry(kind: StageKind) -> &'static str {
+/// The function each world exports besides `init`: a transform exports `apply` (world
+/// `transform`) or `apply-changes` (world `transform-changes`).
+fn entries(kind: StageKind) -> &'static [&'static str] {
     match kind {
-        StageKind::Filter => "keep",
-        StageKind::Transform => "apply",
-        StageKind::Sink => "deliver",
+        StageKind::Filter => &["keep"],
+        StageKind::Transform => &["apply", "apply-changes"],
+        StageKind::Sink => &["deliver"],
     }
 }
 
@@ -68,28 +78,62 @@ impl Plugin {
                 "{shown} is a core WebAssembly module, not a component: build the plugin for `wasm32-wasip2` (see docs/plugins.md)"
             ));
         }
-        let (component, origin) = super::cache::load(cache_dir, &bytes)
+        let (component, origin) = super::cache::load(cache_dir, &bytes, Metering::Off)
             .map_err(|e| format!("{shown} does not compile: {e}"))?;
-        let engine = super::engine();
         let exports = component
             .component_type()
-            .exports(engine)
+            .exports(component.engine())
             .map(|(name, _)| name.to_string())
             .collect();
         Ok(Plugin {
             name: format!("{}{stem}", super::PREFIX),
             path: path.to_path_buf(),
             component,
+            metered: OnceLock::new(),
+            bytes,
+            cache_dir: cache_dir.to_path_buf(),
             exports,
             origin,
         })
+    }
+
+    /// The component compiled for `metering` (the metered one compiled, or loaded from the
+    /// cache, on first use).
+    fn component(&self, metering: Metering) -> Result<&Component, String> {
+        match metering {
+            Metering::Off => Ok(&self.component),
+            Metering::Fuel => self
+                .metered
+                .get_or_init(|| {
+                    super::cache::load(&self.cache_dir, &self.bytes, Metering::Fuel)
+                        .map(|(component, _)| component)
+                        .map_err(|e| {
+                            format!(
+                                "{} does not compile with fuel metering: {e}",
+                                self.path.display()
+                            )
+                        })
+                })
+                .as_ref()
+                .map_err(Clone::clone),
+        }
     }
 
     /// The world the plugin's exports say it targets, if any.
     pub fn world(&self) -> Option<StageKind> {
         StageKind::ALL
             .into_iter()
-            .find(|k| self.exports.iter().any(|e| e == entry(*k)))
+            .find(|k| self.entry(*k).is_some())
+    }
+
+    /// The export that serves as a `kind` stage, if the plugin has one (`apply-changes`
+    /// over `apply` should a component export both: it is the cheaper contract).
+    fn entry(&self, kind: StageKind) -> Option<&'static str> {
+        entries(kind)
+            .iter()
+            .rev()
+            .find(|name| self.exports.iter().any(|e| e == *name))
+            .copied()
     }
 
     /// Whether the plugin can serve as a `kind` stage; the reason when not.
@@ -99,13 +143,14 @@ impl Plugin {
             Some(world) if world != kind => {
                 return Err(format!(
                     "{shown} is a {world} plugin (it exports `{}`), not a {kind}: use it as `{{ {world} = \"{}\" }}`",
-                    entry(world),
+                    self.entry(world).unwrap_or_default(),
                     self.name
                 ));
             }
             _ => {}
         }
-        for export in ["init", entry(kind)] {
+        let entry = self.entry(kind).unwrap_or(entries(kind)[0]);
+        for export in ["init", entry] {
             if !self.exports.iter().any(|e| e == export) {
                 let has = if self.exports.is_empty() {
                     "it exports nothing".to_string()
@@ -120,21 +165,26 @@ impl Plugin {
         Ok(())
     }
 
-    /// Link the plugin for `kind`. An import Hookline does not provide is an error here, at
-    /// load, not at the first event.
-    pub fn pre(&self, kind: StageKind) -> Result<Pre, String> {
+    /// Link the plugin for `kind`, compiled for `metering`. An import Hookline does not
+    /// provide is an error here, at load, not at the first event.
+    pub fn pre(&self, kind: StageKind, metering: Metering) -> Result<Pre, String> {
         let shown = self.path.display();
-        let mut linker = linker(kind)?.clone();
-        super::wasi::stub_denied(&mut linker, &self.component)
-            .map_err(|e| format!("{shown}: {e:#}"))?;
+        let component = self.component(metering)?;
+        let mut linker = linker(kind, metering)?.clone();
+        super::wasi::stub_denied(&mut linker, component).map_err(|e| format!("{shown}: {e:#}"))?;
         let pre = linker
-            .instantiate_pre(&self.component)
+            .instantiate_pre(component)
             .map_err(|e| format!("{shown} cannot be linked: {e:#}"))?;
         let mismatch = |e: wasmtime::Error| {
             format!("{shown} does not match the hookline:plugin/{kind} world: {e:#}")
         };
         Ok(match kind {
             StageKind::Filter => Pre::Filter(filter::FilterPre::new(pre).map_err(mismatch)?),
+            StageKind::Transform if self.entry(kind) == Some("apply-changes") => {
+                Pre::TransformChanges(
+                    transform_changes::TransformChangesPre::new(pre).map_err(mismatch)?,
+                )
+            }
             StageKind::Transform => {
                 Pre::Transform(transform::TransformPre::new(pre).map_err(mismatch)?)
             }
@@ -143,12 +193,19 @@ impl Plugin {
     }
 }
 
-/// The linker of a world: WASI subset, `host`, and `http` for sinks. Built once.
-fn linker(kind: StageKind) -> Result<&'static Linker<State>, String> {
-    static LINKERS: OnceLock<Result<[Linker<State>; 3], String>> = OnceLock::new();
-    let linkers = LINKERS.get_or_init(|| {
+/// The linker of a world for an engine: WASI subset, `host`, and `http` for sinks. Built
+/// once per engine.
+fn linker(kind: StageKind, metering: Metering) -> Result<&'static Linker<State>, String> {
+    type Linkers = OnceLock<Result<[Linker<State>; 3], String>>;
+    static OFF: Linkers = OnceLock::new();
+    static FUEL: Linkers = OnceLock::new();
+    let cell = match metering {
+        Metering::Off => &OFF,
+        Metering::Fuel => &FUEL,
+    };
+    let linkers = cell.get_or_init(|| {
         let build = |kind: StageKind| -> wasmtime::Result<Linker<State>> {
-            let mut linker = Linker::new(super::engine());
+            let mut linker = Linker::new(super::engine::engine(metering));
             super::wasi::add_to_linker(&mut linker)?;
             use wasmtime::component::HasSelf;
             match kind {

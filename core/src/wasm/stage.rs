@@ -15,6 +15,7 @@ use tracing::debug;
 
 use super::Plugin;
 use super::bindings;
+use super::engine::Metering;
 use super::instance::{CallError, Env, Instance};
 use super::sandbox::{self, Sandbox};
 
@@ -48,7 +49,9 @@ impl Runner {
             plugin: plugin.name.as_str().into(),
             stage: format!("{}/{}", ctx.pipeline, ctx.stage).into(),
             kind,
-            pre: plugin.pre(kind).map_err(ConfigError::new)?,
+            pre: plugin
+                .pre(kind, Metering::of(sandbox.fuel))
+                .map_err(ConfigError::new)?,
             sandbox,
             config: sandbox::to_json(table),
             http,
@@ -195,11 +198,47 @@ pub struct WasmTransform(pub Arc<Runner>);
 impl Transform for WasmTransform {
     fn apply(&self, event: Event) -> Result<Vec<Event>, StageError> {
         let wit = to_wit(&event);
-        let out = self.0.call(|env, i| i.apply(env, &wit))?;
-        out.into_iter()
-            .map(|e| from_wit(&self.0.env.plugin, &event, e))
-            .collect()
+        let outputs = self.0.call(|env, i| i.apply(env, &wit))?;
+        let plugin = &*self.0.env.plugin;
+        let mut events = Vec::with_capacity(outputs.len());
+        let mut outputs = outputs.into_iter().peekable();
+        while let Some(output) = outputs.next() {
+            let next = match output {
+                bindings::Output::Whole(e) => from_wit(plugin, &event, e)?,
+                // The last output made of changes takes the event itself: no copy.
+                bindings::Output::Changed(c) if outputs.peek().is_none() => {
+                    events.push(changed(plugin, event, c)?);
+                    return Ok(events);
+                }
+                bindings::Output::Changed(c) => changed(plugin, event.clone(), c)?,
+            };
+            events.push(next);
+        }
+        Ok(events)
     }
+}
+
+/// `event` with a plugin's changes: the payload the host holds, with the patch merged in.
+pub(super) fn changed(
+    plugin: &str,
+    mut event: Event,
+    c: bindings::Changes,
+) -> Result<Event, StageError> {
+    if let Some(patch) = c.payload_patch {
+        let patch = serde_json::from_str(&patch).map_err(|err| {
+            StageError::fatal(format!(
+                "{plugin} returned a payload patch that is not JSON: {err}"
+            ))
+        })?;
+        hookline_plugin_api::merge_patch(&mut event.payload, patch);
+    }
+    if let Some(t) = c.type_ {
+        event.event_type = t;
+    }
+    if let Some(h) = c.headers {
+        event.headers = h;
+    }
+    Ok(event)
 }
 
 /// A `wasm:` sink.

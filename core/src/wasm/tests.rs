@@ -98,6 +98,59 @@ fn lead_score_adds_a_score_and_an_error_result_is_fatal() {
 }
 
 #[test]
+fn changes_are_merged_into_the_payload_the_host_holds() {
+    // lead-score (SDK, `transform-changes` world) returns only `{"data": {"score": n}}`.
+    let t = transform("lead-score", "field = \"rank\"\n");
+    let input = sample("email.captured");
+    let out = t.apply(input.clone()).expect("applies");
+    let mut expected = input;
+    expected.payload["data"]["rank"] = json!(70);
+    assert_eq!(out, vec![expected], "only data.rank added, key order kept");
+    assert_eq!(t.0.instances_created(), 1);
+}
+
+#[test]
+fn a_plugin_of_the_transform_world_returns_whole_events() {
+    // whole-stamp: wit-bindgen alone, against `transform`, as another toolchain would.
+    let plugin = load("whole-stamp", &shared_cache());
+    assert_eq!(plugin.world(), Some(StageKind::Transform));
+    let t = transform("whole-stamp", "");
+    let input = sample("new.like");
+    let out = t.apply(input.clone()).expect("applies");
+    let mut expected = input;
+    expected.payload["stamped"] = json!(true);
+    assert_eq!(out, vec![expected]);
+}
+
+#[test]
+fn a_patch_that_is_not_json_is_fatal_and_a_change_sets_type_and_headers() {
+    use super::bindings::Changes;
+    let e = sample("new.like");
+    let bad = Changes {
+        type_: None,
+        headers: None,
+        payload_patch: Some("{".into()),
+    };
+    let err = super::stage::changed("wasm:x", e.clone(), bad).expect_err("not JSON");
+    assert!(!err.is_retryable());
+    assert!(
+        err.message()
+            .contains("wasm:x returned a payload patch that is not JSON")
+    );
+    let change = Changes {
+        type_: Some("scored".into()),
+        headers: Some(vec![]),
+        payload_patch: Some(r#"{"event": null, "data": {"lead": null}}"#.into()),
+    };
+    let out = super::stage::changed("wasm:x", e.clone(), change).expect("changes");
+    assert_eq!(out.event_type, "scored");
+    assert!(out.headers.is_empty());
+    assert!(out.payload.get("event").is_none());
+    assert!(out.payload["data"].get("lead").is_none());
+    assert_eq!((out.id, out.source), (e.id, e.source), "identity kept");
+}
+
+#[test]
 fn min_score_is_a_filter() {
     let cfg = PluginConfig::from_toml("min-score", "min = 40\n").expect("toml");
     let f: Arc<WasmFilter> =
@@ -248,7 +301,7 @@ fn compiled_components_are_cached_on_disk() {
     let first = Plugin::load("redact", &dist("redact"), cache.path()).expect("loads");
     assert_eq!(first.origin, Origin::Compiled);
     let bytes = std::fs::read(dist("redact")).expect("read");
-    let entry = super::cache::cache_path(cache.path(), &bytes);
+    let entry = super::cache::cache_path(cache.path(), &bytes, super::Metering::Off);
     assert!(entry.is_file(), "cache file written: {}", entry.display());
     let compiles = super::compiles();
     let second = Plugin::load("redact", &dist("redact"), cache.path()).expect("loads");
@@ -264,10 +317,40 @@ fn compiled_components_are_cached_on_disk() {
 }
 
 #[test]
+fn fuel_metering_is_compiled_only_for_stages_with_fuel() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let plugin = Arc::new(Plugin::load("redact", &dist("redact"), cache.path()).expect("loads"));
+    let bytes = std::fs::read(dist("redact")).expect("read");
+    let metered = super::cache::cache_path(cache.path(), &bytes, super::Metering::Fuel);
+    let unmetered = super::cache::cache_path(cache.path(), &bytes, super::Metering::Off);
+    assert_ne!(metered, unmetered);
+    let build = |toml: &str| {
+        let cfg = PluginConfig::from_toml("redact", toml).expect("toml");
+        build_transform(&plugin, &cfg, &ctx()).expect("builds")
+    };
+    let plain = build("");
+    assert!(
+        unmetered.is_file() && !metered.is_file(),
+        "no metered compile yet"
+    );
+    let fueled = build("fuel = 10000000\n");
+    assert!(
+        metered.is_file(),
+        "a stage with `fuel` compiles (and caches) a metered copy"
+    );
+    // The same plugin serves both stages, and both give the same result.
+    let e = sample("email.captured");
+    assert_eq!(
+        plain.apply(e.clone()).expect("plain"),
+        fueled.apply(e).expect("fueled")
+    );
+}
+
+#[test]
 fn a_corrupt_cache_entry_is_recompiled() {
     let cache = tempfile::tempdir().expect("temp dir");
     let bytes = std::fs::read(dist("redact")).expect("read");
-    let entry = super::cache::cache_path(cache.path(), &bytes);
+    let entry = super::cache::cache_path(cache.path(), &bytes, super::Metering::Off);
     std::fs::create_dir_all(cache.path()).expect("dir");
     std::fs::write(&entry, b"not native code").expect("write");
     let p = Plugin::load("redact", &dist("redact"), cache.path()).expect("loads");

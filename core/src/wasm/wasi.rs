@@ -64,7 +64,7 @@ pub fn stub_denied<T: 'static>(
     use wasmtime::component::types::ComponentItem;
 
     struct Denied;
-    let engine = super::engine();
+    let engine = component.engine();
     for (name, item) in component.component_type().imports(engine) {
         if !DENIED.iter().any(|p| name.starts_with(p)) {
             continue;

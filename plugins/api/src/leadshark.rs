@@ -296,6 +296,44 @@ impl LeadSharkEvent {
         })
     }
 
+    /// Type a payload straight from its JSON text, without building a [`Value`] first (a WASM
+    /// plugin receives text): the same result as [`from_value`](Self::from_value) of the
+    /// parsed text. The text is scanned once for `event` (nothing is allocated), then parsed
+    /// once into the model; anything unusual (not an object, no string `event`, a duplicate
+    /// key) takes the `Value` route, so errors and edge cases are `from_value`'s.
+    pub fn from_json(text: &str) -> Result<LeadSharkEvent, String> {
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow, default)]
+            event: Option<std::borrow::Cow<'a, str>>,
+        }
+        fn direct<T: DeserializeOwned>(text: &str) -> Option<T> {
+            serde_json::from_str(text).ok()
+        }
+        let head = match leading_event(text) {
+            Some(event) => Some(std::borrow::Cow::Borrowed(event)),
+            None => serde_json::from_str::<Head<'_>>(text)
+                .ok()
+                .and_then(|h| h.event),
+        };
+        let typed = match head.as_deref() {
+            Some("email.captured") => direct(text).map(LeadSharkEvent::EmailCaptured),
+            Some("new.profile.visit") => direct(text).map(LeadSharkEvent::ProfileVisit),
+            Some("new.like") => direct(text).map(LeadSharkEvent::Like),
+            Some("new.comment") => direct(text).map(LeadSharkEvent::Comment),
+            Some("lead.sent") => direct(text).map(LeadSharkEvent::LeadSent),
+            _ => None,
+        };
+        match typed {
+            Some(event) => Ok(event),
+            None => {
+                let v: Value =
+                    serde_json::from_str(text).map_err(|e| format!("payload is not JSON: {e}"))?;
+                LeadSharkEvent::from_value(&v)
+            }
+        }
+    }
+
     /// The `event` field (`email.captured`, ...).
     pub fn event_type(&self) -> &str {
         match self {
@@ -366,6 +404,17 @@ impl Serialize for LeadSharkEvent {
             LeadSharkEvent::Other { payload, .. } => payload.serialize(s),
         }
     }
+}
+
+/// `event`'s value when it is the object's first key and a plain string (LeadShark sends it
+/// first): found without scanning the rest. A duplicate `event` later makes the typed parse
+/// fail, which falls back to the `Value` route, so this never changes a result.
+fn leading_event(text: &str) -> Option<&str> {
+    let rest = text.trim_start().strip_prefix('{')?.trim_start();
+    let rest = rest.strip_prefix("\"event\"")?.trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let end = rest.find(['"', '\\'])?;
+    (rest.as_bytes()[end] == b'"').then(|| &rest[..end])
 }
 
 fn typed<T: DeserializeOwned>(event: &str, v: &Value) -> Result<T, String> {
@@ -785,6 +834,43 @@ mod tests {
             let err = LeadSharkEvent::from_value(&v).expect_err("rejected");
             assert!(err.contains(expected), "{v}: {err}");
         }
+    }
+
+    #[test]
+    fn from_json_is_from_value_of_the_parsed_text() {
+        let mut texts: Vec<String> = DOCS_PAYLOADS.iter().map(|(_, t)| t.to_string()).collect();
+        texts.extend(
+            EVENT_TYPES
+                .iter()
+                .map(|t| sample(t, 3).expect("sample").to_string()),
+        );
+        texts.extend(
+            [
+                r#"[1]"#,
+                r#"{"data": {}}"#,
+                r#"{"event": 5, "data": {}}"#,
+                r#"{"event": "new.like"}"#,
+                r#"{"event": "new.like", "data": {"post_id": 5}}"#,
+                r#"{"event": "dm.sent", "data": {"x": 1}}"#,
+                // A duplicate key: the last one wins, as in a `Value`.
+                r#"{"event": "new.like", "data": {"post_id": "a", "post_id": "b"}}"#,
+                r#"{"event": "new.like", "data": {}, "event": "lead.sent"}"#,
+                r#"{ "event" : "new.l\u0069ke", "data": {}}"#,
+                r#"{"event": "new.like", "data": []}"#,
+                r#"{"data": {"lead": {"title": "CEO"}}, "event": "lead.sent", "extra": [1, 2.5]}"#,
+            ]
+            .map(String::from),
+        );
+        for text in texts {
+            let v: Value = serde_json::from_str(&text).expect("json");
+            assert_eq!(
+                LeadSharkEvent::from_json(&text),
+                LeadSharkEvent::from_value(&v),
+                "{text}"
+            );
+        }
+        let err = LeadSharkEvent::from_json("{").expect_err("not JSON");
+        assert!(err.starts_with("payload is not JSON"), "{err}");
     }
 
     #[test]

@@ -30,9 +30,10 @@ impl Event {
         self.payload = payload.to_string();
     }
 
-    /// The payload as a typed LeadShark event.
+    /// The payload as a typed LeadShark event, parsed straight from the text (no
+    /// intermediate [`Value`]).
     pub fn leadshark(&self) -> Result<LeadSharkEvent, Error> {
-        LeadSharkEvent::from_value(&self.json()?).map_err(Error::fatal)
+        LeadSharkEvent::from_json(&self.payload).map_err(Error::fatal)
     }
 
     pub fn set_leadshark(&mut self, event: &LeadSharkEvent) -> Result<(), Error> {
@@ -46,6 +47,66 @@ impl Event {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One event a transform passes on, from [`Transform::apply_changes`](crate::Transform).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A whole event (its id, source and time of arrival stay the host's).
+    Whole(Event),
+    /// The event the transform was given, with these changes.
+    Changed(Changes),
+}
+
+impl Output {
+    /// The event it was given, with `patch` merged into its payload (RFC 7396: objects merge
+    /// key by key, `null` removes a key).
+    pub fn merge(patch: Value) -> Output {
+        Output::Changed(Changes {
+            payload_patch: Some(patch),
+            ..Changes::default()
+        })
+    }
+
+    /// The event this output stands for, given the event the transform received.
+    pub fn into_event(self, received: &Event) -> Event {
+        match self {
+            Output::Whole(event) => event,
+            Output::Changed(changes) => {
+                let mut event = received.clone();
+                changes.apply_to(&mut event);
+                event
+            }
+        }
+    }
+}
+
+/// Changes to an event; `None` leaves that part as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    pub event_type: Option<String>,
+    pub headers: Option<Vec<(String, String)>>,
+    /// An RFC 7396 JSON merge patch for the payload.
+    pub payload_patch: Option<Value>,
+}
+
+impl Changes {
+    /// Make the changes to `event` here, as the host does (for tests, and for an `apply`
+    /// written in terms of `apply_changes`). A payload that is not JSON is left as it is.
+    pub fn apply_to(self, event: &mut Event) {
+        if let Some(t) = self.event_type {
+            event.event_type = t;
+        }
+        if let Some(h) = self.headers {
+            event.headers = h;
+        }
+        if let Some(patch) = self.payload_patch
+            && let Ok(mut payload) = event.json()
+        {
+            hookline_plugin_api::merge_patch(&mut payload, patch);
+            event.set_json(&payload);
+        }
     }
 }
 
@@ -127,6 +188,15 @@ mod tests {
         e.set_leadshark(&typed).expect("serialises");
         assert_eq!(e.json().expect("json")["data"]["lead"]["name"], "John Doe");
         assert_eq!(e.header("X-A"), Some("b"));
+    }
+
+    #[test]
+    fn a_merge_output_changes_only_what_it_names() {
+        let received = event(r#"{"event":"x","data":{"a":1,"b":2}}"#);
+        let out = Output::merge(serde_json::json!({"data": {"b": null, "score": 5}}));
+        let e = out.into_event(&received);
+        assert_eq!(e.payload, r#"{"event":"x","data":{"a":1,"score":5}}"#);
+        assert_eq!((e.id, e.headers), (received.id, received.headers));
     }
 
     #[test]

@@ -31,7 +31,9 @@
 //!
 //! # How it works
 //!
-//! The contract is the WIT package in `plugins/wit` (one world per stage kind). The macros
+//! The contract is the WIT package in `plugins/wit` (one world per stage kind; transforms
+//! target `transform-changes`, so [`Transform::apply_changes`] may return only a merge patch
+//! of the payload instead of the whole event). The macros
 //! generate its bindings in the plugin's crate (so the component carries exactly one world)
 //! and glue them to your type: `new` runs once per instance, in the world's `init`, with
 //! the stage's table; the stage function runs once per event on the same instance, so a
@@ -46,7 +48,7 @@ pub mod host;
 pub mod http;
 mod macros;
 
-pub use event::{Config, Error, Event};
+pub use event::{Changes, Config, Error, Event, Output};
 /// Typed LeadShark payloads (`LeadSharkEvent::from_value`, `Lead`, ...).
 pub use hookline_plugin_api::leadshark;
 pub use host::{increment, log};
@@ -64,6 +66,15 @@ pub trait Filter: Sized + 'static {
 pub trait Transform: Sized + 'static {
     fn new(config: Config) -> Result<Self, String>;
     fn apply(&mut self, event: Event) -> Result<Vec<Event>, Error>;
+
+    /// What the host calls: like [`apply`](Transform::apply), but an output may be only the
+    /// changes to the event ([`Output::merge`]: a JSON merge patch of the payload). A plugin
+    /// that adds or sets a few fields saves serialising the whole payload here and the host's
+    /// parse of it. The default passes `apply`'s events on whole.
+    fn apply_changes(&mut self, event: Event) -> Result<Vec<Output>, Error> {
+        self.apply(event)
+            .map(|events| events.into_iter().map(Output::Whole).collect())
+    }
 }
 
 /// Delivers events, usually through [`http::send`].

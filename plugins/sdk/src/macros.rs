@@ -32,7 +32,8 @@ macro_rules! filter {
     };
 }
 
-/// Export a [`Transform`](crate::Transform) as the component's `transform` world.
+/// Export a [`Transform`](crate::Transform) as the component's `transform-changes` world
+/// (the `transform` world's contract, plus outputs that are only changes).
 #[macro_export]
 macro_rules! transform {
     ($plugin:ty) => {
@@ -41,7 +42,7 @@ macro_rules! transform {
         mod __hookline_plugin {
             use super::*;
             type __Plugin = $plugin;
-            $crate::__private::bindings!(transform);
+            $crate::__private::bindings!(transform - changes);
             $crate::__glue!(without_http);
             struct __Export;
             impl Guest for __Export {
@@ -50,12 +51,23 @@ macro_rules! transform {
                 ) -> ::core::result::Result<(), ::std::string::String> {
                     __init(config, <__Plugin as $crate::Transform>::new)
                 }
-                fn apply(
+                fn apply_changes(
                     event: Event,
-                ) -> ::core::result::Result<::std::vec::Vec<Event>, StageError> {
+                ) -> ::core::result::Result<::std::vec::Vec<Output>, StageError> {
                     let event = __from_wit(event);
-                    __with(|p| <__Plugin as $crate::Transform>::apply(p, event))
-                        .map(|events| events.into_iter().map(__to_wit).collect())
+                    __with(|p| <__Plugin as $crate::Transform>::apply_changes(p, event))
+                        .map(|outputs| outputs.into_iter().map(__output).collect())
+                }
+            }
+
+            fn __output(output: $crate::Output) -> Output {
+                match output {
+                    $crate::Output::Whole(e) => Output::Whole(__to_wit(e)),
+                    $crate::Output::Changed(c) => Output::Changed(Changes {
+                        type_: c.event_type,
+                        headers: c.headers,
+                        payload_patch: c.payload_patch.map(|p| p.to_string()),
+                    }),
                 }
             }
             export!(__Export);

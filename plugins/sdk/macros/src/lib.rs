@@ -14,10 +14,10 @@ const WIT: &str = include_str!("../../../wit/hookline.wit");
 /// `__wit_bindings!(transform)` expands to `wit_bindgen::generate!` for that world.
 #[proc_macro]
 pub fn __wit_bindings(input: TokenStream) -> TokenStream {
-    let world = input.to_string();
-    let world = world.trim();
-    if !matches!(world, "filter" | "transform" | "sink") {
-        return r#"compile_error!("expected `filter`, `transform` or `sink`");"#
+    // `transform-changes` arrives as three tokens, spaced out.
+    let world: String = input.to_string().split_whitespace().collect();
+    if !matches!(world.as_str(), "filter" | "transform-changes" | "sink") {
+        return r#"compile_error!("expected `filter`, `transform-changes` or `sink`");"#
             .parse()
             .unwrap_or_default();
     }

@@ -8,7 +8,7 @@
 //! The score goes to `data.<field>`. Events that are not LeadShark payloads fail the stage
 //! (fatal): put an `event` filter in front when a source sends other things too.
 
-use hookline_plugin_sdk::{Config, Error, Event, Transform, leadshark};
+use hookline_plugin_sdk::{Config, Error, Event, Output, Transform, leadshark, serde_json};
 
 mod score;
 
@@ -31,18 +31,27 @@ impl Transform for LeadScore {
         Ok(LeadScore(config.parse()?))
     }
 
-    fn apply(&mut self, mut event: Event) -> Result<Vec<Event>, Error> {
-        let mut payload = event.json()?;
-        let typed = leadshark::LeadSharkEvent::from_value(&payload).map_err(Error::fatal)?;
-        let score = score::score(&typed);
-        match payload.get_mut("data").and_then(|d| d.as_object_mut()) {
-            Some(data) => {
-                data.insert(self.0.field.clone(), score.into());
-            }
-            None => return Err(Error::fatal("payload has no `data` object")),
+    fn apply(&mut self, event: Event) -> Result<Vec<Event>, Error> {
+        let outputs = self.apply_changes(event.clone())?;
+        Ok(outputs.into_iter().map(|o| o.into_event(&event)).collect())
+    }
+
+    /// Only the score goes back (`{"data": {"<field>": n}}`): the host merges it into the
+    /// payload it holds, so neither side serialises or parses the whole payload again.
+    fn apply_changes(&mut self, event: Event) -> Result<Vec<Output>, Error> {
+        // Typed straight from the text: every known event's `data` is an object by then.
+        let typed = event.leadshark()?;
+        if let leadshark::LeadSharkEvent::Other { payload, .. } = &typed
+            && !payload.get("data").is_some_and(|d| d.is_object())
+        {
+            return Err(Error::fatal("payload has no `data` object"));
         }
-        event.set_json(&payload);
-        Ok(vec![event])
+        let score = score::score(&typed);
+        let mut data = serde_json::Map::new();
+        data.insert(self.0.field.clone(), score.into());
+        let mut patch = serde_json::Map::new();
+        patch.insert("data".into(), data.into());
+        Ok(vec![Output::merge(patch.into())])
     }
 }
 
