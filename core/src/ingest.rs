@@ -246,6 +246,7 @@ async fn receive(
             // Each run gets its own copy; the last one takes the original.
             let mut event = Some(new.event);
             let last = deliveries.len().saturating_sub(1);
+            let mut deferred = Vec::new();
             for (i, d) in deliveries.into_iter().enumerate() {
                 let copy = if i == last {
                     event.take()
@@ -253,14 +254,31 @@ async fn receive(
                     event.clone()
                 };
                 let Some(event) = copy else { break };
-                state.workers.spawn(Delivery {
+                let delivery = Delivery {
                     id: d.id,
                     pipeline: d.pipeline,
                     stage: 0,
                     attempts: 0,
                     first_failed_at: None,
                     event,
-                });
+                };
+                if let Err(delivery) = state.workers.try_start(delivery) {
+                    deferred.push(delivery);
+                }
+            }
+            // Every run slot is busy: the backlog waits in the journal for the poller, so
+            // memory stays bounded however far the sinks fall behind.
+            if !deferred.is_empty() {
+                let ids = deferred.iter().map(|d| d.id).collect();
+                match state.journal.defer(ids).await {
+                    Ok(()) => state.workers.wake(),
+                    Err(e) => {
+                        warn!(error = %e, "could not defer deliveries to the journal; queueing them in memory");
+                        for d in deferred {
+                            state.workers.spawn(d);
+                        }
+                    }
+                }
             }
             Ok(Receipt::Accepted(id))
         }

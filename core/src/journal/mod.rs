@@ -172,6 +172,12 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     async fn dead_letter(&self, letter: NewDeadLetter) -> Result<String, JournalError>;
     /// Claim up to `limit` pending deliveries due by `now` that no live run holds.
     async fn claim_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Delivery>, JournalError>;
+    /// Deliveries just accepted that this process has no room to run now: keep them in the
+    /// journal, claimable by the poller, instead of in memory. (NATS never hands any out.)
+    async fn defer(&self, deliveries: Vec<i64>) -> Result<(), JournalError> {
+        let _ = deliveries;
+        Ok(())
+    }
     /// Load deliveries just accepted (claimed by this process) for running.
     async fn load(&self, ids: Vec<i64>) -> Result<Vec<Delivery>, JournalError>;
     /// Record how a run ended: no continuations means delivered.

@@ -75,6 +75,22 @@ impl Workers {
         });
     }
 
+    /// Run a delivery now if a run slot is free; otherwise hand it back. Fresh deliveries
+    /// come this way so that a backlog waits in the journal, not as tasks in memory.
+    pub fn try_start(&self, delivery: Delivery) -> Result<(), Delivery> {
+        match self.inner.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let this = self.clone();
+                self.inner.tracker.spawn(async move {
+                    let _permit = permit;
+                    this.run(delivery).await;
+                });
+                Ok(())
+            }
+            Err(_) => Err(delivery),
+        }
+    }
+
     /// Ask the poller to look now (after a replay, say).
     pub fn wake(&self) {
         self.inner.wake.notify_one();
@@ -127,6 +143,9 @@ impl Workers {
             }
             let room = self.inner.permits.available_permits();
             if room == 0 {
+                // Wait in the semaphore's queue: slots that free up come here before
+                // fresh deliveries can take them, so deferred work is not starved.
+                backlog = true;
                 continue;
             }
             let limit = room.min(512);

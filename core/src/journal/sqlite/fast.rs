@@ -15,7 +15,6 @@
 //! of events beyond the ones in flight.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 /// How long a first run may hold the watermark before it gets a row of its own.
@@ -121,21 +120,30 @@ impl FastPath {
 /// at-least-once allows).
 #[derive(Debug, Default)]
 pub struct Dedupe {
-    hasher: std::hash::RandomState,
-    keys: HashMap<u64, i64>,
+    keys: HashMap<i64, i64>,
+}
+
+/// A dedupe key's hash, stored with the event (`dedupe_hash`) so a start reloads the map
+/// from an index of integers: the first 8 bytes of SHA-256(source, 0, key).
+pub fn key_hash(source: &str, key: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(source.as_bytes())
+        .chain_update([0u8])
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
 }
 
 impl Dedupe {
-    pub fn hash(&self, source: &str, key: &str) -> u64 {
-        self.hasher.hash_one((source, key))
-    }
-
     /// The event rowid that may hold this key.
-    pub fn get(&self, hash: u64) -> Option<i64> {
+    pub fn get(&self, hash: i64) -> Option<i64> {
         self.keys.get(&hash).copied()
     }
 
-    pub fn insert(&mut self, hash: u64, rowid: i64) {
+    pub fn insert(&mut self, hash: i64, rowid: i64) {
         self.keys.insert(hash, rowid);
     }
 

@@ -410,6 +410,11 @@ impl Journal for SqliteJournal {
             .await
     }
 
+    async fn defer(&self, deliveries: Vec<i64>) -> Result<(), JournalError> {
+        self.call_ctx(true, move |ctx| queries::defer(ctx, &deliveries))
+            .await
+    }
+
     async fn load(&self, ids: Vec<i64>) -> Result<Vec<Delivery>, JournalError> {
         self.call_ctx(false, move |ctx| queries::load(ctx, &ids))
             .await

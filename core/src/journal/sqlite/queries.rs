@@ -63,7 +63,7 @@ pub fn accept(
     let key = new
         .dedupe_key
         .as_ref()
-        .map(|k| (k, ctx.dedupe.hash(&e.source, k)));
+        .map(|k| (k, fast::key_hash(&e.source, k)));
     if let Some((key, hash)) = &key
         && let Some(rowid) = ctx.dedupe.get(*hash)
     {
@@ -84,13 +84,13 @@ pub fn accept(
     } else {
         None
     };
-    let (dedupe_key, dedupe_until) = match &key {
-        Some((k, _)) => (Some(k.as_str()), Some(ms(new.dedupe_until))),
-        None => (None, None),
+    let (dedupe_key, dedupe_until, dedupe_hash) = match &key {
+        Some((k, hash)) => (Some(k.as_str()), Some(ms(new.dedupe_until)), Some(*hash)),
+        None => (None, None, None),
     };
     c.prepare_cached(
-        "INSERT INTO events (id, source, type, received_at, headers, payload, pipelines, dedupe_key, dedupe_until)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO events (id, source, type, received_at, headers, payload, pipelines, dedupe_key, dedupe_until, dedupe_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         e.id,
@@ -101,7 +101,8 @@ pub fn accept(
         encoded.payload,
         pipelines,
         dedupe_key,
-        dedupe_until
+        dedupe_until,
+        dedupe_hash
     ])?;
     let rowid = c.last_insert_rowid();
     let mut deliveries = Vec::with_capacity(new.pipelines.len());
@@ -175,14 +176,12 @@ pub fn recover(c: &mut Connection, now: Timestamp) -> Result<(FastPath, Dedupe),
     let mut dedupe = Dedupe::default();
     {
         let mut keys = tx.prepare(
-            "SELECT rowid, source, dedupe_key FROM events
-             WHERE dedupe_key IS NOT NULL AND dedupe_until > ?1",
+            "SELECT rowid, dedupe_hash FROM events
+             WHERE dedupe_hash IS NOT NULL AND dedupe_until > ?1",
         )?;
         let mut rows = keys.query(params![ms(now)])?;
         while let Some(row) = rows.next()? {
-            let (rowid, source, key): (i64, String, String) =
-                (row.get(0)?, row.get(1)?, row.get(2)?);
-            dedupe.insert(dedupe.hash(&source, &key), rowid);
+            dedupe.insert(row.get(1)?, row.get(0)?);
         }
     }
     tx.commit()?;
@@ -309,6 +308,48 @@ pub fn claim_due(
         claim.execute(params![d.id, boot])?;
     }
     Ok(out)
+}
+
+/// Deliveries this process will not run now: each gets an unclaimed row (a first run) or
+/// has its claim released (a row), so the poller picks it up when there is room.
+pub fn defer(ctx: &mut Ctx, ids: &[i64]) -> Result<(), JournalError> {
+    let c = &ctx.conn;
+    let now = ms(Timestamp::now());
+    let mut released = Vec::new();
+    let mut made = Vec::new();
+    let mut unclaim = c.prepare_cached("UPDATE deliveries SET claimed_by = NULL WHERE id = ?1")?;
+    for &id in ids {
+        if let Some(&row) = ctx.fast.materialised.get(&id) {
+            unclaim.execute(params![row])?;
+            released.push(id);
+        } else if let Some((rowid, index)) = fast::split_virtual(id) {
+            let (event_id, pipelines): (String, Option<String>) = c
+                .prepare_cached("SELECT id, pipelines FROM events WHERE rowid = ?1")?
+                .query_row(params![rowid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let pipelines: Vec<String> = pipelines
+                .map(|p| from_json(&p))
+                .transpose()?
+                .unwrap_or_default();
+            let Some(pipeline) = pipelines.get(index) else {
+                continue;
+            };
+            c.prepare_cached(
+                "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, updated_at)
+                 VALUES (?1, ?2, 0, 'pending', 0, ?3, ?3)",
+            )?
+            .execute(params![event_id, pipeline, now])?;
+            made.push((rowid, index));
+        } else {
+            unclaim.execute(params![id])?;
+        }
+    }
+    for id in released {
+        ctx.fast.materialised.remove(&id);
+    }
+    for (rowid, index) in made {
+        ctx.fast.complete(rowid, index);
+    }
+    Ok(())
 }
 
 pub fn load(ctx: &mut Ctx, ids: &[i64]) -> Result<Vec<Delivery>, JournalError> {
@@ -757,7 +798,7 @@ pub fn prune(ctx: &mut Ctx, before: Timestamp, now: Timestamp) -> Result<u64, Jo
         params![before],
     )?;
     let live: Option<i64> = c.query_row(
-        "SELECT MIN(rowid) FROM events WHERE dedupe_key IS NOT NULL AND dedupe_until > ?1",
+        "SELECT MIN(rowid) FROM events WHERE dedupe_hash IS NOT NULL AND dedupe_until > ?1",
         params![ms(now)],
         |r| r.get(0),
     )?;

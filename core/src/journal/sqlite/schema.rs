@@ -72,8 +72,9 @@ CREATE INDEX dedupe_expires ON dedupe(expires_at);
 ALTER TABLE events ADD COLUMN pipelines TEXT;       -- JSON ["name", ...] routed on the fast path
 ALTER TABLE events ADD COLUMN dedupe_key TEXT;
 ALTER TABLE events ADD COLUMN dedupe_until INTEGER; -- unix ms
--- Covers the start-up scan that rebuilds the in-memory keys (no event row is read).
-CREATE INDEX events_dedupe ON events(dedupe_until, source, dedupe_key) WHERE dedupe_key IS NOT NULL;
+ALTER TABLE events ADD COLUMN dedupe_hash INTEGER;  -- first 8 bytes of SHA-256(source, 0, key)
+-- Covers the start-up scan that rebuilds the in-memory keys: no event row is read.
+CREATE INDEX events_dedupe ON events(dedupe_until, dedupe_hash) WHERE dedupe_hash IS NOT NULL;
 UPDATE events SET
   dedupe_key = (SELECT d.key FROM dedupe d WHERE d.event_id = events.id AND d.source = events.source),
   dedupe_until = (SELECT d.expires_at FROM dedupe d WHERE d.event_id = events.id AND d.source = events.source)
@@ -86,6 +87,22 @@ CREATE TABLE progress (
 INSERT INTO progress (id, done_below) SELECT 1, COALESCE(MAX(rowid), 0) + 1 FROM events;
 "#,
 ];
+
+/// Migration 2's one step SQL cannot do: hash the dedupe keys it moved from the v1 table.
+fn hash_v1_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let keys: Vec<(i64, String, String)> = tx
+        .prepare("SELECT rowid, source, dedupe_key FROM events WHERE dedupe_key IS NOT NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut update = tx.prepare("UPDATE events SET dedupe_hash = ?2 WHERE rowid = ?1")?;
+    for (rowid, source, key) in keys {
+        update.execute(rusqlite::params![
+            rowid,
+            super::fast::key_hash(&source, &key)
+        ])?;
+    }
+    Ok(())
+}
 
 /// Bring the database to the current schema. Refuses a database from a newer Hookline.
 pub fn migrate(conn: &mut Connection) -> Result<(), String> {
@@ -102,6 +119,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
         let tx = conn.transaction().map_err(|e| e.to_string())?;
         tx.execute_batch(sql)
             .map_err(|e| format!("migration {}: {e}", i + 1))?;
+        if i + 1 == 2 {
+            hash_v1_keys(&tx).map_err(|e| format!("migration 2: {e}"))?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(|e| e.to_string())?;
         tx.commit().map_err(|e| e.to_string())?;

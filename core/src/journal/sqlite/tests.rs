@@ -476,3 +476,34 @@ async fn close_records_unfinished_first_runs_exactly() {
         "e2 finished before the stop: not run again"
     );
 }
+
+/// A first run this process has no room for goes to the journal as an unclaimed row; the
+/// poller's claim gets it, and its settle by row id finishes it.
+#[tokio::test]
+async fn deferred_first_runs_wait_as_rows_for_the_poller() {
+    let (dir, j) = journal();
+    let a = accept_one(&j, "e1", None, &["p", "q"]).await;
+    j.defer(vec![a[1]]).await.expect("defer");
+    assert_eq!(j.depths().await.expect("depths").pending, 2);
+    let due = j.claim_due(Timestamp::now(), 10).await.expect("claim");
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].event.id.as_str(), due[0].pipeline.as_str()),
+        ("e1", "q")
+    );
+    assert!(due[0].id > 0, "a row id");
+    j.settle(due[0].id, vec![]).await.expect("settle");
+    j.settle(a[0], vec![]).await.expect("settle");
+    assert_eq!(j.depths().await.expect("depths").pending, 0);
+    drop(j);
+    let j = SqliteJournal::open(&dir.path().join("j.db")).expect("reopen");
+    assert_eq!(
+        j.pending_now(),
+        0,
+        "nothing runs twice after a clean finish"
+    );
+    assert_eq!(
+        rows(&dir, "SELECT COUNT(*) FROM deliveries WHERE state = 'done'"),
+        1
+    );
+}
