@@ -262,7 +262,7 @@ async fn receive(
                     first_failed_at: None,
                     event,
                 };
-                if let Err(delivery) = state.workers.try_start(delivery) {
+                if let Some(delivery) = state.workers.try_start(delivery) {
                     deferred.push(delivery);
                 }
             }

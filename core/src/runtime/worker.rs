@@ -75,9 +75,10 @@ impl Workers {
         });
     }
 
-    /// Run a delivery now if a run slot is free; otherwise hand it back. Fresh deliveries
-    /// come this way so that a backlog waits in the journal, not as tasks in memory.
-    pub fn try_start(&self, delivery: Delivery) -> Result<(), Delivery> {
+    /// Run a delivery now if a run slot is free; otherwise hand it back (`Some`). Fresh
+    /// deliveries come this way so that a backlog waits in the journal, not as tasks in
+    /// memory.
+    pub fn try_start(&self, delivery: Delivery) -> Option<Delivery> {
         match self.inner.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let this = self.clone();
@@ -85,9 +86,9 @@ impl Workers {
                     let _permit = permit;
                     this.run(delivery).await;
                 });
-                Ok(())
+                None
             }
-            Err(_) => Err(delivery),
+            Err(_) => Some(delivery),
         }
     }
 
