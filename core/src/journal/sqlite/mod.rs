@@ -103,8 +103,6 @@ struct Inner {
     boot: String,
     pending: AtomicU64,
     commits: Arc<AtomicU64>,
-    /// Dropped with the journal: tells the checkpoint thread to finish.
-    _checkpoints: Option<mpsc::Sender<()>>,
 }
 
 impl std::fmt::Debug for SqliteJournal {
@@ -139,11 +137,6 @@ impl SqliteJournal {
         }
         let mut conn = open_connection(path).map_err(|e| open_error(path, &e.to_string()))?;
         schema::migrate(&mut conn).map_err(|e| open_error(path, &e))?;
-        if owner {
-            // The checkpoint thread (below) does this work instead.
-            conn.pragma_update(None, "wal_autocheckpoint", 0)
-                .map_err(|e| open_error(path, &e.to_string()))?;
-        }
         let now = Timestamp::now();
         let (fast, dedupe) = if owner {
             queries::recover(&mut conn, now).map_err(|e| open_error(path, &e.to_string()))?
@@ -163,11 +156,6 @@ impl SqliteJournal {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
-        let checkpoints = if owner {
-            Some(start_checkpoints(path).map_err(|e| open_error(path, &e.to_string()))?)
-        } else {
-            None
-        };
         std::thread::Builder::new()
             .name("hookline-journal".into())
             .spawn(move || writer(ctx, rx, &counter))
@@ -179,7 +167,6 @@ impl SqliteJournal {
                 boot,
                 pending: AtomicU64::new(pending),
                 commits,
-                _checkpoints: checkpoints,
             }),
         })
     }
@@ -260,38 +247,6 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
-}
-
-/// How often the checkpoint thread copies the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-
-/// WAL checkpoints on a thread and connection of their own: SQLite would otherwise run them
-/// inside a commit on the writer thread (every 1 000 pages), the one step every event waits
-/// for. PASSIVE never blocks the writer; the WAL starts over from its beginning once a
-/// checkpoint has caught up.
-fn start_checkpoints(path: &Path) -> rusqlite::Result<mpsc::Sender<()>> {
-    let conn = open_connection(path)?;
-    let (tx, rx) = mpsc::channel::<()>();
-    let spawned = std::thread::Builder::new()
-        .name("hookline-checkpoint".into())
-        .spawn(move || {
-            loop {
-                let last = matches!(
-                    rx.recv_timeout(CHECKPOINT_EVERY),
-                    Err(mpsc::RecvTimeoutError::Disconnected)
-                );
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "journal checkpoint failed; will try again");
-                }
-                if last {
-                    return;
-                }
-            }
-        });
-    spawned.map_err(|e| {
-        rusqlite::Error::InvalidParameterName(format!("cannot start the checkpoint thread: {e}"))
-    })?;
-    Ok(tx)
 }
 
 fn open_error(path: &Path, e: &str) -> JournalError {
