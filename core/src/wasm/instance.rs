@@ -118,6 +118,8 @@ pub struct Instance {
     store: Store<State>,
     bound: Bound,
     pub calls: u64,
+    /// The last event handed to the plugin: its strings' buffers are reused for the next.
+    pub scratch: Option<Event>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -168,6 +170,7 @@ impl Instance {
             store,
             bound,
             calls: 0,
+            scratch: None,
         };
         instance.init(env)?;
         Ok(instance)

@@ -151,6 +151,43 @@ impl Runner {
     }
 }
 
+/// [`to_wit`] into the buffers of an earlier event: a transform call then allocates
+/// nothing to hand the event over (the payload is still serialised each time).
+fn fill_wit(e: &Event, w: Option<bindings::Event>) -> Result<bindings::Event, StageError> {
+    let Some(mut w) = w else {
+        return Ok(to_wit(e));
+    };
+    fn set(to: &mut String, from: &str) {
+        to.clear();
+        to.push_str(from);
+    }
+    set(&mut w.id, &e.id);
+    set(&mut w.source, &e.source);
+    set(&mut w.type_, &e.event_type);
+    w.received_at.clear();
+    {
+        use std::fmt::Write as _;
+        let _ = write!(w.received_at, "{}", e.received_at);
+    }
+    w.headers.truncate(e.headers.len());
+    for (i, (name, value)) in e.headers.iter().enumerate() {
+        match w.headers.get_mut(i) {
+            Some((n, v)) => {
+                set(n, name);
+                set(v, value);
+            }
+            None => w.headers.push((name.clone(), value.clone())),
+        }
+    }
+    let mut payload = std::mem::take(&mut w.payload).into_bytes();
+    payload.clear();
+    serde_json::to_writer(&mut payload, &e.payload)
+        .map_err(|err| StageError::fatal(format!("cannot encode the payload: {err}")))?;
+    w.payload = String::from_utf8(payload)
+        .map_err(|err| StageError::fatal(format!("cannot encode the payload: {err}")))?;
+    Ok(w)
+}
+
 fn to_wit(e: &Event) -> bindings::Event {
     bindings::Event {
         id: e.id.clone(),
@@ -197,8 +234,12 @@ pub struct WasmTransform(pub Arc<Runner>);
 
 impl Transform for WasmTransform {
     fn apply(&self, event: Event) -> Result<Vec<Event>, StageError> {
-        let wit = to_wit(&event);
-        let outputs = self.0.call(|env, i| i.apply(env, &wit))?;
+        let outputs = self.0.call(|env, i| {
+            let wit = fill_wit(&event, i.scratch.take()).map_err(CallError::Returned)?;
+            let outputs = i.apply(env, &wit);
+            i.scratch = Some(wit);
+            outputs
+        })?;
         let plugin = &*self.0.env.plugin;
         let mut events = Vec::with_capacity(outputs.len());
         let mut outputs = outputs.into_iter().peekable();

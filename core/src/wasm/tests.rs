@@ -109,6 +109,33 @@ fn changes_are_merged_into_the_payload_the_host_holds() {
     assert_eq!(t.0.instances_created(), 1);
 }
 
+/// The host hands each call's event over in the previous call's buffers: nothing of an
+/// earlier event (a longer id, more headers, a bigger payload) may leak into the next.
+#[test]
+fn each_call_sees_exactly_its_own_event() {
+    let t = transform("whole-stamp", "");
+    let mut big = sample("email.captured");
+    big.id = "a-much-longer-event-id-than-the-next-one".into();
+    big.event_type = "email.captured".into();
+    big.headers = vec![
+        (
+            "user-agent".into(),
+            "LeadShark-Webhooks/1.0 with a long tail".into(),
+        ),
+        ("x-webhook-event".into(), "email.captured".into()),
+        ("x-request-id".into(), "r-1".into()),
+    ];
+    let mut small = event(json!({"event": "new.like", "n": 1}));
+    small.id = "e2".into();
+    small.headers = vec![("ua".into(), "x".into())];
+    for input in [big.clone(), small.clone(), big, small] {
+        let out = t.apply(input.clone()).expect("applies");
+        let mut expected = input;
+        expected.payload["stamped"] = json!(true);
+        assert_eq!(out, vec![expected]);
+    }
+}
+
 #[test]
 fn a_plugin_of_the_transform_world_returns_whole_events() {
     // whole-stamp: wit-bindgen alone, against `transform`, as another toolchain would.
