@@ -75,10 +75,10 @@ ALTER TABLE events ADD COLUMN dedupe_until INTEGER; -- unix ms
 ALTER TABLE events ADD COLUMN dedupe_hash INTEGER;  -- first 8 bytes of SHA-256(source, 0, key)
 -- Covers the start-up scan that rebuilds the in-memory keys: no event row is read.
 CREATE INDEX events_dedupe ON events(dedupe_until, dedupe_hash) WHERE dedupe_hash IS NOT NULL;
-UPDATE events SET
-  dedupe_key = (SELECT d.key FROM dedupe d WHERE d.event_id = events.id AND d.source = events.source),
-  dedupe_until = (SELECT d.expires_at FROM dedupe d WHERE d.event_id = events.id AND d.source = events.source)
-  WHERE id IN (SELECT event_id FROM dedupe);
+-- A join, not correlated subqueries: `dedupe` has no index on event_id, and this runs
+-- once over every key a v1 journal holds.
+UPDATE events SET dedupe_key = d.key, dedupe_until = d.expires_at
+  FROM dedupe d WHERE d.event_id = events.id AND d.source = events.source;
 DROP TABLE dedupe;
 CREATE TABLE progress (
   id         INTEGER PRIMARY KEY CHECK (id = 1),
