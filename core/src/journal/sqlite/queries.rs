@@ -193,6 +193,19 @@ pub fn recover(c: &mut Connection, now: Timestamp) -> Result<(FastPath, Dedupe),
     Ok((fast, dedupe))
 }
 
+/// The id of the event at `rowid` and the pipelines it was routed to on the fast path (a
+/// virtual delivery names its pipeline by index into these).
+fn routed(c: &Connection, rowid: i64) -> Result<(String, Vec<String>), JournalError> {
+    let (id, pipelines): (String, Option<String>) = c
+        .prepare_cached("SELECT id, pipelines FROM events WHERE rowid = ?1")?
+        .query_row(params![rowid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let pipelines = pipelines
+        .map(|p| from_json(&p))
+        .transpose()?
+        .unwrap_or_default();
+    Ok((id, pipelines))
+}
+
 /// End of a batch, before its commit: give long-running first runs a row, and move the
 /// watermark if it can.
 /// `everything`: at shutdown, every first run still in flight gets its row, so the next
@@ -214,16 +227,12 @@ pub fn advance(ctx: &mut Ctx, everything: bool) -> Result<(), JournalError> {
         let mut made = Vec::new();
         {
             let c = &ctx.conn;
-            let mut event =
-                c.prepare_cached("SELECT id, pipelines FROM events WHERE rowid = ?1")?;
             let mut insert = c.prepare_cached(
                 "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, claimed_by, updated_at)
                  VALUES (?1, ?2, 0, 'pending', 0, ?3, ?4, ?3)",
             )?;
             for (rowid, remaining) in &overdue {
-                let (id, pipelines): (String, String) =
-                    event.query_row(params![rowid], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                let pipelines: Vec<String> = from_json(&pipelines)?;
+                let (id, pipelines) = routed(c, *rowid)?;
                 for &i in remaining {
                     let Some(p) = pipelines.get(usize::from(i)) else {
                         continue;
@@ -323,13 +332,7 @@ pub fn defer(ctx: &mut Ctx, ids: &[i64]) -> Result<(), JournalError> {
             unclaim.execute(params![row])?;
             released.push(id);
         } else if let Some((rowid, index)) = fast::split_virtual(id) {
-            let (event_id, pipelines): (String, Option<String>) = c
-                .prepare_cached("SELECT id, pipelines FROM events WHERE rowid = ?1")?
-                .query_row(params![rowid], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            let pipelines: Vec<String> = pipelines
-                .map(|p| from_json(&p))
-                .transpose()?
-                .unwrap_or_default();
+            let (event_id, pipelines) = routed(c, rowid)?;
             let Some(pipeline) = pipelines.get(index) else {
                 continue;
             };
@@ -443,13 +446,7 @@ pub fn settle(
     if !continuations.is_empty() {
         // The first run did not finish: from here on it is a delivery like any other.
         let c = &ctx.conn;
-        let (event_id, pipelines): (String, Option<String>) = c
-            .prepare_cached("SELECT id, pipelines FROM events WHERE rowid = ?1")?
-            .query_row(params![rowid], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        let pipelines: Vec<String> = pipelines
-            .map(|p| from_json(&p))
-            .transpose()?
-            .unwrap_or_default();
+        let (event_id, pipelines) = routed(c, rowid)?;
         let Some(pipeline) = pipelines.get(index) else {
             return Err(JournalError::Corrupt(format!(
                 "event {event_id} has no pipeline #{index}"
