@@ -104,6 +104,13 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
+    if let Some(why) = state.journal.stalled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "not ready", "error": "workers cannot pull from the journal", "reason": why })),
+        )
+            .into_response();
+    }
     match state.journal.depths().await {
         Ok(d) => {
             axum::Json(json!({ "status": "ready", "pending": d.pending, "dead_letters": d.dead }))

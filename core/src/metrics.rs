@@ -36,6 +36,8 @@ pub struct Metrics {
     pub wasm_plugin_counter: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
+    pub consumer_pulling: IntGaugeVec,
+    pub consumer_last_pull: IntGaugeVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -107,6 +109,20 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
         reg(Box::new(consumer_lag.clone()));
+        let consumer_gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["pipeline", "consumer"])
+                .unwrap_or_else(|e| unreachable!("{e}"));
+            reg(Box::new(g.clone()));
+            g
+        };
+        let consumer_pulling = consumer_gauge(
+            "hookline_consumer_pulling",
+            "1 while this worker's pulls from a pipeline's consumer (`events` or `retry`) are answered, 0 while they fail (NATS journal, worker role).",
+        );
+        let consumer_last_pull = consumer_gauge(
+            "hookline_consumer_last_pull_timestamp_seconds",
+            "When a pull from a pipeline's consumer was last answered, in Unix seconds (NATS journal, worker role).",
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -213,6 +229,8 @@ impl Metrics {
                 &["result"],
             ),
             consumer_lag,
+            consumer_pulling,
+            consumer_last_pull,
             build_info,
             registry: r,
         }
@@ -314,6 +332,27 @@ pub fn consumer_lag(pipeline: &str, pending: u64) {
         .consumer_lag
         .with_label_values(&[pipeline])
         .set(i64::try_from(pending).unwrap_or(i64::MAX));
+}
+
+/// The pull-state series of one consumer of a pipeline (NATS journal), resolved once.
+pub fn consumer_pull_gauges(pipeline: &str, consumer: &str) -> (IntGauge, IntGauge) {
+    let m = metrics();
+    (
+        m.consumer_pulling.with_label_values(&[pipeline, consumer]),
+        m.consumer_last_pull
+            .with_label_values(&[pipeline, consumer]),
+    )
+}
+
+/// A consumer left the config: its series go.
+pub fn forget_consumer(pipeline: &str, consumer: &str) {
+    let m = metrics();
+    let _ = m
+        .consumer_pulling
+        .remove_label_values(&[pipeline, consumer]);
+    let _ = m
+        .consumer_last_pull
+        .remove_label_values(&[pipeline, consumer]);
 }
 
 pub fn journal_commit(batch: usize) {

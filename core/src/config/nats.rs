@@ -82,6 +82,11 @@ pub struct NatsConfig {
     /// all workers (runs in flight plus retries waiting for their time).
     #[serde(default = "default_max_ack_pending")]
     pub max_ack_pending: i64,
+    /// How long a worker's pulls from a pipeline's consumer may keep failing (server away,
+    /// no stream leader) before `/readyz` reports the process not ready. Pulls are retried
+    /// with backoff all the while.
+    #[serde(default = "default_stalled_after", with = "humantime_serde")]
+    pub stalled_after: Duration,
 }
 
 fn default_stream() -> String {
@@ -101,6 +106,10 @@ fn default_publish_timeout() -> Duration {
 }
 
 fn default_ack_wait() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_stalled_after() -> Duration {
     Duration::from_secs(30)
 }
 
@@ -175,6 +184,12 @@ impl NatsConfig {
             out.push((
                 "ack_wait",
                 "`publish_timeout` must be above zero and `ack_wait` at least 1s".into(),
+            ));
+        }
+        if self.stalled_after < Duration::from_secs(1) {
+            out.push((
+                "stalled_after",
+                "`stalled_after` must be at least 1s".into(),
             ));
         }
         if self.max_ack_pending < 1 {

@@ -189,6 +189,11 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     async fn depths(&self) -> Result<Depths, JournalError>;
     /// Pending deliveries as last counted, without a query: cheap enough for every request.
     fn pending_hint(&self) -> u64;
+    /// Why this process's workers cannot take work from the journal, once that has lasted
+    /// longer than the store allows (`/readyz` then reports not ready); `None` when they can.
+    fn stalled(&self) -> Option<String> {
+        None
+    }
     async fn list_dead(
         &self,
         filter: DeadLetterFilter,

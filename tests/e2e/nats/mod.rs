@@ -7,6 +7,7 @@
 
 mod dlq;
 mod focused;
+mod resume;
 mod scale;
 
 use std::io::{BufRead, BufReader};
@@ -112,9 +113,100 @@ impl Drop for NatsServer {
     }
 }
 
+/// Three `nats-server -js` processes on loopback clustered by routes, each with its own
+/// store; a server can be `kill -9`ed and started again on its port and store.
+pub struct NatsCluster {
+    servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub fn start() -> NatsCluster {
+        let cluster_ports: Vec<u16> = (0..3).map(|_| Receiver::free_port()).collect();
+        let routes = cluster_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let servers: Vec<NatsServer> = cluster_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let name = format!("n{}", i + 1);
+                let listen = format!("nats://127.0.0.1:{port}");
+                NatsServer::start_with(&[
+                    "--server_name",
+                    &name,
+                    "--cluster_name",
+                    "hookline-test",
+                    "--cluster",
+                    &listen,
+                    "--routes",
+                    &routes,
+                ])
+            })
+            .collect();
+        let cluster = NatsCluster { servers };
+        cluster.wait_for_meta_leader();
+        cluster
+    }
+
+    /// JetStream takes API requests once the servers have elected a metadata leader.
+    fn wait_for_meta_leader(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let elected = self.servers.iter().any(|s| {
+                std::fs::read_to_string(&s.log)
+                    .unwrap_or_default()
+                    .contains("metadata leader")
+            });
+            if elected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the NATS cluster elected no JetStream leader:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every server's client URL, as a TOML list.
+    pub fn urls_toml(&self) -> String {
+        let urls: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("\"{}\"", s.url()))
+            .collect();
+        format!("[{}]", urls.join(", "))
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.url()).collect()
+    }
+
+    /// `kill -9` server `i` (0-based; its name is `n{i+1}`).
+    pub fn kill(&mut self, i: usize) {
+        self.servers[i].kill();
+    }
+
+    pub fn logs(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| std::fs::read_to_string(&s.log).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    }
+}
+
 /// A config for the NATS journal: `body` is the sources and pipelines; `nats_extra` goes in
 /// `[storage.nats]`. Listeners on port 0, so any number of processes can share it.
 pub fn nats_config(url: &str, body: &str, nats_extra: &str) -> String {
+    nats_config_toml(&format!("\"{url}\""), body, nats_extra)
+}
+
+/// As [`nats_config`], with `url` a TOML value (a string or a list of strings).
+pub fn nats_config_toml(url: &str, body: &str, nats_extra: &str) -> String {
     format!(
         r#"[server]
 listen = "127.0.0.1:0"
@@ -127,7 +219,7 @@ backend = "nats"
 concurrency = 64
 
 [storage.nats]
-url = "{url}"
+url = {url}
 ack_wait = "2s"
 {nats_extra}
 

@@ -18,37 +18,52 @@ const SENDERS: u64 = 16;
 
 /// What the senders saw.
 #[derive(Default)]
-struct Sent {
+pub(super) struct Sent {
     /// Ids answered 2xx (a duplicate's answer names the first event's id).
-    acked: Mutex<Vec<String>>,
-    unavailable: AtomicUsize,
+    pub(super) acked: Mutex<Vec<String>>,
+    pub(super) unavailable: AtomicUsize,
 }
 
 fn cluster_config(nats: &NatsServer, receiver: &Receiver) -> tempfile::TempDir {
     config_dir(&nats_config(
         &nats.url(),
-        &format!(
-            r#"[[pipelines]]
+        &crm_pipeline(receiver),
+        "publish_timeout = \"1s\"",
+    ))
+}
+
+/// One pipeline, `crm`, with an `http` sink to `receiver` that retries quickly for long.
+pub(super) fn crm_pipeline(receiver: &Receiver) -> String {
+    format!(
+        r#"[[pipelines]]
 name = "crm"
 source = "leadshark"
 stages = [{{ sink = "http", url = "{}", envelope = true, timeout = "2s", retry = {{ attempts = 1000, initial = "100ms", max = "300ms" }} }}]
 "#,
-            receiver.url()
-        ),
-        "publish_timeout = \"1s\"",
-    ))
+        receiver.url()
+    )
 }
 
 /// Senders that post `EVENTS` signed events over both ingest processes, each resent after
 /// a 503 or a refused connection (as webhook senders do) until answered 2xx.
 fn send_all(urls: Vec<String>, sent: Arc<Sent>) -> Vec<tokio::task::JoinHandle<()>> {
+    send(urls, EVENTS, sent)
+}
+
+/// Senders that post `events` signed events, round robin over `urls`, each resent after a
+/// 503 or a refused connection until answered 2xx (for up to 90 s).
+pub(super) fn send(
+    urls: Vec<String>,
+    events: u64,
+    sent: Arc<Sent>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..SENDERS)
         .map(|s| {
             let (urls, sent) = (urls.clone(), sent.clone());
             tokio::spawn(async move {
                 let c = client();
                 let deadline = Instant::now() + Duration::from_secs(90);
-                for i in (s..EVENTS).step_by(SENDERS as usize) {
+                for i in (s..events).step_by(SENDERS as usize) {
                     let body = sample("email.captured", i);
                     let sig = sign(SECRET, body.as_bytes());
                     let url = &urls[(i % urls.len() as u64) as usize];
@@ -83,7 +98,7 @@ fn send_all(urls: Vec<String>, sent: Arc<Sent>) -> Vec<tokio::task::JoinHandle<(
 }
 
 /// Wait until every acknowledged id reached the receiver; report and assert.
-async fn every_acked_event_arrives(receiver: &Receiver, sent: &Sent, what: &str) {
+pub(super) async fn every_acked_event_arrives(receiver: &Receiver, sent: &Sent, what: &str) {
     let acked: Vec<String> = sent.acked.lock().expect("lock").clone();
     let started = Instant::now();
     let mut counts: HashMap<String, usize> = HashMap::new();

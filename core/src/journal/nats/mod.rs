@@ -289,9 +289,6 @@ impl Journal for NatsJournal {
     }
 
     async fn claim_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Delivery>, JournalError> {
-        if self.connected().is_err() {
-            return Ok(Vec::new());
-        }
         self.inner.work.claim(now, limit, &self.inner.dead).await
     }
 
@@ -312,6 +309,8 @@ impl Journal for NatsJournal {
     }
 
     async fn depths(&self) -> Result<Depths, JournalError> {
+        // Fail at once while reconnecting, rather than after every request's timeout.
+        self.connected()?;
         let pending = self.inner.work.refresh().await?;
         let dead = self.inner.dead.count_dead().await?;
         Ok(Depths { pending, dead })
@@ -319,6 +318,10 @@ impl Journal for NatsJournal {
 
     fn pending_hint(&self) -> u64 {
         self.inner.work.pending_hint()
+    }
+
+    fn stalled(&self) -> Option<String> {
+        self.inner.work.stalled()
     }
 
     async fn list_dead(

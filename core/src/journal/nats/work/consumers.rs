@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 
-use super::{Consumers, Work};
+use super::{Consumers, Health, Pull, Work};
 use crate::journal::JournalError;
 use crate::journal::nats::err;
 use crate::journal::nats::subjects::{events_consumer, retry_consumer};
@@ -62,12 +62,36 @@ impl Work {
                 .await?;
             list.push(Arc::new(Consumers {
                 pipeline: p.name.clone(),
-                events,
-                retry,
+                events: Pull {
+                    consumer: events,
+                    health: self.health_of(&p.name, "events"),
+                },
+                retry: Pull {
+                    consumer: retry,
+                    health: self.health_of(&p.name, "retry"),
+                },
             }));
         }
         self.consumers.store(Arc::new(list));
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        health.retain(|(pipeline, _), h| {
+            let keep = runtime.pipelines.iter().any(|p| &p.name == pipeline);
+            if !keep {
+                h.retire();
+            }
+            keep
+        });
         Ok(())
+    }
+
+    /// The pull state of one consumer: the same across reloads.
+    fn health_of(&self, pipeline: &str, consumer: &'static str) -> Arc<Health> {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((pipeline.to_string(), consumer))
+            .or_insert_with(|| Arc::new(Health::new(pipeline, consumer)))
+            .clone()
     }
 
     fn consumer_defaults(&self) -> pull::Config {
@@ -104,11 +128,13 @@ impl Work {
         for c in list.iter() {
             let events = c
                 .events
+                .consumer
                 .get_info()
                 .await
                 .map_err(|e| err("consumer info", e))?;
             let retry = c
                 .retry
+                .consumer
                 .get_info()
                 .await
                 .map_err(|e| err("consumer info", e))?;

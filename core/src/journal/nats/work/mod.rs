@@ -9,11 +9,12 @@
 //! run is in flight its message's deadline is pushed out with progress acks.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod consumers;
+mod health;
 
 use arc_swap::ArcSwap;
 use async_nats::jetstream::consumer::PullConsumer;
@@ -30,15 +31,35 @@ use super::subjects::{Progress, Subjects};
 use crate::config::NatsConfig;
 use crate::journal::{Continuation, Delivery, JournalError, NewDeadLetter};
 use crate::runtime::Runtime;
+use health::Health;
 
 /// How often consumers are matched to a reloaded config, and counts refreshed.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Every how many sync intervals consumers that keep failing are created again.
+const RESYNC_EVERY: u64 = 5;
+/// How long one pull may take, from the request to the last message of its batch. A pull
+/// is a request whose answer can be lost for good: the server restarted after it arrived,
+/// the consumer's leader died, the connection dropped. Nothing else ends such a pull, so
+/// without this a worker waits for it forever and stops pulling (issue 13). A healthy
+/// server answers a no-wait pull in milliseconds.
+const PULL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tries of a settled run's acknowledgement before the message is let go.
+const ACK_ATTEMPTS: u32 = 3;
+/// How long one acknowledgement (or nak) may wait for room in the client's write buffer
+/// while the connection is down. One that does not go is redelivered after `ack_wait`.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One consumer of a pipeline, with its pull state.
+struct Pull {
+    consumer: PullConsumer,
+    health: Arc<Health>,
+}
 
 /// One pipeline's consumers.
 struct Consumers {
     pipeline: String,
-    events: PullConsumer,
-    retry: PullConsumer,
+    events: Pull,
+    retry: Pull,
 }
 
 /// A message this process holds while its run is in flight.
@@ -50,6 +71,8 @@ struct Held {
     /// settle that is retried does not publish twice.
     key: String,
     dead_ids: OnceLock<Vec<String>>,
+    /// Acknowledgements of this message that got no confirmation.
+    ack_failures: AtomicU32,
 }
 
 pub struct Work {
@@ -58,8 +81,11 @@ pub struct Work {
     subjects: Subjects,
     ack_wait: Duration,
     max_ack_pending: i64,
+    stalled_after: Duration,
     runtime: OnceLock<Arc<ArcSwap<Runtime>>>,
     consumers: ArcSwap<Vec<Arc<Consumers>>>,
+    /// Pull state by (pipeline, consumer), kept across reloads.
+    health: Mutex<HashMap<(String, &'static str), Arc<Health>>>,
     held: Mutex<HashMap<i64, Arc<Held>>>,
     next_id: AtomicI64,
     pending: AtomicU64,
@@ -85,8 +111,10 @@ impl Work {
             subjects,
             ack_wait: config.ack_wait,
             max_ack_pending: config.max_ack_pending,
+            stalled_after: config.stalled_after,
             runtime: OnceLock::new(),
             consumers: ArcSwap::from_pointee(Vec::new()),
+            health: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
             next_id: AtomicI64::new(1),
             pending: AtomicU64::new(0),
@@ -105,11 +133,19 @@ impl Work {
         let this = self.clone();
         tokio::spawn(async move {
             let mut synced = current;
+            let mut tick = 0u64;
             loop {
                 tokio::time::sleep(SYNC_INTERVAL).await;
+                tick += 1;
                 let now = runtime.load_full();
-                if !Arc::ptr_eq(&now, &synced) {
+                // Consumers whose pulls keep failing while the connection is up may be gone
+                // (a server that lost its store): create them again, every few seconds.
+                let recreate = tick.is_multiple_of(RESYNC_EVERY) && this.failing() && this.connected();
+                if !Arc::ptr_eq(&now, &synced) || recreate {
                     match this.sync(&now).await {
+                        Ok(()) if Arc::ptr_eq(&now, &synced) => {
+                            debug!("NATS consumers ensured again after failed pulls")
+                        }
                         Ok(()) => {
                             tracing::info!("NATS consumers updated for the new configuration");
                             synced = now;
@@ -131,7 +167,7 @@ impl Work {
                 tokio::time::sleep(every).await;
                 let held: Vec<Arc<Held>> = this.lock().values().cloned().collect();
                 for h in held {
-                    let _ = h.acker.ack_with(AckKind::Progress).await;
+                    let _ = timeout(h.acker.ack_with(AckKind::Progress)).await;
                 }
             }
         });
@@ -155,6 +191,18 @@ impl Work {
         if list.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
+        if !self.connected() {
+            for c in list.iter() {
+                c.events
+                    .health
+                    .failed("not connected to NATS (reconnecting)");
+                c.retry
+                    .health
+                    .failed("not connected to NATS (reconnecting)");
+            }
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
         let start = self.cursor.fetch_add(1, Ordering::Relaxed) % list.len();
         let rotated: Vec<Arc<Consumers>> = list[start..]
             .iter()
@@ -164,22 +212,30 @@ impl Work {
         let mut out = Vec::new();
         let mut budget = limit;
         for retry in [true, false] {
-            let mut candidates = rotated.clone();
+            let mut candidates: Vec<Arc<Consumers>> = rotated
+                .iter()
+                .filter(|c| c.pull(retry).health.due(started))
+                .cloned()
+                .collect();
             for _round in 0..3 {
                 if budget == 0 || candidates.is_empty() {
                     break;
                 }
                 let per = (budget / candidates.len()).max(1);
-                let pulls = candidates.iter().take(budget).map(|c| {
-                    let consumer = if retry { &c.retry } else { &c.events };
-                    async move { (c.clone(), fetch(consumer, per).await) }
-                });
+                let pulls = candidates
+                    .iter()
+                    .take(budget)
+                    .map(|c| async move { (c.clone(), fetch(&c.pull(retry).consumer, per).await) });
                 let mut more = Vec::new();
                 for (c, fetched) in futures::future::join_all(pulls).await {
+                    let health = &c.pull(retry).health;
                     let messages = match fetched {
-                        Ok(m) => m,
+                        Ok(m) => {
+                            health.answered();
+                            m
+                        }
                         Err(e) => {
-                            debug!(pipeline = %c.pipeline, error = %e, "fetch failed");
+                            health.failed(&e.to_string());
                             continue;
                         }
                     };
@@ -236,7 +292,7 @@ impl Work {
             let wait = p.not_before - now.as_millisecond();
             if wait > 0 {
                 let delay = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
-                let _ = acker.ack_with(AckKind::Nak(Some(delay))).await;
+                let _ = timeout(acker.ack_with(AckKind::Nak(Some(delay)))).await;
                 return None;
             }
         }
@@ -256,7 +312,7 @@ impl Work {
         };
         if !retry && !self.wants(&c.pipeline, &event.event_type) {
             // The subject filter was wider than the pipeline's globs.
-            let _ = acker.ack().await;
+            let _ = timeout(acker.ack()).await;
             return None;
         }
         if delivered > 1 {
@@ -281,6 +337,7 @@ impl Work {
                 origin,
                 key: format!("{}:{sequence}:{delivered}", super::token(&c.pipeline)),
                 dead_ids: OnceLock::new(),
+                ack_failures: AtomicU32::new(0),
             }),
         );
         Some(Delivery {
@@ -333,7 +390,7 @@ impl Work {
         match dead.insert(&id, &letter, None).await {
             Ok(()) => {
                 warn!(pipeline = %c.pipeline, dead_letter = %id, "{why}: dead-lettered");
-                let _ = acker.ack().await;
+                let _ = timeout(acker.ack()).await;
             }
             Err(e) => {
                 warn!(pipeline = %c.pipeline, error = %e, "{why}, and it could not be dead-lettered; it will come back")
@@ -406,10 +463,16 @@ impl Work {
                 }
             }
         }
-        held.acker
-            .double_ack()
-            .await
-            .map_err(|e| err("acknowledge", e))?;
+        // What the run left to do is stored; now the message can go. An acknowledgement
+        // whose confirmation never comes (the server restarted, the consumer's leader moved)
+        // is tried a few times, then let go: the run's permit is not held for ever, and if
+        // the ack was lost JetStream redelivers the message (at least once).
+        if let Err(e) = held.acker.double_ack().await {
+            if held.ack_failures.fetch_add(1, Ordering::Relaxed) + 1 < ACK_ATTEMPTS {
+                return Err(err("acknowledge", e));
+            }
+            warn!(pipeline = %held.pipeline, error = %e, "no confirmation of an acknowledgement after {ACK_ATTEMPTS} tries; letting the message go (JetStream redelivers it if the ack was lost)");
+        }
         self.lock().remove(&delivery);
         Ok(())
     }
@@ -418,8 +481,35 @@ impl Work {
     pub async fn release(&self) {
         let held: Vec<Arc<Held>> = self.lock().drain().map(|(_, h)| h).collect();
         for h in held {
-            let _ = h.acker.ack_with(AckKind::Nak(None)).await;
+            let _ = timeout(h.acker.ack_with(AckKind::Nak(None))).await;
         }
+    }
+
+    fn connected(&self) -> bool {
+        !matches!(
+            self.api.client().connection_state(),
+            async_nats::connection::State::Disconnected
+        )
+    }
+
+    /// Whether any consumer's pulls are failing now.
+    fn failing(&self) -> bool {
+        self.consumers
+            .load()
+            .iter()
+            .any(|c| c.events.health.failing() || c.retry.health.failing())
+    }
+
+    /// Why this worker cannot pull: every consumer whose pulls have failed for longer than
+    /// `stalled_after`, or `None`.
+    pub fn stalled(&self) -> Option<String> {
+        let list = self.consumers.load_full();
+        let why: Vec<String> = list
+            .iter()
+            .flat_map(|c| [&c.events, &c.retry])
+            .filter_map(|p| p.health.stalled(self.stalled_after))
+            .collect();
+        (!why.is_empty()).then(|| why.join("; "))
     }
 
     pub fn pending_hint(&self) -> u64 {
@@ -427,8 +517,40 @@ impl Work {
     }
 }
 
-/// Whatever is there now, up to `max` messages, without waiting.
+impl Consumers {
+    fn pull(&self, retry: bool) -> &Pull {
+        if retry { &self.retry } else { &self.events }
+    }
+}
+
+/// An acknowledgement bounded by [`ACK_TIMEOUT`].
+async fn timeout<T>(
+    ack: impl std::future::Future<Output = Result<T, async_nats::Error>>,
+) -> Result<T, JournalError> {
+    match tokio::time::timeout(ACK_TIMEOUT, ack).await {
+        Ok(r) => r.map_err(|e| err("acknowledge", e)),
+        Err(_) => Err(JournalError::Nats(
+            "acknowledge: no room to send it in time (connection down?)".into(),
+        )),
+    }
+}
+
+/// Whatever is there now, up to `max` messages, without waiting; an error when the server
+/// does not answer within [`PULL_TIMEOUT`].
 async fn fetch(
+    consumer: &PullConsumer,
+    max: usize,
+) -> Result<Vec<jetstream::Message>, JournalError> {
+    match tokio::time::timeout(PULL_TIMEOUT, fetch_now(consumer, max)).await {
+        Ok(r) => r,
+        Err(_) => Err(JournalError::Nats(format!(
+            "pull: no answer from the server within {}s",
+            PULL_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+async fn fetch_now(
     consumer: &PullConsumer,
     max: usize,
 ) -> Result<Vec<jetstream::Message>, JournalError> {
