@@ -167,11 +167,11 @@ pub async fn serve(config: &Path, role: Role, registry: &Registry) -> anyhow::Re
     let reloader = Reloader::new(config, registry.clone(), runtime.clone());
     reloader.on_sighup();
     let _watcher = reloader.watch();
-    let state = Arc::new(AppState {
-        runtime: runtime.clone(),
-        journal: journal.clone(),
-        workers: workers.clone(),
-    });
+    let state = Arc::new(AppState::new(
+        runtime.clone(),
+        journal.clone(),
+        workers.clone(),
+    ));
     let stop = CancellationToken::new();
     let admin = tokio::spawn(crate::server::serve_admin(
         admin_listener,

@@ -9,6 +9,7 @@
 //! body; nothing here panics on any input.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -19,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use hookline_plugin_api::Event;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
+use tokio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 
 use crate::journal::{Accepted, Delivery, Journal, NewDeadLetter, NewEvent};
@@ -32,6 +34,65 @@ pub struct AppState {
     pub runtime: Arc<ArcSwap<Runtime>>,
     pub journal: Arc<dyn Journal>,
     pub workers: Workers,
+    /// Request bytes that may be held at once across all connections (`max_buffered`).
+    pub budget: Budget,
+}
+
+/// The `max_buffered` budget, in two pools so that large bodies cannot starve ordinary
+/// webhooks: requests that declare at most [`Budget::SMALL`] bytes draw from a quarter of
+/// it, larger ones (and bodies of unknown length) from the rest.
+#[derive(Debug)]
+pub struct Budget {
+    small: Arc<Semaphore>,
+    large: Arc<Semaphore>,
+}
+
+impl Budget {
+    /// The largest body that counts as small: a webhook is usually a few KiB.
+    pub const SMALL: u64 = 64 * 1024;
+    /// How long a request waits for room before it is answered 503.
+    const WAIT: Duration = Duration::from_secs(1);
+
+    pub fn new(max_buffered: u64) -> Budget {
+        let bytes = usize::try_from(max_buffered)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        let small = (bytes / 4).max(Self::SMALL as usize);
+        Budget {
+            small: Arc::new(Semaphore::new(small)),
+            large: Arc::new(Semaphore::new(bytes.saturating_sub(small).max(1))),
+        }
+    }
+
+    /// Room for `bytes`, waiting up to a second; `None` when there is none.
+    async fn reserve(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let pool = if bytes <= Self::SMALL {
+            &self.small
+        } else {
+            &self.large
+        };
+        let n = u32::try_from(bytes).unwrap_or(u32::MAX);
+        match tokio::time::timeout(Self::WAIT, pool.clone().acquire_many_owned(n)).await {
+            Ok(Ok(room)) => Some(room),
+            _ => None,
+        }
+    }
+}
+
+impl AppState {
+    pub fn new(
+        runtime: Arc<ArcSwap<Runtime>>,
+        journal: Arc<dyn Journal>,
+        workers: Workers,
+    ) -> AppState {
+        let budget = Budget::new(runtime.load().server.max_buffered.as_u64());
+        AppState {
+            runtime,
+            journal,
+            workers,
+            budget,
+        }
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -165,8 +226,29 @@ async fn receive(
         return Err(busy("too many deliveries pending; retry later"));
     }
 
+    // Room for the body in the budget of bytes held across all connections: what it
+    // declares, or the most it may be. Held until the request is answered.
+    let reserve = declared.unwrap_or(max_body).clamp(1, max_body.max(1));
+    let _room = match state.budget.reserve(reserve).await {
+        Some(room) => room,
+        None => {
+            debug!(source = %source.name, bytes = reserve, "request bytes in flight at `max_buffered`; answered 503");
+            return Err(busy("too many request bytes in flight; retry later"));
+        }
+    };
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-    let bytes = match Limited::new(body, limit).collect().await {
+    let deadline = runtime.server.body_timeout;
+    let read = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await;
+    let Ok(read) = read else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {}",
+                humantime::format_duration(deadline)
+            ),
+        ));
+    };
+    let bytes = match read {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
         Err(e) => {

@@ -23,6 +23,7 @@ pub mod dlq;
 pub mod ingest;
 pub mod init;
 pub mod journal;
+pub mod listener;
 pub mod metrics;
 pub mod pipetest;
 pub mod reload;

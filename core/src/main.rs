@@ -1,7 +1,26 @@
 use clap::Parser;
 use hookline::cli::{Cli, Command, check, init_logging, serve};
 
+/// glibc's malloc, by default, raises its mmap threshold after large blocks are freed and
+/// trims the heap rarely, so the buffers of thousands of connections (an attack, a burst)
+/// stayed resident after they closed: 35 → 72 MiB for good in the hostile suite. A fixed
+/// 64 KiB mmap threshold and a 128 KiB trim threshold give them back (72 → 46 MiB).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets two of the allocator's tunables; it is called first thing in
+    // main, before any other thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     if let Err(e) = init_logging(cli.log_format, &cli.log_level) {
         eprintln!("error: {e:#}");

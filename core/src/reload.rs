@@ -156,6 +156,22 @@ fn restart_only_changes(old: &Runtime, new: &Runtime) -> Vec<&'static str> {
     if old.server.listen != new.server.listen {
         changed.push("server.listen");
     }
+    let (o, n) = (&old.server, &new.server);
+    if (
+        o.header_timeout,
+        o.idle_timeout,
+        o.max_connections,
+        o.max_buffered,
+        o.http2,
+    ) != (
+        n.header_timeout,
+        n.idle_timeout,
+        n.max_connections,
+        n.max_buffered,
+        n.http2,
+    ) {
+        changed.push("server (header_timeout, idle_timeout, max_connections, max_buffered, http2)");
+    }
     if old.admin.listen != new.admin.listen {
         changed.push("admin.listen");
     }

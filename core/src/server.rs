@@ -24,9 +24,15 @@ pub async fn serve(
     state: Arc<AppState>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await?;
+    let limits = crate::listener::Limits::from_config(&state.runtime.load().server);
+    crate::listener::serve(
+        listener,
+        router(state.clone()),
+        limits,
+        stop,
+        REQUEST_DRAIN_TIMEOUT,
+    )
+    .await;
     drain(&state).await;
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod delivery;
 mod docs;
+mod hostile;
 mod ingest;
 mod nats;
 mod operations;

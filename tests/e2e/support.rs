@@ -15,8 +15,13 @@ use serde_json::Value;
 
 pub const SECRET: &str = "e2e-secret-0123456789";
 
+/// The binary under test: `$HOOKLINE_BIN` when set (e.g. the release build, for the
+/// hostile suite's figures), else the one cargo built for these tests.
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_hookline")
+    static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::env::var("HOOKLINE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookline").into())
+    });
+    &BIN
 }
 
 /// A running `hookline serve`, killed on drop. Its stderr (the log) goes to `log_path`.
@@ -116,6 +121,24 @@ impl Hookline {
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin_addr, path)
+    }
+
+    /// Resident memory of the process now, in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        self.rss_sampler()()
+    }
+
+    /// A function that reads [`Hookline::rss_kib`], for a sampling task.
+    pub fn rss_sampler(&self) -> impl Fn() -> u64 + Send + 'static {
+        let path = format!("/proc/{}/status", self.child.id());
+        move || {
+            std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        }
     }
 
     /// `kill -9`: no shutdown, no flush.

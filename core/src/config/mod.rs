@@ -272,6 +272,9 @@ impl Checker<'_, '_> {
                                 server.listen
                             ));
                         }
+                        for (key, message) in server.problems() {
+                            self.err(entry_span(value, key), None, message);
+                        }
                     }
                 }
                 "storage" => {

@@ -17,6 +17,30 @@ pub struct ServerConfig {
     /// Largest request body accepted (`"1MiB"`, `"512KiB"`, or bytes).
     #[serde(default = "default_max_body")]
     pub max_body: bytesize::ByteSize,
+    /// How long a client may take to send a request's headers; on a kept-alive connection
+    /// counted from the end of the previous response. The connection is closed after it.
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body, once its headers are in:
+    /// answered `408` after it.
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// A connection on which nothing is read or written for this long is closed.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open connections at most; further clients wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Request bytes held in memory across all connections at once (bodies being read,
+    /// verified and journaled). A request that would go over waits up to a second for room,
+    /// then is answered `503` with `Retry-After`. A quarter is kept for bodies of at most
+    /// 64 KiB, so large bodies cannot crowd out ordinary webhooks.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered: bytesize::ByteSize,
+    /// Serve HTTP/2 (prior knowledge, `h2c`) beside HTTP/1.1, with at most 32 streams per
+    /// connection. Webhook senders use HTTP/1.1; off unless you need it.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 impl Default for ServerConfig {
@@ -24,8 +48,66 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             max_body: default_max_body(),
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            max_buffered: default_max_buffered(),
+            http2: false,
         }
     }
+}
+
+impl ServerConfig {
+    /// Limits that cannot work, each as (key, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for (key, value) in [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value < Duration::from_millis(100) {
+                out.push((key, format!("`{key}` must be at least 100ms")));
+            }
+        }
+        if self.max_connections == 0 {
+            out.push((
+                "max_connections",
+                "`max_connections` must be at least 1".into(),
+            ));
+        }
+        if self.max_buffered.as_u64() < self.max_body.as_u64().saturating_mul(2) {
+            out.push((
+                "max_buffered",
+                format!(
+                    "`max_buffered` ({}) must be at least twice `max_body` ({}): a quarter of it is kept for small webhooks, and the rest must hold the largest body",
+                    self.max_buffered, self.max_body
+                ),
+            ));
+        }
+        out
+    }
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_max_buffered() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(64)
 }
 
 fn default_listen() -> String {

@@ -1,0 +1,239 @@
+//! The webhook listener's connections, each with a bound: at most `max_connections` open
+//! (the rest wait in the kernel's accept queue), headers within `header_timeout`, nothing
+//! read or written for `idle_timeout` closes the connection, request heads of at most
+//! [`MAX_HEAD`] bytes, and HTTP/1.1 only unless `http2` is on (then at most
+//! [`H2_STREAMS`] streams per connection and small flow-control windows). Bodies have their
+//! own deadline and a shared byte budget in [`crate::ingest`].
+//!
+//! Hyper does the HTTP; this file only accepts, configures and watches.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::config::ServerConfig;
+
+/// The largest request line plus headers accepted (hyper answers `431` above it). Webhook
+/// senders send a few KiB; this also bounds what a slow client can make the process hold.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// HTTP/2 streams one connection may have open at once (when `http2` is on).
+pub const H2_STREAMS: u32 = 32;
+/// HTTP/2 flow-control windows: what a peer may send before the server has read it.
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+
+/// The listener's bounds, from `[server]`; read once at start.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub http2: bool,
+}
+
+impl Limits {
+    pub fn from_config(server: &ServerConfig) -> Limits {
+        Limits {
+            header_timeout: server.header_timeout,
+            idle_timeout: server.idle_timeout,
+            max_connections: server.max_connections,
+            http2: server.http2,
+        }
+    }
+}
+
+/// Accept and serve connections until `stop`; then let open requests finish for up to
+/// `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    stop: CancellationToken,
+    drain: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD)
+        .keep_alive(true);
+    if limits.http2 {
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_STREAMS)
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .max_header_list_size(MAX_HEAD as u32)
+            .max_send_buf_size(256 * 1024)
+            .keep_alive_interval(limits.idle_timeout / 2)
+            .keep_alive_timeout(limits.header_timeout);
+    } else {
+        builder = builder.http1_only();
+    }
+    let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut full_logged = false;
+    loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(s) => s,
+            Err(_) => {
+                if !full_logged {
+                    warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached; new connections wait to be accepted"
+                    );
+                    full_logged = true;
+                }
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    s = slots.clone().acquire_owned() => match s {
+                        Ok(s) => s,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if slots.available_permits() > 0 {
+            full_logged = false;
+        }
+        let _ = stream.set_nodelay(true);
+        let last = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let io = TokioIo::new(Watched {
+            inner: stream,
+            last: last.clone(),
+            started,
+        });
+        let service = TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
+        let idle = limits.idle_timeout;
+        tokio::spawn(async move {
+            let _slot = slot;
+            tokio::pin!(conn);
+            let mut check = idle;
+            loop {
+                tokio::select! {
+                    result = &mut conn => {
+                        if let Err(e) = result {
+                            debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        return;
+                    }
+                    () = tokio::time::sleep(check) => {
+                        let quiet = started.elapsed()
+                            .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+                        if quiet >= idle {
+                            debug!(%peer, "connection idle for {idle:?}; closed");
+                            return;
+                        }
+                        check = idle - quiet;
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("requests still open at the shutdown deadline were cut off");
+    }
+}
+
+/// A connection that notes when it last read or wrote a byte.
+struct Watched {
+    inner: TcpStream,
+    /// Milliseconds after `started` of the last read or write.
+    last: Arc<AtomicU64>,
+    started: Instant,
+}
+
+impl Watched {
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
