@@ -140,7 +140,8 @@ impl Work {
                 let now = runtime.load_full();
                 // Consumers whose pulls keep failing while the connection is up may be gone
                 // (a server that lost its store): create them again, every few seconds.
-                let recreate = tick.is_multiple_of(RESYNC_EVERY) && this.failing() && this.connected();
+                let recreate =
+                    tick.is_multiple_of(RESYNC_EVERY) && this.failing() && this.connected();
                 if !Arc::ptr_eq(&now, &synced) || recreate {
                     match this.sync(&now).await {
                         Ok(()) if Arc::ptr_eq(&now, &synced) => {
@@ -154,6 +155,12 @@ impl Work {
                             warn!(error = %e, "could not update the NATS consumers for the new config; will try again")
                         }
                     }
+                }
+                if !this.connected() {
+                    // Not a pull that failed, but none can succeed: the same for the metrics
+                    // and /readyz, also while every run slot is busy and nothing pulls.
+                    this.unreachable();
+                    continue;
                 }
                 if let Err(e) = this.refresh().await {
                     debug!(error = %e, "could not read consumer counts");
@@ -192,14 +199,7 @@ impl Work {
             return Ok(Vec::new());
         }
         if !self.connected() {
-            for c in list.iter() {
-                c.events
-                    .health
-                    .failed("not connected to NATS (reconnecting)");
-                c.retry
-                    .health
-                    .failed("not connected to NATS (reconnecting)");
-            }
+            self.unreachable();
             return Ok(Vec::new());
         }
         let started = Instant::now();
@@ -430,6 +430,12 @@ impl Work {
         let Some(held) = self.lock().get(&delivery).cloned() else {
             return Ok(());
         };
+        if !self.connected() {
+            // Nothing can be published or acknowledged now; the caller tries again.
+            return Err(JournalError::Nats(
+                "not connected to NATS (reconnecting)".into(),
+            ));
+        }
         let ids = held.dead_ids.get_or_init(|| {
             continuations
                 .iter()
@@ -490,6 +496,18 @@ impl Work {
             self.api.client().connection_state(),
             async_nats::connection::State::Disconnected
         )
+    }
+
+    /// No consumer can be pulled from: the connection is down.
+    fn unreachable(&self) {
+        let now = Instant::now();
+        for c in self.consumers.load().iter() {
+            for pull in [&c.events, &c.retry] {
+                if pull.health.due(now) {
+                    pull.health.failed("not connected to NATS (reconnecting)");
+                }
+            }
+        }
     }
 
     /// Whether any consumer's pulls are failing now.
