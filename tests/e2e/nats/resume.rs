@@ -263,7 +263,14 @@ async fn a_worker_reports_not_ready_while_nats_is_away_and_resumes_by_itself() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ready_again = ready_again.expect("ready and pulling again after NATS came back");
+    let Some(ready_again) = ready_again else {
+        let log = worker.log();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        panic!(
+            "not ready and pulling again 30 s after NATS came back; worker log (last lines first):\n{}",
+            tail.join("\n")
+        );
+    };
     println!(
         "NATS back: ready and pulling after {:.1}s",
         ready_again.as_secs_f64()
