@@ -171,6 +171,43 @@ impl NatsCluster {
         }
     }
 
+    /// JetStream answers: a replicated probe stream can be created (the metadata leader
+    /// knows every peer). Up to 30 s.
+    pub async fn ready(&self) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let probe = async {
+                let client = async_nats::ConnectOptions::new()
+                    .connection_timeout(Duration::from_secs(2))
+                    .connect(self.urls())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let js = async_nats::jetstream::new(client);
+                js.create_stream(async_nats::jetstream::stream::Config {
+                    name: "PROBE".into(),
+                    subjects: vec!["probe".into()],
+                    num_replicas: 3,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                js.delete_stream("PROBE").await.map_err(|e| e.to_string())?;
+                Ok::<(), String>(())
+            };
+            match probe.await {
+                Ok(()) => return,
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "the NATS cluster does not take JetStream requests: {last}\n{}",
+            self.logs()
+        );
+    }
+
     /// Every server's client URL, as a TOML list.
     pub fn urls_toml(&self) -> String {
         let urls: Vec<String> = self

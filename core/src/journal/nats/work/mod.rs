@@ -44,7 +44,9 @@ const RESYNC_EVERY: u64 = 5;
 /// server answers a no-wait pull in milliseconds.
 const PULL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Tries of a settled run's acknowledgement before the message is let go.
-const ACK_ATTEMPTS: u32 = 3;
+const ACK_ATTEMPTS: u32 = 2;
+/// How long one of them waits for the server's confirmation.
+const ACK_CONFIRM: Duration = Duration::from_secs(2);
 /// How long one acknowledgement (or nak) may wait for room in the client's write buffer
 /// while the connection is down. One that does not go is redelivered after `ack_wait`.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,6 +92,8 @@ pub struct Work {
     next_id: AtomicI64,
     pending: AtomicU64,
     cursor: AtomicUsize,
+    /// Settled messages let go without a confirmed ack since the last report.
+    unconfirmed: AtomicU64,
 }
 
 impl std::fmt::Debug for Work {
@@ -119,6 +123,7 @@ impl Work {
             next_id: AtomicI64::new(1),
             pending: AtomicU64::new(0),
             cursor: AtomicUsize::new(0),
+            unconfirmed: AtomicU64::new(0),
         }
     }
 
@@ -155,6 +160,19 @@ impl Work {
                             warn!(error = %e, "could not update the NATS consumers for the new config; will try again")
                         }
                     }
+                }
+                if !this.connected() {
+                    // Not a pull that failed, but none can succeed: the same for the metrics
+                    // and /readyz, also while every run slot is busy and nothing pulls.
+                    this.unreachable();
+                    continue;
+                }
+                let unconfirmed = this.unconfirmed.swap(0, Ordering::Relaxed);
+                if unconfirmed > 0 {
+                    warn!(
+                        messages = unconfirmed,
+                        "acknowledgements not confirmed by NATS; those messages were let go and JetStream redelivers any whose ack was lost (at least once)"
+                    );
                 }
                 if let Err(e) = this.refresh().await {
                     debug!(error = %e, "could not read consumer counts");
@@ -193,14 +211,7 @@ impl Work {
             return Ok(Vec::new());
         }
         if !self.connected() {
-            for c in list.iter() {
-                c.events
-                    .health
-                    .failed("not connected to NATS (reconnecting)");
-                c.retry
-                    .health
-                    .failed("not connected to NATS (reconnecting)");
-            }
+            self.unreachable();
             return Ok(Vec::new());
         }
         let started = Instant::now();
@@ -431,6 +442,12 @@ impl Work {
         let Some(held) = self.lock().get(&delivery).cloned() else {
             return Ok(());
         };
+        if !self.connected() {
+            // Nothing can be published or acknowledged now; the caller tries again.
+            return Err(JournalError::Nats(
+                "not connected to NATS (reconnecting)".into(),
+            ));
+        }
         let ids = held.dead_ids.get_or_init(|| {
             continuations
                 .iter()
@@ -465,14 +482,22 @@ impl Work {
             }
         }
         // What the run left to do is stored; now the message can go. An acknowledgement
-        // whose confirmation never comes (the server restarted, the consumer's leader moved)
-        // is tried a few times, then let go: the run's permit is not held for ever, and if
-        // the ack was lost JetStream redelivers the message (at least once).
-        if let Err(e) = held.acker.double_ack().await {
+        // whose confirmation does not come in time (the server restarted since the message
+        // was delivered and no longer answers for it, the consumer's leader moved) is tried
+        // again, then let go: the run's slot is not held for long, and if the ack was lost
+        // JetStream redelivers the message (at least once).
+        let confirmed = tokio::time::timeout(ACK_CONFIRM, held.acker.double_ack()).await;
+        let failure = match confirmed {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no confirmation within {}s", ACK_CONFIRM.as_secs())),
+        };
+        if let Some(e) = failure {
             if held.ack_failures.fetch_add(1, Ordering::Relaxed) + 1 < ACK_ATTEMPTS {
-                return Err(err("acknowledge", e));
+                return Err(JournalError::Nats(format!("acknowledge: {e}")));
             }
-            warn!(pipeline = %held.pipeline, error = %e, "no confirmation of an acknowledgement after {ACK_ATTEMPTS} tries; letting the message go (JetStream redelivers it if the ack was lost)");
+            debug!(pipeline = %held.pipeline, error = %e, "acknowledgement not confirmed after {ACK_ATTEMPTS} tries; letting the message go (JetStream redelivers it if the ack was lost)");
+            self.unconfirmed.fetch_add(1, Ordering::Relaxed);
         }
         self.lock().remove(&delivery);
         Ok(())
@@ -491,6 +516,18 @@ impl Work {
             self.api.client().connection_state(),
             async_nats::connection::State::Disconnected
         )
+    }
+
+    /// No consumer can be pulled from: the connection is down.
+    fn unreachable(&self) {
+        let now = Instant::now();
+        for c in self.consumers.load().iter() {
+            for pull in [&c.events, &c.retry] {
+                if pull.health.due(now) {
+                    pull.health.failed("not connected to NATS (reconnecting)");
+                }
+            }
+        }
     }
 
     /// Whether any consumer's pulls are failing now.
