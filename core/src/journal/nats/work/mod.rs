@@ -140,7 +140,8 @@ impl Work {
                 let now = runtime.load_full();
                 // Consumers whose pulls keep failing while the connection is up may be gone
                 // (a server that lost its store): create them again, every few seconds.
-                let recreate = tick.is_multiple_of(RESYNC_EVERY) && this.failing() && this.connected();
+                let recreate =
+                    tick.is_multiple_of(RESYNC_EVERY) && this.failing() && this.connected();
                 if !Arc::ptr_eq(&now, &synced) || recreate {
                     match this.sync(&now).await {
                         Ok(()) if Arc::ptr_eq(&now, &synced) => {
