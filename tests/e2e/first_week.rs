@@ -329,10 +329,16 @@ stages = [{ filter = "cel", expr = "payload.data.nope.deeper == 1" }, { sink = "
 fn check_has_no_side_effects_and_describes_instead_of_debug_printing() {
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("pipeline.toml");
+    let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/wasm/dist");
+    assert!(
+        plugins.join("lead-score.wasm").exists(),
+        "build the WASM plugins first"
+    );
     std::fs::write(
         &config,
         format!(
-            "{}\n[[pipelines]]\nname = \"all\"\nsource = \"leadshark\"\nstages = [{{ sink = \"file\", path = \"out/a.jsonl\" }}, {{ sink = \"sqlite\", path = \"db/leads.db\" }}]\n",
+            "[plugins]\ndir = {:?}\n{}\n[[pipelines]]\nname = \"all\"\nsource = \"leadshark\"\nstages = [{{ transform = \"wasm:lead-score\" }}, {{ sink = \"file\", path = \"out/a.jsonl\" }}, {{ sink = \"sqlite\", path = \"db/leads.db\" }}]\n",
+            plugins.to_str().expect("utf-8"),
             leadshark_source()
         ),
     )
@@ -349,7 +355,12 @@ fn check_has_no_side_effects_and_describes_instead_of_debug_printing() {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(entries, ["pipeline.toml"], "check wrote nothing");
+    assert_eq!(
+        entries,
+        ["pipeline.toml"],
+        "check wrote nothing (no sink file, no wasm-cache)"
+    );
+    assert!(stdout.contains("wasm:lead-score"), "{stdout}");
     assert!(
         !stdout.contains("LeadsharkConfig") && !stdout.contains("Some("),
         "{stdout}"
