@@ -158,6 +158,7 @@ impl FilterQuery {
             reason: self.reason.clone(),
             since,
             include_replayed: self.include_replayed,
+            event_id: None,
         })
     }
 

@@ -14,7 +14,7 @@ use crate::admin::AdminState;
 use crate::config::{ConfigFile, Diagnostics};
 use crate::ingest::AppState;
 use crate::reload::Reloader;
-use crate::runtime::{Runtime, Workers};
+use crate::runtime::{BuildOptions, Runtime, Workers};
 use crate::storage::{Role, Store};
 
 #[derive(Debug, Parser)]
@@ -83,11 +83,31 @@ pub enum Command {
     Plugin(crate::scaffold::PluginArgs),
 }
 
+/// Our own crates: a bare `--log-level debug` (or `trace`) applies to these only.
+const OWN_TARGETS: &[&str] = &["hookline", "hookline_builtin", "hookline_plugin_api"];
+
+/// The filter for `--log-level`. A bare `debug` or `trace` means that level for Hookline's
+/// own targets and `info` for its dependencies (wasmtime, cranelift, globset, ... are
+/// verbose at debug); any other text (`warn`, `hookline=debug,cranelift=trace`) is an
+/// `EnvFilter` directive used as given.
+pub fn log_filter(level: &str) -> String {
+    match level.trim().to_ascii_lowercase().as_str() {
+        bare @ ("debug" | "trace") => std::iter::once("info".to_string())
+            .chain(OWN_TARGETS.iter().map(|t| format!("{t}={bare}")))
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => level.to_string(),
+    }
+}
+
 pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(level))
         .with_context(|| format!("bad --log-level `{level}`"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for a person at a terminal, never into a redirected log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Pretty => builder.init(),
@@ -100,15 +120,59 @@ pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Load and build a config with the built-in plugins.
+/// A built config.
+#[derive(Debug)]
+pub struct Loaded {
+    pub file: ConfigFile,
+    pub runtime: Runtime,
+    /// Secrets that come from defaults written in the file.
+    pub warnings: Vec<String>,
+    /// A dry run's temporary WASM cache; removed when this is dropped.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+/// Load and build a config with the built-in plugins, as `serve` does.
 pub fn load(
     path: &Path,
     registry: &Registry,
 ) -> Result<(ConfigFile, Runtime, Vec<String>), Diagnostics> {
+    let loaded = load_with(path, registry, Mode::Serve)?;
+    Ok((loaded.file, loaded.runtime, loaded.warnings))
+}
+
+/// What a config is loaded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `serve`: build for real.
+    Serve,
+    /// `check`: a dry run, no side effects — sinks create no files and WASM plugins are
+    /// compiled into a temporary cache.
+    Check,
+    /// `test`: a dry run that needs no production secret (see
+    /// [`ConfigFile::parse_for_tests`]).
+    Test,
+}
+
+/// Load and build a config.
+pub fn load_with(path: &Path, registry: &Registry, mode: Mode) -> Result<Loaded, Diagnostics> {
     let file = ConfigFile::read(path)?;
+    let dry_run = mode != Mode::Serve;
+    let scratch = match dry_run {
+        true => Some(tempfile::tempdir().map_err(|e| {
+            Diagnostics::single(path, format!("cannot create a temporary folder: {e}"))
+        })?),
+        false => None,
+    };
+    let options = BuildOptions {
+        dry_run,
+        cache_dir: scratch.as_ref().map(|d| d.path().to_path_buf()),
+    };
     let (runtime, warnings) = {
-        let config = file.parse()?;
-        let runtime = Runtime::build(&config, registry)?;
+        let config = match mode {
+            Mode::Test => file.parse_for_tests()?,
+            Mode::Serve | Mode::Check => file.parse()?,
+        };
+        let runtime = Runtime::build_with(&config, registry, &options)?;
         let warnings = config
             .insecure_defaults()
             .iter()
@@ -124,14 +188,18 @@ pub fn load(
             .collect();
         (runtime, warnings)
     };
-    Ok((file, runtime, warnings))
+    Ok(Loaded {
+        file,
+        runtime,
+        warnings,
+        _scratch: scratch,
+    })
 }
 
 pub async fn serve(config: &Path, role: Role, registry: &Registry) -> anyhow::Result<()> {
-    let (file, runtime, warnings) = load(config, registry).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let (file, runtime, warnings) = load(config, registry)?;
     for w in &warnings {
-        eprintln!("\n!!! WARNING: {w}\n");
-        tracing::warn!("{w}");
+        tracing::warn!("!!! WARNING: {w}");
     }
     let store = Store::open(&runtime, &file.base_dir(), role).await?;
     let journal = store.journal();
@@ -143,13 +211,23 @@ pub async fn serve(config: &Path, role: Role, registry: &Registry) -> anyhow::Re
         true => Some(
             tokio::net::TcpListener::bind(&listen)
                 .await
-                .with_context(|| format!("cannot listen on {listen}"))?,
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {listen} (`[server] listen` in {})",
+                        config.display()
+                    )
+                })?,
         ),
         false => None,
     };
     let admin_listener = tokio::net::TcpListener::bind(&admin_listen)
         .await
-        .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {admin_listen} (`[admin] listen` in {})",
+                config.display()
+            )
+        })?;
     let admin_addr = admin_listener.local_addr()?;
     for source in runtime.sources.values() {
         tracing::info!(source = %source.name, path = %source.path, pipelines = source.pipelines.len(), "serving source");
@@ -189,16 +267,19 @@ pub async fn serve(config: &Path, role: Role, registry: &Registry) -> anyhow::Re
         signal_stop.cancel();
     });
     // Machine-readable: tests and scripts wait for these lines.
-    println!("hookline admin on http://{admin_addr}");
+    // A closed stdout must not stop a server: these lines are best effort.
+    let _ = crate::out::line(format_args!("hookline admin on http://{admin_addr}"));
     match listener {
         Some(listener) => {
             let addr = listener.local_addr()?;
-            println!("hookline listening on http://{addr}");
+            let _ = crate::out::line(format_args!("hookline listening on http://{addr}"));
             tracing::info!(%addr, %admin_addr, "listening");
             crate::server::serve(listener, state, stop.clone()).await?;
         }
         None => {
-            println!("hookline worker running (no webhook listener)");
+            let _ = crate::out::line(format_args!(
+                "hookline worker running (no webhook listener)"
+            ));
             tracing::info!(%admin_addr, "working");
             crate::server::work_until(state, stop.clone()).await;
         }
@@ -217,13 +298,9 @@ pub async fn test(
     name: Option<&str>,
     registry: &Registry,
 ) -> anyhow::Result<()> {
-    let (_, runtime, _) = match load(config, registry) {
-        Ok(loaded) => loaded,
-        Err(d) => {
-            eprintln!("{d}");
-            bail!("{} problem(s) in {}", d.0.len(), config.display());
-        }
-    };
+    // Pipeline tests start after verification, so they need no production secret: an
+    // unset variable in a secret's place resolves to a placeholder (docs/testing.md).
+    let Loaded { runtime, .. } = load_with(config, registry, Mode::Test)?;
     let files = if files.is_empty() {
         crate::pipetest::default_files(config)
     } else {
@@ -236,7 +313,7 @@ pub async fn test(
         );
     }
     let (passed, failed) = crate::pipetest::run(&runtime, &files, name).await?;
-    println!("\n{passed} passed, {failed} failed");
+    outln!("\n{passed} passed, {failed} failed");
     if failed > 0 {
         bail!("{failed} pipeline test(s) failed");
     }
@@ -245,20 +322,20 @@ pub async fn test(
 
 /// `hookline check`: print what would run, with secrets masked.
 pub fn check(config: &Path, registry: &Registry) -> anyhow::Result<()> {
-    let (file, runtime, warnings) = match load(config, registry) {
-        Ok(loaded) => loaded,
-        Err(d) => {
-            eprintln!("{d}");
-            bail!("{} problem(s) in {}", d.0.len(), config.display());
-        }
-    };
-    let parsed = file.parse().map_err(|d| anyhow::anyhow!("{d}"))?;
-    println!("{}: OK", file.path.display());
-    println!(
+    let Loaded {
+        file,
+        runtime,
+        warnings,
+        ..
+    } = load_with(config, registry, Mode::Check)?;
+    let parsed = file.parse()?;
+    outln!("{}: OK", file.path.display());
+    outln!(
         "listen {}  max_body {}",
-        runtime.server.listen, runtime.server.max_body
+        runtime.server.listen,
+        runtime.server.max_body
     );
-    println!(
+    outln!(
         "journal {}  retain {}  admin {}{}",
         crate::storage::describe(&runtime),
         humantime::format_duration(runtime.storage.retain),
@@ -269,16 +346,21 @@ pub fn check(config: &Path, registry: &Registry) -> anyhow::Result<()> {
             ""
         }
     );
-    println!(
+    outln!(
         "plugins {}  compiled cache {}",
         runtime.plugins_dir.display(),
         parsed.plugin_cache_dir().display()
     );
     for s in &parsed.sources {
-        println!("source {}  POST {}  verify {:?}", s.name, s.path, s.verify);
+        outln!(
+            "source {}  POST {}  verify {}",
+            s.name,
+            s.path,
+            s.verify.describe()
+        );
     }
     for p in &parsed.pipelines {
-        println!(
+        outln!(
             "pipeline {}  source {}  events {}",
             p.name,
             p.source,
@@ -292,11 +374,11 @@ pub fn check(config: &Path, registry: &Registry) -> anyhow::Result<()> {
                 ),
                 None => String::new(),
             };
-            println!("  {}. {} {} ({}){wasm}", s.index, s.kind, s.plugin, s.name);
+            outln!("  {}. {} {} ({}){wasm}", s.index, s.kind, s.plugin, s.name);
         }
     }
     for w in warnings {
-        println!("warning: {w}");
+        outln!("warning: {w}");
     }
     Ok(())
 }

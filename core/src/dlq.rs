@@ -61,6 +61,7 @@ impl Filters {
                 .transpose()
                 .map_err(anyhow::Error::msg)?,
             include_replayed,
+            event_id: None,
         })
     }
 
@@ -89,8 +90,13 @@ pub enum DlqCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one dead letter: reason, stage, attempts, and the event as it entered the stage.
-    Show { id: String },
+    /// Show a dead letter: reason, stage, attempts, and the event as it entered the stage.
+    /// Give its id, or an event id (as logs and the 2xx answer name it) for every dead
+    /// letter of that event, one JSON object each.
+    Show {
+        /// Dead letter id or event id.
+        id: String,
+    },
     /// Send dead letters back into their pipelines, at the stage that failed.
     Replay {
         /// One dead letter; or use --all with filters.
@@ -155,22 +161,26 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 .list_dead(filters.to_filter(include_replayed)?, offset, limit)
                 .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&result)?);
+                outln!("{}", serde_json::to_string_pretty(&result)?);
                 return Ok(());
             }
             if result.items.is_empty() {
-                println!(
+                outln!(
                     "no dead letters{}",
                     if filters.is_empty() { "" } else { " match" }
                 );
                 return Ok(());
             }
-            println!(
+            outln!(
                 "{:<36}  {:<20}  {:<16}  {:<14}  {:>3}  error",
-                "id", "failed", "pipeline", "stage", "try"
+                "id",
+                "failed",
+                "pipeline",
+                "stage",
+                "try"
             );
             for dl in &result.items {
-                println!(
+                outln!(
                     "{:<36}  {:<20}  {:<16}  {:<14}  {:>3}  {}",
                     dl.id,
                     dl.last_failed_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -181,11 +191,24 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
                 );
             }
             let pages = result.total.div_ceil(limit);
-            println!("page {page} of {pages} ({} dead letters)", result.total);
+            outln!("page {page} of {pages} ({} dead letters)", result.total);
         }
         DlqCommand::Show { id } => match journal.get_dead(id.clone()).await? {
-            Some(dl) => println!("{}", serde_json::to_string_pretty(&dl)?),
-            None => bail!("no dead letter {id}"),
+            Some(dl) => outln!("{}", serde_json::to_string_pretty(&dl)?),
+            None => {
+                let filter = DeadLetterFilter {
+                    event_id: Some(id.clone()),
+                    include_replayed: true,
+                    ..DeadLetterFilter::default()
+                };
+                let letters = journal.list_dead(filter, 0, 1000).await?;
+                if letters.items.is_empty() {
+                    bail!("no dead letter {id}, and no dead letter of an event with that id");
+                }
+                for dl in &letters.items {
+                    outln!("{}", serde_json::to_string_pretty(dl)?);
+                }
+            }
         },
         DlqCommand::Replay {
             id,
@@ -209,11 +232,11 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
-            println!(
+            outln!(
                 "queued {queued} for delivery; a running `hookline serve` picks them up now, a stopped one at its next start"
             );
             for s in &skipped {
-                println!("skipped {s}");
+                outln!("skipped {s}");
             }
             if queued == 0 && !skipped.is_empty() {
                 bail!("nothing replayed");
@@ -222,7 +245,7 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
         DlqCommand::Purge { id, all, filters } => {
             let ids = select(journal, id, all, &filters).await?;
             let n = journal.purge(ids).await?;
-            println!("purged {n} dead letters");
+            outln!("purged {n} dead letters");
         }
     }
     Ok(())
@@ -279,7 +302,7 @@ fn one_line(s: &str, max: usize) -> String {
 /// validating the rest (an operator inspecting dead letters need not have every secret in
 /// their environment; only the ones `[storage]` uses).
 fn storage_config(config: &Path) -> anyhow::Result<(StorageConfig, PathBuf)> {
-    let file = ConfigFile::read(config).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let file = ConfigFile::read(config)?;
     let mut doc = toml::de::DeTable::parse(&file.text)
         .map_err(|e| anyhow::anyhow!("{}: {}", config.display(), e.message()))?
         .into_inner();

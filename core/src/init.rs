@@ -205,12 +205,12 @@ pub fn run(args: &InitArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     std::fs::write(&test_path, test_text(args.scheme))
         .with_context(|| format!("cannot write {}", test_path.display()))?;
-    println!(
+    outln!(
         "wrote {} and {}",
         args.output.display(),
         test_path.display()
     );
-    println!(
+    outln!(
         "next: hookline check --config {0} && hookline test --config {0}",
         args.output.display()
     );

@@ -16,6 +16,9 @@
 //! from the plugins folder by the same build. `verify` never does I/O, and nothing below
 //! `ingest` calls back into it.
 
+#[macro_use]
+pub mod out;
+
 pub mod admin;
 pub mod cli;
 pub mod config;

@@ -51,8 +51,19 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `hookline dlq list | head`: the reader closed the pipe and has what it wanted.
+        Err(e) if hookline::out::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match e.downcast_ref::<hookline::config::Diagnostics>() {
+                // Config problems carry their own `error: ` prefix, one per line.
+                Some(d) => {
+                    eprintln!("{d}");
+                    if let [first, _, ..] = d.0.as_slice() {
+                        eprintln!("error: {} problems in {}", d.0.len(), first.file.display());
+                    }
+                }
+                None => eprintln!("error: {e:#}"),
+            }
             std::process::ExitCode::FAILURE
         }
     }

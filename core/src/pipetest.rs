@@ -165,14 +165,14 @@ pub async fn run(
         {
             match run_case(runtime, &pipelines, case).await {
                 Ok(()) => {
-                    println!("test {} ... ok", case.name);
+                    outln!("test {} ... ok", case.name);
                     passed += 1;
                 }
                 Err(problems) => {
-                    println!("test {} ... FAILED", case.name);
+                    outln!("test {} ... FAILED", case.name);
                     for p in problems {
                         for line in p.lines() {
-                            println!("    {line}");
+                            outln!("    {line}");
                         }
                     }
                     failed += 1;
@@ -308,12 +308,14 @@ fn check(
         .get(&e.pipeline)
         .map(|t| t.iter().filter(|t| t.stage == index).collect())
         .unwrap_or_default();
+    let stopped = || stopped_before(pipeline, traces.get(&e.pipeline), index);
     if let Some(want) = e.reached
         && want == runs.is_empty()
     {
         return Err(format!(
-            "{at}: expected the event {}to reach it",
-            if want { "" } else { "not " }
+            "{at}: expected the event {}to reach it{}",
+            if want { "" } else { "not " },
+            if want { stopped() } else { String::new() }
         ));
     }
     if runs.is_empty()
@@ -322,7 +324,10 @@ fn check(
             || e.dropped.is_some()
             || e.fails.is_some())
     {
-        return Err(format!("{at}: the event never reached this stage"));
+        return Err(format!(
+            "{at}: the event never reached this stage{}",
+            stopped()
+        ));
     }
     if let Some(want) = &e.fails {
         let errors: Vec<String> = runs
@@ -389,6 +394,37 @@ fn check(
         }
     }
     Ok(())
+}
+
+/// Why the event did not get to stage `index`: the earlier stage that failed (with its
+/// error) or dropped it, as text to append to a message.
+fn stopped_before(pipeline: &Pipeline, traces: Option<&Vec<StageTrace>>, index: usize) -> String {
+    let name = |i: usize| {
+        pipeline
+            .stages
+            .get(i)
+            .map(|s| s.name.as_str())
+            .unwrap_or("?")
+    };
+    let earlier = traces.into_iter().flatten().filter(|t| t.stage < index);
+    let mut dropped = None;
+    for t in earlier {
+        match &t.output {
+            Err(e) => {
+                return format!(
+                    ": stage `{}` (#{}) failed first: {e}",
+                    name(t.stage),
+                    t.stage
+                );
+            }
+            Ok(next) if next.is_empty() && dropped.is_none() => dropped = Some(t.stage),
+            Ok(_) => {}
+        }
+    }
+    match dropped {
+        Some(i) => format!(": stage `{}` (#{i}) dropped it", name(i)),
+        None => String::new(),
+    }
 }
 
 /// Whether `got` contains `want`: every key of `want` present with a contained value;

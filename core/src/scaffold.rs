@@ -46,9 +46,9 @@ pub fn run(args: PluginArgs) -> anyhow::Result<()> {
             sdk,
         } => {
             let root = new(&name, kind, &dir, sdk.as_deref())?;
-            println!("created {} ({kind:?} plugin)", root.display());
-            println!("build:   cd {} && cargo build --release", root.display());
-            println!(
+            outln!("created {} ({kind:?} plugin)", root.display());
+            outln!("build:   cd {} && cargo build --release", root.display());
+            outln!(
                 "install: cp target/wasm32-wasip2/release/{}.wasm <plugins dir>/{name}.wasm",
                 name.replace('-', "_")
             );

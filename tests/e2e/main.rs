@@ -4,6 +4,7 @@
 mod cli;
 mod delivery;
 mod docs;
+mod first_week;
 mod hostile;
 mod ingest;
 mod nats;

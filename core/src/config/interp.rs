@@ -21,20 +21,44 @@ pub struct Outcome {
     pub defaults_used: Vec<DefaultUsed>,
 }
 
+/// Stands in for an unset secret in `hookline test`: `whsec_` and base64, so that every
+/// scheme (and the `http` sink's `signing`) accepts it; long enough for an admin token.
+pub const TEST_SECRET: &str = "whsec_aG9va2xpbmUtdGVzdC1wbGFjZWhvbGRlcg==";
+
 /// Replace `${...}` in every string value of the document, in place.
 pub fn interpolate_table(
     table: &mut DeTable<'_>,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Outcome {
     let mut out = Outcome::default();
-    walk_table(table, "", lookup, &mut out);
+    walk_table(table, "", lookup, false, &mut out);
     out
+}
+
+/// Like [`interpolate_table`], but an unset variable in a secret's place (a key named
+/// `secrets`, `secret` or `token`) becomes [`TEST_SECRET`] instead of an error: pipeline
+/// tests never check a signature, so they must not need the production secrets.
+pub fn interpolate_table_for_tests(
+    table: &mut DeTable<'_>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Outcome {
+    let mut out = Outcome::default();
+    walk_table(table, "", lookup, true, &mut out);
+    out
+}
+
+/// Whether a dotted key path (`sources[0].verify.secrets[1]`) names a secret.
+fn is_secret_key(path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let name = last.split('[').next().unwrap_or(last);
+    matches!(name, "secrets" | "secret" | "token")
 }
 
 fn walk_table(
     table: &mut DeTable<'_>,
     path: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
+    placeholders: bool,
     out: &mut Outcome,
 ) {
     for (key, value) in table.iter_mut() {
@@ -43,7 +67,7 @@ fn walk_table(
         } else {
             format!("{path}.{}", key.get_ref())
         };
-        walk_value(value, &child, lookup, out);
+        walk_value(value, &child, lookup, placeholders, out);
     }
 }
 
@@ -51,9 +75,16 @@ fn walk_value(
     value: &mut Spanned<DeValue<'_>>,
     path: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
+    placeholders: bool,
     out: &mut Outcome,
 ) {
     let span = value.span();
+    let with_placeholder = |name: &str| lookup(name).or_else(|| Some(TEST_SECRET.to_string()));
+    let lookup: &dyn Fn(&str) -> Option<String> = if placeholders && is_secret_key(path) {
+        &with_placeholder
+    } else {
+        lookup
+    };
     match value.get_mut() {
         DeValue::String(s) if s.contains('$') => match expand(s, lookup) {
             Ok((expanded, defaults)) => {
@@ -66,17 +97,18 @@ fn walk_value(
             }
             Err(message) => out.errors.push((span, message)),
         },
-        DeValue::Table(t) => walk_table(t, path, lookup, out),
+        DeValue::Table(t) => walk_table(t, path, lookup, placeholders, out),
         DeValue::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                walk_value(item, &format!("{path}[{i}]"), lookup, out);
+                walk_value(item, &format!("{path}[{i}]"), lookup, placeholders, out);
             }
         }
         _ => {}
     }
 }
 
-/// Expand one string. Returns the result and the variables whose default was used.
+/// Expand one string. Returns the result and the variables whose (non-empty) default was
+/// used.
 /// `$${` is a literal `${`; a `$` not followed by `{` is kept as is.
 pub fn expand(
     input: &str,
@@ -118,7 +150,11 @@ pub fn expand(
             (Some(value), None) => out.push_str(&value),
             (_, Some(default)) => {
                 out.push_str(default);
-                defaults.push(name.to_string());
+                // An empty default is no value at all (an optional rotation slot, skipped
+                // by the verifiers), not a secret written in the file.
+                if !default.is_empty() {
+                    defaults.push(name.to_string());
+                }
             }
             (None, None) => {
                 return Err(format!(
@@ -164,6 +200,11 @@ mod tests {
         assert_eq!(ex("${EMPTY:-dflt}").expect("ok").0, "dflt");
         assert_eq!(ex("${EMPTY}").expect("ok").0, "");
         assert_eq!(ex("${SET:-x}").expect("ok"), ("value".into(), vec![]));
+        assert_eq!(
+            ex("${UNSET:-}").expect("ok"),
+            (String::new(), vec![]),
+            "an empty default is not a default value"
+        );
     }
 
     #[test]
@@ -190,6 +231,20 @@ mod tests {
                 .contains("not a valid variable")
         );
         assert!(ex("${}").is_err());
+    }
+
+    #[test]
+    fn tests_get_a_placeholder_for_unset_secrets_only() {
+        let text = "[[s]]\nverify = { secrets = [\"${PROD}\", \"${SET}\"] }\nurl = \"${URL}\"\n[admin]\ntoken = \"${TOKEN}\"\n";
+        let mut doc = DeTable::parse(text).expect("parses").into_inner();
+        let out = interpolate_table_for_tests(&mut doc, &env);
+        assert_eq!(out.errors.len(), 1, "only `url` is an error");
+        assert_eq!(&text[out.errors[0].0.clone()], "\"${URL}\"");
+        assert!(is_secret_key("sources[0].verify.secrets[1]"));
+        assert!(is_secret_key("pipelines[0].stages[1].signing.secret"));
+        assert!(!is_secret_key("pipelines[0].stages[1].url"));
+        let mut doc = DeTable::parse(text).expect("parses").into_inner();
+        assert_eq!(interpolate_table(&mut doc, &env).errors.len(), 3);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 pub use diag::{Diagnostic, Diagnostics, Locator, line_col};
-pub use interp::{DefaultUsed, expand, interpolate_table};
+pub use interp::{DefaultUsed, TEST_SECRET, expand, interpolate_table};
 pub use nats::{Backend, NatsConfig, Urls};
 pub use sections::{AdminConfig, PluginsConfig, ServerConfig, SourceConfig, StorageConfig};
 
@@ -48,8 +48,15 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     pub fn read(path: &Path) -> Result<Self, Diagnostics> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Diagnostics::single(path, format!("cannot read config file: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    " (write a starter with `hookline init`, or name another file with `--config PATH` or $HOOKLINE_CONFIG)"
+                }
+                _ => "",
+            };
+            Diagnostics::single(path, format!("cannot read config file: {e}{hint}"))
+        })?;
         Ok(ConfigFile {
             path: path.to_path_buf(),
             text,
@@ -69,9 +76,23 @@ impl ConfigFile {
         self.parse_with_env(&|name| std::env::var(name).ok())
     }
 
+    /// Parse for `hookline test`: like [`ConfigFile::parse`], but an unset variable in a
+    /// secret's place resolves to [`TEST_SECRET`] (pipeline tests check no signature).
+    pub fn parse_for_tests(&self) -> Result<Config<'_>, Diagnostics> {
+        self.parse_inner(&|name| std::env::var(name).ok(), true)
+    }
+
     pub fn parse_with_env(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config<'_>, Diagnostics> {
+        self.parse_inner(env, false)
+    }
+
+    fn parse_inner(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        test_secrets: bool,
     ) -> Result<Config<'_>, Diagnostics> {
         let loc = |doc| Locator {
             file: &self.path,
@@ -85,7 +106,10 @@ impl ConfigFile {
                 return Err(Diagnostics(vec![loc(None).at(e.span(), None, message)]));
             }
         };
-        let interp = interp::interpolate_table(&mut doc, env);
+        let interp = match test_secrets {
+            true => interp::interpolate_table_for_tests(&mut doc, env),
+            false => interp::interpolate_table(&mut doc, env),
+        };
         // Spans are unchanged by interpolation, so the original tree locates keys.
         let original = DeTable::parse(&self.text).map(Spanned::into_inner).ok();
         let locator = loc(original.as_ref());
@@ -259,6 +283,7 @@ impl Checker<'_, '_> {
         let mut admin = AdminConfig::default();
         let mut plugins = PluginsConfig::default();
         let mut sources = Vec::new();
+        let mut broken_sources = Vec::new();
         let mut pipelines = Vec::new();
         for (key, value) in doc.iter() {
             match key.get_ref().as_ref() {
@@ -325,7 +350,7 @@ impl Checker<'_, '_> {
                         plugins = p;
                     }
                 }
-                "sources" => sources = self.sources(value),
+                "sources" => (sources, broken_sources) = self.sources(value),
                 "pipelines" => pipelines = self.pipelines(value),
                 other => self.err(
                     key.span(),
@@ -350,17 +375,29 @@ impl Checker<'_, '_> {
             .collect();
         let mut names: Vec<&str> = known.iter().copied().collect();
         names.sort_unstable();
+        // A source already reported as broken (or none at all) is not reported again for
+        // every pipeline that uses it; a source whose very name is unreadable could be any.
+        let cascade = sources.is_empty() || broken_sources.iter().any(Option::is_none);
+        let broken: HashSet<&str> = broken_sources
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
         let unknown: Vec<(Range<usize>, String)> = pipelines
             .iter()
-            .filter(|(_, p)| !known.contains(p.source.as_str()))
+            .filter(|(_, p)| {
+                !known.contains(p.source.as_str()) && !broken.contains(p.source.as_str())
+            })
             .map(|(span, p)| (span.clone(), p.source.clone()))
             .collect();
-        for (span, name) in unknown {
-            self.err(
-                span,
-                None,
-                format!("unknown source `{name}` (sources: {})", names.join(", ")),
-            );
+        if !cascade {
+            for (span, name) in unknown {
+                self.err(
+                    span,
+                    None,
+                    format!("unknown source `{name}` (sources: {})", names.join(", ")),
+                );
+            }
         }
         if storage.backend == Backend::Nats {
             for s in &sources {
@@ -420,12 +457,26 @@ impl Checker<'_, '_> {
         }
     }
 
-    fn sources(&mut self, value: &Spanned<DeValue<'_>>) -> Vec<SourceConfig> {
+    /// The sources that check out, and the names of those that did not (already reported;
+    /// `None` when even the name cannot be read).
+    fn sources(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+    ) -> (Vec<SourceConfig>, Vec<Option<String>>) {
         let mut names = HashSet::new();
         let mut paths = HashSet::new();
         let mut out = Vec::new();
+        let mut broken = Vec::new();
         for item in self.array_of_tables(value, "sources") {
             let Some(source) = self.de::<SourceConfig>(item) else {
+                let name = match item.get_ref() {
+                    DeValue::Table(t) => t
+                        .get("name")
+                        .and_then(|n| n.get_ref().as_str())
+                        .map(str::to_string),
+                    _ => None,
+                };
+                broken.push(name);
                 continue;
             };
             if source.name.is_empty() || !names.insert(source.name.clone()) {
@@ -456,7 +507,7 @@ impl Checker<'_, '_> {
             }
             out.push(source);
         }
-        out
+        (out, broken)
     }
 
     fn pipelines<'a>(

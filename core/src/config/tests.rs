@@ -19,7 +19,7 @@ max_body = "64KiB"
 [[sources]]
 name = "leadshark"
 path = "/webhooks/leadshark"
-verify = { scheme = "leadshark", secrets = ["${LS_SECRET}", "${OLD:-old-dev-secret}"] }
+verify = { scheme = "leadshark", secrets = ["${LS_SECRET}", "${OLD:-old-dev-secret}", "${OLDER:-}"] }
 
 [[pipelines]]
 name = "crm"
@@ -70,7 +70,11 @@ fn parses_the_documented_shape() {
         ["stdout", "second"]
     );
     assert_eq!(cfg.insecure_defaults().len(), 1);
-    assert_eq!(cfg.insecure_defaults()[0].var, "OLD");
+    assert_eq!(
+        cfg.insecure_defaults()[0].var,
+        "OLD",
+        "an empty optional slot (`OLDER`) is not insecure"
+    );
 }
 
 fn errors(text: &str) -> Vec<Diagnostic> {
@@ -139,6 +143,19 @@ fn unknown_source_and_duplicates() {
     assert_eq!(errs[0].key.as_deref(), Some("pipelines[0].source"));
     let text = GOOD.replace("name = \"audit\"", "name = \"crm\"");
     assert!(errors(&text)[0].message.contains("used twice"));
+}
+
+#[test]
+fn a_broken_source_is_reported_once_not_once_per_pipeline() {
+    // A misspelt scheme: the source does not parse; both pipelines use it.
+    let text = GOOD.replace("scheme = \"leadshark\"", "scheme = \"leadshork\"");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].message.contains("leadshork"), "{errs:?}");
+    assert!(
+        !errs.iter().any(|d| d.message.contains("unknown source")),
+        "{errs:?}"
+    );
 }
 
 #[test]

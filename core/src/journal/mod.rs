@@ -118,6 +118,8 @@ pub struct DeadLetterFilter {
     pub since: Option<Timestamp>,
     /// Include ones already replayed.
     pub include_replayed: bool,
+    /// Only the letters of this event (the id logs and the 2xx name).
+    pub event_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

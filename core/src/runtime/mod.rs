@@ -58,6 +58,16 @@ impl Source {
     }
 }
 
+/// How [`Runtime::build_with`] builds.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Validate without side effects (see `BuildContext::dry_run`): sinks create no files.
+    pub dry_run: bool,
+    /// Compile WASM plugins into this folder instead of the configured cache (a dry run
+    /// passes a temporary one, so the real cache is not written).
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
 /// Everything built from one `pipeline.toml`.
 #[derive(Debug)]
 pub struct Runtime {
@@ -80,11 +90,24 @@ impl Runtime {
     /// `<name>.wasm` is added to (a copy of) `registry` as `wasm:<name>`, so rebuilding the
     /// runtime (a reload) also picks up added, removed and changed plugins.
     pub fn build(config: &Config<'_>, registry: &Registry) -> Result<Runtime, Diagnostics> {
+        Self::build_with(config, registry, &BuildOptions::default())
+    }
+
+    /// [`Runtime::build`] with options: `hookline check` and `hookline test` build dry.
+    pub fn build_with(
+        config: &Config<'_>,
+        registry: &Registry,
+        options: &BuildOptions,
+    ) -> Result<Runtime, Diagnostics> {
         let locator = config_locator(config);
         let mut errors = Vec::new();
         let base_dir = config.file.base_dir();
         let plugins_dir = config.plugins_dir();
-        let plugins = match PluginSet::scan(&plugins_dir, &config.plugin_cache_dir()) {
+        let cache_dir = options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| config.plugin_cache_dir());
+        let plugins = match PluginSet::scan(&plugins_dir, &cache_dir) {
             Ok(set) => Some(set),
             Err(e) => {
                 errors.push(locator.at(
@@ -110,7 +133,8 @@ impl Runtime {
         for p in &config.pipelines {
             let mut stages = Vec::new();
             for s in &p.stages {
-                let ctx = BuildContext::new(&base_dir, &p.name, &s.name);
+                let ctx =
+                    BuildContext::new(&base_dir, &p.name, &s.name).with_dry_run(options.dry_run);
                 let built = match s.kind {
                     StageKind::Filter => registry
                         .get_filter(&s.plugin)

@@ -132,7 +132,10 @@ impl Pipeline {
                 StageOp::Sink(s) => {
                     metrics::sink_attempt(&self.name, &stage.name);
                     match s.deliver(&event).await {
-                        Ok(()) => Ok(vec![event]),
+                        Ok(()) => {
+                            debug!(stage = %stage.name, stage_index = index, "sink delivered");
+                            Ok(vec![event])
+                        }
                         Err(e) => Err((e, event)),
                     }
                 }
@@ -160,7 +163,7 @@ impl Pipeline {
             }
             match result {
                 Ok(next) if next.is_empty() => {
-                    debug!(stage = %stage.name, "dropped");
+                    debug!(stage = %stage.name, stage_index = index, "dropped");
                     outcomes.push(Outcome::Dropped { stage: index });
                 }
                 Ok(next) => {

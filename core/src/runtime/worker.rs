@@ -225,6 +225,9 @@ impl Workers {
                     payload: std::mem::take(&mut d.event.payload),
                 };
                 let outcomes = p.run(event, d.stage).await;
+                if outcomes.iter().any(|o| matches!(o, Outcome::Completed)) {
+                    debug!(event_id = %d.event.id, pipeline = %d.pipeline, "delivered");
+                }
                 outcomes
                     .into_iter()
                     .filter_map(|o| match o {
@@ -239,7 +242,6 @@ impl Workers {
             }
         };
         for c in &continuations {
-            report(&d, c);
             let stage_name = |i: usize| {
                 runtime
                     .pipeline(&d.pipeline)
@@ -247,6 +249,7 @@ impl Workers {
                     .map(|s| s.name.clone())
                     .unwrap_or_else(|| "?".into())
             };
+            report(&d, c, &stage_name);
             match c {
                 Continuation::Retry { stage, .. } => {
                     metrics::retry_scheduled(&d.pipeline, &stage_name(*stage))
@@ -356,7 +359,9 @@ fn dead(
     })
 }
 
-fn report(d: &Delivery, c: &Continuation) {
+/// One log line per outcome; stages are named alike in both (`stage` = its name,
+/// `stage_index` = its position), as in dead letters and metrics.
+fn report(d: &Delivery, c: &Continuation, stage_name: &dyn Fn(usize) -> String) {
     match c {
         Continuation::Retry {
             stage,
@@ -367,7 +372,8 @@ fn report(d: &Delivery, c: &Continuation) {
         } => warn!(
             event_id = %d.event.id,
             pipeline = %d.pipeline,
-            stage = *stage,
+            stage = %stage_name(*stage),
+            stage_index = *stage,
             attempts = *attempts,
             next_attempt_at = %next_attempt_at,
             error = %error,
@@ -376,7 +382,7 @@ fn report(d: &Delivery, c: &Continuation) {
         Continuation::Dead(l) => error!(
             event_id = %d.event.id,
             pipeline = %d.pipeline,
-            stage = l.stage_name.as_deref().unwrap_or("?"),
+            stage = %l.stage_name.clone().unwrap_or_else(|| stage_name(l.stage_index.unwrap_or(0))),
             stage_index = l.stage_index.unwrap_or(0),
             attempts = l.attempts,
             error = %l.error,

@@ -271,6 +271,37 @@ impl VerifyConfig {
         }
     }
 
+    /// A one-line description for `hookline check`: the scheme, how many secrets are set
+    /// (never what they are) and the timestamp tolerance.
+    pub fn describe(&self) -> String {
+        let (secrets, tolerance): (&[Secret], Option<std::time::Duration>) = match self {
+            VerifyConfig::Leadshark(c) => (&c.secrets, c.tolerance),
+            VerifyConfig::StandardWebhooks(c) => (&c.secrets, Some(c.tolerance)),
+            VerifyConfig::Github(c) => (&c.secrets, None),
+            VerifyConfig::Stripe(c) => (&c.secrets, Some(c.tolerance)),
+            VerifyConfig::Slack(c) => (&c.secrets, Some(c.tolerance)),
+            VerifyConfig::Shopify(c) => (&c.secrets, None),
+            VerifyConfig::Hmac(c) => (&c.secrets, c.tolerance),
+        };
+        let set = secrets.iter().filter(|s| !s.expose().is_empty()).count();
+        let mut text = format!("{} signature, secrets ***", self.scheme());
+        match (set, secrets.len()) {
+            (1, 1) => text.push_str(" (1 secret)"),
+            (set, total) if set == total => text.push_str(&format!(" ({set} secrets)")),
+            (set, total) => {
+                text.push_str(&format!(" ({set} of {total} set; empty slots are skipped)"))
+            }
+        }
+        match tolerance {
+            Some(t) => text.push_str(&format!(
+                ", timestamp tolerance {}",
+                humantime::format_duration(t)
+            )),
+            None => text.push_str(", no timestamp check"),
+        }
+        text
+    }
+
     /// Validate the table and build its verifier. Errors name the problem, never a secret.
     pub fn build(&self) -> Result<Box<dyn Verifier>, String> {
         Ok(match self {
@@ -304,12 +335,40 @@ const CLIP_CHARS: usize = 64;
 /// The secrets to use: empty entries are skipped, so a rotation slot such as
 /// `"${LEADSHARK_SECRET_OLD:-}"` can stay in the file when there is no old secret (an empty
 /// key must never verify anything). At least one non-empty secret is required.
+///
+/// A secret with leading or trailing whitespace (typically the newline of `echo` or of a
+/// file read into a variable) or only whitespace is an error, not silently trimmed: no
+/// sender signs with it, so it would only turn every request into a 401, and trimming would
+/// verify with a key other than the one configured.
 pub(crate) fn check_secrets<'a>(
     scheme: &str,
     secrets: &'a [Secret],
 ) -> Result<Vec<&'a Secret>, String> {
     if secrets.is_empty() {
         return Err(format!("{scheme}: `secrets` must list at least one secret"));
+    }
+    for (i, secret) in secrets.iter().enumerate() {
+        let text = secret.expose();
+        if !text.is_empty() && text.trim().is_empty() {
+            return Err(format!(
+                "{scheme}: `secrets[{i}]` is only whitespace: set it to the real secret, or to nothing to leave the slot unused"
+            ));
+        }
+        if text.trim_end() != text {
+            let what = if text.ends_with('\n') || text.ends_with('\r') {
+                "a newline (as `echo` or a file read with `$(cat ...)` leaves)"
+            } else {
+                "whitespace"
+            };
+            return Err(format!(
+                "{scheme}: `secrets[{i}]` ends with {what}, which would make every signature check fail: remove it"
+            ));
+        }
+        if text.trim_start() != text {
+            return Err(format!(
+                "{scheme}: `secrets[{i}]` starts with whitespace, which would make every signature check fail: remove it"
+            ));
+        }
     }
     let usable: Vec<&Secret> = secrets.iter().filter(|s| !s.expose().is_empty()).collect();
     if usable.is_empty() {

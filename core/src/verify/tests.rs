@@ -237,6 +237,28 @@ fn every_scheme_rejects_unknown_keys_and_empty_secrets() {
 }
 
 #[test]
+fn every_scheme_rejects_whitespace_around_or_as_a_secret() {
+    for (scheme, table) in tables("s3cret") {
+        for (bad, says) in [
+            (r#"secrets = ["  "]"#, "only whitespace"),
+            (r#"secrets = ["s3cret\n"]"#, "ends with a newline"),
+            (
+                r#"secrets = ["", "s3cret\r\n"]"#,
+                "`secrets[1]` ends with a newline",
+            ),
+            (r#"secrets = ["s3cret "]"#, "ends with whitespace"),
+            (r#"secrets = [" s3cret"]"#, "starts with whitespace"),
+        ] {
+            let table = table.replace(r#"secrets = ["s3cret"]"#, bad);
+            let cfg = parse(&format!("verify = {table}")).expect(scheme);
+            let err = cfg.build().expect_err(scheme);
+            assert!(err.contains(says), "{scheme} {bad}: {err}");
+            assert!(!err.contains("s3cret"), "the secret is not printed: {err}");
+        }
+    }
+}
+
+#[test]
 fn tolerances_default_to_five_minutes_and_parse_human_durations() {
     let cfg = parse(r#"verify = { scheme = "stripe", secrets = ["s"] }"#).expect("parses");
     let VerifyConfig::Stripe(c) = cfg else {

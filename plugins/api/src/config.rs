@@ -153,6 +153,10 @@ pub struct BuildContext {
     /// Pipeline and stage names, for logs and metrics.
     pub pipeline: String,
     pub stage: String,
+    /// `hookline check` and `hookline test`: validate everything the factory can (paths
+    /// included), but change nothing outside the process: create no file, directory or
+    /// table. A stage built this way is never asked to deliver.
+    pub dry_run: bool,
 }
 
 impl BuildContext {
@@ -165,7 +169,14 @@ impl BuildContext {
             base_dir: base_dir.into(),
             pipeline: pipeline.into(),
             stage: stage.into(),
+            dry_run: false,
         }
+    }
+
+    /// The same context for a dry run (see [`BuildContext::dry_run`]).
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
     }
 
     /// `path` as written in the config, resolved against the config file's directory.

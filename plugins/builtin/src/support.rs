@@ -72,6 +72,41 @@ pub(crate) fn headers_map(event: &Event) -> Map<String, Value> {
     map
 }
 
+/// For a dry run (`hookline check`): whether `path` could be opened for writing, without
+/// creating it or its folders. An existing file is opened for append (which changes
+/// nothing); otherwise the nearest existing ancestor must be a folder.
+pub(crate) fn check_writable(path: &std::path::Path) -> Result<(), String> {
+    if path.exists() {
+        if path.is_dir() {
+            return Err("it is a folder".into());
+        }
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| e.to_string());
+    }
+    let mut at = path.parent();
+    while let Some(dir) = at {
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        };
+        if dir.exists() {
+            if !dir.is_dir() {
+                return Err(format!("{} is not a folder", dir.display()));
+            }
+            if dir.metadata().is_ok_and(|m| m.permissions().readonly()) {
+                return Err(format!("{} is read-only", dir.display()));
+            }
+            return Ok(());
+        }
+        at = dir.parent();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -298,6 +298,7 @@ pub fn matches(f: &DeadLetterFilter, l: &DeadLetter) -> bool {
             .as_ref()
             .is_none_or(|r| l.error.to_lowercase().contains(&r.to_lowercase()))
         && f.since.is_none_or(|t| l.last_failed_at >= t)
+        && f.event_id.as_ref().is_none_or(|e| &l.event_id == e)
 }
 
 #[cfg(test)]
@@ -365,6 +366,14 @@ mod tests {
         }));
         assert!(!by(DeadLetterFilter {
             since: since(101),
+            ..all.clone()
+        }));
+        assert!(by(DeadLetterFilter {
+            event_id: Some("e".into()),
+            ..all.clone()
+        }));
+        assert!(!by(DeadLetterFilter {
+            event_id: Some("other".into()),
             ..all.clone()
         }));
         let replayed = letter("replayed", None, "x", 1);

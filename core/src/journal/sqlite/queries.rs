@@ -638,6 +638,10 @@ fn filter_sql(f: &DeadLetterFilter) -> (String, Vec<rusqlite::types::Value>) {
         values.push(Value::Integer(ms(since)));
         clauses.push(format!("last_failed_at >= ?{}", values.len()));
     }
+    if let Some(event) = &f.event_id {
+        values.push(Value::Text(event.clone()));
+        clauses.push(format!("event_id = ?{}", values.len()));
+    }
     let sql = if clauses.is_empty() {
         String::new()
     } else {

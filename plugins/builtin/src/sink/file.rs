@@ -7,7 +7,7 @@
 //!
 //! A relative `path` resolves against the config file's directory. Parent directories are
 //! created and the file is opened for append at start-up, so a path that cannot be written
-//! is a config error. The sink's own thread does the writing: it takes every line waiting,
+//! is a config error (`hookline check` only checks that it could be, creating nothing). The sink's own thread does the writing: it takes every line waiting,
 //! writes them with one `write_all` (so lines never interleave) and, with `fsync = true`,
 //! syncs them to disk with one `fdatasync`, and only then are their deliveries done. Under
 //! load many events share one write and one sync, and no disk stall ever blocks the async
@@ -47,6 +47,22 @@ pub fn build(config: &PluginConfig<'_>, ctx: &BuildContext) -> Result<Arc<dyn Si
         return Err(config.error_at("path", "`path` must not be empty"));
     }
     let path = ctx.resolve(&cfg.path);
+    if ctx.dry_run {
+        crate::support::check_writable(&path).map_err(|e| {
+            config.error_at(
+                "path",
+                format!("cannot open {} for append: {e}", path.display()),
+            )
+        })?;
+        // No file and no writer thread: a dry-run sink is never asked to deliver (and
+        // would answer "the writer has stopped").
+        let (lines, _) = mpsc::channel::<Line>();
+        return Ok(Arc::new(FileSink {
+            path,
+            envelope: cfg.envelope,
+            lines,
+        }));
+    }
     let file = open(&path).map_err(|e| {
         config.error_at(
             "path",
@@ -154,6 +170,21 @@ mod tests {
             &ctx,
         )
         .expect("builds")
+    }
+
+    #[test]
+    fn a_dry_run_creates_nothing_but_still_checks_the_path() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ctx = BuildContext::new(dir.path(), "test", "file").with_dry_run(true);
+        build(&config("file", "path = \"out/events.jsonl\""), &ctx).expect("builds");
+        assert!(
+            !dir.path().join("out").exists(),
+            "no folder or file created"
+        );
+        std::fs::write(dir.path().join("plain"), "").expect("write");
+        let err = build(&config("file", "path = \"plain/events.jsonl\""), &ctx)
+            .expect_err("a file is in the way");
+        assert!(err.message.contains("not a folder"), "{}", err.message);
     }
 
     fn lines(dir: &Path) -> Vec<Value> {

@@ -75,8 +75,14 @@ pub fn build(config: &PluginConfig<'_>, ctx: &BuildContext) -> Result<Arc<dyn Si
         }
     }
     let path = ctx.resolve(&cfg.path);
-    let conn = open(&path, &cfg)
-        .map_err(|e| config.error_at("path", format!("cannot use {}: {e}", path.display())))?;
+    let conn = if ctx.dry_run {
+        // Check the path without creating the database, its folder or its table.
+        crate::support::check_writable(&path)
+            .and_then(|()| rusqlite::Connection::open_in_memory().map_err(|e| e.to_string()))
+    } else {
+        open(&path, &cfg)
+    }
+    .map_err(|e| config.error_at("path", format!("cannot use {}: {e}", path.display())))?;
     let columns: Vec<(String, String)> = cfg.columns.into_iter().collect();
     let names: Vec<String> = BASE_COLUMNS
         .iter()
