@@ -41,7 +41,87 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such admin endpoint") });
     api.layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            same_machine,
+        ))
         .with_state(state)
+}
+
+/// A web page the operator happens to open must not be able to use the admin API: not by
+/// posting to it (cross-site request forgery: a state-changing request whose `Origin` is
+/// not the admin listener's own is refused) and not by DNS rebinding (a request addressed to
+/// a name other than this machine's loopback is refused unless it carries a token).
+async fn same_machine(State(state): State<AdminState>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let presented = headers.contains_key(header::AUTHORIZATION);
+    let listen = state.runtime.load().admin.listen.clone();
+    if !presented && !is_local_host(&host, &listen) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the admin API answers requests addressed to this machine (localhost, 127.0.0.1, [::1]), not to `{}`, unless they carry the admin token",
+                printable(&host)
+            ),
+        )
+        .into_response();
+    }
+    let safe = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !safe {
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == "cross-site" || v == "same-site");
+        let foreign = origin.is_some_and(|o| {
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+                .is_none_or(|rest| !rest.eq_ignore_ascii_case(&host))
+        });
+        if foreign || cross_site {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "a request from the web page `{}` may not change anything here; use the CLI or send it without an Origin header",
+                    printable(origin.unwrap_or("another site"))
+                ),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// `localhost` (or a name under it), a loopback address, or the listener's own address.
+fn is_local_host(host: &str, listen: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let name = name.to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+        let own = listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip() == ip && !ip.is_unspecified());
+        return ip.is_loopback() || own;
+    }
+    false
+}
+
+/// A header value as it may be shown: control characters escaped, at most 100 characters.
+fn printable(s: &str) -> String {
+    s.chars().take(100).flat_map(char::escape_debug).collect()
 }
 
 async fn auth(State(state): State<AdminState>, req: Request, next: Next) -> Response {
@@ -149,25 +229,33 @@ impl FilterQuery {
         let since = self
             .since
             .as_deref()
+            .filter(|s| !s.trim().is_empty())
             .map(parse_since)
             .transpose()
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
         Ok(DeadLetterFilter {
-            pipeline: self.pipeline.clone(),
-            stage: self.stage.clone(),
-            reason: self.reason.clone(),
+            pipeline: given(&self.pipeline),
+            stage: given(&self.stage),
+            reason: given(&self.reason),
             since,
             include_replayed: self.include_replayed,
             event_id: None,
         })
     }
 
+    /// No filter at all: every value missing or empty (`?reason=` filters nothing).
     fn is_unfiltered(&self) -> bool {
-        self.pipeline.is_none()
-            && self.stage.is_none()
-            && self.reason.is_none()
-            && self.since.is_none()
+        [&self.pipeline, &self.stage, &self.reason, &self.since]
+            .iter()
+            .all(|v| given(v).is_none())
     }
+}
+
+/// A query value that says something: empty (or blank) counts as not given.
+fn given(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string)
 }
 
 /// `2026-11-27T10:00:00Z`, or a duration back from now (`90m`, `1h`, `7d`).
@@ -203,7 +291,55 @@ async fn list(
         .list_dead(q.filter()?, q.offset, limit)
         .await
         .map_err(internal)?;
-    Ok(axum::Json(page).into_response())
+    // Summaries only: the event and a raw body (personal data, up to `max_body` each) are
+    // on the single-item endpoint. The page ends early at LIST_BYTES.
+    let mut items = Vec::new();
+    let mut bytes = 0;
+    for dl in &page.items {
+        let item = summary(dl);
+        bytes += item.to_string().len();
+        if bytes > LIST_BYTES && !items.is_empty() {
+            break;
+        }
+        items.push(item);
+    }
+    let next = q.offset + items.len() as u64;
+    Ok(axum::Json(json!({
+        "items": items,
+        "total": page.total,
+        "offset": page.offset,
+        "limit": page.limit,
+        "next_offset": (next < page.total).then_some(next),
+    }))
+    .into_response())
+}
+
+/// The most one list response carries, in bytes of JSON (about).
+const LIST_BYTES: usize = 1024 * 1024;
+/// The longest error text a list item carries (the whole is on the single-item endpoint).
+const LIST_ERROR_CHARS: usize = 2000;
+
+/// A dead letter without its event or raw body, for lists.
+fn summary(dl: &crate::journal::DeadLetter) -> serde_json::Value {
+    let error: String = dl.error.chars().take(LIST_ERROR_CHARS).collect();
+    json!({
+        "id": dl.id,
+        "event_id": dl.event_id,
+        "source": dl.source,
+        "event_type": dl.event.as_ref().map(|e| e.event_type.as_str()),
+        "pipeline": dl.pipeline,
+        "stage_index": dl.stage_index,
+        "stage_name": dl.stage_name,
+        "error": error,
+        "attempts": dl.attempts,
+        "first_failed_at": dl.first_failed_at,
+        "last_failed_at": dl.last_failed_at,
+        "created_at": dl.created_at,
+        "state": dl.state,
+        "replayed_at": dl.replayed_at,
+        "has_event": dl.event.is_some(),
+        "has_raw": dl.raw.is_some(),
+    })
 }
 
 async fn show(State(s): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {

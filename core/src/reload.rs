@@ -54,6 +54,25 @@ impl Reloader {
                     warn!("{w}");
                 }
                 let old = self.runtime.load();
+                // The admin socket stays where it was bound; a token can only go if that
+                // is loopback, or the API would be open to the network.
+                if new.admin.token.is_none()
+                    && let Ok(bound) = old.admin.listen.parse::<std::net::SocketAddr>()
+                    && !bound.ip().is_loopback()
+                {
+                    metrics::config_reload(false);
+                    let d = Diagnostics::single(
+                        &self.config,
+                        format!(
+                            "[admin] token: the admin API is bound to {bound}, which is not loopback, and stays there until a restart; it cannot run without a token. Keep the token, or restart with `[admin] listen` on 127.0.0.1"
+                        ),
+                    );
+                    error!(
+                        trigger,
+                        "reload refused; the running configuration stays:\n{d}"
+                    );
+                    return Err(d);
+                }
                 for key in restart_only_changes(&old, &new) {
                     warn!(
                         key,

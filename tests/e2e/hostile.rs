@@ -370,3 +370,214 @@ async fn h2c_is_off_by_default_and_bounded_when_on() {
 }
 
 use futures::StreamExt;
+
+/// Signed requests that cannot be decoded: each becomes a dead letter with its raw body.
+async fn dead_letters_with_raw_bodies(h: &Hookline, count: usize, size: usize) {
+    let url = h.url("/webhooks/leadshark");
+    for i in 0..count {
+        let mut body = format!("{{\"event\": \"email.captured\", \"n\": {i}, \"pad\": \"");
+        body.push_str(&"x".repeat(size));
+        let r = post_signed(&url, &body).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+    }
+}
+
+/// F10: a web page the operator opens can neither change anything (Origin) nor read the
+/// dead letters through a rebound DNS name (Host); the CLI, curl and the admin's own
+/// origin still work.
+#[tokio::test]
+async fn the_admin_api_refuses_other_sites_and_foreign_host_names() {
+    let h = hookline("");
+    dead_letters_with_raw_bodies(&h, 1, 10).await;
+    let c = client();
+    let port = h.admin_addr.port();
+    let replay = h.admin_url("/api/v1/dead-letters/replay");
+    let forged = c
+        .post(&replay)
+        .header("origin", "http://attacker.example")
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(forged.status(), 403, "a cross-site POST is refused");
+    let text = forged.text().await.expect("body");
+    assert!(text.contains("attacker.example"), "{text}");
+    let fetch_meta = c
+        .delete(h.admin_url("/api/v1/dead-letters?all=true"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        fetch_meta.status(),
+        403,
+        "Sec-Fetch-Site: cross-site is refused"
+    );
+    let rebound = c
+        .get(h.admin_url("/api/v1/dead-letters"))
+        .header("host", format!("attacker.example:{port}"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        rebound.status(),
+        403,
+        "a foreign Host is refused (DNS rebinding)"
+    );
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let ok = c
+            .get(h.admin_url("/api/v1/dead-letters"))
+            .header("host", &host)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(ok.status(), 200, "Host {host}");
+    }
+    let same_origin = c
+        .post(&replay)
+        .header("origin", format!("http://127.0.0.1:{port}"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(same_origin.status(), 200, "the listener's own origin");
+    let cli_style = c.post(&replay).send().await.expect("answer");
+    assert_eq!(cli_style.status(), 200, "no Origin: curl, scripts");
+    // Still dead (the replays above found it already replayed or replayed it): nothing was
+    // purged by the refused DELETE.
+    let page: serde_json::Value = c
+        .get(h.admin_url("/api/v1/dead-letters?include_replayed=true"))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["total"], 1, "{page}");
+}
+
+/// F9: a filter whose values are all empty is no filter: a bulk purge needs `all=true`.
+#[tokio::test]
+async fn an_empty_filter_purges_nothing() {
+    let h = hookline("");
+    dead_letters_with_raw_bodies(&h, 3, 10).await;
+    let c = client();
+    for query in ["reason=", "reason=&pipeline=&stage=&since=", "reason=%20"] {
+        let r = c
+            .delete(h.admin_url(&format!("/api/v1/dead-letters?{query}")))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 400, "DELETE ?{query} is not a filter");
+    }
+    let page: serde_json::Value = c
+        .get(h.admin_url("/api/v1/dead-letters?reason="))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        page["total"], 3,
+        "nothing purged, and ?reason= lists all: {page}"
+    );
+}
+
+/// F14: lists carry summaries (no event, no raw body) and stop at about 1 MiB; the body is
+/// on the single-item endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_lists_are_bounded_and_carry_no_bodies() {
+    let h = hookline("");
+    dead_letters_with_raw_bodies(&h, 40, 100 * 1024).await;
+    let c = client();
+    let r = c
+        .get(h.admin_url("/api/v1/dead-letters?limit=1000"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("body");
+    println!(
+        "40 dead letters with 100 KiB raw bodies: list response {} bytes",
+        text.len()
+    );
+    assert!(
+        text.len() < 64 * 1024,
+        "a list of summaries is small: {} bytes",
+        text.len()
+    );
+    let page: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(page["total"], 40);
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 40);
+    assert!(
+        items
+            .iter()
+            .all(|i| i.get("raw").is_none() && i.get("event").is_none())
+    );
+    assert!(items.iter().all(|i| i["has_raw"] == true));
+    let id = items[0]["id"].as_str().expect("id");
+    let one: serde_json::Value = c
+        .get(h.admin_url(&format!("/api/v1/dead-letters/{id}")))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        one["raw"].as_str().is_some_and(|r| r.len() > 100 * 1024),
+        "the single-item endpoint has the body"
+    );
+}
+
+/// F3: a reload may not leave the admin API on a non-loopback socket without a token (the
+/// socket stays where it was bound until a restart).
+#[tokio::test]
+async fn a_reload_cannot_remove_the_token_of_an_admin_api_off_loopback() {
+    const TOKEN: &str = "admin-token-0123456789abcdef";
+    let config = |admin: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[admin]\n{admin}\n\n{}\n{FILE_PIPELINE}",
+            leadshark_source()
+        )
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &path,
+        config(&format!("listen = \"0.0.0.0:0\"\ntoken = \"{TOKEN}\"")),
+    )
+    .expect("write");
+    let h = Hookline::start_in(dir, &[]);
+    let admin = |p: &str| format!("http://127.0.0.1:{}{p}", h.admin_addr.port());
+    let c = client();
+    // The operator "moves it to loopback and drops the token" in the file.
+    std::fs::write(&path, config("listen = \"127.0.0.1:9999\"")).expect("write");
+    let r = c
+        .post(admin("/api/v1/reload"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 422, "reload refused");
+    let body = r.text().await.expect("body");
+    assert!(
+        body.contains("not loopback") && body.contains("token"),
+        "{body}"
+    );
+    let without = c
+        .get(admin("/api/v1/dead-letters"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(without.status(), 401, "the token still guards the API");
+    let with = c
+        .get(admin("/api/v1/dead-letters"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(with.status(), 200);
+}
