@@ -13,6 +13,15 @@
 //! With `format = "json"` (the default) the rendered text must be JSON and becomes the new
 //! payload; with `format = "text"` the payload becomes that text as a JSON string.
 //!
+//! With `format = "json"`, every value the template inserts is escaped for JSON: a string
+//! as the content of a JSON string (quotes, backslashes and control characters escaped, so
+//! `"New lead: {{ payload.data.lead.name }}"` stays one string whatever the name holds),
+//! objects and arrays as JSON. Payload text can never change the output's structure.
+//! `| tojson` still gives a complete JSON value (quoted string), as before.
+//!
+//! Each render has a budget (minijinja fuel, [`FUEL`] instructions): a template that loops
+//! over a huge payload fails the event with that reason instead of holding a thread.
+//!
 //! By default a missing field renders as nothing and lookups below it stay missing
 //! (`payload.data.automation.name` is empty when `automation` is absent) — LeadShark v1 and
 //! v2 bodies differ. `strict = true` makes any use of a missing field a fatal error instead.
@@ -24,12 +33,16 @@ use std::sync::Arc;
 
 use hookline_plugin_api::{BuildContext, ConfigError, Event, PluginConfig, StageError, Transform};
 use minijinja::value::Serde;
+use minijinja::value::ValueKind;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value, context};
 use serde::Deserialize;
 
 use crate::support::{event_meta, headers_map, truncate};
 
 const NAME: &str = "template";
+/// Instructions one render may run: far above any message template over a webhook payload
+/// (a few hundred), far below what would hold a thread for long.
+pub const FUEL: u64 = 1_000_000;
 const VARIABLES: [&str; 3] = ["payload", "event", "headers"];
 
 /// Config of the `template` transform.
@@ -67,8 +80,12 @@ pub fn build(
     } else {
         UndefinedBehavior::Chainable
     };
-    let env = environment(&cfg.template, behavior)
+    let mut env = environment(&cfg.template, behavior)
         .map_err(|e| config.error_at("template", format!("invalid template: {e}")))?;
+    if cfg.format == Format::Json {
+        env.set_formatter(json_formatter);
+    }
+    env.set_fuel(Some(FUEL));
     check(&env).map_err(|e| config.error_at("template", e))?;
     Ok(Arc::new(TemplateTransform {
         env,
@@ -111,6 +128,39 @@ fn check(env: &Environment<'static>) -> Result<(), String> {
     match trial.get_template(NAME).and_then(|t| t.render(trial_ctx)) {
         Err(e) if is_unknown_callable(e.kind()) => Err(format!("invalid template: {e}")),
         _ => Ok(()),
+    }
+}
+
+/// Inserted values, escaped for JSON (see the module docs). Values marked safe (`tojson`'s
+/// output) and missing ones render as minijinja would.
+fn json_formatter(
+    out: &mut minijinja::Output<'_>,
+    state: &mut minijinja::State<'_, '_>,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
+    let serialization = |e: serde_json::Error| {
+        minijinja::Error::new(
+            ErrorKind::BadSerialization,
+            format!("cannot render as JSON: {e}"),
+        )
+    };
+    let write = |out: &mut minijinja::Output<'_>, text: &str| {
+        out.write_str(text)
+            .map_err(|e| minijinja::Error::new(ErrorKind::WriteFailure, e.to_string()))
+    };
+    if value.is_safe() || value.is_undefined() || value.is_none() {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    match value.kind() {
+        ValueKind::String => {
+            let quoted =
+                serde_json::to_string(value.as_str().unwrap_or_default()).map_err(serialization)?;
+            write(out, &quoted[1..quoted.len() - 1])
+        }
+        ValueKind::Map | ValueKind::Seq | ValueKind::Iterable | ValueKind::Plain => {
+            write(out, &serde_json::to_string(value).map_err(serialization)?)
+        }
+        _ => minijinja::escape_formatter(out, state, value),
     }
 }
 
@@ -172,6 +222,38 @@ mod tests {
             .apply(event("email.captured", payload))?
             .remove(0)
             .payload)
+    }
+
+    /// F12 of the bulkheads issue: a name that closes the string and adds a key.
+    #[test]
+    fn inserted_text_cannot_change_the_json_structure() {
+        let text = r#"template = '{"text":"New lead: {{ payload.data.lead.name }}", "tags": {{ payload.data.tags }}}'"#;
+        let name = "x\", \"channel\": \"#general";
+        let out = render(
+            text,
+            json!({"data": {"lead": {"name": name}, "tags": ["a\"b", 1]}}),
+        )
+        .expect("renders valid JSON");
+        assert_eq!(
+            out,
+            json!({"text": format!("New lead: {name}"), "tags": ["a\"b", 1]})
+        );
+        // Control characters and backslashes too.
+        let out = render(
+            r#"template = '{"t":"{{ payload.s }}"}'"#,
+            json!({"s": "a\\\n\u{1}b"}),
+        )
+        .expect("renders");
+        assert_eq!(out, json!({"t": "a\\\n\u{1}b"}));
+    }
+
+    /// A render that would loop over a huge payload runs out of fuel: fatal, with the reason.
+    #[test]
+    fn a_runaway_render_is_stopped_by_its_budget() {
+        let text = r#"template = '{"n": {% for a in payload.xs %}{% for b in payload.xs %}{% endfor %}{% endfor %}1}'"#;
+        let xs: Vec<u32> = (0..3000).collect();
+        let err = render(text, json!({"xs": xs})).expect_err("out of fuel");
+        assert!(format!("{err:?}").contains("fuel"), "{err:?}");
     }
 
     #[test]
