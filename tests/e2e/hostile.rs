@@ -581,3 +581,74 @@ async fn a_reload_cannot_remove_the_token_of_an_admin_api_off_loopback() {
         .expect("answer");
     assert_eq!(with.status(), 200);
 }
+
+/// F6: a WASM transform that spins to its deadline and a CEL filter that would loop over
+/// 8 000 × 8 000 tags, on pipelines of the same service: stages run on their own threads
+/// and CEL has a budget, so signed webhooks keep being answered at once, and both hostile
+/// stages dead-letter their events with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn spinning_and_quadratic_stages_do_not_slow_the_listener() {
+    let body = r#"
+[[pipelines]]
+name = "spin"
+source = "leadshark"
+events = ["new.like"]
+stages = [{ transform = "wasm:hostile-spin", timeout = "2s" }, { sink = "file", path = "spin.jsonl" }]
+
+[[pipelines]]
+name = "quadratic"
+source = "leadshark"
+events = ["new.comment"]
+stages = [{ filter = "cel", expr = "payload.data.tags.all(t, payload.data.tags.exists(u, u == t))" }, { sink = "file", path = "tags.jsonl" }]
+
+[[pipelines]]
+name = "leads"
+source = "leadshark"
+events = ["email.captured"]
+stages = [{ sink = "file", path = "leads.jsonl" }]
+"#;
+    let h = Hookline::start_in(crate::wasm::setup(&["hostile-spin"], body), &[]);
+    let url = h.url("/webhooks/leadshark");
+    for i in 0..4 {
+        assert_eq!(post_signed(&url, &sample("new.like", i)).await.status, 200);
+    }
+    let tags: Vec<String> = (0..8000).map(|i| format!("tag-{i}")).collect();
+    for i in 0..2 {
+        let mut event: serde_json::Value =
+            serde_json::from_str(&sample("new.comment", i)).expect("json");
+        event["data"]["tags"] = serde_json::json!(tags);
+        let r = post_signed(&url, &event.to_string()).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+    }
+    let took = legit_traffic(url, 60, 1000).await;
+    report("spinning WASM + quadratic CEL", &took);
+    let lines = wait_for_lines(&h.path("leads.jsonl"), 60).await;
+    assert_eq!(lines.len(), 60, "every legit event delivered");
+    let mut errors = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let out = h.cli(&["dlq", "list", "--json"]);
+        let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        errors = page["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i["error"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if errors.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let budget = errors
+        .iter()
+        .filter(|e| e.contains("CEL budget exceeded"))
+        .count();
+    let spun = errors.iter().filter(|e| e.contains("timed out")).count();
+    println!("dead letters: {budget} over the CEL budget, {spun} WASM timeouts");
+    assert_eq!(budget, 2, "{errors:?}");
+    assert_eq!(spun, 4, "{errors:?}");
+}

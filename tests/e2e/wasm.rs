@@ -30,7 +30,7 @@ fn cache_dir() -> String {
 }
 
 /// A temp dir holding `plugins/<name>.wasm` for each name and a config with `body`.
-fn setup(plugins: &[&str], body: &str) -> tempfile::TempDir {
+pub fn setup(plugins: &[&str], body: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("dir");
     std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
     for p in plugins {

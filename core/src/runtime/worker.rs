@@ -32,6 +32,8 @@ pub struct Workers {
 
 #[derive(Debug)]
 struct Inner {
+    /// Where pipeline runs execute: the stages' own threads (see [`stage_threads`]).
+    stages: tokio::runtime::Handle,
     journal: Arc<dyn Journal>,
     runtime: Arc<ArcSwap<Runtime>>,
     permits: Arc<Semaphore>,
@@ -49,6 +51,7 @@ impl Workers {
     ) -> Self {
         Workers {
             inner: Arc::new(Inner {
+                stages: stage_threads(),
                 journal,
                 runtime,
                 permits: Arc::new(Semaphore::new(concurrency.max(1))),
@@ -67,12 +70,15 @@ impl Workers {
     /// Run a delivery now (it is already claimed by this process).
     pub fn spawn(&self, delivery: Delivery) {
         let this = self.clone();
-        self.inner.tracker.spawn(async move {
-            let Ok(_permit) = this.inner.permits.clone().acquire_owned().await else {
-                return;
-            };
-            this.run(delivery).await;
-        });
+        self.inner.tracker.spawn_on(
+            async move {
+                let Ok(_permit) = this.inner.permits.clone().acquire_owned().await else {
+                    return;
+                };
+                this.run(delivery).await;
+            },
+            &self.inner.stages,
+        );
     }
 
     /// Run a delivery now if a run slot is free; otherwise hand it back (`Some`). Fresh
@@ -82,10 +88,13 @@ impl Workers {
         match self.inner.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let this = self.clone();
-                self.inner.tracker.spawn(async move {
-                    let _permit = permit;
-                    this.run(delivery).await;
-                });
+                self.inner.tracker.spawn_on(
+                    async move {
+                        let _permit = permit;
+                        this.run(delivery).await;
+                    },
+                    &self.inner.stages,
+                );
                 None
             }
             Err(_) => Some(delivery),
@@ -275,6 +284,29 @@ impl Workers {
                 }
             }
         }
+    }
+}
+
+/// The threads pipeline runs execute on: a runtime of their own, apart from the one that
+/// accepts connections and answers webhooks, so that a stage that computes for long (a CEL
+/// expression over a huge list, a WASM plugin up to its deadline) takes CPU from other runs,
+/// not from the listener. As many threads as cores; made once per process.
+fn stage_threads() -> tokio::runtime::Handle {
+    static STAGES: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
+        std::sync::OnceLock::new();
+    let built = STAGES.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("hookline-stages")
+            .enable_all()
+            .build()
+            .map_err(|e| warn!(error = %e, "cannot start the stage threads; pipelines run on the listener's"))
+            .ok()
+    });
+    match built {
+        Some(rt) => rt.handle().clone(),
+        None => tokio::runtime::Handle::current(),
     }
 }
 

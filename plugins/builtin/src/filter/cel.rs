@@ -15,6 +15,13 @@
 //! The expression is compiled at start-up, and a name other than the three variables (a
 //! typo such as `paylod`) is refused then. At run time, an evaluation error or a result that
 //! is not a bool is a fatal error: the event is dead-lettered with the reason.
+//!
+//! **Budget.** The `cel` crate cannot stop an evaluation once it runs, so the cost is bounded
+//! before it starts: each loop (`all`, `exists`, `exists_one`, `map`, `filter`) is assumed
+//! to run over the largest list or map in the event, loops inside loops multiply, and an
+//! event for which that bound exceeds [`BUDGET`] steps is dead-lettered with the bound and
+//! the reason instead of evaluated. One loop over any list a 1 MiB body can hold fits; a
+//! loop inside a loop over thousands of elements does not.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -26,6 +33,55 @@ use hookline_plugin_api::{BuildContext, ConfigError, Event, Filter, PluginConfig
 use serde::Deserialize;
 
 use crate::support::{event_meta, headers_map, truncate};
+
+/// Evaluation steps an expression may be estimated to take on one event.
+pub const BUDGET: u64 = 2_000_000;
+
+/// Steps an evaluation may take at most, when every loop runs over `n` elements.
+fn cost(expr: &Expression, n: u64) -> u64 {
+    let sum = |exprs: &mut dyn Iterator<Item = &Expression>| {
+        exprs.fold(0u64, |acc, e| acc.saturating_add(cost(e, n)))
+    };
+    let own = match &expr.expr {
+        Expr::Comprehension(c) => {
+            let body = cost(&c.loop_cond, n).saturating_add(cost(&c.loop_step, n));
+            cost(&c.iter_range, n)
+                .saturating_add(cost(&c.accu_init, n))
+                .saturating_add(n.max(1).saturating_mul(body))
+                .saturating_add(cost(&c.result, n))
+        }
+        Expr::Call(call) => sum(&mut call.target.iter().map(|t| &**t).chain(call.args.iter())),
+        Expr::List(list) => sum(&mut list.elements.iter()),
+        Expr::Map(map) => sum(&mut map.entries.iter().flat_map(|e| entry_parts(&e.expr))),
+        Expr::Struct(s) => sum(&mut s.entries.iter().flat_map(|e| entry_parts(&e.expr))),
+        Expr::Select(select) => cost(&select.operand, n),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 0,
+    };
+    own.saturating_add(1)
+}
+
+/// The expressions of a map entry or struct field.
+fn entry_parts(entry: &EntryExpr) -> Vec<&Expression> {
+    match entry {
+        EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+        EntryExpr::StructField(f) => vec![&f.value],
+    }
+}
+
+/// The number of elements of the largest list or map in `value` (1 at least).
+fn largest_collection(value: &serde_json::Value) -> u64 {
+    match value {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(largest_collection)
+            .fold(items.len() as u64, u64::max),
+        serde_json::Value::Object(map) => map
+            .values()
+            .map(largest_collection)
+            .fold(map.len() as u64, u64::max),
+        _ => 1,
+    }
+}
 
 /// Names bound for every expression.
 const VARIABLES: [&str; 3] = ["payload", "event", "headers"];
@@ -59,11 +115,44 @@ pub fn build(
             ),
         ));
     }
+    let largest_literal = largest_literal(program.expression());
     Ok(Arc::new(CelFilter {
         source: cfg.expr,
         env,
         program,
+        largest_literal,
     }))
+}
+
+/// The longest list or map literal in the expression.
+fn largest_literal(expr: &Expression) -> u64 {
+    let children: Vec<&Expression> = match &expr.expr {
+        Expr::Comprehension(c) => vec![
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ],
+        Expr::Call(call) => call
+            .target
+            .iter()
+            .map(|t| &**t)
+            .chain(call.args.iter())
+            .collect(),
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Select(select) => vec![&*select.operand],
+        _ => Vec::new(),
+    };
+    let own = match &expr.expr {
+        Expr::List(list) => list.elements.len() as u64,
+        Expr::Map(map) => map.entries.len() as u64,
+        _ => 0,
+    };
+    children
+        .into_iter()
+        .map(largest_literal)
+        .fold(own, u64::max)
 }
 
 /// Free names that neither our variables nor the environment (type names such as `string`,
@@ -171,6 +260,8 @@ pub struct CelFilter {
     source: String,
     env: Arc<Env>,
     program: Program,
+    /// The longest list written in the expression itself.
+    largest_literal: u64,
 }
 
 impl std::fmt::Debug for CelFilter {
@@ -183,6 +274,15 @@ impl std::fmt::Debug for CelFilter {
 
 impl Filter for CelFilter {
     fn keep(&self, event: &Event) -> Result<bool, StageError> {
+        let n = largest_collection(&event.payload)
+            .max(event.headers.len() as u64)
+            .max(self.largest_literal);
+        let estimate = cost(self.program.expression(), n);
+        if estimate > BUDGET {
+            return Err(StageError::fatal(format!(
+                "CEL budget exceeded: on this event (its largest list or map has {n} elements) the expression could take up to {estimate} steps, over the budget of {BUDGET}; loops inside loops over large lists are refused"
+            )));
+        }
         let mut ctx = Context::with_env(Arc::clone(&self.env));
         let bind = |e: ::cel::SerializationError| {
             StageError::fatal(format!("cannot pass the event to CEL: {e}"))
@@ -280,6 +380,33 @@ mod tests {
         ] {
             assert_eq!(keeps(expr, json!({})), Ok(true), "{expr}");
         }
+    }
+
+    /// F6 of the bulkheads issue: a quadratic expression over 8 000 tags is refused before it
+    /// runs (it took 25 s of CPU); the same expression over a few tags, and one loop over
+    /// the 8 000, are evaluated.
+    #[test]
+    fn a_quadratic_expression_over_a_huge_list_is_refused_by_the_budget() {
+        let expr = "payload.data.tags.all(t, payload.data.tags.exists(u, u == t))";
+        let tags: Vec<String> = (0..8000).map(|i| format!("tag-{i}")).collect();
+        let started = std::time::Instant::now();
+        let err = keeps(expr, json!({"data": {"tags": tags}})).expect_err("over budget");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(
+            format!("{err:?}").contains("CEL budget exceeded"),
+            "{err:?}"
+        );
+        assert_eq!(
+            keeps(expr, json!({"data": {"tags": ["a", "b", "c"]}})),
+            Ok(true)
+        );
+        assert_eq!(
+            keeps(
+                "payload.data.tags.exists(t, t == 'tag-7999')",
+                json!({"data": {"tags": tags}})
+            ),
+            Ok(true)
+        );
     }
 
     #[test]
