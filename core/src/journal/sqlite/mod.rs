@@ -234,8 +234,15 @@ impl SqliteJournal {
 
     /// At shutdown, once the workers have stopped: record every first run still unfinished
     /// as a delivery row, so the next start runs exactly those again.
+    /// Then fold the WAL into the main file, so that after a clean stop the journal is that
+    /// one file (what a copy, a backup or an integrity check at the next start sees).
     pub async fn close(&self) -> Result<(), JournalError> {
-        self.call_ctx(true, |ctx| queries::advance(ctx, true)).await
+        self.call_ctx(true, |ctx| queries::advance(ctx, true))
+            .await?;
+        let path = self.inner.path.clone();
+        tokio::task::spawn_blocking(move || checkpoint(&path))
+            .await
+            .map_err(|e| JournalError::Open(format!("the final checkpoint did not finish: {e}")))?
     }
 
     /// Transactions committed so far (group commits, not jobs).
@@ -417,6 +424,19 @@ fn quick_check(conn: &Connection, path: &Path) -> Result<(), JournalError> {
         ))),
         Err(e) => Err(open_error(path, &e.to_string())),
     }
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)` from a connection of its own: the writer's is always
+/// inside a transaction when it runs a job. Best effort: a reader still open leaves the
+/// WAL for the next start.
+fn checkpoint(path: &Path) -> Result<(), JournalError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
 }
 
 fn open_error(path: &Path, e: &str) -> JournalError {
