@@ -610,7 +610,14 @@ impl Journal for SqliteJournal {
 
     /// A journal found corrupt at run time is not ready: it would refuse every webhook.
     fn stalled(&self) -> Option<String> {
-        self.inner.health.corrupt().map(str::to_string)
+        if let Some(why) = self.inner.health.corrupt() {
+            return Some(why.to_string());
+        }
+        // `/readyz` no longer sends the writer a job; it still must not say ready without it.
+        self.inner
+            .jobs
+            .is_closed()
+            .then(|| "the journal's writer thread has stopped".to_string())
     }
 
     async fn list_dead(

@@ -69,6 +69,8 @@ pub fn is_corrupt(e: &rusqlite::Error) -> bool {
 
 /// What an operator reads when the journal's file is damaged: which file, and what to do.
 pub fn corrupt_message(path: &Path, detail: &str) -> String {
+    // `quick_check` reports on several lines; an error message is one.
+    let detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
     format!(
         "the journal {} is corrupt ({detail}); stop hookline and restore it from a backup, or move it aside (with its -wal and -shm files) to start with an empty journal — see docs/operations.md",
         path.display()
