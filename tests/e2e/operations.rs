@@ -671,3 +671,52 @@ async fn a_corrupt_journal_is_refused_at_start() {
         }
     }
 }
+
+/// The same damage while `serve` runs: the webhooks it cannot store get 503, and `/readyz`
+/// stops saying ready and says why.
+#[tokio::test]
+async fn a_journal_damaged_at_run_time_makes_readyz_fail() {
+    use std::io::{Seek, SeekFrom, Write};
+    let h = Hookline::start(&archive_config(""));
+    for i in 0..20 {
+        let r = post_signed(&h.url("/webhooks/leadshark"), &sample("new.like", i)).await;
+        assert_eq!(r.status, 200);
+    }
+    wait_for_lines(&h.path("all.jsonl"), 20).await;
+    let db = h.path("data/hookline.db");
+    rusqlite::Connection::open(&db)
+        .expect("open")
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .expect("open journal");
+    f.seek(SeekFrom::Start(4096)).expect("seek");
+    let garbage: Vec<u8> = (0..3 * 4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    f.write_all(&garbage).expect("write");
+    f.sync_all().expect("sync");
+    drop(f);
+    let mut refused = 0;
+    for i in 20..40 {
+        let r = post_signed(&h.url("/webhooks/leadshark"), &sample("new.like", i)).await;
+        if r.status == 503 {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "webhooks into damaged pages are refused");
+    let resp = client()
+        .get(h.admin_url("/readyz"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.expect("json");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("corrupt") && reason.contains("hookline.db"),
+        "{body}"
+    );
+}
