@@ -187,7 +187,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     if let Some(why) = state.journal.stalled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "not ready", "error": "workers cannot pull from the journal", "reason": why })),
+            axum::Json(json!({ "status": "not ready", "error": "the journal cannot take work", "reason": why })),
         )
             .into_response();
     }

@@ -355,10 +355,12 @@ async fn receive(
                 match state.journal.defer(ids).await {
                     Ok(()) => state.workers.wake(),
                     Err(e) => {
-                        warn!(error = %e, "could not defer deliveries to the journal; queueing them in memory");
-                        for d in deferred {
-                            state.workers.spawn(d);
-                        }
+                        // Committed already: the poller tries the deferral again; no task
+                        // and no copy of the event waits in memory meanwhile.
+                        warn!(error = %e, "could not defer deliveries to the journal; the poller will try again");
+                        state
+                            .workers
+                            .defer_later(deferred.into_iter().map(|d| d.id).collect());
                     }
                 }
             }

@@ -105,7 +105,7 @@ impl Store {
             Store::Nats(n) => n.release().await,
             Store::Sqlite { journal, .. } => {
                 if let Err(e) = journal.close().await {
-                    tracing::warn!(error = %e, "could not record unfinished first runs at shutdown; the next start will find them anyway");
+                    tracing::warn!(error = %e, "could not close the journal cleanly (unfinished first runs or the final checkpoint); the next start finds everything anyway");
                 }
             }
         }

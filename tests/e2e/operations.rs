@@ -608,3 +608,115 @@ fn the_grafana_dashboard_queries_only_documented_metrics() {
     }
     assert!(exprs >= 10);
 }
+
+/// 4 KiB of garbage over the journal's third or fourth page used to go unnoticed: `serve`
+/// started, `/readyz` said ready, and every webhook got 503. Now `serve` refuses to start,
+/// naming the file and what to do.
+#[tokio::test]
+async fn a_corrupt_journal_is_refused_at_start() {
+    use std::io::{Seek, SeekFrom, Write};
+    for page in [2u64, 3] {
+        let mut h = Hookline::start(&archive_config(""));
+        for i in 0..20 {
+            let r = post_signed(&h.url("/webhooks/leadshark"), &sample("new.like", i)).await;
+            assert_eq!(r.status, 200);
+        }
+        wait_for_lines(&h.path("all.jsonl"), 20).await;
+        assert!(h.terminate(), "clean stop");
+        let db = h.path("data/hookline.db");
+        assert!(
+            !h.path("data/hookline.db-wal").exists()
+                || std::fs::metadata(h.path("data/hookline.db-wal"))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+                    == 0,
+            "a clean stop leaves everything in the main file"
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&db)
+            .expect("open journal");
+        f.seek(SeekFrom::Start(page * 4096)).expect("seek");
+        let garbage: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        f.write_all(&garbage).expect("write");
+        drop(f);
+        let config = h.config_path.to_str().expect("utf-8").to_string();
+        let mut serve = Command::new(bin())
+            .args(["serve", "--config", &config])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = serve.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = serve.kill();
+                panic!("serve started on a corrupt journal (page {page})");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let out = serve.wait_with_output().expect("output");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!status.success(), "page {page}: {stderr}");
+        for needle in ["hookline.db", "corrupt", "backup", "move it aside"] {
+            assert!(
+                stderr.contains(needle),
+                "page {page}: no `{needle}` in {stderr}"
+            );
+        }
+    }
+}
+
+/// The same damage while `serve` runs: the webhooks it cannot store get 503, and `/readyz`
+/// stops saying ready and says why.
+#[tokio::test]
+async fn a_journal_damaged_at_run_time_makes_readyz_fail() {
+    use std::io::{Seek, SeekFrom, Write};
+    let h = Hookline::start(&archive_config(""));
+    for i in 0..20 {
+        let r = post_signed(&h.url("/webhooks/leadshark"), &sample("new.like", i)).await;
+        assert_eq!(r.status, 200);
+    }
+    wait_for_lines(&h.path("all.jsonl"), 20).await;
+    let db = h.path("data/hookline.db");
+    rusqlite::Connection::open(&db)
+        .expect("open")
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .expect("open journal");
+    f.seek(SeekFrom::Start(4096)).expect("seek");
+    let garbage: Vec<u8> = (0..3 * 4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    f.write_all(&garbage).expect("write");
+    f.sync_all().expect("sync");
+    drop(f);
+    let mut refused = 0;
+    for i in 20..40 {
+        let r = post_signed(&h.url("/webhooks/leadshark"), &sample("new.like", i)).await;
+        if r.status == 503 {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "webhooks into damaged pages are refused");
+    let resp = client()
+        .get(h.admin_url("/readyz"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.expect("json");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("corrupt") && reason.contains("hookline.db"),
+        "{body}"
+    );
+}

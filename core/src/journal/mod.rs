@@ -188,11 +188,14 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
         delivery: i64,
         continuations: Vec<Continuation>,
     ) -> Result<(), JournalError>;
+    /// Counts for `/metrics` and `/readyz`, asked on every request to them: SQLite answers
+    /// from counters without a query.
     async fn depths(&self) -> Result<Depths, JournalError>;
     /// Pending deliveries as last counted, without a query: cheap enough for every request.
     fn pending_hint(&self) -> u64;
-    /// Why this process's workers cannot take work from the journal, once that has lasted
-    /// longer than the store allows (`/readyz` then reports not ready); `None` when they can.
+    /// Why this process cannot take work from the journal — its workers cannot pull for
+    /// longer than the store allows (NATS), or the journal's file is corrupt (SQLite) —
+    /// so that `/readyz` reports not ready; `None` when it can.
     fn stalled(&self) -> Option<String> {
         None
     }

@@ -24,6 +24,9 @@ use crate::metrics;
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often delivered events past retention are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
+/// Deliveries whose deferral failed, kept (as ids, 8 bytes each) for the poller to defer
+/// again, at most.
+const STRANDED_MAX: usize = 65_536;
 
 #[derive(Debug, Clone)]
 pub struct Workers {
@@ -41,6 +44,8 @@ struct Inner {
     tracker: TaskTracker,
     wake: Notify,
     stop: tokio_util::sync::CancellationToken,
+    /// Ids of accepted deliveries that found no run slot and could not be deferred.
+    stranded: std::sync::Mutex<Vec<i64>>,
 }
 
 impl Workers {
@@ -59,6 +64,7 @@ impl Workers {
                 tracker: TaskTracker::new(),
                 wake: Notify::new(),
                 stop: tokio_util::sync::CancellationToken::new(),
+                stranded: std::sync::Mutex::default(),
             }),
         }
     }
@@ -67,8 +73,9 @@ impl Workers {
         &self.inner.journal
     }
 
-    /// Run a delivery now (it is already claimed by this process).
-    pub fn spawn(&self, delivery: Delivery) {
+    /// Run a delivery claimed by the poller, which claims no more than there are free run
+    /// slots: the task waits for its slot only briefly.
+    fn spawn(&self, delivery: Delivery) {
         let this = self.clone();
         self.inner.tracker.spawn_on(
             async move {
@@ -98,6 +105,41 @@ impl Workers {
                 None
             }
             Err(_) => Some(delivery),
+        }
+    }
+
+    /// Deliveries just accepted that found no run slot and whose deferral to the journal
+    /// failed. They are committed, so they are not kept in memory, nor given a task each: the
+    /// poller defers their ids again (up to [`STRANDED_MAX`]); any beyond that stay claimed
+    /// by this process in the journal and run after the next start.
+    pub fn defer_later(&self, ids: Vec<i64>) {
+        let mut stranded = self.stranded();
+        let room = STRANDED_MAX.saturating_sub(stranded.len());
+        if ids.len() > room {
+            error!(
+                deliveries = ids.len() - room,
+                "too many deliveries wait for a deferral; they stay in the journal and run after the next start"
+            );
+        }
+        stranded.extend(ids.into_iter().take(room));
+    }
+
+    fn stranded(&self) -> std::sync::MutexGuard<'_, Vec<i64>> {
+        self.inner
+            .stranded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Try again to hand the journal the deliveries whose deferral failed.
+    async fn defer_stranded(&self) {
+        let ids = std::mem::take(&mut *self.stranded());
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(e) = self.inner.journal.defer(ids.clone()).await {
+            warn!(error = %e, deliveries = ids.len(), "could not defer deliveries to the journal; will try again");
+            self.defer_later(ids);
         }
     }
 
@@ -151,6 +193,7 @@ impl Workers {
                     () = self.inner.wake.notified() => {}
                 }
             }
+            self.defer_stranded().await;
             let room = self.inner.permits.available_permits();
             if room == 0 {
                 // Wait in the semaphore's queue: slots that free up come here before

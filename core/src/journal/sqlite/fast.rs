@@ -87,6 +87,7 @@ impl FastPath {
     }
 
     /// First runs still in flight.
+    #[cfg(test)]
     pub fn in_flight(&self) -> u64 {
         self.outstanding
             .values()

@@ -6,23 +6,31 @@
 //! covers many requests, so durability does not cost throughput. A failing job rolls back
 //! its savepoint alone.
 //!
+//! Everything that only reads — dead-letter listings and lookups, replay and purge
+//! selection, counts — runs on a few read-only connections instead ([`read`]), so no read
+//! ever waits in the writer's queue or holds up a commit. The writer's queue is bounded
+//! ([`JOB_QUEUE`]): callers wait for room, they never fail for want of it.
+//!
 //! The common case writes little: accepting an event inserts its row (its deduplication
 //! key with it, looked up in memory) and nothing else; a first run that is delivered
 //! writes nothing. See [`fast`] for how that stays crash-safe.
 
 pub(crate) mod fast;
 mod queries;
+mod read;
 mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+
+use read::{Health, Readers};
 
 use super::{
     Accepted, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Journal, JournalError,
@@ -31,6 +39,19 @@ use super::{
 
 /// Most jobs committed together.
 pub const MAX_BATCH: usize = 512;
+
+/// Jobs waiting for the writer, at most. A caller finding it full waits for room (async),
+/// so a burst queues in the callers — whose own bounds (connections, run slots) hold —
+/// rather than in an ever-growing channel.
+pub const JOB_QUEUE: usize = 4096;
+
+/// Rows (events, then delivery rows) a prune deletes per statement:
+/// each batch is a writer job of its own, so accepts commit between batches.
+pub const PRUNE_BATCH: usize = 1000;
+
+/// How often the dead-letter count is checked against the file (for changes made by
+/// another process, such as `hookline dlq`), at most.
+const DEAD_RESYNC: Duration = Duration::from_secs(1);
 
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 
@@ -44,6 +65,7 @@ pub(crate) struct Ctx {
     /// runs at open and moves the watermark. The `hookline dlq` commands open the journal
     /// beside a running service and must do neither.
     pub owner: bool,
+    pub health: Arc<Health>,
 }
 
 /// A unit of work for the writer thread.
@@ -74,6 +96,9 @@ where
         } else {
             f(ctx)
         };
+        if let Err(e) = &result {
+            ctx.health.check_journal(e);
+        }
         Box::new(move |commit_error: Option<&str>| {
             let out = match (result, commit_error) {
                 (Ok(v), None) => Ok(v),
@@ -100,9 +125,21 @@ pub struct SqliteJournal {
 struct Inner {
     path: PathBuf,
     jobs: mpsc::Sender<Box<dyn Job>>,
+    readers: Arc<Readers>,
+    health: Arc<Health>,
     boot: String,
     pending: AtomicU64,
+    dead: Mutex<DeadCount>,
     commits: Arc<AtomicU64>,
+}
+
+/// Dead letters waiting, as this process counts them: kept current by its own writes and
+/// checked against the file at most every [`DEAD_RESYNC`] for other processes' changes.
+struct DeadCount {
+    n: u64,
+    /// Bumped by every local change, so a recount that raced one is not stored.
+    changes: u64,
+    checked: Instant,
 }
 
 impl std::fmt::Debug for SqliteJournal {
@@ -136,6 +173,11 @@ impl SqliteJournal {
             })?;
         }
         let mut conn = open_connection(path).map_err(|e| open_error(path, &e.to_string()))?;
+        // Only the serving process checks the whole file: `hookline dlq` may still salvage
+        // dead letters from a journal that is partly damaged.
+        if owner {
+            quick_check(&conn, path)?;
+        }
         schema::migrate(&mut conn).map_err(|e| open_error(path, &e))?;
         let now = Timestamp::now();
         let (fast, dedupe) = if owner {
@@ -145,15 +187,18 @@ impl SqliteJournal {
         };
         let pending =
             queries::count_pending(&conn).map_err(|e| open_error(path, &e.to_string()))?;
+        let dead = queries::count_dead(&conn).map_err(|e| open_error(path, &e.to_string()))?;
         let boot = uuid::Uuid::now_v7().to_string();
+        let health = Arc::new(Health::new(path));
         let ctx = Ctx {
             conn,
             fast,
             dedupe,
             boot: boot.clone(),
             owner,
+            health: health.clone(),
         };
-        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>(JOB_QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
         std::thread::Builder::new()
@@ -164,8 +209,15 @@ impl SqliteJournal {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 jobs: tx,
+                readers: Arc::new(Readers::new(path, health.clone())),
+                health,
                 boot,
                 pending: AtomicU64::new(pending),
+                dead: Mutex::new(DeadCount {
+                    n: dead,
+                    changes: 0,
+                    checked: Instant::now(),
+                }),
                 commits,
             }),
         })
@@ -182,8 +234,15 @@ impl SqliteJournal {
 
     /// At shutdown, once the workers have stopped: record every first run still unfinished
     /// as a delivery row, so the next start runs exactly those again.
+    /// Then fold the WAL into the main file, so that after a clean stop the journal is that
+    /// one file (what a copy, a backup or an integrity check at the next start sees).
     pub async fn close(&self) -> Result<(), JournalError> {
-        self.call_ctx(true, |ctx| queries::advance(ctx, true)).await
+        self.call_ctx(true, |ctx| queries::advance(ctx, true))
+            .await?;
+        let path = self.inner.path.clone();
+        tokio::task::spawn_blocking(move || checkpoint(&path))
+            .await
+            .map_err(|e| JournalError::Open(format!("the final checkpoint did not finish: {e}")))?
     }
 
     /// Transactions committed so far (group commits, not jobs).
@@ -211,8 +270,104 @@ impl SqliteJournal {
         self.inner
             .jobs
             .send(job)
+            .await
             .map_err(|_| JournalError::Closed)?;
         rx.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Run `f` on a read-only connection, never on the writer thread.
+    async fn read<R, F>(&self, f: F) -> Result<R, JournalError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, JournalError> + Send + 'static,
+    {
+        self.inner.readers.run(f).await
+    }
+
+    fn dead_count(&self) -> std::sync::MutexGuard<'_, DeadCount> {
+        self.inner
+            .dead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// This process wrote (`n > 0`) or removed (`n < 0`) dead letters.
+    fn add_dead(&self, n: i64) {
+        let mut dead = self.dead_count();
+        dead.n = dead.n.saturating_add_signed(n);
+        dead.changes += 1;
+    }
+
+    /// Recount dead letters in the background if the last count is older than
+    /// [`DEAD_RESYNC`]: `/metrics` and `/readyz` never wait for a count.
+    fn resync_dead(&self) {
+        let changes = {
+            let mut dead = self.dead_count();
+            if dead.checked.elapsed() < DEAD_RESYNC {
+                return;
+            }
+            dead.checked = Instant::now();
+            dead.changes
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.read(|c| Ok(queries::count_dead(c)?)).await {
+                Ok(n) => {
+                    let mut dead = this.dead_count();
+                    if dead.changes == changes {
+                        dead.n = n;
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "could not recount dead letters"),
+            }
+        });
+    }
+
+    /// Prune `batch` rows per writer job, yielding between jobs, so that accepts commit
+    /// between batches however much there is to delete. Returns the events removed and
+    /// the number of batches that took.
+    async fn prune_in_batches(
+        &self,
+        before: Timestamp,
+        now: Timestamp,
+        batch: usize,
+    ) -> Result<(u64, usize), JournalError> {
+        let (mut removed, mut batches) = (0u64, 0usize);
+        let mut after = queries::PruneCursor::default();
+        loop {
+            let (n, next) = self
+                .call(move |c| queries::prune_events(c, before, now, after, batch))
+                .await?;
+            removed += n as u64;
+            batches += 1;
+            match next {
+                Some(next) if n >= batch => after = next,
+                _ => break,
+            }
+            tokio::task::yield_now().await;
+        }
+        let mut after = 0i64;
+        loop {
+            let (n, last) = self
+                .call(move |c| queries::prune_deliveries(c, before, after, batch))
+                .await?;
+            if n < batch {
+                break;
+            }
+            after = last;
+            tokio::task::yield_now().await;
+        }
+        // Which keys are still inside their window is read on the side; the writer only
+        // forgets those below it (keys it adds meanwhile are above).
+        let live = self
+            .read(move |c| queries::live_dedupe_from(c, now))
+            .await?;
+        self.call_ctx(false, move |ctx| {
+            ctx.dedupe.expire_below(live);
+            Ok(())
+        })
+        .await?;
+        Ok((removed, batches))
     }
 
     fn add_pending(&self, n: i64) {
@@ -249,6 +404,41 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// `PRAGMA quick_check` over the whole file: a damaged page is found at start, not by the
+/// first webhook it refuses.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), JournalError> {
+    let checked = (|| -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect()
+    })();
+    match checked {
+        Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Ok(()),
+        Ok(rows) => Err(JournalError::Open(read::corrupt_message(
+            path,
+            &rows.join("; "),
+        ))),
+        Err(e) if read::is_corrupt(&e) => Err(JournalError::Open(read::corrupt_message(
+            path,
+            &e.to_string(),
+        ))),
+        Err(e) => Err(open_error(path, &e.to_string())),
+    }
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)` from a connection of its own: the writer's is always
+/// inside a transaction when it runs a job. Best effort: a reader still open leaves the
+/// WAL for the next start.
+fn checkpoint(path: &Path) -> Result<(), JournalError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
+}
+
 fn open_error(path: &Path, e: &str) -> JournalError {
     JournalError::Open(format!("cannot open the journal {}: {e}", path.display()))
 }
@@ -278,8 +468,8 @@ fn in_savepoint<R>(
     }
 }
 
-fn writer(mut ctx: Ctx, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
-    while let Ok(first) = jobs.recv() {
+fn writer(mut ctx: Ctx, mut jobs: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
+    while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -288,6 +478,7 @@ fn writer(mut ctx: Ctx, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64)
             }
         }
         if let Err(e) = exec_cached(&ctx.conn, "BEGIN IMMEDIATE") {
+            ctx.health.check(&e);
             let msg = e.to_string();
             for job in batch {
                 job.fail(&msg);
@@ -298,14 +489,16 @@ fn writer(mut ctx: Ctx, jobs: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64)
         // The fast path changes with the batch's SQL; a failed commit puts it back.
         let saved = ctx.fast.clone();
         let replies: Vec<Reply> = batch.into_iter().map(|job| job.run(&mut ctx)).collect();
-        let progress = queries::advance(&mut ctx, false)
-            .err()
-            .map(|e| e.to_string());
+        let progress = queries::advance(&mut ctx, false).err().map(|e| {
+            ctx.health.check_journal(&e);
+            e.to_string()
+        });
         let commit = match progress {
             Some(e) => Some(e),
-            None => exec_cached(&ctx.conn, "COMMIT")
-                .err()
-                .map(|e| e.to_string()),
+            None => exec_cached(&ctx.conn, "COMMIT").err().map(|e| {
+                ctx.health.check(&e);
+                e.to_string()
+            }),
         };
         if commit.is_some() {
             let _ = ctx.conn.execute_batch("ROLLBACK");
@@ -355,8 +548,11 @@ impl Journal for SqliteJournal {
     }
 
     async fn dead_letter(&self, letter: NewDeadLetter) -> Result<String, JournalError> {
-        self.call(move |c| queries::insert_dead_letter(c, None, &letter))
-            .await
+        let id = self
+            .call(move |c| queries::insert_dead_letter(c, None, &letter))
+            .await?;
+        self.add_dead(1);
+        Ok(id)
     }
 
     async fn claim_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Delivery>, JournalError> {
@@ -384,6 +580,7 @@ impl Journal for SqliteJournal {
             .iter()
             .filter(|c| matches!(c, Continuation::Retry { .. }))
             .count() as i64;
+        let dead = (continuations.len() as i64) - retries;
         // A first run that was delivered writes no SQL: no savepoint either.
         let writes = !continuations.is_empty() || fast::split_virtual(delivery).is_none();
         self.call_ctx(writes, move |ctx| {
@@ -392,17 +589,35 @@ impl Journal for SqliteJournal {
         .await?;
         // The settled delivery stops being pending; each retry continuation is pending.
         self.add_pending(retries - 1);
+        if dead > 0 {
+            self.add_dead(dead);
+        }
         Ok(())
     }
 
+    /// Counters, no query: `/metrics` and `/readyz` call this on every request.
     async fn depths(&self) -> Result<Depths, JournalError> {
-        let depths = self.call_ctx(false, queries::depths).await?;
-        self.inner.pending.store(depths.pending, Ordering::Relaxed);
-        Ok(depths)
+        self.resync_dead();
+        Ok(Depths {
+            pending: self.pending_now(),
+            dead: self.dead_count().n,
+        })
     }
 
     fn pending_hint(&self) -> u64 {
         self.pending_now()
+    }
+
+    /// A journal found corrupt at run time is not ready: it would refuse every webhook.
+    fn stalled(&self) -> Option<String> {
+        if let Some(why) = self.inner.health.corrupt() {
+            return Some(why.to_string());
+        }
+        // `/readyz` no longer sends the writer a job; it still must not say ready without it.
+        self.inner
+            .jobs
+            .is_closed()
+            .then(|| "the journal's writer thread has stopped".to_string())
     }
 
     async fn list_dead(
@@ -411,12 +626,12 @@ impl Journal for SqliteJournal {
         offset: u64,
         limit: u64,
     ) -> Result<Page<DeadLetter>, JournalError> {
-        self.call(move |c| queries::list_dead(c, &filter, offset, limit))
+        self.read(move |c| queries::list_dead(c, &filter, offset, limit))
             .await
     }
 
     async fn get_dead(&self, id: String) -> Result<Option<DeadLetter>, JournalError> {
-        self.call(move |c| queries::get_dead(c, &id)).await
+        self.read(move |c| queries::get_dead(c, &id)).await
     }
 
     async fn replay(&self, id: String, from_start: bool) -> Result<Replayed, JournalError> {
@@ -425,21 +640,23 @@ impl Journal for SqliteJournal {
             .await?;
         if matches!(replayed, Replayed::Queued { .. }) {
             self.add_pending(1);
+            self.add_dead(-1);
         }
         Ok(replayed)
     }
 
     async fn purge(&self, ids: Vec<String>) -> Result<u64, JournalError> {
-        self.call(move |c| queries::purge(c, &ids)).await
+        let (purged, dead) = self.call(move |c| queries::purge(c, &ids)).await?;
+        self.add_dead(-(dead as i64));
+        Ok(purged)
     }
 
     async fn dead_ids(&self, filter: DeadLetterFilter) -> Result<Vec<String>, JournalError> {
-        self.call(move |c| queries::dead_ids(c, &filter)).await
+        self.read(move |c| queries::dead_ids(c, &filter)).await
     }
 
     async fn prune(&self, before: Timestamp, now: Timestamp) -> Result<u64, JournalError> {
-        self.call_ctx(true, move |ctx| queries::prune(ctx, before, now))
-            .await
+        Ok(self.prune_in_batches(before, now, PRUNE_BATCH).await?.0)
     }
 }
 

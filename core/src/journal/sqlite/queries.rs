@@ -1,4 +1,6 @@
-//! The SQL, one function per journal operation. Each runs inside the writer's transaction.
+//! The SQL, one function per journal operation. Writes run inside the writer's transaction;
+//! `list_dead`, `get_dead`, `dead_ids`, `count_dead` and `live_dedupe_from` only read and
+//! run on a read-only connection (`read.rs`).
 
 use hookline_plugin_api::Event;
 use jiff::Timestamp;
@@ -7,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::Ctx;
 use super::fast::{self, Dedupe, FastPath};
 use crate::journal::{
-    Accepted, Continuation, DeadLetter, DeadLetterFilter, Delivery, DeliveryRef, Depths,
-    JournalError, NewDeadLetter, NewEvent, Page, Replayed,
+    Accepted, Continuation, DeadLetter, DeadLetterFilter, Delivery, DeliveryRef, JournalError,
+    NewDeadLetter, NewEvent, Page, Replayed,
 };
 
 fn ms(t: Timestamp) -> i64 {
@@ -30,6 +32,15 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, JournalError>
 pub fn count_pending(c: &Connection) -> rusqlite::Result<u64> {
     c.query_row(
         "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n.max(0) as u64)
+}
+
+pub fn count_dead(c: &Connection) -> rusqlite::Result<u64> {
+    c.query_row(
+        "SELECT COUNT(*) FROM dead_letters WHERE state = 'dead'",
         [],
         |r| r.get::<_, i64>(0),
     )
@@ -571,20 +582,6 @@ pub fn insert_dead_letter(
     Ok(id)
 }
 
-pub fn depths(ctx: &mut Ctx) -> Result<Depths, JournalError> {
-    let c = &ctx.conn;
-    let pending = count_pending(c)? + ctx.fast.in_flight();
-    let dead: i64 = c.query_row(
-        "SELECT COUNT(*) FROM dead_letters WHERE state = 'dead'",
-        [],
-        |r| r.get(0),
-    )?;
-    Ok(Depths {
-        pending,
-        dead: dead.max(0) as u64,
-    })
-}
-
 const DEAD_COLUMNS: &str =
     "id, event_id, source, pipeline, stage_index, stage_name, error, attempts, first_failed_at,
      last_failed_at, created_at, state, replayed_at, event, raw";
@@ -765,44 +762,100 @@ pub fn replay(c: &Connection, id: &str, from_start: bool) -> Result<Replayed, Jo
     Ok(Replayed::Queued { delivery_id })
 }
 
-pub fn purge(c: &Connection, ids: &[String]) -> Result<u64, JournalError> {
-    let mut n = 0;
-    let mut del = c.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
+/// Returns how many letters were deleted, and how many of those were still dead (not
+/// replayed).
+pub fn purge(c: &Connection, ids: &[String]) -> Result<(u64, u64), JournalError> {
+    let (mut n, mut dead) = (0, 0);
+    let mut del = c.prepare_cached("DELETE FROM dead_letters WHERE id = ?1 RETURNING state")?;
     let mut retire = c.prepare_cached(
         "UPDATE deliveries SET state = 'done' WHERE id = (SELECT delivery_id FROM dead_letters WHERE id = ?1) AND state = 'dead'",
     )?;
     for id in ids {
         retire.execute(params![id])?;
-        n += del.execute(params![id])? as u64;
+        let state: Option<String> = del.query_row(params![id], |r| r.get(0)).optional()?;
+        if let Some(state) = state {
+            n += 1;
+            dead += u64::from(state == "dead");
+        }
     }
-    Ok(n)
+    Ok((n, dead))
 }
 
-pub fn prune(ctx: &mut Ctx, before: Timestamp, now: Timestamp) -> Result<u64, JournalError> {
-    let c = &ctx.conn;
-    let before = ms(before);
-    // Events whose every delivery finished (delivered, dropped, replayed elsewhere), whose
-    // first runs are all below the watermark, and whose deduplication window closed. The
-    // newest event always stays: rowids must keep growing past the watermark.
-    let removed = c.execute(
-        "DELETE FROM events WHERE received_at < ?1
-           AND rowid < (SELECT done_below FROM progress WHERE id = 1)
-           AND rowid < (SELECT MAX(rowid) FROM events)
-           AND (dedupe_until IS NULL OR dedupe_until <= ?2)
-           AND NOT EXISTS (
-             SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.state IN ('pending', 'dead'))",
-        params![before, ms(now)],
-    )?;
-    c.execute(
-        "DELETE FROM deliveries WHERE state IN ('done', 'replayed') AND updated_at < ?1
-           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)",
-        params![before],
-    )?;
-    let live: Option<i64> = c.query_row(
-        "SELECT MIN(rowid) FROM events WHERE dedupe_hash IS NOT NULL AND dedupe_until > ?1",
+/// Where the last batch of [`prune_events`] stopped: `(received_at, rowid)`, in the order
+/// of the `events_received` index.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PruneCursor(i64, i64);
+
+/// Delete up to `batch` events that are past retention and finished, after `after`: events
+/// whose every delivery finished (delivered, dropped, replayed elsewhere), whose first runs
+/// are all below the watermark, and whose deduplication window closed. The newest event
+/// always stays: rowids must keep growing past the watermark. Returns how many were
+/// deleted and where to go on from; each batch starts where the last stopped, so rows kept
+/// back (a dead letter's event) are not scanned again.
+pub fn prune_events(
+    c: &Connection,
+    before: Timestamp,
+    now: Timestamp,
+    after: PruneCursor,
+    batch: usize,
+) -> Result<(usize, Option<PruneCursor>), JournalError> {
+    let candidates: Vec<(i64, i64)> = c
+        .prepare_cached(
+            "SELECT received_at, rowid FROM events
+             WHERE received_at < ?1 AND (received_at, rowid) > (?3, ?4)
+               AND rowid < (SELECT done_below FROM progress WHERE id = 1)
+               AND rowid < (SELECT MAX(rowid) FROM events)
+               AND (dedupe_until IS NULL OR dedupe_until <= ?2)
+               AND NOT EXISTS (
+                 SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.state IN ('pending', 'dead'))
+             ORDER BY received_at, rowid LIMIT ?5",
+        )?
+        .query_map(
+            params![ms(before), ms(now), after.0, after.1, batch as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<Result<_, _>>()?;
+    let mut delete = c.prepare_cached("DELETE FROM events WHERE rowid = ?1")?;
+    for (_, rowid) in &candidates {
+        delete.execute(params![rowid])?;
+    }
+    Ok((
+        candidates.len(),
+        candidates.last().map(|&(at, rowid)| PruneCursor(at, rowid)),
+    ))
+}
+
+/// Delete up to `batch` finished delivery rows (delivered, replayed) past retention whose
+/// event is gone, with ids above `after`. Returns how many and the last id looked at.
+pub fn prune_deliveries(
+    c: &Connection,
+    before: Timestamp,
+    after: i64,
+    batch: usize,
+) -> Result<(usize, i64), JournalError> {
+    let ids: Vec<i64> = c
+        .prepare_cached(
+            "SELECT id FROM deliveries WHERE id > ?2 AND state IN ('done', 'replayed') AND updated_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)
+             ORDER BY id LIMIT ?3",
+        )?
+        .query_map(params![ms(before), after, batch as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut delete = c.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?;
+    for id in &ids {
+        delete.execute(params![id])?;
+    }
+    Ok((ids.len(), ids.last().copied().unwrap_or(after)))
+}
+
+/// The lowest event rowid whose deduplication key is still inside its window, or one past
+/// the newest event when none is: every key below it can be forgotten.
+pub fn live_dedupe_from(c: &Connection, now: Timestamp) -> Result<i64, JournalError> {
+    let (live, high): (Option<i64>, i64) = c.query_row(
+        "SELECT (SELECT MIN(rowid) FROM events WHERE dedupe_hash IS NOT NULL AND dedupe_until > ?1),
+                (SELECT COALESCE(MAX(rowid), 0) FROM events)",
         params![ms(now)],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    ctx.dedupe.expire_below(live.unwrap_or(i64::MAX));
-    Ok(removed as u64)
+    Ok(live.unwrap_or(high + 1))
 }

@@ -539,3 +539,212 @@ async fn the_wal_stays_bounded_under_constant_writes() {
         "8 000 events of ~1.2 KB left a {wal}-byte WAL: checkpoints are not keeping up"
     );
 }
+
+fn letter(n: usize) -> NewDeadLetter {
+    let now = Timestamp::now();
+    NewDeadLetter {
+        event_id: format!("e{n}"),
+        source: "leadshark".into(),
+        pipeline: Some("p".into()),
+        stage_index: Some(0),
+        stage_name: Some("http".into()),
+        error: format!("sink failed #{n}"),
+        attempts: 1,
+        first_failed_at: now,
+        last_failed_at: now,
+        event: Some(event(&format!("e{n}"))),
+        raw: None,
+    }
+}
+
+/// Reads run on read-only connections: a listing that holds its read transaction open
+/// (here, until the test lets it go) delays no accept, no commit and no count. Were
+/// listings served by the writer thread, the listing would not wait for the test at all.
+#[tokio::test]
+async fn a_read_held_open_blocks_no_accept_and_no_count() {
+    use std::time::Duration;
+    let (_dir, j) = journal();
+    for n in 0..50 {
+        j.dead_letter(letter(n)).await.expect("dead letter");
+    }
+    let hold = j.inner.readers.gate.clone().write_owned().await;
+    let lists: Vec<_> = (0..read::READERS)
+        .map(|_| {
+            let j = j.clone();
+            tokio::spawn(async move { j.list_dead(DeadLetterFilter::default(), 0, 1000).await })
+        })
+        .collect();
+    // Every reader has run its query and holds its snapshot.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..20 {
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            j.accept(&new_event(&format!("a{i}"), None, &["p"])),
+        )
+        .await
+        .expect("an accept waited for a read")
+        .expect("accept");
+    }
+    tokio::time::timeout(Duration::from_secs(2), j.dead_letter(letter(50)))
+        .await
+        .expect("a dead letter waited for a read")
+        .expect("dead letter");
+    let depths = tokio::time::timeout(Duration::from_millis(500), j.depths())
+        .await
+        .expect("depths waited for a reader")
+        .expect("depths");
+    assert_eq!(depths.dead, 51);
+    assert_eq!(depths.pending, 20);
+    assert!(
+        lists.iter().all(|l| !l.is_finished()),
+        "the listings are held on their read-only connections"
+    );
+    drop(hold);
+    for list in lists {
+        let page = list.await.expect("task").expect("list");
+        assert_eq!(
+            page.total, 50,
+            "a listing sees the snapshot it started with"
+        );
+    }
+}
+
+/// Pruning deletes in batches, each its own writer job and commit, so accepts commit
+/// between them; an unbounded DELETE would be one.
+#[tokio::test]
+async fn prune_deletes_in_batches() {
+    let (dir, j) = journal();
+    let accepts: Vec<NewEvent> = (0..2_500)
+        .map(|i| new_event(&format!("e{i}"), None, &["p"]))
+        .collect();
+    let accepted = futures::future::join_all(accepts.iter().map(|e| j.accept(e))).await;
+    let settles = accepted.into_iter().map(|a| {
+        let Ok(Accepted::New { deliveries }) = a else {
+            panic!("accepted: {a:?}")
+        };
+        j.settle(deliveries[0].id, vec![])
+    });
+    for s in futures::future::join_all(settles).await {
+        s.expect("settle");
+    }
+    let future = Timestamp::now() + jiff::SignedDuration::from_hours(48);
+    let commits = j.commits();
+    let (removed, batches) = j
+        .prune_in_batches(future, future, 1000)
+        .await
+        .expect("prune");
+    assert_eq!(removed, 2_499, "all but the newest event");
+    assert_eq!(batches, 3, "1000 + 1000 + 499");
+    assert!(
+        j.commits() - commits >= 3,
+        "each batch commits on its own ({} commits)",
+        j.commits() - commits
+    );
+    assert_eq!(rows(&dir, "SELECT COUNT(*) FROM events"), 1);
+}
+
+/// `SQLITE_CORRUPT` from the writer marks the journal corrupt: `stalled()` (what `/readyz`
+/// reports) names the file and what to do.
+#[tokio::test]
+async fn a_corrupt_error_at_run_time_is_reported() {
+    let (_dir, j) = journal();
+    assert_eq!(j.stalled(), None);
+    let busy =
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+    let _ = j.call(move |_| Err::<(), _>(busy.into())).await;
+    assert_eq!(j.stalled(), None, "busy is not corrupt");
+    let corrupt = rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+        Some("database disk image is malformed".into()),
+    );
+    let _ = j.call(move |_| Err::<(), _>(corrupt.into())).await;
+    let why = j.stalled().expect("reported");
+    assert!(
+        why.contains("j.db") && why.contains("corrupt") && why.contains("backup"),
+        "{why}"
+    );
+}
+
+/// The same with a real damaged file: pages overwritten under a running journal.
+#[tokio::test]
+async fn pages_overwritten_under_a_running_journal_are_reported() {
+    use std::io::{Seek, SeekFrom, Write};
+    let (dir, j) = journal();
+    for i in 0..20 {
+        accept_one(&j, &format!("e{i}"), Some(&format!("k{i}")), &["p"]).await;
+    }
+    let path = dir.path().join("j.db");
+    Connection::open(&path)
+        .expect("open")
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open file");
+    f.seek(SeekFrom::Start(4096)).expect("seek");
+    f.write_all(&garbage(3 * 4096)).expect("write");
+    f.sync_all().expect("sync");
+    let mut failed = false;
+    for i in 20..40 {
+        failed |= j
+            .accept(&new_event(&format!("e{i}"), Some(&format!("k{i}")), &["p"]))
+            .await
+            .is_err();
+    }
+    assert!(failed, "accepts into damaged pages fail");
+    let why = j.stalled().expect("reported");
+    assert!(why.contains("corrupt"), "{why}");
+}
+
+/// A damaged file is refused at open, with what to do.
+#[test]
+fn a_damaged_file_is_refused_at_open() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("j.db");
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let j = SqliteJournal::open(&path).expect("open");
+        rt.block_on(async {
+            for i in 0..20 {
+                accept_one(&j, &format!("e{i}"), Some(&format!("k{i}")), &["p"]).await;
+            }
+        });
+    }
+    Connection::open(&path)
+        .expect("open")
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open file");
+    f.seek(SeekFrom::Start(2 * 4096)).expect("seek");
+    f.write_all(&garbage(4096)).expect("write");
+    drop(f);
+    let err = SqliteJournal::open(&path).expect_err("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("j.db") && msg.contains("corrupt") && msg.contains("backup"),
+        "{msg}"
+    );
+    // `hookline dlq` may still read what it can.
+    assert!(SqliteJournal::open_shared(&path).is_ok());
+}
+
+/// Bytes that are no SQLite page (deterministic, so a failure reproduces).
+fn garbage(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9E37_79B9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
