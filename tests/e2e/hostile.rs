@@ -652,3 +652,30 @@ stages = [{ sink = "file", path = "leads.jsonl" }]
     assert_eq!(budget, 2, "{errors:?}");
     assert_eq!(spun, 4, "{errors:?}");
 }
+
+/// F13: a body whose numbers change in LeadShark's re-serialisation is not what was signed:
+/// `…993` resent with the signature of `…992` (what JavaScript signs for it) is refused.
+#[tokio::test]
+async fn a_number_that_was_never_signed_is_refused() {
+    let h = hookline("");
+    let url = h.url("/webhooks/leadshark");
+    let signed = r#"{"event":"new.like","data":{"lead":{"name":"N"},"n":9007199254740992}}"#;
+    let sig = sign(SECRET, signed.as_bytes());
+    let sent = signed.replace("9007199254740992", "9007199254740993");
+    let r = post(&url, sent, &[("x-webhook-signature", &sig)]).await;
+    assert_eq!(r.status, 401, "{}", r.json);
+    assert!(
+        r.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("data.n")),
+        "{}",
+        r.json
+    );
+    let ok = post(&url, signed, &[("x-webhook-signature", &sig)]).await;
+    assert_eq!(ok.status, 200, "{}", ok.json);
+    let lines = wait_for_lines(&h.path("out.jsonl"), 1).await;
+    assert_eq!(
+        lines[0]["data"]["n"], 9007199254740992u64,
+        "only what was signed is stored"
+    );
+}

@@ -160,6 +160,16 @@ impl Verifier for LeadsharkVerifier {
             let (payload, bytes) = self
                 .signed_reserialized(req.body, &tag)
                 .ok_or(Rejection::BadSignature)?;
+            // The signed form must say what the body says: what is journaled and handed to
+            // pipelines is the body, so it must be exactly what was signed.
+            let signed: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                Rejection::NotWhatWasSigned(format!("the signed form is not JSON: {e}"))
+            })?;
+            if let Some(path) = first_difference(&payload, &signed, &mut String::new()) {
+                return Err(Rejection::NotWhatWasSigned(format!(
+                    "the value at `{path}` is not the one that was signed"
+                )));
+            }
             (payload, Some(bytes))
         } else {
             return Err(Rejection::BadSignature);
@@ -280,6 +290,57 @@ fn check_event_header(headers: &http::HeaderMap, event_type: &str) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// The path of the first value that differs between the body and its signed form. Numbers
+/// are compared as numbers (`1.0` and `1` are the same), but integers exactly: one that a
+/// sender's JavaScript number could not hold (above 2^53) differs.
+fn first_difference(body: &Value, signed: &Value, path: &mut String) -> Option<String> {
+    let at = |path: &str| (if path.is_empty() { "$" } else { path }).to_string();
+    match (body, signed) {
+        (Value::Object(a), Value::Object(b)) => {
+            if a.len() != b.len() {
+                return Some(at(path));
+            }
+            for (key, va) in a {
+                let Some(vb) = b.get(key) else {
+                    return Some(at(path));
+                };
+                let len = path.len();
+                path.push('.');
+                path.push_str(key);
+                let found = first_difference(va, vb, path);
+                path.truncate(len);
+                if found.is_some() {
+                    return found;
+                }
+            }
+            None
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            if a.len() != b.len() {
+                return Some(at(path));
+            }
+            for (i, (va, vb)) in a.iter().zip(b).enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = first_difference(va, vb, path);
+                path.truncate(len);
+                if found.is_some() {
+                    return found;
+                }
+            }
+            None
+        }
+        (Value::Number(a), Value::Number(b)) => {
+            let same = match (a.as_i128(), b.as_i128()) {
+                (Some(x), Some(y)) => x == y,
+                _ => a.as_f64() == b.as_f64(),
+            };
+            (!same).then(|| at(path))
+        }
+        (a, b) => (a != b).then(|| at(path)),
+    }
 }
 
 fn compact(value: &Value, formatter: impl Formatter) -> Option<Vec<u8>> {

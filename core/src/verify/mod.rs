@@ -95,6 +95,15 @@ pub enum Rejection {
         problem: &'static str,
     },
 
+    /// The body verifies only in a re-serialised form (LeadShark), and that form says
+    /// something else than the body: a number or string changes in the round trip (an
+    /// integer above 2^53 in a sender that signs JavaScript numbers). What would be stored
+    /// is not what was signed.
+    #[error(
+        "the body matches the signature only after re-serialisation, and that changes it ({0}): what was signed is not what was sent"
+    )]
+    NotWhatWasSigned(String),
+
     /// Signed longer ago than the tolerance: a replay, or a retry that was not re-signed.
     #[error(
         "timestamp expired: signed {age_secs} s ago, more than the {tolerance_secs} s tolerance"
@@ -151,7 +160,8 @@ impl Rejection {
             | Rejection::MissingTimestamp { .. }
             | Rejection::MalformedTimestamp { .. }
             | Rejection::TimestampExpired { .. }
-            | Rejection::TimestampInFuture { .. } => 401,
+            | Rejection::TimestampInFuture { .. }
+            | Rejection::NotWhatWasSigned(_) => 401,
             Rejection::MalformedJson(_)
             | Rejection::NotAnObject
             | Rejection::MissingEvent { .. }
@@ -184,6 +194,7 @@ impl Rejection {
             Rejection::MalformedTimestamp { .. } => "malformed_timestamp",
             Rejection::TimestampExpired { .. } => "timestamp_expired",
             Rejection::TimestampInFuture { .. } => "timestamp_in_future",
+            Rejection::NotWhatWasSigned(_) => "not_what_was_signed",
             Rejection::MalformedJson(_) => "malformed_json",
             Rejection::NotAnObject => "not_an_object",
             Rejection::MissingEvent { .. } => "missing_event",
@@ -202,6 +213,7 @@ impl Rejection {
         "malformed_timestamp",
         "timestamp_expired",
         "timestamp_in_future",
+        "not_what_was_signed",
         "malformed_json",
         "not_an_object",
         "missing_event",

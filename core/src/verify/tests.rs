@@ -118,6 +118,7 @@ fn reasons_are_a_closed_set_with_statuses() {
             ahead_secs: 301,
             tolerance_secs: 300,
         },
+        Rejection::NotWhatWasSigned("the value at `data.n` is not the one that was signed".into()),
         Rejection::MalformedJson(json_err),
         Rejection::NotAnObject,
         Rejection::MissingEvent {
@@ -139,7 +140,7 @@ fn reasons_are_a_closed_set_with_statuses() {
     assert_eq!(
         statuses,
         [
-            401, 401, 401, 401, 401, 401, 401, 401, 400, 400, 400, 400, 400
+            401, 401, 401, 401, 401, 401, 401, 401, 401, 400, 400, 400, 400, 400
         ]
     );
     let messages: Vec<_> = all.iter().map(ToString::to_string).collect();
@@ -150,7 +151,7 @@ fn reasons_are_a_closed_set_with_statuses() {
         "timestamp is 301 s in the future, more than the 300 s tolerance"
     );
     assert_eq!(
-        messages[11],
+        messages[12],
         "X-GitHub-Event header is missing: it names the event type"
     );
 }
