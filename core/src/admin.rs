@@ -149,7 +149,11 @@ async fn auth(State(state): State<AdminState>, req: Request, next: Next) -> Resp
 async fn metrics(State(state): State<AdminState>) -> Response {
     match state.journal.depths().await {
         Ok(d) => crate::metrics::depths(d.pending, d.dead),
-        Err(e) => tracing::warn!(error = %e, "metrics: could not read journal depths"),
+        Err(e) => {
+            if let Some(held_back) = crate::lograte::allow("metrics-depths") {
+                tracing::warn!(error = %e, held_back, "metrics: could not read journal depths");
+            }
+        }
     }
     (
         [(
@@ -197,7 +201,9 @@ async fn readyz(State(state): State<AdminState>) -> Response {
                 .into_response()
         }
         Err(e) => {
-            tracing::error!(error = %e, "readiness: journal unavailable");
+            if let Some(held_back) = crate::lograte::allow("readiness") {
+                tracing::error!(error = %e, held_back, "readiness: journal unavailable");
+            }
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "journal unavailable").into_response()
         }
     }

@@ -24,9 +24,9 @@ use tokio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 
 use crate::journal::{Accepted, Delivery, Journal, NewDeadLetter, NewEvent};
-use crate::metrics;
 use crate::runtime::{Runtime, Source, Workers};
 use crate::verify::{Rejection, Unverified, Verified};
+use crate::{lograte, metrics};
 
 /// Shared by every request; the runtime is swapped whole on reload.
 #[derive(Debug)]
@@ -167,7 +167,9 @@ async fn handle(
         },
         // LeadShark's "Test webhook" button sends a GET: answer it, process nothing.
         Method::GET | Method::HEAD => {
-            info!(source = %source.name, "test ping (GET) answered; nothing processed");
+            if let Some(held_back) = lograte::allow(&format!("ping:{}", source.name)) {
+                info!(source = %source.name, held_back, "test ping (GET) answered; nothing processed");
+            }
             metrics::test_ping(&source.name);
             (
                 StatusCode::OK,
@@ -222,7 +224,9 @@ async fn receive(
         source.verifier.accepts_content_type(essence)
     })?;
     if state.journal.pending_hint() >= runtime.storage.max_pending {
-        warn!(source = %source.name, max_pending = runtime.storage.max_pending, "backpressure: too many pending deliveries; answered 503");
+        if let Some(held_back) = lograte::allow(&format!("backpressure:{}", source.name)) {
+            warn!(source = %source.name, max_pending = runtime.storage.max_pending, held_back, "backpressure: too many pending deliveries; answered 503");
+        }
         return Err(busy("too many deliveries pending; retry later"));
     }
 
@@ -316,7 +320,9 @@ async fn receive(
     match state.journal.accept(&new).await {
         Ok(Accepted::Duplicate { first_id }) => {
             metrics::duplicate(&source.name);
-            info!(source = %source.name, first_id = %first_id, "duplicate delivery; answered with the first event's id");
+            if let Some(held_back) = lograte::allow(&format!("duplicate:{}", source.name)) {
+                info!(source = %source.name, first_id = %first_id, held_back, "duplicate delivery; answered with the first event's id");
+            }
             Ok(Receipt::Duplicate(first_id))
         }
         Ok(Accepted::New { deliveries }) => {
@@ -367,7 +373,9 @@ async fn receive(
             Ok(Receipt::Accepted(id))
         }
         Err(e) => {
-            error!(source = %source.name, error = %e, "could not journal an event; answered 503");
+            if let Some(held_back) = lograte::allow(&format!("journal:{}", source.name)) {
+                error!(source = %source.name, error = %e, held_back, "could not journal an event; answered 503");
+            }
             Err(busy("the event could not be stored; retry later"))
         }
     }
@@ -412,7 +420,9 @@ async fn dead_letter_request(
             Ok(Receipt::Accepted(id))
         }
         Err(e) => {
-            error!(source = %source.name, error = %e, "could not store a dead letter; answered 503");
+            if let Some(held_back) = lograte::allow(&format!("dead-letter:{}", source.name)) {
+                error!(source = %source.name, error = %e, held_back, "could not store a dead letter; answered 503");
+            }
             Err(busy("the request could not be stored; retry later"))
         }
     }
@@ -427,7 +437,10 @@ fn rejected(source: &Source, r: Rejection) -> ApiError {
     let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST);
     if status == StatusCode::UNAUTHORIZED {
         // Worth an operator's attention (a wrong or rotated secret), but never the secret.
-        warn!(source = %source.name, reason = r.reason(), "rejected: {r}");
+        if let Some(held_back) = lograte::allow(&format!("rejected:{}:{}", source.name, r.reason()))
+        {
+            warn!(source = %source.name, reason = r.reason(), held_back, "rejected: {r}");
+        }
     } else {
         debug!(source = %source.name, reason = r.reason(), "rejected: {r}");
     }

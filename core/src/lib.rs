@@ -27,6 +27,7 @@ pub mod ingest;
 pub mod init;
 pub mod journal;
 pub mod listener;
+pub mod lograte;
 pub mod metrics;
 pub mod pipetest;
 pub mod reload;

@@ -679,3 +679,52 @@ async fn a_number_that_was_never_signed_is_refused() {
         "only what was signed is stored"
     );
 }
+
+/// F8: a flood of bad signatures and pings writes a line per kind per 10 s, each saying how
+/// many were held back; the metrics count every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_of_rejections_and_pings_are_logged_at_a_bounded_rate() {
+    let h = hookline("");
+    let url = h.url("/webhooks/leadshark");
+    let before = h.log().len();
+    let c = client();
+    for i in 0..1000u64 {
+        let r = c
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-webhook-signature", "00".repeat(32))
+            .body(sample("email.captured", i))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 401);
+        let ping = c.get(&url).send().await.expect("answer");
+        assert_eq!(ping.status(), 200);
+    }
+    let log = h.log();
+    let grown = log.len() - before;
+    let rejected = log.matches("rejected: invalid signature").count();
+    let pings = log.matches("test ping (GET) answered").count();
+    println!(
+        "1 000 bad signatures + 1 000 pings: log grew {grown} bytes ({rejected} rejection lines, {pings} ping lines)"
+    );
+    assert!(
+        rejected <= 2 && pings <= 2,
+        "{rejected} rejection and {pings} ping lines"
+    );
+    assert!(grown < 20_000, "the log grew {grown} bytes");
+    let text = c
+        .get(h.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let counted = crate::nats::metric(
+        &text,
+        "hookline_verification_failures_total",
+        &[("source", "leadshark"), ("reason", "bad_signature")],
+    );
+    assert_eq!(counted, Some(1000.0), "every rejection counted");
+}
