@@ -265,11 +265,7 @@ async fn receive(
     };
 
     let received_at = jiff::Timestamp::now();
-    let verified = match source.verifier.verify(&Unverified {
-        headers,
-        body: &bytes,
-        now: received_at,
-    }) {
+    let verified = match verify(source, headers, &bytes, received_at).await? {
         Ok(v) => v,
         Err(r) if r.authenticated() => {
             let reason = r.to_string();
@@ -426,6 +422,52 @@ async fn dead_letter_request(
             Err(busy("the request could not be stored; retry later"))
         }
     }
+}
+
+/// Bodies up to this size are verified on the thread that read them (microseconds); larger
+/// ones — a scheme may have to parse them before it can verify (LeadShark's
+/// re-serialisation) — on the blocking pool, at most one per core at a time.
+const VERIFY_INLINE: usize = 64 * 1024;
+
+async fn verify(
+    source: &Arc<Source>,
+    headers: &HeaderMap,
+    bytes: &bytes::Bytes,
+    now: jiff::Timestamp,
+) -> Result<Result<Verified, Rejection>, ApiError> {
+    if bytes.len() <= VERIFY_INLINE {
+        return Ok(source.verifier.verify(&Unverified {
+            headers,
+            body: bytes,
+            now,
+        }));
+    }
+    static SLOTS: std::sync::LazyLock<Arc<Semaphore>> = std::sync::LazyLock::new(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Arc::new(Semaphore::new(cores))
+    });
+    let slot = tokio::time::timeout(Duration::from_secs(1), SLOTS.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| busy("too many large requests being verified; retry later"))?;
+    let (source, headers, bytes) = (source.clone(), headers.clone(), bytes.clone());
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        source.verifier.verify(&Unverified {
+            headers: &headers,
+            body: &bytes,
+            now,
+        })
+    })
+    .await
+    .map_err(|e| {
+        error!(error = %e, "verification task failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "verification failed; see the service log",
+        )
+    })
 }
 
 fn busy(message: &str) -> ApiError {

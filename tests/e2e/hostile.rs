@@ -728,3 +728,57 @@ async fn floods_of_rejections_and_pings_are_logged_at_a_bounded_rate() {
     );
     assert_eq!(counted, Some(1000.0), "every rejection counted");
 }
+
+/// F7: 8 clients sending 1 MiB JSON float arrays with a wrong signature. Above 256 KiB a
+/// LeadShark body must match over its raw bytes (no parse before the signature checks
+/// out), and large bodies are verified off the listener's threads: signed webhooks keep
+/// being answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_large_unsigned_json_does_not_slow_signed_webhooks() {
+    let h = hookline("");
+    let url = h.url("/webhooks/leadshark");
+    let floats: Vec<String> = (0..52_000).map(|i| format!("{i}.123456789e-3")).collect();
+    let body = format!(
+        "{{\"event\":\"email.captured\",\"data\":[{}]}}",
+        floats.join(",")
+    );
+    assert!(
+        body.len() > 800 * 1024 && body.len() < 1024 * 1024,
+        "{}",
+        body.len()
+    );
+    let stop = Instant::now() + Duration::from_secs(4);
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            tokio::spawn(async move {
+                let c = client();
+                let mut refused = 0u32;
+                while Instant::now() < stop {
+                    let r = c
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("x-webhook-signature", "ab".repeat(32))
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .expect("answer");
+                    assert!(
+                        r.status() == 401 || r.status() == 503,
+                        "refused (or shed), never accepted: {}",
+                        r.status()
+                    );
+                    refused += 1;
+                }
+                refused
+            })
+        })
+        .collect();
+    let took = legit_traffic(url, 60, 3000).await;
+    report("8 clients of 1 MiB unsigned JSON", &took);
+    let mut refused = 0;
+    for f in flood {
+        refused += f.await.expect("flood");
+    }
+    println!("{refused} large unsigned bodies refused with 401");
+}

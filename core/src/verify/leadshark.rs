@@ -137,6 +137,9 @@ impl LeadsharkVerifier {
     /// The re-serialisation fallback: the parsed body and the signed bytes, if one of its
     /// compact forms is signed. A body that is not JSON simply does not match.
     fn signed_reserialized(&self, body: &[u8], tag: &[u8; 32]) -> Option<(Value, Vec<u8>)> {
+        if body.len() > MAX_RESERIALIZE {
+            return None;
+        }
         let value: Value = serde_json::from_slice(body).ok()?;
         let node = compact(&value, NodeFormatter)?;
         if node != body && self.signed(&node, tag) {
@@ -149,6 +152,11 @@ impl LeadsharkVerifier {
         None
     }
 }
+
+/// The largest body tried in re-serialised form. Parsing comes before verifying there, so
+/// an unsigned body costs a parse; LeadShark's payloads are a few KiB. Larger bodies must
+/// match over their raw bytes.
+pub const MAX_RESERIALIZE: usize = 256 * 1024;
 
 impl Verifier for LeadsharkVerifier {
     fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {

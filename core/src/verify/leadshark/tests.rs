@@ -587,3 +587,17 @@ fn a_body_that_changes_in_the_round_trip_is_not_what_was_signed() {
     let ok = check(&v, pretty, &sig).expect("the same values in another layout");
     assert_eq!(ok.payload["data"]["n"], 9007199254740992u64);
 }
+
+/// F7: above MAX_RESERIALIZE a body is not parsed to be tried in compact form (an unsigned
+/// body would cost a parse); it must match over its raw bytes.
+#[test]
+fn bodies_above_the_reserialisation_limit_must_match_raw() {
+    let v = verifier(&["s3cret"], true);
+    let pad = "x".repeat(MAX_RESERIALIZE);
+    let compact = format!(r#"{{"event":"new.like","data":{{"pad":"{pad}"}}}}"#);
+    let sig = sign("s3cret", compact.as_bytes());
+    assert!(check(&v, compact.as_bytes(), &sig).is_ok(), "raw match");
+    let pretty = format!("{{ \"event\": \"new.like\", \"data\": {{ \"pad\": \"{pad}\" }} }}");
+    let r = rejected(check(&v, pretty.as_bytes(), &sig), pretty.as_bytes());
+    assert_eq!(r.reason(), "bad_signature");
+}
