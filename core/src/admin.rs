@@ -246,6 +246,7 @@ impl FilterQuery {
             since,
             include_replayed: self.include_replayed,
             event_id: None,
+            summaries: false,
         })
     }
 
@@ -292,9 +293,13 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let filter = DeadLetterFilter {
+        summaries: true,
+        ..q.filter()?
+    };
     let page = s
         .journal
-        .list_dead(q.filter()?, q.offset, limit)
+        .list_dead(filter, q.offset, limit)
         .await
         .map_err(internal)?;
     // Summaries only: the event and a raw body (personal data, up to `max_body` each) are

@@ -62,6 +62,7 @@ impl Filters {
                 .map_err(anyhow::Error::msg)?,
             include_replayed,
             event_id: None,
+            summaries: false,
         })
     }
 

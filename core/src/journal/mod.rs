@@ -120,6 +120,11 @@ pub struct DeadLetterFilter {
     pub include_replayed: bool,
     /// Only the letters of this event (the id logs and the 2xx name).
     pub event_id: Option<String>,
+    /// For lists: leave out what can be large — the event's payload and headers (`null`,
+    /// `[]`) and the raw body (empty when there is one) — so a page of letters with 1 MiB
+    /// bodies costs no more memory than one without. The SQLite journal does this in its
+    /// query; the NATS journal after reading each letter.
+    pub summaries: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -227,6 +227,16 @@ impl DeadLetters {
             .into_iter()
             .map(|s| s.letter)
             .filter(|l| matches(filter, l))
+            .map(|mut l| {
+                if filter.summaries {
+                    if let Some(e) = &mut l.event {
+                        e.payload = serde_json::Value::Null;
+                        e.headers.clear();
+                    }
+                    l.raw = l.raw.map(|_| String::new());
+                }
+                l
+            })
             .collect();
         all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         let total = all.len() as u64;

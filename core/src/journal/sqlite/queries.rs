@@ -585,6 +585,13 @@ pub fn insert_dead_letter(
 const DEAD_COLUMNS: &str =
     "id, event_id, source, pipeline, stage_index, stage_name, error, attempts, first_failed_at,
      last_failed_at, created_at, state, replayed_at, event, raw";
+/// The same, without payloads and raw bodies (the JSON is trimmed inside SQLite).
+const DEAD_SUMMARY_COLUMNS: &str =
+    "id, event_id, source, pipeline, stage_index, stage_name, error, attempts, first_failed_at,
+     last_failed_at, created_at, state, replayed_at,
+     CASE WHEN event IS NULL THEN NULL
+          ELSE json_set(event, '$.payload', json('null'), '$.headers', json('[]')) END,
+     CASE WHEN raw IS NULL THEN NULL ELSE X'' END";
 
 fn dead_from_row(r: &Row<'_>) -> Result<DeadLetter, JournalError> {
     let event: Option<String> = r.get(13)?;
@@ -659,8 +666,13 @@ pub fn list_dead(
         rusqlite::params_from_iter(values.iter()),
         |r| r.get(0),
     )?;
+    let columns = if f.summaries {
+        DEAD_SUMMARY_COLUMNS
+    } else {
+        DEAD_COLUMNS
+    };
     let sql = format!(
-        "SELECT {DEAD_COLUMNS} FROM dead_letters {clause} ORDER BY created_at DESC, id DESC LIMIT {} OFFSET {}",
+        "SELECT {columns} FROM dead_letters {clause} ORDER BY created_at DESC, id DESC LIMIT {} OFFSET {}",
         limit.min(i64::MAX as u64),
         offset.min(i64::MAX as u64)
     );

@@ -166,6 +166,30 @@ async fn retry_then_dead_then_replay() {
     assert_eq!(page.total, 1);
     let dl = &page.items[0];
     assert_eq!(dl.stage_name.as_deref(), Some("http"));
+    assert_eq!(
+        dl.event.as_ref().map(|e| &e.payload),
+        Some(&snapshot.payload)
+    );
+    // Summaries (admin lists): the same letter without its payload, cut inside SQLite.
+    let summaries = j
+        .list_dead(
+            DeadLetterFilter {
+                summaries: true,
+                ..Default::default()
+            },
+            0,
+            10,
+        )
+        .await
+        .expect("list");
+    let short = &summaries.items[0];
+    assert_eq!(short.id, dl.id);
+    let event = short.event.as_ref().expect("the event, trimmed");
+    assert_eq!(
+        (event.id.as_str(), event.event_type.as_str()),
+        (snapshot.id.as_str(), snapshot.event_type.as_str())
+    );
+    assert_eq!(event.payload, serde_json::Value::Null);
     let none = j
         .list_dead(
             DeadLetterFilter {
