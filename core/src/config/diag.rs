@@ -26,7 +26,17 @@ impl std::fmt::Display for Diagnostic {
         if let Some(key) = &self.key {
             write!(f, ": `{key}`")?;
         }
-        write!(f, ": {}", self.message)
+        // Messages quote values from the file and the environment: a value with a newline
+        // or an escape sequence is printed escaped, never raw (one problem, one line).
+        f.write_str(": ")?;
+        for c in self.message.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -193,5 +203,21 @@ mod tests {
         );
         let off = text.find("name").expect("present");
         assert_eq!(key_path_at(&doc, off).as_deref(), Some("pipelines[0].name"));
+    }
+
+    /// F15 of the bulkheads issue: a `${VAR}` value with a newline or an escape sequence,
+    /// quoted in a message, is printed escaped: one problem stays one line.
+    #[test]
+    fn control_characters_in_messages_are_printed_escaped() {
+        let d = Diagnostic {
+            file: "pipeline.toml".into(),
+            line: 3,
+            column: 10,
+            key: Some("server.listen".into()),
+            message: "`0.0.0.0:80\nerror: forged line \u{1b}[31m` is not a socket address".into(),
+        };
+        let text = d.to_string();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("\\n") && text.contains("\\u{1b}"), "{text}");
     }
 }

@@ -110,7 +110,23 @@ pub fn build(config: &PluginConfig<'_>, _ctx: &BuildContext) -> Result<Arc<dyn S
         .user_agent(USER_AGENT)
         .build()
         .map_err(|e| config.error_at("url", format!("cannot build the HTTP client: {e}")))?;
+    // Everything configured that is secret, as it could come back in a peer's error body.
+    let mut secrets: Vec<String> = cfg
+        .headers
+        .values()
+        .flat_map(|v| {
+            let v = v.expose();
+            std::iter::once(v.to_string()).chain(v.split_whitespace().map(str::to_string))
+        })
+        .chain(url.query_pairs().map(|(_, v)| v.into_owned()))
+        .chain(url.password().map(str::to_string))
+        .chain(cfg.signing.as_ref().map(|s| s.secret.expose().to_string()))
+        .filter(|s| s.len() >= 6)
+        .collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
     Ok(Arc::new(HttpSink {
+        secrets,
         origin: url.origin().ascii_serialization(),
         client,
         method,
@@ -173,6 +189,8 @@ impl Signer {
 
 /// Runtime form of the `http` sink.
 pub struct HttpSink {
+    /// Configured secret values, longest first: redacted from every error message.
+    secrets: Vec<String>,
     /// `scheme://host:port` only, for messages.
     origin: String,
     client: reqwest::Client,
@@ -232,11 +250,11 @@ impl Sink for HttpSink {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| retry_after(v, jiff::Timestamp::now()));
-        let message = format!(
+        let message = self.redact(format!(
             "{} answered {status}{}",
             self.origin,
             body_start(response).await
-        );
+        ));
         if matches!(
             status,
             StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS
@@ -267,7 +285,18 @@ impl HttpSink {
                 self.origin, self.timeout
             ));
         }
-        StageError::retryable(format!("cannot reach {}: {}", self.origin, chain(e)))
+        StageError::retryable(self.redact(format!("cannot reach {}: {}", self.origin, chain(e))))
+    }
+
+    /// `text` with every configured secret (header values and their words, URL query
+    /// values, the URL's password, the signing key) replaced by `***`: a peer may echo them.
+    fn redact(&self, mut text: String) -> String {
+        for s in &self.secrets {
+            if text.contains(s.as_str()) {
+                text = text.replace(s.as_str(), "***");
+            }
+        }
+        text
     }
 }
 

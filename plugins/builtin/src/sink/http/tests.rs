@@ -40,6 +40,20 @@ async fn server() -> (String, Seen) {
             }),
         )
         .route(
+            "/echo",
+            any(|headers: AxumHeaders, uri: axum::http::Uri| async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                (
+                    AxumStatus::BAD_REQUEST,
+                    format!("rejected {auth} for {uri}"),
+                )
+            }),
+        )
+        .route(
             "/busy",
             any(|| async {
                 (
@@ -377,4 +391,22 @@ fn signing_headers_cannot_be_configured_when_signing() {
         "url = \"https://x.test\"\nheaders = {{ webhook-id = \"x\" }}\nsigning = {{ secret = \"{SECRET}\" }}"
     );
     assert!(build(&config("http", &text), &ctx()).is_err());
+}
+
+/// F11 of the bulkheads issue: a receiver that echoes the request's `Authorization` and URL
+/// in its error body must not put the configured secrets into the error (the log, the dead
+/// letter).
+#[tokio::test]
+async fn secrets_a_receiver_echoes_are_redacted_from_errors() {
+    let (base, _) = server().await;
+    let toml = format!(
+        r#"url = "{base}/echo?api_key=k-0123456789&x=1"
+headers = {{ authorization = "Bearer tok-abcdef012345" }}"#
+    );
+    let err = send(&toml, serde_json::json!({})).await.expect_err("400");
+    let text = format!("{err:?}");
+    assert!(text.contains("rejected"), "the body is still shown: {text}");
+    assert!(!text.contains("tok-abcdef012345"), "{text}");
+    assert!(!text.contains("k-0123456789"), "{text}");
+    assert!(text.contains("***"), "{text}");
 }
