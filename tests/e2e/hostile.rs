@@ -55,6 +55,19 @@ async fn legit_traffic(url: String, count: u64, offset: u64) -> Vec<Duration> {
     took
 }
 
+/// The process's peak resident memory (KiB), sampled every 50 ms, `samples` times.
+fn peak_rss(h: &Hookline, samples: usize) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (max, rss) = (peak.clone(), h.rss_sampler());
+    let task = tokio::spawn(async move {
+        for _ in 0..samples {
+            max.fetch_max(rss() as usize, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    (peak, task)
+}
+
 fn p(sorted: &[Duration], q: f64) -> Duration {
     let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
@@ -225,16 +238,7 @@ async fn partial_bodies_are_bounded_by_the_byte_budget_and_the_body_timeout() {
             })
         })
         .collect();
-    let peak = Arc::new(AtomicUsize::new(0));
-    let sampling = {
-        let (peak, pid_rss) = (peak.clone(), h.rss_sampler());
-        tokio::spawn(async move {
-            for _ in 0..100 {
-                peak.fetch_max(pid_rss() as usize, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let (peak, sampling) = peak_rss(&h, 100);
     let took = legit_traffic(h.url("/webhooks/leadshark"), 60, 100).await;
     report("400 partial 1 MiB bodies", &took);
     for t in attack {
@@ -340,16 +344,7 @@ async fn h2c_is_off_by_default_and_bounded_when_on() {
             })
         })
         .collect();
-    let peak = Arc::new(AtomicUsize::new(0));
-    let sampling = {
-        let (peak, rss) = (peak.clone(), on.rss_sampler());
-        tokio::spawn(async move {
-            for _ in 0..80 {
-                peak.fetch_max(rss() as usize, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let (peak, sampling) = peak_rss(&on, 80);
     let took = legit_traffic(on.url("/webhooks/leadshark"), 40, 200).await;
     report("h2c stream flood", &took);
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();

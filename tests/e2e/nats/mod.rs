@@ -352,6 +352,20 @@ impl Drop for Node {
     }
 }
 
+/// Two `ingest` and two `worker` processes on the config in `dir`.
+pub fn two_ingest_two_workers(dir: &Path) -> ([Node; 2], [Node; 2]) {
+    (
+        [
+            Node::start(dir, "ingest", "ingest-1"),
+            Node::start(dir, "ingest", "ingest-2"),
+        ],
+        [
+            Node::start(dir, "worker", "worker-1"),
+            Node::start(dir, "worker", "worker-2"),
+        ],
+    )
+}
+
 /// A temp dir holding `pipeline.toml` with `text`.
 pub fn config_dir(text: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("dir");

@@ -45,14 +45,7 @@ async fn a_stream_leader_killed_under_load_in_a_three_server_cluster_loses_nothi
         &crm_pipeline(&receiver),
         "replicas = 3\npublish_timeout = \"1s\"",
     ));
-    let ingest = [
-        Node::start(dir.path(), "ingest", "ingest-1"),
-        Node::start(dir.path(), "ingest", "ingest-2"),
-    ];
-    let workers = [
-        Node::start(dir.path(), "worker", "worker-1"),
-        Node::start(dir.path(), "worker", "worker-2"),
-    ];
+    let (ingest, workers) = two_ingest_two_workers(dir.path());
     let sent = Arc::new(Sent::default());
     let senders = send(
         ingest

@@ -198,14 +198,7 @@ async fn a_nats_restart_mid_run_answers_503_meanwhile_and_loses_nothing() {
     let mut nats = NatsServer::start();
     let receiver = Receiver::start(vec![]).await;
     let dir = cluster_config(&nats, &receiver);
-    let ingest = [
-        Node::start(dir.path(), "ingest", "ingest-1"),
-        Node::start(dir.path(), "ingest", "ingest-2"),
-    ];
-    let _workers = [
-        Node::start(dir.path(), "worker", "worker-1"),
-        Node::start(dir.path(), "worker", "worker-2"),
-    ];
+    let (ingest, _workers) = two_ingest_two_workers(dir.path());
     let sent = Arc::new(Sent::default());
     let senders = send_all(
         ingest
