@@ -53,7 +53,7 @@ fn group_commit(c: &mut Criterion) {
         Ok(j) => Arc::new(j),
         Err(e) => panic!("{e}"),
     };
-    let payload = hookline_plugin_api::leadshark::samples::sample("email.captured", 7)
+    let payload = hookline_leadshark::samples::sample("email.captured", 7)
         .unwrap_or_else(|| panic!("sample"));
 
     let mut group = c.benchmark_group("journal_accept");

@@ -63,7 +63,7 @@ fn runtime() -> Runtime {
 }
 
 fn event() -> Event {
-    let payload = hookline_plugin_api::leadshark::samples::sample("email.captured", 42)
+    let payload = hookline_leadshark::samples::sample("email.captured", 42)
         .unwrap_or_else(|| panic!("sample"));
     Event {
         id: "0190b7e4-7f8a-7000-8000-000000000000".into(),

@@ -6,8 +6,9 @@
 //! `cargo bench -p hookline --bench verify`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hookline::verify::leadshark::{LeadsharkVerifier, sign};
+use hookline::verify::leadshark::LeadsharkVerifier;
 use hookline::verify::{Unverified, Verifier};
+use hookline_leadshark::sign;
 use hookline_plugin_api::Secret;
 use http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};

@@ -16,9 +16,8 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hookline::wasm::PluginSet;
-use hookline_plugin_api::{
-    BuildContext, Event, PluginConfig, Registry, StageError, Transform, leadshark,
-};
+use hookline_leadshark as leadshark;
+use hookline_plugin_api::{BuildContext, Event, PluginConfig, Registry, StageError, Transform};
 
 #[path = "../../plugins/wasm/lead-score/src/score.rs"]
 mod score;

@@ -236,7 +236,7 @@ impl FilterQuery {
             .since
             .as_deref()
             .filter(|s| !s.trim().is_empty())
-            .map(parse_since)
+            .map(crate::journal::parse_since)
             .transpose()
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
         Ok(DeadLetterFilter {
@@ -263,20 +263,6 @@ fn given(v: &Option<String>) -> Option<String> {
     v.as_deref()
         .filter(|s| !s.trim().is_empty())
         .map(str::to_string)
-}
-
-/// `2026-11-27T10:00:00Z`, or a duration back from now (`90m`, `1h`, `7d`).
-pub fn parse_since(s: &str) -> Result<jiff::Timestamp, String> {
-    if let Ok(t) = s.parse::<jiff::Timestamp>() {
-        return Ok(t);
-    }
-    let d = humantime::parse_duration(s).map_err(|_| {
-        format!("`since` must be an RFC 3339 time or a duration such as 1h, not `{s}`")
-    })?;
-    let d = jiff::SignedDuration::try_from(d).map_err(|e| e.to_string())?;
-    jiff::Timestamp::now()
-        .checked_sub(d)
-        .map_err(|e| e.to_string())
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {

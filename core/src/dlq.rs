@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
-use crate::admin::parse_since;
 use crate::config::ConfigFile;
 use crate::config::{Backend, StorageConfig};
 use crate::journal::{DeadLetter, DeadLetterFilter, Journal, NatsJournal, Replayed, SqliteJournal};
@@ -57,7 +56,7 @@ impl Filters {
             since: self
                 .since
                 .as_deref()
-                .map(parse_since)
+                .map(crate::journal::parse_since)
                 .transpose()
                 .map_err(anyhow::Error::msg)?,
             include_replayed,

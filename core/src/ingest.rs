@@ -2,8 +2,8 @@
 //!
 //! Checks run cheapest first — path, method, declared size, content type, body size — and
 //! only then does the source's verifier see the bytes. Only a verified request becomes an
-//! [`Event`]. The 2xx is sent only after the event and its deliveries are committed to the
-//! journal; a request that is authenticated but cannot be processed is committed as a dead
+//! [`Event`]. The 2xx is sent only after the event, with the pipelines it was routed to,
+//! is committed to the journal (see `journal::Journal::accept`); a request that is authenticated but cannot be processed is committed as a dead
 //! letter and also answered 2xx (nothing authenticated is lost, and the sender has nothing
 //! to fix by retrying). Every rejection is a status code with a JSON `{"error": "..."}`
 //! body; nothing here panics on any input.
@@ -21,8 +21,11 @@ use hookline_plugin_api::Event;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 use tokio::sync::Semaphore;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
+use crate::internal_events::{
+    DuplicateReceived, EventAccepted, RequestRejected, TestPingAnswered, UnprocessableDeadLettered,
+};
 use crate::journal::{Accepted, Delivery, Journal, NewDeadLetter, NewEvent};
 use crate::runtime::{Runtime, Source, Workers};
 use crate::verify::{Rejection, Unverified, Verified};
@@ -167,10 +170,10 @@ async fn handle(
         },
         // LeadShark's "Test webhook" button sends a GET: answer it, process nothing.
         Method::GET | Method::HEAD => {
-            if let Some(held_back) = lograte::allow(&format!("ping:{}", source.name)) {
-                info!(source = %source.name, held_back, "test ping (GET) answered; nothing processed");
+            TestPingAnswered {
+                source: &source.telemetry,
             }
-            metrics::test_ping(&source.name);
+            .emit();
             (
                 StatusCode::OK,
                 axum::Json(json!({ "received": true, "test": true })),
@@ -315,17 +318,21 @@ async fn receive(
     let event = &new.event;
     match state.journal.accept(&new).await {
         Ok(Accepted::Duplicate { first_id }) => {
-            metrics::duplicate(&source.name);
-            if let Some(held_back) = lograte::allow(&format!("duplicate:{}", source.name)) {
-                info!(source = %source.name, first_id = %first_id, held_back, "duplicate delivery; answered with the first event's id");
+            DuplicateReceived {
+                source: &source.telemetry,
+                first_id: &first_id,
             }
+            .emit();
             Ok(Receipt::Duplicate(first_id))
         }
         Ok(Accepted::New { deliveries }) => {
-            metrics::event_accepted(&source.name, source.metric_type(&event.event_type));
-            // Debug, not info: one line per event costs more CPU than verifying it
-            // (docs/performance.md); `hookline_events_accepted_total` counts them.
-            debug!(event_id = %event.id, source = %source.name, event_type = %event.event_type, routed = deliveries.len(), "accepted");
+            EventAccepted {
+                source: &source.telemetry,
+                event_id: &event.id,
+                event_type: &event.event_type,
+                routed: deliveries.len(),
+            }
+            .emit();
             let id = event.id.clone();
             // Each run gets its own copy; the last one takes the original.
             let mut event = Some(new.event);
@@ -411,8 +418,12 @@ async fn dead_letter_request(
     };
     match state.journal.dead_letter(letter).await {
         Ok(_) => {
-            metrics::dead_letter_created("ingest", "decode");
-            warn!(event_id = %id, source = %source.name, reason = %reason, "authenticated but unprocessable; dead-lettered");
+            UnprocessableDeadLettered {
+                source: &source.name,
+                event_id: &id,
+                reason: &reason,
+            }
+            .emit();
             Ok(Receipt::Accepted(id))
         }
         Err(e) => {
@@ -475,17 +486,14 @@ fn busy(message: &str) -> ApiError {
 }
 
 fn rejected(source: &Source, r: Rejection) -> ApiError {
-    metrics::verification_failed(&source.name, r.reason());
     let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    if status == StatusCode::UNAUTHORIZED {
-        // Worth an operator's attention (a wrong or rotated secret), but never the secret.
-        if let Some(held_back) = lograte::allow(&format!("rejected:{}:{}", source.name, r.reason()))
-        {
-            warn!(source = %source.name, reason = r.reason(), held_back, "rejected: {r}");
-        }
-    } else {
-        debug!(source = %source.name, reason = r.reason(), "rejected: {r}");
+    RequestRejected {
+        source: &source.telemetry,
+        reason: r.reason(),
+        status: status.as_u16(),
+        message: &r,
     }
+    .emit();
     ApiError::new(status, r.to_string())
 }
 

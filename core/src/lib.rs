@@ -4,17 +4,21 @@
 //! The flow, one module per step:
 //!
 //! ```text
-//! ingest   HTTP: size limit, method, content type, raw bytes          (ingest)
-//! verify   the source's signature scheme, constant time; pure          (verify)
-//! envelope Event { id (UUIDv7), source, type, received_at, payload }   (ingest)
-//! run      per matching pipeline: stages in order                      (runtime)
+//! listen   connections: caps, header and idle timeouts                  (listener)
+//! ingest   HTTP: size limit, method, content type, raw bytes            (ingest)
+//! verify   the source's signature scheme, constant time; pure           (verify)
+//! envelope Event { id (UUIDv7), source, type, received_at, payload }    (ingest)
+//! accept   made durable with the pipelines it goes to, then the 2xx     (journal)
+//! run      per matching pipeline: stages in order                       (runtime)
+//! settle   delivered, a retry at a stage, or a dead letter              (journal)
 //! ```
 //!
 //! `config` turns `pipeline.toml` into inert, validated data with every error located by
 //! file, line, column and key; `runtime::Runtime::build` turns that into live stages through
 //! the plugin [`hookline_plugin_api::Registry`] — WASM plugins (`wasm`) included, registered
 //! from the plugins folder by the same build. `verify` never does I/O, and nothing below
-//! `ingest` calls back into it.
+//! `ingest` calls back into it. Modules depend on each other one way, along this flow:
+//! `tests/architecture.rs` holds the layers and fails on an edge against them.
 
 #[macro_use]
 pub mod out;
@@ -25,6 +29,7 @@ pub mod config;
 pub mod dlq;
 pub mod ingest;
 pub mod init;
+pub mod internal_events;
 pub mod journal;
 pub mod listener;
 pub mod lograte;

@@ -262,59 +262,6 @@ pub fn request(source: &str, status: u16) {
         .inc();
 }
 
-pub fn verification_failed(source: &str, reason: &str) {
-    metrics()
-        .verification_failures
-        .with_label_values(&[source, reason])
-        .inc();
-}
-
-pub fn test_ping(source: &str) {
-    metrics().test_pings.with_label_values(&[source]).inc();
-}
-
-pub fn event_accepted(source: &str, event_type: &str) {
-    metrics()
-        .events_accepted
-        .with_label_values(&[source, event_type])
-        .inc();
-}
-
-pub fn duplicate(source: &str) {
-    metrics().duplicates.with_label_values(&[source]).inc();
-}
-
-pub fn stage_ran(pipeline: &str, stage: &str, outcome: &str, seconds: f64) {
-    let m = metrics();
-    m.stage_outcomes
-        .with_label_values(&[pipeline, stage, outcome])
-        .inc();
-    m.stage_duration
-        .with_label_values(&[pipeline, stage])
-        .observe(seconds);
-}
-
-pub fn sink_attempt(pipeline: &str, stage: &str) {
-    metrics()
-        .sink_attempts
-        .with_label_values(&[pipeline, stage])
-        .inc();
-}
-
-pub fn retry_scheduled(pipeline: &str, stage: &str) {
-    metrics()
-        .sink_retries
-        .with_label_values(&[pipeline, stage])
-        .inc();
-}
-
-pub fn dead_letter_created(pipeline: &str, stage: &str) {
-    metrics()
-        .dead_letters_created
-        .with_label_values(&[pipeline, stage])
-        .inc();
-}
-
 pub fn dead_letter_replayed() {
     metrics().dead_letters_replayed.inc();
 }
@@ -361,20 +308,6 @@ pub fn journal_commit(batch: usize) {
     m.journal_batch_size.observe(batch as f64);
 }
 
-pub fn wasm_trap(pipeline: &str, stage: &str) {
-    metrics()
-        .wasm_traps
-        .with_label_values(&[pipeline, stage])
-        .inc();
-}
-
-pub fn wasm_timeout(pipeline: &str, stage: &str) {
-    metrics()
-        .wasm_timeouts
-        .with_label_values(&[pipeline, stage])
-        .inc();
-}
-
 pub fn wasm_plugin_counter(plugin: &str, name: &str, by: u64) {
     metrics()
         .wasm_plugin_counter
@@ -389,43 +322,9 @@ pub fn config_reload(ok: bool) {
         .inc();
 }
 
-/// Create the zero-valued series a config implies, so dashboards and `rate()` see every
-/// source, pipeline and stage from the start rather than after its first event.
-pub fn preregister(runtime: &crate::runtime::Runtime) {
+/// The zero-valued series every config has.
+pub fn preregister_common() {
     let m = metrics();
-    for source in runtime.sources.values() {
-        for reason in crate::verify::Rejection::REASONS {
-            m.verification_failures
-                .with_label_values(&[source.name.as_str(), reason]);
-        }
-        for t in source.declared_types() {
-            m.events_accepted
-                .with_label_values(&[source.name.as_str(), t]);
-        }
-        m.events_accepted
-            .with_label_values(&[source.name.as_str(), "other"]);
-        m.duplicates.with_label_values(&[&source.name]);
-        m.test_pings.with_label_values(&[&source.name]);
-    }
-    for p in &runtime.pipelines {
-        for s in &p.stages {
-            for outcome in [OUTCOME_PASSED, OUTCOME_DROPPED, OUTCOME_FAILED] {
-                m.stage_outcomes
-                    .with_label_values(&[&p.name, &s.name, outcome]);
-            }
-            m.stage_duration.with_label_values(&[&p.name, &s.name]);
-            m.dead_letters_created
-                .with_label_values(&[&p.name, &s.name]);
-            if s.plugin.starts_with(crate::wasm::PREFIX) {
-                m.wasm_traps.with_label_values(&[&p.name, &s.name]);
-                m.wasm_timeouts.with_label_values(&[&p.name, &s.name]);
-            }
-            if matches!(s.op, crate::runtime::StageOp::Sink(_)) {
-                m.sink_attempts.with_label_values(&[&p.name, &s.name]);
-                m.sink_retries.with_label_values(&[&p.name, &s.name]);
-            }
-        }
-    }
     m.dead_letters_created
         .with_label_values(&["ingest", "decode"]);
     m.config_reloads.with_label_values(&["success"]);

@@ -246,14 +246,12 @@ fn input_event(runtime: &Runtime, case: &TestCase) -> Result<Event, String> {
         return Err(format!("no source named `{source}`"));
     }
     let payload: Value = match (&case.sample, &case.payload, &case.payload_json) {
-        (Some(t), None, None) => {
-            hookline_plugin_api::leadshark::samples::sample(t, 1).ok_or_else(|| {
-                format!(
-                    "no LeadShark sample `{t}`; samples: {}",
-                    hookline_plugin_api::leadshark::EVENT_TYPES.join(", ")
-                )
-            })?
-        }
+        (Some(t), None, None) => hookline_leadshark::samples::sample(t, 1).ok_or_else(|| {
+            format!(
+                "no LeadShark sample `{t}`; samples: {}",
+                hookline_leadshark::EVENT_TYPES.join(", ")
+            )
+        })?,
         (None, Some(table), None) => serde_json::to_value(table).map_err(|e| e.to_string())?,
         (None, None, Some(json)) => {
             serde_json::from_str(json).map_err(|e| format!("payload_json: {e}"))?

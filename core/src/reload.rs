@@ -40,14 +40,15 @@ impl Reloader {
     pub async fn reload(&self, trigger: &str) -> Result<(), Diagnostics> {
         let _one = self.busy.lock().await;
         let (path, registry) = (self.config.clone(), self.registry.clone());
-        let loaded = tokio::task::spawn_blocking(move || crate::cli::load(&path, &registry))
-            .await
-            .unwrap_or_else(|e| {
-                Err(Diagnostics::single(
-                    &self.config,
-                    format!("reload task failed: {e}"),
-                ))
-            });
+        let loaded =
+            tokio::task::spawn_blocking(move || crate::runtime::load::load(&path, &registry))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(Diagnostics::single(
+                        &self.config,
+                        format!("reload task failed: {e}"),
+                    ))
+                });
         match loaded {
             Ok((_, new, warnings)) => {
                 for w in warnings {
@@ -79,7 +80,6 @@ impl Reloader {
                         "this setting changed but takes effect only after a restart"
                     );
                 }
-                metrics::preregister(&new);
                 let (sources, pipelines) = (new.sources.len(), new.pipelines.len());
                 self.runtime.store(Arc::new(new));
                 metrics::config_reload(true);

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use hookline_plugin_api::leadshark::samples;
+use hookline_leadshark::samples;
 use serde_json::Value;
 
-use crate::verify::leadshark::sign;
+use hookline_leadshark::sign;
 
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {

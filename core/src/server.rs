@@ -1,4 +1,5 @@
-//! Serving: bind, accept until told to stop, then let work in flight finish.
+//! Serving on listeners the caller bound: accept until told to stop, then let work in
+//! flight finish.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,10 +2,10 @@
 //! here. Field lists come from the config structs themselves (serde introspection), so a new
 //! field cannot be added without its documentation.
 
+use hookline::config::RetryPolicy;
 use hookline::config::{
     AdminConfig, ServerConfig, SourceConfig, StorageConfig, pipeline_keys, stage_keys,
 };
-use hookline::runtime::RetryPolicy;
 use hookline::verify::{
     github::GithubConfig, hmac::HmacConfig, leadshark::LeadsharkConfig, shopify::ShopifyConfig,
     slack::SlackConfig, standard_webhooks::StandardWebhooksConfig, stripe::StripeConfig,

@@ -237,7 +237,7 @@ pub fn client() -> reqwest::Client {
 
 /// Lower-case hex HMAC-SHA256, as LeadShark signs.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    hookline::verify::leadshark::sign(secret, body)
+    hookline_leadshark::sign(secret, body)
 }
 
 pub struct Reply {
@@ -290,7 +290,7 @@ pub async fn post_signed(url: &str, body: &str) -> Reply {
 
 /// A LeadShark sample (as `hookline send` sends it), compact JSON.
 pub fn sample(event: &str, i: u64) -> String {
-    let v = hookline_plugin_api::leadshark::samples::sample(event, i).expect("sample exists");
+    let v = hookline_leadshark::samples::sample(event, i).expect("sample exists");
     serde_json::to_string(&v).expect("json")
 }
 

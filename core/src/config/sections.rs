@@ -135,6 +135,10 @@ pub struct SourceConfig {
     /// and not processed again (`"0s"` turns deduplication off).
     #[serde(default = "default_dedupe_window", with = "humantime_serde")]
     pub dedupe_window: Duration,
+    /// `verify`, built by the checker (a source whose verifier cannot be built is an error
+    /// of the file): the runtime uses this one rather than building it again.
+    #[serde(skip)]
+    pub verifier: Option<std::sync::Arc<dyn crate::verify::Verifier>>,
 }
 
 fn default_dedupe_window() -> Duration {

@@ -6,6 +6,7 @@
 //! embedded default, [`NatsJournal`] the scale-out one (NATS JetStream).
 
 mod nats;
+mod rules;
 mod sqlite;
 
 use hookline_plugin_api::Event;
@@ -13,6 +14,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use nats::{NatsJournal, Provision};
+pub use rules::{DeliveryState, LetterState, fold, parse_since};
 pub use sqlite::SqliteJournal;
 
 /// An event to make durable, with one delivery per pipeline it was routed to.
@@ -101,7 +103,7 @@ pub struct DeadLetter {
     pub last_failed_at: Timestamp,
     pub created_at: Timestamp,
     /// `dead`, or `replayed` once sent back into its pipeline.
-    pub state: String,
+    pub state: LetterState,
     pub replayed_at: Option<Timestamp>,
     pub event: Option<Event>,
     /// Raw body as text (lossy) when the request could not be decoded.
@@ -169,6 +171,35 @@ pub struct Depths {
     pub dead: u64,
 }
 
+/// One pipeline as the journal sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    pub name: &'a str,
+    pub source: &'a str,
+    /// Its `events` globs.
+    pub events: &'a [String],
+}
+
+/// What a journal needs to know of the pipelines in force (NATS keeps consumers per
+/// pipeline and labels subjects by event type). The runtime implements it, so the journal
+/// never reaches up into the engine.
+pub trait Routes: Send + Sync {
+    /// Every pipeline, in config order.
+    fn routes(&self) -> Vec<Route<'_>>;
+    /// Whether `pipeline` takes events of `event_type`; `None`: no such pipeline.
+    fn wants(&self, pipeline: &str, event_type: &str) -> Option<bool>;
+    /// The source that feeds `pipeline`.
+    fn source_of(&self, pipeline: &str) -> Option<&str>;
+    /// The `event_type` label of a source's event: declared by the source, or `other`;
+    /// `None`: no such source.
+    fn type_label<'a>(&'a self, source: &str, event_type: &'a str) -> Option<&'a str>;
+}
+
+/// The routes in force now: a new value after each reload.
+pub trait LiveRoutes: Send + Sync {
+    fn current(&self) -> std::sync::Arc<dyn Routes>;
+}
+
 /// The store behind ingest and the workers.
 #[async_trait::async_trait]
 pub trait Journal: Send + Sync + std::fmt::Debug {
@@ -185,8 +216,6 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
         let _ = deliveries;
         Ok(())
     }
-    /// Load deliveries just accepted (claimed by this process) for running.
-    async fn load(&self, ids: Vec<i64>) -> Result<Vec<Delivery>, JournalError>;
     /// Record how a run ended: no continuations means delivered.
     async fn settle(
         &self,

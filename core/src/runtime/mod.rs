@@ -5,8 +5,9 @@
 //! before the first event, so a config that would fail at run time fails at start-up (or a
 //! reload keeps the running set).
 
+pub mod load;
 mod pipeline;
-mod retry;
+mod threads;
 mod worker;
 
 use std::collections::HashMap;
@@ -15,10 +16,10 @@ use std::sync::Arc;
 use hookline_plugin_api::{BuildContext, Registry, StageKind};
 
 pub use pipeline::{Outcome, Pipeline, Stage, StageOp, StageTrace};
-pub use retry::RetryPolicy;
 pub use worker::Workers;
 
 use crate::config::{AdminConfig, Config, Diagnostics, ServerConfig, StorageConfig};
+use crate::internal_events::SourceTelemetry;
 use crate::verify::Verifier;
 use crate::wasm::PluginSet;
 
@@ -27,16 +28,18 @@ use crate::wasm::PluginSet;
 pub struct Source {
     pub name: String,
     pub path: String,
-    pub verifier: Box<dyn Verifier>,
+    pub verifier: Arc<dyn Verifier>,
     pub dedupe_window: std::time::Duration,
     /// Event types used as metric labels; anything else is `other`.
     pub declared: Vec<String>,
     /// Pipelines fed by this source, in config order.
     pub pipelines: Vec<Arc<Pipeline>>,
+    /// Its series, and what is logged of its requests.
+    pub telemetry: SourceTelemetry,
 }
 
 impl Source {
-    /// The pipelines an event of this type goes to (fan-out).
+    /// The event types this source's pipelines name (the `event_type` labels of metrics).
     pub fn declared_types(&self) -> impl Iterator<Item = &str> {
         self.declared.iter().map(String::as_str)
     }
@@ -171,23 +174,29 @@ impl Runtime {
                     }),
                 }
             }
-            match Pipeline::new(&p.name, &p.source, &p.events, stages) {
-                Ok(pipeline) => pipelines.push(Arc::new(pipeline)),
-                Err(e) => {
-                    errors.push(locator.at(None, None, format!("pipeline `{}`: {e}", p.name)))
-                }
-            }
+            pipelines.push(Arc::new(Pipeline::with_matcher(
+                &p.name,
+                &p.source,
+                &p.events,
+                p.matcher.clone(),
+                stages,
+            )));
         }
 
         let mut sources = HashMap::new();
         for s in &config.sources {
-            match s.verify.build() {
-                Ok(verifier) => {
+            // The checker built every source's verifier (or reported why it could not).
+            match s.verifier.clone() {
+                Some(verifier) => {
                     let feeds = pipelines
                         .iter()
                         .filter(|p| p.source == s.name)
                         .cloned()
                         .collect();
+                    let declared = s
+                        .events
+                        .clone()
+                        .unwrap_or_else(|| default_event_types(s.verify.scheme()));
                     sources.insert(
                         s.path.clone(),
                         Arc::new(Source {
@@ -195,15 +204,20 @@ impl Runtime {
                             path: s.path.clone(),
                             verifier,
                             dedupe_window: s.dedupe_window,
-                            declared: s
-                                .events
-                                .clone()
-                                .unwrap_or_else(|| default_event_types(s.verify.scheme())),
+                            telemetry: SourceTelemetry::new(
+                                &s.name,
+                                declared.iter().map(String::as_str),
+                            ),
+                            declared,
                             pipelines: feeds,
                         }),
                     );
                 }
-                Err(e) => errors.push(locator.at(None, None, format!("source `{}`: {e}", s.name))),
+                None => errors.push(locator.at(
+                    None,
+                    None,
+                    format!("source `{}`: its verifier was not built", s.name),
+                )),
             }
         }
 
@@ -223,6 +237,41 @@ impl Runtime {
     }
 }
 
+impl crate::journal::Routes for Runtime {
+    fn routes(&self) -> Vec<crate::journal::Route<'_>> {
+        self.pipelines
+            .iter()
+            .map(|p| crate::journal::Route {
+                name: &p.name,
+                source: &p.source,
+                events: &p.events,
+            })
+            .collect()
+    }
+
+    fn wants(&self, pipeline: &str, event_type: &str) -> Option<bool> {
+        self.pipeline(pipeline).map(|p| p.matches(event_type))
+    }
+
+    fn source_of(&self, pipeline: &str) -> Option<&str> {
+        self.pipeline(pipeline).map(|p| p.source.as_str())
+    }
+
+    fn type_label<'a>(&'a self, source: &str, event_type: &'a str) -> Option<&'a str> {
+        self.sources
+            .values()
+            .find(|s| s.name == source)
+            .map(|s| s.metric_type(event_type))
+    }
+}
+
+/// The runtime in force, swapped by a reload.
+impl crate::journal::LiveRoutes for arc_swap::ArcSwap<Runtime> {
+    fn current(&self) -> Arc<dyn crate::journal::Routes> {
+        self.load_full()
+    }
+}
+
 impl Runtime {
     /// A pipeline by name.
     pub fn pipeline(&self, name: &str) -> Option<&Pipeline> {
@@ -237,15 +286,13 @@ impl Runtime {
 fn config_locator<'a>(config: &'a Config<'_>) -> ConfigLocator<'a> {
     ConfigLocator {
         file: config.file,
-        doc: toml::de::DeTable::parse(&config.file.text)
-            .ok()
-            .map(toml::Spanned::into_inner),
+        doc: &config.original,
     }
 }
 
 struct ConfigLocator<'a> {
     file: &'a crate::config::ConfigFile,
-    doc: Option<toml::de::DeTable<'a>>,
+    doc: &'a toml::de::DeTable<'a>,
 }
 
 impl ConfigLocator<'_> {
@@ -258,7 +305,7 @@ impl ConfigLocator<'_> {
         crate::config::Locator {
             file: &self.file.path,
             text: &self.file.text,
-            doc: self.doc.as_ref(),
+            doc: Some(self.doc),
         }
         .at(span, key, message)
     }
@@ -267,7 +314,7 @@ impl ConfigLocator<'_> {
 /// Event types a scheme documents, for metric labels when a source declares none.
 fn default_event_types(scheme: &str) -> Vec<String> {
     match scheme {
-        "leadshark" => hookline_plugin_api::leadshark::EVENT_TYPES
+        "leadshark" => hookline_leadshark::EVENT_TYPES
             .iter()
             .chain(&["dm.sent"])
             .map(|s| s.to_string())

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use hookline_plugin_api::{Event, Filter, Sink, StageError, StageKind, Transform};
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, info_span};
 
-use crate::metrics;
+use crate::internal_events::{SinkAttempted, StageOutcome, StageRan, StageTelemetry};
 
 /// A built stage.
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub struct Stage {
     pub plugin: String,
     pub op: StageOp,
     /// How a retryable failure here is retried (sinks set it; others use the default).
-    pub retry: super::RetryPolicy,
+    pub retry: crate::config::RetryPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -60,27 +60,49 @@ pub struct Pipeline {
     pub events: Vec<String>,
     matcher: GlobSet,
     pub stages: Vec<Stage>,
+    /// Each stage's series, in stage order (resolved here, once).
+    telemetry: Vec<StageTelemetry>,
 }
 
 impl Pipeline {
+    /// A pipeline from its parts; the `events` globs are compiled here.
     pub fn new(
         name: &str,
         source: &str,
         events: &[String],
         stages: Vec<Stage>,
-    ) -> Result<Self, globset::Error> {
-        let mut builder = GlobSetBuilder::new();
-        for pattern in events {
-            // `.` is not special in event names, and `*` should cross it (`new.*`, `*`).
-            builder.add(Glob::new(pattern)?);
-        }
-        Ok(Pipeline {
+    ) -> Result<Self, String> {
+        let matcher = crate::config::event_matcher(events)?;
+        Ok(Self::with_matcher(name, source, events, matcher, stages))
+    }
+
+    /// A pipeline whose `events` the config checker already compiled.
+    pub fn with_matcher(
+        name: &str,
+        source: &str,
+        events: &[String],
+        matcher: GlobSet,
+        stages: Vec<Stage>,
+    ) -> Self {
+        Pipeline {
             name: name.to_string(),
             source: source.to_string(),
             events: events.to_vec(),
-            matcher: builder.build()?,
+            matcher,
+            telemetry: stages
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    StageTelemetry::new(name, &s.name, i, matches!(s.op, StageOp::Sink(_)))
+                })
+                .collect(),
             stages,
-        })
+        }
+    }
+
+    /// The series of the stage at `index`.
+    pub fn telemetry(&self, index: usize) -> Option<&StageTelemetry> {
+        self.telemetry.get(index)
     }
 
     /// Whether events of this type enter the pipeline.
@@ -114,7 +136,9 @@ impl Pipeline {
         let mut work = vec![(event, from)];
         let mut outcomes = Vec::new();
         while let Some((event, index)) = work.pop() {
-            let Some(stage) = self.stages.get(index) else {
+            let (Some(stage), Some(telemetry)) =
+                (self.stages.get(index), self.telemetry.get(index))
+            else {
                 outcomes.push(Outcome::Completed);
                 continue;
             };
@@ -130,27 +154,23 @@ impl Pipeline {
                 },
                 StageOp::Transform(t) => t.apply(event.clone()).map_err(|e| (e, event)),
                 StageOp::Sink(s) => {
-                    metrics::sink_attempt(&self.name, &stage.name);
+                    SinkAttempted { stage: telemetry }.emit();
                     match s.deliver(&event).await {
-                        Ok(()) => {
-                            debug!(stage = %stage.name, stage_index = index, "sink delivered");
-                            Ok(vec![event])
-                        }
+                        Ok(()) => Ok(vec![event]),
                         Err(e) => Err((e, event)),
                     }
                 }
             };
-            let outcome = match &result {
-                Ok(next) if next.is_empty() => metrics::OUTCOME_DROPPED,
-                Ok(_) => metrics::OUTCOME_PASSED,
-                Err(_) => metrics::OUTCOME_FAILED,
-            };
-            metrics::stage_ran(
-                &self.name,
-                &stage.name,
-                outcome,
-                started.elapsed().as_secs_f64(),
-            );
+            StageRan {
+                stage: telemetry,
+                outcome: match &result {
+                    Ok(next) if next.is_empty() => StageOutcome::Dropped,
+                    Ok(_) => StageOutcome::Passed,
+                    Err(_) => StageOutcome::Failed,
+                },
+                elapsed: started.elapsed(),
+            }
+            .emit();
             if let (Some(observe), Some(input)) = (observer.as_mut(), input) {
                 observe(StageTrace {
                     stage: index,
@@ -162,10 +182,7 @@ impl Pipeline {
                 });
             }
             match result {
-                Ok(next) if next.is_empty() => {
-                    debug!(stage = %stage.name, stage_index = index, "dropped");
-                    outcomes.push(Outcome::Dropped { stage: index });
-                }
+                Ok(next) if next.is_empty() => outcomes.push(Outcome::Dropped { stage: index }),
                 Ok(next) => {
                     for e in next.into_iter().rev() {
                         work.push((e, index + 1));
@@ -241,7 +258,7 @@ mod tests {
             name: name.into(),
             plugin: name.into(),
             op,
-            retry: super::super::RetryPolicy::default(),
+            retry: crate::config::RetryPolicy::default(),
         }
     }
 

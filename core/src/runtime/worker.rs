@@ -17,8 +17,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use super::{Outcome, Pipeline, Runtime};
+use crate::internal_events::{DeadLettered, Delivered, RetryScheduled};
 use crate::journal::{Continuation, Delivery, Journal, NewDeadLetter};
-use crate::metrics;
 
 /// How often the poller looks for due deliveries when nothing wakes it.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -35,7 +35,7 @@ pub struct Workers {
 
 #[derive(Debug)]
 struct Inner {
-    /// Where pipeline runs execute: the stages' own threads (see [`stage_threads`]).
+    /// Where pipeline runs execute: the stages' own threads (`runtime/threads.rs`).
     stages: tokio::runtime::Handle,
     journal: Arc<dyn Journal>,
     runtime: Arc<ArcSwap<Runtime>>,
@@ -56,7 +56,7 @@ impl Workers {
     ) -> Self {
         Workers {
             inner: Arc::new(Inner {
-                stages: stage_threads(),
+                stages: super::threads::stage_threads(),
                 journal,
                 runtime,
                 permits: Arc::new(Semaphore::new(concurrency.max(1))),
@@ -67,10 +67,6 @@ impl Workers {
                 stranded: std::sync::Mutex::default(),
             }),
         }
-    }
-
-    pub fn journal(&self) -> &Arc<dyn Journal> {
-        &self.inner.journal
     }
 
     /// Run a delivery claimed by the poller, which claims no more than there are free run
@@ -278,7 +274,11 @@ impl Workers {
                 };
                 let outcomes = p.run(event, d.stage).await;
                 if outcomes.iter().any(|o| matches!(o, Outcome::Completed)) {
-                    debug!(event_id = %d.event.id, pipeline = %d.pipeline, "delivered");
+                    Delivered {
+                        event_id: &d.event.id,
+                        pipeline: &d.pipeline,
+                    }
+                    .emit();
                 }
                 outcomes
                     .into_iter()
@@ -293,24 +293,9 @@ impl Workers {
                     .collect()
             }
         };
+        let pipeline = runtime.pipeline(&d.pipeline);
         for c in &continuations {
-            let stage_name = |i: usize| {
-                runtime
-                    .pipeline(&d.pipeline)
-                    .and_then(|p| p.stages.get(i))
-                    .map(|s| s.name.clone())
-                    .unwrap_or_else(|| "?".into())
-            };
-            report(&d, c, &stage_name);
-            match c {
-                Continuation::Retry { stage, .. } => {
-                    metrics::retry_scheduled(&d.pipeline, &stage_name(*stage))
-                }
-                Continuation::Dead(l) => metrics::dead_letter_created(
-                    &d.pipeline,
-                    &stage_name(l.stage_index.unwrap_or(0)),
-                ),
-            }
+            report(&d, pipeline, c);
         }
         // The journal must learn the outcome; until it does the delivery stays claimed.
         let mut wait = Duration::from_millis(50);
@@ -327,29 +312,6 @@ impl Workers {
                 }
             }
         }
-    }
-}
-
-/// The threads pipeline runs execute on: a runtime of their own, apart from the one that
-/// accepts connections and answers webhooks, so that a stage that computes for long (a CEL
-/// expression over a huge list, a WASM plugin up to its deadline) takes CPU from other runs,
-/// not from the listener. As many threads as cores; made once per process.
-fn stage_threads() -> tokio::runtime::Handle {
-    static STAGES: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
-        std::sync::OnceLock::new();
-    let built = STAGES.get_or_init(|| {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("hookline-stages")
-            .enable_all()
-            .build()
-            .map_err(|e| warn!(error = %e, "cannot start the stage threads; pipelines run on the listener's"))
-            .ok()
-    });
-    match built {
-        Some(rt) => rt.handle().clone(),
-        None => tokio::runtime::Handle::current(),
     }
 }
 
@@ -434,9 +396,9 @@ fn dead(
     })
 }
 
-/// One log line per outcome; stages are named alike in both (`stage` = its name,
-/// `stage_index` = its position), as in dead letters and metrics.
-fn report(d: &Delivery, c: &Continuation, stage_name: &dyn Fn(usize) -> String) {
+/// What a run that did not complete leaves: a retry or a dead letter, logged and counted.
+fn report(d: &Delivery, pipeline: Option<&Pipeline>, c: &Continuation) {
+    let telemetry = |i: usize| pipeline.and_then(|p| p.telemetry(i));
     match c {
         Continuation::Retry {
             stage,
@@ -444,24 +406,35 @@ fn report(d: &Delivery, c: &Continuation, stage_name: &dyn Fn(usize) -> String) 
             next_attempt_at,
             error,
             ..
-        } => warn!(
-            event_id = %d.event.id,
-            pipeline = %d.pipeline,
-            stage = %stage_name(*stage),
-            stage_index = *stage,
-            attempts = *attempts,
-            next_attempt_at = %next_attempt_at,
-            error = %error,
-            "stage failed; will retry"
-        ),
-        Continuation::Dead(l) => error!(
-            event_id = %d.event.id,
-            pipeline = %d.pipeline,
-            stage = %l.stage_name.clone().unwrap_or_else(|| stage_name(l.stage_index.unwrap_or(0))),
-            stage_index = l.stage_index.unwrap_or(0),
-            attempts = l.attempts,
-            error = %l.error,
-            "stage failed; dead-lettered"
-        ),
+        } => {
+            if let Some(t) = telemetry(*stage) {
+                RetryScheduled {
+                    stage: t,
+                    event_id: &d.event.id,
+                    attempts: *attempts,
+                    next_attempt_at,
+                    error,
+                }
+                .emit();
+            }
+        }
+        Continuation::Dead(l) => {
+            let index = l.stage_index.unwrap_or(0);
+            let stage = telemetry(index);
+            DeadLettered {
+                stage,
+                pipeline: &d.pipeline,
+                stage_name: l
+                    .stage_name
+                    .as_deref()
+                    .or(stage.map(|t| t.stage.as_str()))
+                    .unwrap_or("?"),
+                stage_index: index,
+                event_id: &d.event.id,
+                attempts: l.attempts,
+                error: &l.error,
+            }
+            .emit();
+        }
     }
 }

@@ -12,7 +12,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
-use super::{Rejection, check_secrets};
+use super::{Rejection, Unverified, Verified, check_secrets};
 
 /// The hash under the HMAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -72,6 +72,131 @@ impl Key {
 #[derive(Clone)]
 pub(crate) struct Keyring {
     keys: Vec<Key>,
+}
+
+/// `verify = { scheme = "...", secrets = [...] }` for the schemes keyed by their secrets
+/// alone (GitHub, Shopify).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Every secret accepted (the old one too while the provider rotates it).
+    pub secrets: Vec<Secret>,
+}
+
+impl SecretsConfig {
+    /// The secrets as HMAC-SHA256 keys of their UTF-8 bytes.
+    pub(crate) fn keyring(&self, scheme: &str) -> Result<Keyring, String> {
+        Keyring::utf8(scheme, Algorithm::Sha256, &self.secrets)
+    }
+}
+
+/// The same, for schemes that sign a timestamp too (Stripe, Slack).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimedSecretsConfig {
+    /// Every signing secret accepted.
+    pub secrets: Vec<Secret>,
+    /// How far the signed timestamp may be from now, either way. Default 5 minutes, as
+    /// the providers' own libraries.
+    #[serde(default = "default_tolerance", with = "humantime_serde")]
+    pub tolerance: Duration,
+}
+
+impl TimedSecretsConfig {
+    /// The secrets as HMAC-SHA256 keys of their UTF-8 bytes, with the tolerance.
+    pub(crate) fn timed_keys(&self, scheme: &str) -> Result<TimedKeys, String> {
+        Ok(TimedKeys {
+            keys: Keyring::utf8(scheme, Algorithm::Sha256, &self.secrets)?,
+            tolerance: self.tolerance,
+        })
+    }
+}
+
+/// What a scheme that signs a timestamp verifies with.
+#[derive(Debug, Clone)]
+pub(crate) struct TimedKeys {
+    pub keys: Keyring,
+    pub tolerance: Duration,
+}
+
+/// Schemes that sign the body alone (HMAC-SHA256) and name the event and the delivery in
+/// headers: GitHub and Shopify differ only in the names and in how the tag is written.
+#[derive(Debug)]
+pub struct BodySigned {
+    /// The scheme's name in errors (`github`).
+    pub name: &'static str,
+    pub signature_header: &'static str,
+    pub event_header: &'static str,
+    pub id_header: &'static str,
+    pub parse: fn(&[u8]) -> Result<[u8; 32], &'static str>,
+}
+
+impl BodySigned {
+    pub(crate) fn verify(
+        &self,
+        keys: &Keyring,
+        req: &Unverified<'_>,
+    ) -> Result<Verified, Rejection> {
+        let tag = (self.parse)(signature_header(req.headers, self.signature_header)?)
+            .map_err(|problem| malformed(self.signature_header, problem))?;
+        if !keys.matches(&[req.body], &[&tag]) {
+            return Err(Rejection::BadSignature);
+        }
+        let payload = json_object(req.body)?;
+        let event_type = event_from_header(req.headers, self.event_header)?;
+        let idempotency_key =
+            id_from_header(req.headers, self.id_header).unwrap_or_else(|| digest_key(&[req.body]));
+        Ok(Verified {
+            payload,
+            event_type,
+            idempotency_key: Some(idempotency_key),
+        })
+    }
+}
+
+/// The verifier of a [`BodySigned`] scheme.
+#[derive(Debug, Clone)]
+pub struct BodySignedVerifier {
+    keys: Keyring,
+    scheme: &'static BodySigned,
+}
+
+impl BodySignedVerifier {
+    pub fn build(scheme: &'static BodySigned, config: &SecretsConfig) -> Result<Self, String> {
+        Ok(BodySignedVerifier {
+            keys: config.keyring(scheme.name)?,
+            scheme,
+        })
+    }
+}
+
+impl super::Verifier for BodySignedVerifier {
+    fn signature_headers(&self) -> Vec<String> {
+        vec![self.scheme.signature_header.to_ascii_lowercase()]
+    }
+
+    fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
+        self.scheme.verify(&self.keys, req)
+    }
+}
+
+/// Five minutes, as Stripe's, Slack's and Standard Webhooks' libraries.
+pub(crate) fn default_tolerance() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// `prefix` and 64 hex digits (either case): a SHA-256 tag as GitHub and Slack write it.
+pub(crate) fn prefixed_hex_tag(
+    value: &[u8],
+    prefix: &[u8],
+    problem: &'static str,
+) -> Result<[u8; 32], &'static str> {
+    let hex_text = value.strip_prefix(prefix).ok_or(problem)?;
+    let mut tag = [0u8; 32];
+    if hex_text.len() != 64 || hex::decode_to_slice(hex_text, &mut tag).is_err() {
+        return Err(problem);
+    }
+    Ok(tag)
 }
 
 impl std::fmt::Debug for Keyring {

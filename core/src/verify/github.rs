@@ -16,83 +16,53 @@
 //! body. GitHub signs no timestamp, so there is no tolerance to configure. Deliveries must
 //! use the content type `application/json`.
 
-use hookline_plugin_api::Secret;
-use serde::Deserialize;
+use super::common::{BodySigned, SecretsConfig, prefixed_hex_tag};
 
-use super::common::{
-    Algorithm, Keyring, digest_key, event_from_header, id_from_header, json_object, malformed,
-    signature_header,
+/// `verify = { scheme = "github", secrets = [...] }`: every webhook secret accepted.
+pub type GithubConfig = SecretsConfig;
+
+/// GitHub signs the body; the event and the delivery id are headers.
+pub const GITHUB: BodySigned = BodySigned {
+    name: "github",
+    signature_header: "X-Hub-Signature-256",
+    event_header: "X-GitHub-Event",
+    id_header: "X-GitHub-Delivery",
+    parse: parse_signature,
 };
-use super::{Rejection, Unverified, Verified, Verifier};
-
-pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
-pub const EVENT_HEADER: &str = "X-GitHub-Event";
-pub const DELIVERY_HEADER: &str = "X-GitHub-Delivery";
-
-/// `verify = { scheme = "github", secrets = [...] }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GithubConfig {
-    /// Every webhook secret accepted.
-    pub secrets: Vec<Secret>,
-}
-
-#[derive(Debug, Clone)]
-pub struct GithubVerifier {
-    keys: Keyring,
-}
-
-impl GithubVerifier {
-    pub fn build(config: &GithubConfig) -> Result<Self, String> {
-        Ok(GithubVerifier {
-            keys: Keyring::utf8("github", Algorithm::Sha256, &config.secrets)?,
-        })
-    }
-}
-
-impl Verifier for GithubVerifier {
-    fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
-        let tag = parse_signature(signature_header(req.headers, SIGNATURE_HEADER)?)
-            .map_err(|problem| malformed(SIGNATURE_HEADER, problem))?;
-        if !self.keys.matches(&[req.body], &[&tag]) {
-            return Err(Rejection::BadSignature);
-        }
-        let payload = json_object(req.body)?;
-        let event_type = event_from_header(req.headers, EVENT_HEADER)?;
-        let idempotency_key =
-            id_from_header(req.headers, DELIVERY_HEADER).unwrap_or_else(|| digest_key(&[req.body]));
-        Ok(Verified {
-            payload,
-            event_type,
-            idempotency_key: Some(idempotency_key),
-        })
-    }
-}
 
 /// `sha256=` and 64 hex digits (either case).
 pub fn parse_signature(value: &[u8]) -> Result<[u8; 32], &'static str> {
-    const PROBLEM: &str = "expected `sha256=` and 64 hexadecimal characters";
-    let hex_text = value.strip_prefix(b"sha256=").ok_or(PROBLEM)?;
-    let mut tag = [0u8; 32];
-    if hex_text.len() != 64 || hex::decode_to_slice(hex_text, &mut tag).is_err() {
-        return Err(PROBLEM);
-    }
-    Ok(tag)
+    prefixed_hex_tag(
+        value,
+        b"sha256=",
+        "expected `sha256=` and 64 hexadecimal characters",
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::common::BodySignedVerifier;
+    use crate::verify::common::{Algorithm, Keyring, digest_key};
+    use crate::verify::{Rejection, Verified};
+    use hookline_plugin_api::Secret;
+
+    const SIGNATURE_HEADER: &str = GITHUB.signature_header;
+    const EVENT_HEADER: &str = GITHUB.event_header;
+    const DELIVERY_HEADER: &str = GITHUB.id_header;
     use crate::verify::testing::*;
     use proptest::prelude::*;
 
     const SECRET: &str = "It's a Secret to Everybody";
     const BODY: &str = r#"{"action":"opened","number":1,"repository":{"full_name":"o/r"}}"#;
 
-    fn verifier(secrets: &[&str]) -> GithubVerifier {
-        GithubVerifier::build(&GithubConfig {
-            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
-        })
+    fn verifier(secrets: &[&str]) -> BodySignedVerifier {
+        BodySignedVerifier::build(
+            &GITHUB,
+            &GithubConfig {
+                secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            },
+        )
         .expect("builds")
     }
 
@@ -104,7 +74,7 @@ mod tests {
         )
     }
 
-    fn send(v: &GithubVerifier, sig: &str, body: &str) -> Result<Verified, Rejection> {
+    fn send(v: &BodySignedVerifier, sig: &str, body: &str) -> Result<Verified, Rejection> {
         let h = [
             (SIGNATURE_HEADER, sig),
             (EVENT_HEADER, "pull_request"),

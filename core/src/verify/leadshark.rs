@@ -199,7 +199,7 @@ impl Verifier for LeadsharkVerifier {
     }
 
     fn problems(&self, verified: &Verified) -> Vec<String> {
-        match hookline_plugin_api::leadshark::LeadSharkEvent::from_value(&verified.payload) {
+        match hookline_leadshark::LeadSharkEvent::from_value(&verified.payload) {
             Ok(event) => event
                 .required_fields_missing()
                 .into_iter()
@@ -216,15 +216,6 @@ impl Verifier for LeadsharkVerifier {
             )],
         }
     }
-}
-
-/// The `X-Webhook-Signature` value LeadShark would send for `body`: lower-case hex
-/// HMAC-SHA256 keyed with the secret's UTF-8 bytes (for `hookline send` and tests).
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
 }
 
 /// The one `X-Webhook-Signature` value, decoded: 64 hex digits, either case.

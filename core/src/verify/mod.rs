@@ -321,10 +321,14 @@ impl VerifyConfig {
             VerifyConfig::StandardWebhooks(c) => {
                 Box::new(standard_webhooks::StandardWebhooksVerifier::build(c)?)
             }
-            VerifyConfig::Github(c) => Box::new(github::GithubVerifier::build(c)?),
+            VerifyConfig::Github(c) => {
+                Box::new(common::BodySignedVerifier::build(&github::GITHUB, c)?)
+            }
             VerifyConfig::Stripe(c) => Box::new(stripe::StripeVerifier::build(c)?),
             VerifyConfig::Slack(c) => Box::new(slack::SlackVerifier::build(c)?),
-            VerifyConfig::Shopify(c) => Box::new(shopify::ShopifyVerifier::build(c)?),
+            VerifyConfig::Shopify(c) => {
+                Box::new(common::BodySignedVerifier::build(&shopify::SHOPIFY, c)?)
+            }
             VerifyConfig::Hmac(c) => Box::new(hmac::HmacVerifier::build(c)?),
         })
     }

@@ -14,63 +14,21 @@
 //! `X-Shopify-Webhook-Id`, which Shopify keeps when it retries; without it, a hash of the
 //! body. Shopify signs no timestamp, so there is no tolerance to configure.
 
+use super::common::{BodySigned, SecretsConfig};
 use base64::prelude::{BASE64_STANDARD, Engine as _};
-use hookline_plugin_api::Secret;
-use serde::Deserialize;
 
-use super::common::{
-    Algorithm, Keyring, digest_key, event_from_header, id_from_header, json_object, malformed,
-    signature_header,
+/// `verify = { scheme = "shopify", secrets = [...] }`: every client secret accepted (the old
+/// one too while Shopify rotates it).
+pub type ShopifyConfig = SecretsConfig;
+
+/// Shopify signs the body; the topic and the webhook id are headers.
+pub const SHOPIFY: BodySigned = BodySigned {
+    name: "shopify",
+    signature_header: "X-Shopify-Hmac-Sha256",
+    event_header: "X-Shopify-Topic",
+    id_header: "X-Shopify-Webhook-Id",
+    parse: parse_signature,
 };
-use super::{Rejection, Unverified, Verified, Verifier};
-
-pub const SIGNATURE_HEADER: &str = "X-Shopify-Hmac-Sha256";
-pub const TOPIC_HEADER: &str = "X-Shopify-Topic";
-pub const WEBHOOK_ID_HEADER: &str = "X-Shopify-Webhook-Id";
-
-/// `verify = { scheme = "shopify", secrets = [...] }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShopifyConfig {
-    /// Every client secret accepted (the old one too while Shopify rotates it).
-    pub secrets: Vec<Secret>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ShopifyVerifier {
-    keys: Keyring,
-}
-
-impl ShopifyVerifier {
-    pub fn build(config: &ShopifyConfig) -> Result<Self, String> {
-        Ok(ShopifyVerifier {
-            keys: Keyring::utf8("shopify", Algorithm::Sha256, &config.secrets)?,
-        })
-    }
-}
-
-impl Verifier for ShopifyVerifier {
-    fn signature_headers(&self) -> Vec<String> {
-        vec![SIGNATURE_HEADER.to_ascii_lowercase()]
-    }
-
-    fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
-        let tag = parse_signature(signature_header(req.headers, SIGNATURE_HEADER)?)
-            .map_err(|problem| malformed(SIGNATURE_HEADER, problem))?;
-        if !self.keys.matches(&[req.body], &[&tag]) {
-            return Err(Rejection::BadSignature);
-        }
-        let payload = json_object(req.body)?;
-        let event_type = event_from_header(req.headers, TOPIC_HEADER)?;
-        let idempotency_key = id_from_header(req.headers, WEBHOOK_ID_HEADER)
-            .unwrap_or_else(|| digest_key(&[req.body]));
-        Ok(Verified {
-            payload,
-            event_type,
-            idempotency_key: Some(idempotency_key),
-        })
-    }
-}
 
 /// Standard base64 of 32 bytes (44 characters with padding).
 pub fn parse_signature(value: &[u8]) -> Result<[u8; 32], &'static str> {
@@ -84,6 +42,14 @@ pub fn parse_signature(value: &[u8]) -> Result<[u8; 32], &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::common::BodySignedVerifier;
+    use crate::verify::common::{Algorithm, Keyring, digest_key};
+    use crate::verify::{Rejection, Verified};
+    use hookline_plugin_api::Secret;
+
+    const SIGNATURE_HEADER: &str = SHOPIFY.signature_header;
+    const TOPIC_HEADER: &str = SHOPIFY.event_header;
+    const WEBHOOK_ID_HEADER: &str = SHOPIFY.id_header;
     use crate::verify::testing::*;
     use proptest::prelude::*;
 
@@ -93,10 +59,13 @@ mod tests {
     const SIG: &str = "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g=";
     const BODY: &str = r#"{"foo": "bar"}"#;
 
-    fn verifier(secrets: &[&str]) -> ShopifyVerifier {
-        ShopifyVerifier::build(&ShopifyConfig {
-            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
-        })
+    fn verifier(secrets: &[&str]) -> BodySignedVerifier {
+        BodySignedVerifier::build(
+            &SHOPIFY,
+            &ShopifyConfig {
+                secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            },
+        )
         .expect("builds")
     }
 
@@ -105,7 +74,7 @@ mod tests {
         BASE64_STANDARD.encode(ring.sign_with_first(&[body.as_bytes()]))
     }
 
-    fn send(v: &ShopifyVerifier, sig: &str, body: &str) -> Result<Verified, Rejection> {
+    fn send(v: &BodySignedVerifier, sig: &str, body: &str) -> Result<Verified, Rejection> {
         let h = [
             (SIGNATURE_HEADER, sig),
             (TOPIC_HEADER, "products/create"),

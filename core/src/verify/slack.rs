@@ -20,49 +20,28 @@
 //! The idempotency key is `event_id` (kept by the Events API's retries), else `trigger_id`
 //! (commands and interactions), else a hash of the body. All of them are signed.
 
-use std::time::Duration;
-
-use hookline_plugin_api::Secret;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::common::{
-    Algorithm, FORM, Keyring, check_age, content_type_essence, digest_key, form_object, is_json,
-    json_object, malformed, signature_header, string_at, timestamp_header,
+    FORM, TimedKeys, TimedSecretsConfig, check_age, content_type_essence, digest_key, form_object,
+    is_json, json_object, malformed, prefixed_hex_tag, signature_header, string_at,
+    timestamp_header,
 };
 use super::{Rejection, Unverified, Verified, Verifier};
 
 pub const SIGNATURE_HEADER: &str = "X-Slack-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Slack-Request-Timestamp";
 
-/// `verify = { scheme = "slack", ... }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlackConfig {
-    /// Every signing secret accepted.
-    pub secrets: Vec<Secret>,
-    /// How far the request timestamp may be from now, either way. Default 5 minutes, as
-    /// Slack recommends.
-    #[serde(default = "default_tolerance", with = "humantime_serde")]
-    pub tolerance: Duration,
-}
-
-fn default_tolerance() -> Duration {
-    Duration::from_secs(300)
-}
+/// `verify = { scheme = "slack", secrets = [...], tolerance = "5m" }`: every signing secret
+/// accepted; the tolerance as Slack recommends.
+pub type SlackConfig = TimedSecretsConfig;
 
 #[derive(Debug, Clone)]
-pub struct SlackVerifier {
-    keys: Keyring,
-    tolerance: Duration,
-}
+pub struct SlackVerifier(TimedKeys);
 
 impl SlackVerifier {
     pub fn build(config: &SlackConfig) -> Result<Self, String> {
-        Ok(SlackVerifier {
-            keys: Keyring::utf8("slack", Algorithm::Sha256, &config.secrets)?,
-            tolerance: config.tolerance,
-        })
+        config.timed_keys("slack").map(SlackVerifier)
     }
 }
 
@@ -72,12 +51,13 @@ impl Verifier for SlackVerifier {
             .map_err(|problem| malformed(SIGNATURE_HEADER, problem))?;
         let (timestamp, signed_at) = timestamp_header(req.headers, TIMESTAMP_HEADER)?;
         if !self
+            .0
             .keys
             .matches(&[b"v0:", timestamp, b":", req.body], &[&tag])
         {
             return Err(Rejection::BadSignature);
         }
-        check_age(signed_at, req.now, self.tolerance)?;
+        check_age(signed_at, req.now, self.0.tolerance)?;
         let payload = if content_type_essence(req.headers) == FORM {
             form_object(req.body)
         } else {
@@ -117,19 +97,20 @@ fn event_type(payload: &Value) -> Result<String, Rejection> {
 
 /// `v0=` and 64 hex digits (either case).
 pub fn parse_signature(value: &[u8]) -> Result<[u8; 32], &'static str> {
-    const PROBLEM: &str = "expected `v0=` and 64 hexadecimal characters";
-    let hex_text = value.strip_prefix(b"v0=").ok_or(PROBLEM)?;
-    let mut tag = [0u8; 32];
-    if hex_text.len() != 64 || hex::decode_to_slice(hex_text, &mut tag).is_err() {
-        return Err(PROBLEM);
-    }
-    Ok(tag)
+    prefixed_hex_tag(
+        value,
+        b"v0=",
+        "expected `v0=` and 64 hexadecimal characters",
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::common::default_tolerance;
+    use crate::verify::common::{Algorithm, Keyring};
     use crate::verify::testing::*;
+    use hookline_plugin_api::Secret;
     use proptest::prelude::*;
 
     /// Slack's published example (docs "Verifying requests from Slack"; python-slack-sdk).

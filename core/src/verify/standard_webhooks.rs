@@ -25,8 +25,8 @@ use hookline_plugin_api::Secret;
 use serde::Deserialize;
 
 use super::common::{
-    Algorithm, Keyring, check_age, event_at, json_object, malformed, one_header, signature_header,
-    timestamp_header,
+    Algorithm, Keyring, check_age, default_tolerance, event_at, json_object, malformed, one_header,
+    signature_header, timestamp_header,
 };
 use super::{Rejection, Unverified, Verified, Verifier, check_secrets};
 
@@ -42,10 +42,6 @@ pub struct StandardWebhooksConfig {
     /// Dotted path of the event type in the payload. Default `type`.
     #[serde(default = "default_event_field")]
     pub event_field: String,
-}
-
-fn default_tolerance() -> Duration {
-    Duration::from_secs(300)
 }
 
 fn default_event_field() -> String {

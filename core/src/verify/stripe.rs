@@ -13,47 +13,25 @@
 //! The event type is the signed payload's `type` (`payment_intent.succeeded`) and the
 //! idempotency key its `id` (`evt_...`), which Stripe keeps across retries.
 
-use std::time::Duration;
-
-use hookline_plugin_api::Secret;
-use serde::Deserialize;
-
 use super::common::{
-    Algorithm, Keyring, check_age, digest_key, event_at, json_object, malformed, signature_header,
-    string_at, unix_seconds,
+    TimedKeys, TimedSecretsConfig, check_age, digest_key, event_at, json_object, malformed,
+    signature_header, string_at, unix_seconds,
 };
 use super::{Rejection, Unverified, Verified, Verifier};
 
 pub const SIGNATURE_HEADER: &str = "Stripe-Signature";
 const TIMESTAMP_LOCATION: &str = "t= timestamp in the Stripe-Signature header";
 
-/// `verify = { scheme = "stripe", ... }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StripeConfig {
-    /// Every endpoint signing secret accepted (`whsec_...`).
-    pub secrets: Vec<Secret>,
-    /// How far `t` may be from now, either way. Default 5 minutes, as Stripe's libraries.
-    #[serde(default = "default_tolerance", with = "humantime_serde")]
-    pub tolerance: Duration,
-}
-
-fn default_tolerance() -> Duration {
-    Duration::from_secs(300)
-}
+/// `verify = { scheme = "stripe", secrets = [...], tolerance = "5m" }`: every endpoint signing
+/// secret accepted (`whsec_...`).
+pub type StripeConfig = TimedSecretsConfig;
 
 #[derive(Debug, Clone)]
-pub struct StripeVerifier {
-    keys: Keyring,
-    tolerance: Duration,
-}
+pub struct StripeVerifier(TimedKeys);
 
 impl StripeVerifier {
     pub fn build(config: &StripeConfig) -> Result<Self, String> {
-        Ok(StripeVerifier {
-            keys: Keyring::utf8("stripe", Algorithm::Sha256, &config.secrets)?,
-            tolerance: config.tolerance,
-        })
+        config.timed_keys("stripe").map(StripeVerifier)
     }
 }
 
@@ -64,12 +42,13 @@ impl Verifier for StripeVerifier {
         let t = header.timestamp.to_string();
         let candidates: Vec<&[u8]> = header.signatures.iter().map(|s| s.as_slice()).collect();
         if !self
+            .0
             .keys
             .matches(&[t.as_bytes(), b".", req.body], &candidates)
         {
             return Err(Rejection::BadSignature);
         }
-        check_age(header.timestamp, req.now, self.tolerance)?;
+        check_age(header.timestamp, req.now, self.0.tolerance)?;
         let payload = json_object(req.body)?;
         let event_type = event_at(&payload, "type")?;
         let idempotency_key = match string_at(&payload, "id") {
@@ -140,7 +119,10 @@ pub fn parse_header(value: &[u8]) -> Result<Header, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::common::default_tolerance;
+    use crate::verify::common::{Algorithm, Keyring};
     use crate::verify::testing::*;
+    use hookline_plugin_api::Secret;
     use proptest::prelude::*;
 
     const SECRET: &str = "whsec_test_secret_0123456789";

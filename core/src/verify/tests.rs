@@ -66,7 +66,7 @@ fn build_rejects_empty_secrets_without_printing_them() {
     let mut headers = http::HeaderMap::new();
     headers.insert(
         "x-webhook-signature",
-        super::leadshark::sign("", body).parse().expect("header"),
+        hookline_leadshark::sign("", body).parse().expect("header"),
     );
     let unverified = Unverified {
         headers: &headers,

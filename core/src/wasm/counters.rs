@@ -1,6 +1,7 @@
 //! Plugin-named counters: what plugins count through the `increment` import.
 //!
-//! Kept here until the metrics module exports them; [`counters`] is the read side. Names are
+//! `increment` counts into `hookline_wasm_plugin_counter_total` (`metrics.rs`) and keeps
+//! the totals here; [`counters`] is the read side (tests). Names are
 //! the plugin's (never payload values): at most [`MAX_NAMES`] per plugin, each at most
 //! [`MAX_NAME_LEN`] characters of `[a-z0-9_]`; anything else is ignored with a warning, so a
 //! plugin cannot blow up the metrics' cardinality.

@@ -162,9 +162,16 @@ fn classify(e: &reqwest::Error) -> Failure {
         message = format!("{message}: {s}");
         source = s.source();
     }
+    let private = std::iter::successors(std::error::Error::source(e), |s| s.source()).any(|s| {
+        // An `io::Error` wrapping it names it in its `get_ref`, not its `source`.
+        s.is::<PrivateOnly>()
+            || s.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<PrivateOnly>())
+    });
     if e.is_timeout() {
         Failure::Timeout(message)
-    } else if message.contains("resolves only to private addresses") {
+    } else if private {
         Failure::Denied(message)
     } else {
         Failure::Failed(message)
@@ -200,6 +207,22 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
+/// A name that resolves to no public address: refused like a host outside `allowed_hosts`.
+#[derive(Debug)]
+struct PrivateOnly(String);
+
+impl std::fmt::Display for PrivateOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` resolves only to private addresses (list its IP literal in allowed_hosts to reach it)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for PrivateOnly {}
+
 /// Resolves names to their public addresses only.
 #[derive(Debug)]
 struct PublicOnly;
@@ -213,10 +236,7 @@ impl Resolve for PublicOnly {
                 .filter(|a| !is_private(a.ip()))
                 .collect();
             if addrs.is_empty() {
-                return Err(format!(
-                    "`{host}` resolves only to private addresses (list its IP literal in allowed_hosts to reach it)"
-                )
-                .into());
+                return Err(Box::new(PrivateOnly(host)) as _);
             }
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)

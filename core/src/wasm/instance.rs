@@ -110,8 +110,37 @@ enum Bound {
 pub enum CallError {
     /// The plugin returned an error result.
     Returned(hookline_plugin_api::StageError),
-    /// A trap, a deadline, the memory cap, or a host failure: described for the dead letter.
-    Trapped(String),
+    /// The plugin stopped: which way, and in words for the dead letter.
+    Trapped(Trapped),
+}
+
+/// How a plugin was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapKind {
+    /// Still running at the stage's `timeout` (an epoch interrupt).
+    Timeout,
+    /// Grew past the stage's `memory`.
+    Memory,
+    /// Out of fuel, a panic, any other trap, or a host failure.
+    Trap,
+}
+
+/// A plugin stopped by a trap, the deadline or the memory cap.
+#[derive(Debug)]
+pub struct Trapped {
+    pub kind: TrapKind,
+    /// Names the plugin and the cause.
+    pub message: String,
+}
+
+impl CallError {
+    /// Any other failure of the host's: counted and worded as a trap.
+    pub fn trap(message: impl Into<String>) -> Self {
+        CallError::Trapped(Trapped {
+            kind: TrapKind::Trap,
+            message: message.into(),
+        })
+    }
 }
 
 pub struct Instance {
@@ -203,7 +232,7 @@ impl Instance {
         self.arm(&env.sandbox)?;
         self.calls += 1;
         let Bound::Filter(b) = &self.bound else {
-            return Err(CallError::Trapped("not a filter instance".into()));
+            return Err(CallError::trap("not a filter instance"));
         };
         let result = b.call_keep(&mut self.store, event);
         self.settle(env, result)
@@ -219,7 +248,7 @@ impl Instance {
             Bound::Transform(b) => b
                 .call_apply(&mut self.store, event)
                 .map(|r| r.map(|events| events.into_iter().map(Output::Whole).collect())),
-            _ => return Err(CallError::Trapped("not a transform instance".into())),
+            _ => return Err(CallError::trap("not a transform instance")),
         };
         self.settle(env, result)
     }
@@ -234,7 +263,7 @@ impl Instance {
         self.arm(&env.sandbox)?;
         self.calls += 1;
         let Bound::Sink(b) = &self.bound else {
-            return Err(CallError::Trapped("not a sink instance".into()));
+            return Err(CallError::trap("not a sink instance"));
         };
         self.store.data_mut().runtime = Some(runtime);
         let result = b.call_deliver(&mut self.store, event);
@@ -291,7 +320,10 @@ fn describe(store: &Store<State>, sandbox: &Sandbox, e: wasmtime::Error) -> Call
             m if m % (1 << 20) == 0 => format!("{} MiB", m >> 20),
             m => bytesize::ByteSize(m).display().iec().to_string(),
         };
-        return CallError::Trapped(format!("{name} exceeded its memory limit of {cap}"));
+        return CallError::Trapped(Trapped {
+            kind: TrapKind::Memory,
+            message: format!("{name} exceeded its memory limit of {cap}"),
+        });
     }
     let message = match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => format!(
@@ -309,7 +341,11 @@ fn describe(store: &Store<State>, sandbox: &Sandbox, e: wasmtime::Error) -> Call
         Some(trap) => format!("{name} trapped: {trap}"),
         None => format!("{name} failed: {e:#}"),
     };
-    CallError::Trapped(message)
+    let kind = match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => TrapKind::Timeout,
+        _ => TrapKind::Trap,
+    };
+    CallError::Trapped(Trapped { kind, message })
 }
 
 /// The last Rust panic message written to the instance's stderr.

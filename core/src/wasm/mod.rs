@@ -58,7 +58,6 @@ pub const PREFIX: &str = "wasm:";
 /// loaded from the on-disk cache when an identical file was compiled before).
 #[derive(Debug, Clone)]
 pub struct PluginSet {
-    dir: PathBuf,
     cache_dir: PathBuf,
     plugins: BTreeMap<String, Arc<Slot>>,
 }
@@ -79,7 +78,6 @@ impl PluginSet {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(PluginSet {
-                    dir: dir.to_path_buf(),
                     cache_dir: cache_dir.to_path_buf(),
                     plugins,
                 });
@@ -103,14 +101,9 @@ impl PluginSet {
             }
         }
         Ok(PluginSet {
-            dir: dir.to_path_buf(),
             cache_dir: cache_dir.to_path_buf(),
             plugins,
         })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Plugin names (without the `wasm:` prefix), sorted.

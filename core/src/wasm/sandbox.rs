@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use hookline_plugin_api::{ConfigError, PluginConfig, StageKind};
+use hookline_plugin_api::{ConfigError, PluginConfig, StageKind, toml_to_json};
 use serde::de::DeserializeOwned;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,22 +128,9 @@ fn value<T: DeserializeOwned>(
     T::deserialize(v).map_err(|e| config.error_at(key, format!("`{key}`: {}", e.message())))
 }
 
-/// The plugin's table as JSON text for its `init` (TOML dates become strings).
-pub fn to_json(table: toml::Table) -> String {
-    fn convert(v: toml::Value) -> serde_json::Value {
-        match v {
-            toml::Value::String(s) => s.into(),
-            toml::Value::Integer(i) => i.into(),
-            toml::Value::Float(f) => serde_json::Number::from_f64(f)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
-            toml::Value::Boolean(b) => b.into(),
-            toml::Value::Datetime(d) => d.to_string().into(),
-            toml::Value::Array(items) => items.into_iter().map(convert).collect(),
-            toml::Value::Table(t) => t.into_iter().map(|(k, v)| (k, convert(v))).collect(),
-        }
-    }
-    convert(toml::Value::Table(table)).to_string()
+/// The plugin's table as JSON text for its `init` ([`toml_to_json`], as for native plugins).
+pub fn to_json(table: toml::Table) -> Result<String, String> {
+    toml_to_json(&toml::Value::Table(table)).map(|v| v.to_string())
 }
 
 #[cfg(test)]
@@ -156,13 +143,26 @@ mod tests {
     }
 
     #[test]
+    fn plugin_configs_become_json_as_native_ones_do() {
+        let (_, rest) =
+            parse(StageKind::Transform, "at = 1979-05-27T07:32:00Z\nn = nan\n").expect("ok");
+        let e = to_json(rest).expect_err("NaN has no JSON form");
+        assert!(e.contains("no JSON representation"), "{e}");
+        let (_, rest) = parse(StageKind::Transform, "at = 1979-05-27T07:32:00Z\n").expect("ok");
+        assert_eq!(
+            to_json(rest).as_deref(),
+            Ok(r#"{"at":"1979-05-27T07:32:00Z"}"#)
+        );
+    }
+
+    #[test]
     fn defaults_are_safe() {
         let (s, rest) = parse(StageKind::Transform, "keep_domain = true\n").expect("ok");
         assert_eq!(s, Sandbox::defaults(StageKind::Transform));
         assert_eq!(s.timeout, Duration::from_millis(200));
         assert_eq!(s.memory, 64 << 20);
         assert!(s.fuel.is_none() && s.allowed_hosts.is_empty());
-        assert_eq!(to_json(rest), r#"{"keep_domain":true}"#);
+        assert_eq!(to_json(rest).as_deref(), Ok(r#"{"keep_domain":true}"#));
     }
 
     #[test]
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(s.memory, 8 << 20);
         assert_eq!(s.fuel, Some(1000));
         assert_eq!(s.allowed_hosts, ["hooks.slack.com"]);
-        assert_eq!(to_json(rest), r#"{"url":"u"}"#);
+        assert_eq!(to_json(rest).as_deref(), Ok(r#"{"url":"u"}"#));
     }
 
     #[test]

@@ -56,7 +56,7 @@ fn event(payload: serde_json::Value) -> Event {
 }
 
 fn sample(kind: &str) -> Event {
-    event(hookline_plugin_api::leadshark::samples::sample(kind, 7).expect("sample"))
+    event(hookline_leadshark::samples::sample(kind, 7).expect("sample"))
 }
 
 use hookline_plugin_api::{Filter as _, Sink as _, Transform as _};

@@ -19,6 +19,30 @@ pub struct PluginConfig<'a> {
     table: Spanned<DeValue<'a>>,
 }
 
+/// A TOML value from the config as JSON, the same for native and WASM plugins: datetimes
+/// become their RFC 3339 text; a non-finite float has no JSON form and is refused.
+pub fn toml_to_json(value: &toml::Value) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{f} has no JSON representation"))?,
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => {
+            Value::Array(items.iter().map(toml_to_json).collect::<Result<_, _>>()?)
+        }
+        toml::Value::Table(table) => Value::Object(
+            table
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), toml_to_json(v)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
 impl<'a> PluginConfig<'a> {
     /// `table` must be a TOML table; anything else is treated as an empty one.
     pub fn new(plugin: impl Into<String>, table: Spanned<DeValue<'a>>) -> Self {

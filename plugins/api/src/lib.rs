@@ -16,13 +16,12 @@
 mod config;
 mod error;
 mod event;
-pub mod leadshark;
 mod merge;
 mod registry;
 mod secret;
 mod stage;
 
-pub use config::{BuildContext, ConfigError, PluginConfig};
+pub use config::{BuildContext, ConfigError, PluginConfig, toml_to_json};
 pub use error::StageError;
 pub use event::Event;
 pub use merge::merge_patch;

@@ -1,30 +1,8 @@
 //! Small helpers shared by several built-ins.
 
+pub(crate) use hookline_plugin_api::toml_to_json;
 use hookline_plugin_api::{ConfigError, Event, PluginConfig};
 use serde_json::{Map, Value};
-
-/// A TOML value from the config as the JSON it is compared with or written as. Datetimes
-/// become their RFC 3339 text; non-finite floats have no JSON form and are refused.
-pub(crate) fn toml_to_json(value: &toml::Value) -> Result<Value, String> {
-    Ok(match value {
-        toml::Value::String(s) => Value::String(s.clone()),
-        toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
-            .map(Value::Number)
-            .ok_or_else(|| format!("{f} has no JSON representation"))?,
-        toml::Value::Boolean(b) => Value::Bool(*b),
-        toml::Value::Datetime(d) => Value::String(d.to_string()),
-        toml::Value::Array(items) => {
-            Value::Array(items.iter().map(toml_to_json).collect::<Result<_, _>>()?)
-        }
-        toml::Value::Table(table) => Value::Object(
-            table
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), toml_to_json(v)?)))
-                .collect::<Result<_, String>>()?,
-        ),
-    })
-}
 
 /// An error about the stage's table as a whole (no single key is at fault).
 pub(crate) fn table_error(config: &PluginConfig<'_>, message: impl Into<String>) -> ConfigError {

@@ -1,4 +1,4 @@
-use hookline_plugin_api::leadshark::LeadSharkEvent;
+use hookline_leadshark::LeadSharkEvent;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn json_and_leadshark_round_trip() {
-        let text = hookline_plugin_api::leadshark::samples::EMAIL_CAPTURED;
+        let text = hookline_leadshark::samples::EMAIL_CAPTURED;
         let mut e = event(text);
         let typed = e.leadshark().expect("typed");
         assert_eq!(typed.event_type(), "email.captured");

@@ -50,7 +50,7 @@ mod macros;
 
 pub use event::{Changes, Config, Error, Event, Output};
 /// Typed LeadShark payloads (`LeadSharkEvent::from_value`, `Lead`, ...).
-pub use hookline_plugin_api::leadshark;
+pub use hookline_leadshark as leadshark;
 pub use host::{increment, log};
 pub use serde_json;
 

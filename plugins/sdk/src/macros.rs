@@ -8,27 +8,12 @@
 #[macro_export]
 macro_rules! filter {
     ($plugin:ty) => {
-        #[doc(hidden)]
-        #[allow(unused, clippy::all)]
-        mod __hookline_plugin {
-            use super::*;
-            type __Plugin = $plugin;
-            $crate::__private::bindings!(filter);
-            $crate::__glue!(without_http);
-            struct __Export;
-            impl Guest for __Export {
-                fn init(
-                    config: ::std::string::String,
-                ) -> ::core::result::Result<(), ::std::string::String> {
-                    __init(config, <__Plugin as $crate::Filter>::new)
-                }
-                fn keep(event: Event) -> ::core::result::Result<bool, StageError> {
-                    let event = __from_wit(event);
-                    __with(|p| <__Plugin as $crate::Filter>::keep(p, &event))
-                }
+        $crate::__export!($plugin, Filter, (filter), without_http, {
+            fn keep(event: Event) -> ::core::result::Result<bool, StageError> {
+                let event = __from_wit(event);
+                __with(|p| <__Plugin as $crate::Filter>::keep(p, &event))
             }
-            export!(__Export);
-        }
+        });
     };
 }
 
@@ -37,41 +22,25 @@ macro_rules! filter {
 #[macro_export]
 macro_rules! transform {
     ($plugin:ty) => {
-        #[doc(hidden)]
-        #[allow(unused, clippy::all)]
-        mod __hookline_plugin {
-            use super::*;
-            type __Plugin = $plugin;
-            $crate::__private::bindings!(transform - changes);
-            $crate::__glue!(without_http);
-            struct __Export;
-            impl Guest for __Export {
-                fn init(
-                    config: ::std::string::String,
-                ) -> ::core::result::Result<(), ::std::string::String> {
-                    __init(config, <__Plugin as $crate::Transform>::new)
-                }
-                fn apply_changes(
-                    event: Event,
-                ) -> ::core::result::Result<::std::vec::Vec<Output>, StageError> {
-                    let event = __from_wit(event);
-                    __with(|p| <__Plugin as $crate::Transform>::apply_changes(p, event))
-                        .map(|outputs| outputs.into_iter().map(__output).collect())
-                }
+        $crate::__export!($plugin, Transform, (transform - changes), without_http, {
+            fn apply_changes(
+                event: Event,
+            ) -> ::core::result::Result<::std::vec::Vec<Output>, StageError> {
+                let event = __from_wit(event);
+                __with(|p| <__Plugin as $crate::Transform>::apply_changes(p, event))
+                    .map(|outputs| outputs.into_iter().map(__output).collect())
             }
-
-            fn __output(output: $crate::Output) -> Output {
-                match output {
-                    $crate::Output::Whole(e) => Output::Whole(__to_wit(e)),
-                    $crate::Output::Changed(c) => Output::Changed(Changes {
-                        type_: c.event_type,
-                        headers: c.headers,
-                        payload_patch: c.payload_patch.map(|p| p.to_string()),
-                    }),
-                }
-            }
-            export!(__Export);
         }
+        fn __output(output: $crate::Output) -> Output {
+            match output {
+                $crate::Output::Whole(e) => Output::Whole(__to_wit(e)),
+                $crate::Output::Changed(c) => Output::Changed(Changes {
+                    type_: c.event_type,
+                    headers: c.headers,
+                    payload_patch: c.payload_patch.map(|p| p.to_string()),
+                }),
+            }
+        });
     };
 }
 
@@ -79,25 +48,38 @@ macro_rules! transform {
 #[macro_export]
 macro_rules! sink {
     ($plugin:ty) => {
+        $crate::__export!($plugin, Sink, (sink), with_http, {
+            fn deliver(event: Event) -> ::core::result::Result<(), StageError> {
+                let event = __from_wit(event);
+                __with(|p| <__Plugin as $crate::Sink>::deliver(p, &event))
+            }
+        });
+    };
+}
+
+/// What `filter!`, `transform!` and `sink!` share: the module, the world's bindings, the
+/// glue, and `init`; each adds its world's function (and any helpers after it).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export {
+    ($plugin:ty, $trait:ident, ($($world:tt)*), $glue:ident, { $($function:tt)* } $($helpers:tt)*) => {
         #[doc(hidden)]
         #[allow(unused, clippy::all)]
         mod __hookline_plugin {
             use super::*;
             type __Plugin = $plugin;
-            $crate::__private::bindings!(sink);
-            $crate::__glue!(with_http);
+            $crate::__private::bindings!($($world)*);
+            $crate::__glue!($glue);
             struct __Export;
             impl Guest for __Export {
                 fn init(
                     config: ::std::string::String,
                 ) -> ::core::result::Result<(), ::std::string::String> {
-                    __init(config, <__Plugin as $crate::Sink>::new)
+                    __init(config, <__Plugin as $crate::$trait>::new)
                 }
-                fn deliver(event: Event) -> ::core::result::Result<(), StageError> {
-                    let event = __from_wit(event);
-                    __with(|p| <__Plugin as $crate::Sink>::deliver(p, &event))
-                }
+                $($function)*
             }
+            $($helpers)*
             export!(__Export);
         }
     };

@@ -15,7 +15,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::err;
-use crate::journal::{DeadLetter, DeadLetterFilter, JournalError, NewDeadLetter, Page};
+use crate::journal::{
+    DeadLetter, DeadLetterFilter, JournalError, LetterState, NewDeadLetter, Page,
+};
 
 /// How long reading the whole bucket may take.
 const SCAN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,7 +110,7 @@ impl DeadLetters {
                 first_failed_at: l.first_failed_at,
                 last_failed_at: l.last_failed_at,
                 created_at: Timestamp::now(),
-                state: "dead".into(),
+                state: LetterState::Dead,
                 replayed_at: None,
                 event: l.event.clone(),
                 raw: l
@@ -153,7 +155,7 @@ impl DeadLetters {
         mut stored: Stored,
         revision: u64,
     ) -> Result<(), JournalError> {
-        stored.letter.state = "replayed".into();
+        stored.letter.state = LetterState::Replayed;
         stored.letter.replayed_at = Some(Timestamp::now());
         let value = serde_json::to_vec(&stored).map_err(|e| err("encode dead letter", e))?;
         self.kv
@@ -226,7 +228,7 @@ impl DeadLetters {
             .await?
             .into_iter()
             .map(|s| s.letter)
-            .filter(|l| matches(filter, l))
+            .filter(|l| filter.matches(l))
             .map(|mut l| {
                 if filter.summaries {
                     if let Some(e) = &mut l.event {
@@ -260,7 +262,7 @@ impl DeadLetters {
             .await?
             .into_iter()
             .map(|s| s.letter)
-            .filter(|l| matches(filter, l))
+            .filter(|l| filter.matches(l))
             .collect();
         all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(all.into_iter().map(|l| l.id).collect())
@@ -271,7 +273,7 @@ impl DeadLetters {
             .scan()
             .await?
             .iter()
-            .filter(|s| s.letter.state == "dead")
+            .filter(|s| s.letter.state == LetterState::Dead)
             .count() as u64)
     }
 
@@ -294,108 +296,10 @@ impl DeadLetters {
     }
 }
 
-/// The SQLite journal's filter rules, in memory.
-pub fn matches(f: &DeadLetterFilter, l: &DeadLetter) -> bool {
-    (f.include_replayed || l.state == "dead")
-        && f.pipeline
-            .as_ref()
-            .is_none_or(|p| l.pipeline.as_ref() == Some(p))
-        && f.stage.as_ref().is_none_or(|s| {
-            l.stage_name.as_ref() == Some(s)
-                || l.stage_index.map(|i| i.to_string()).as_ref() == Some(s)
-        })
-        && f.reason
-            .as_ref()
-            .is_none_or(|r| l.error.to_lowercase().contains(&r.to_lowercase()))
-        && f.since.is_none_or(|t| l.last_failed_at >= t)
-        && f.event_id.as_ref().is_none_or(|e| &l.event_id == e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn letter(state: &str, stage: Option<(usize, &str)>, error: &str, at: i64) -> DeadLetter {
-        DeadLetter {
-            id: format!("id-{at}"),
-            event_id: "e".into(),
-            source: "s".into(),
-            pipeline: Some("crm".into()),
-            stage_index: stage.map(|s| s.0),
-            stage_name: stage.map(|s| s.1.to_string()),
-            error: error.into(),
-            attempts: 1,
-            first_failed_at: Timestamp::from_second(at).expect("time"),
-            last_failed_at: Timestamp::from_second(at).expect("time"),
-            created_at: Timestamp::from_second(at).expect("time"),
-            state: state.into(),
-            replayed_at: None,
-            event: None,
-            raw: None,
-        }
-    }
-
-    #[test]
-    fn filters_mirror_the_sqlite_journal() {
-        let l = letter("dead", Some((2, "http")), "HTTP 500 from peer", 100);
-        let all = DeadLetterFilter::default();
-        assert!(matches(&all, &l));
-        let by = |f: DeadLetterFilter| matches(&f, &l);
-        assert!(by(DeadLetterFilter {
-            pipeline: Some("crm".into()),
-            ..all.clone()
-        }));
-        assert!(!by(DeadLetterFilter {
-            pipeline: Some("other".into()),
-            ..all.clone()
-        }));
-        assert!(by(DeadLetterFilter {
-            stage: Some("http".into()),
-            ..all.clone()
-        }));
-        assert!(by(DeadLetterFilter {
-            stage: Some("2".into()),
-            ..all.clone()
-        }));
-        assert!(!by(DeadLetterFilter {
-            stage: Some("1".into()),
-            ..all.clone()
-        }));
-        assert!(by(DeadLetterFilter {
-            reason: Some("http 500".into()),
-            ..all.clone()
-        }));
-        assert!(!by(DeadLetterFilter {
-            reason: Some("timeout".into()),
-            ..all.clone()
-        }));
-        let since = |s| Some(Timestamp::from_second(s).expect("time"));
-        assert!(by(DeadLetterFilter {
-            since: since(100),
-            ..all.clone()
-        }));
-        assert!(!by(DeadLetterFilter {
-            since: since(101),
-            ..all.clone()
-        }));
-        assert!(by(DeadLetterFilter {
-            event_id: Some("e".into()),
-            ..all.clone()
-        }));
-        assert!(!by(DeadLetterFilter {
-            event_id: Some("other".into()),
-            ..all.clone()
-        }));
-        let replayed = letter("replayed", None, "x", 1);
-        assert!(!matches(&all, &replayed));
-        assert!(matches(
-            &DeadLetterFilter {
-                include_replayed: true,
-                ..all
-            },
-            &replayed
-        ));
-    }
+    use crate::journal::rules::tests::letter;
 
     #[test]
     fn only_bucket_keys_can_name_a_letter() {

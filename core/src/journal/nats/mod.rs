@@ -24,16 +24,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use jiff::Timestamp;
 
 use super::{
     Accepted, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Journal, JournalError,
-    NewDeadLetter, NewEvent, Page, Replayed,
+    LiveRoutes, NewDeadLetter, NewEvent, Page, Replayed,
 };
 use crate::config::NatsConfig;
-use crate::runtime::Runtime;
 
 pub use subjects::{Subjects, message_id, token};
 
@@ -155,8 +153,8 @@ impl NatsJournal {
     /// Create this config's consumers now, keep them in step with reloads, and keep the
     /// consumer-lag and pending counts fresh. `work` also extends the ack deadline of runs
     /// in flight.
-    pub async fn attach(&self, runtime: Arc<ArcSwap<Runtime>>) -> Result<(), JournalError> {
-        self.inner.work.attach(runtime).await
+    pub async fn attach(&self, routes: Arc<dyn LiveRoutes>) -> Result<(), JournalError> {
+        self.inner.work.attach(routes).await
     }
 
     /// Hand back messages still held (at shutdown), so other workers take them at once
@@ -292,11 +290,6 @@ impl Journal for NatsJournal {
         self.inner.work.claim(now, limit, &self.inner.dead).await
     }
 
-    async fn load(&self, _ids: Vec<i64>) -> Result<Vec<Delivery>, JournalError> {
-        // Ingest never hands deliveries to this process's workers in this mode.
-        Ok(Vec::new())
-    }
-
     async fn settle(
         &self,
         delivery: i64,
@@ -343,29 +336,20 @@ impl Journal for NatsJournal {
             return Ok(Replayed::NotFound);
         };
         let dl = &stored.letter;
-        if dl.state != "dead" {
-            return Ok(Replayed::Skipped {
-                reason: "already replayed".into(),
-            });
-        }
-        let (Some(pipeline), Some(snapshot)) = (&dl.pipeline, &dl.event) else {
-            return Ok(Replayed::Skipped {
-                reason: "the request failed before routing (it could not be decoded); have the sender resend it".into(),
-            });
+        let from = match crate::journal::rules::replayable(dl) {
+            Ok(from) => from,
+            Err(skipped) => return Ok(skipped),
         };
-        let (stage, event) = if from_start {
-            match self.original(stored.origin_seq).await {
-                Some(e) => (0, e),
-                None if dl.stage_index == Some(0) => (0, snapshot.clone()),
-                None => {
-                    return Ok(Replayed::Skipped {
-                        reason: "the original event is no longer in the stream; replay from the failed stage instead".into(),
-                    });
-                }
-            }
-        } else {
-            (dl.stage_index.unwrap_or(0), snapshot.clone())
+        let original = match from_start {
+            true => self.original(stored.origin_seq).await,
+            false => None,
         };
+        let (stage, event) =
+            match crate::journal::rules::replay_start(dl, &from, from_start, original) {
+                Ok(start) => start,
+                Err(skipped) => return Ok(skipped),
+            };
+        let pipeline = from.pipeline;
         if !self.inner.work.has_retry_consumer(pipeline).await? {
             return Ok(Replayed::Skipped {
                 reason: format!(
@@ -374,7 +358,7 @@ impl Journal for NatsJournal {
             });
         }
         let progress = subjects::Progress {
-            pipeline: pipeline.clone(),
+            pipeline: pipeline.to_string(),
             stage,
             attempts: 0,
             first_failed_at: None,

@@ -15,9 +15,13 @@
 //! key with it, looked up in memory) and nothing else; a first run that is delivered
 //! writes nothing. See [`fast`] for how that stays crash-safe.
 
+mod dead;
+mod deliveries;
+mod events;
 pub(crate) mod fast;
-mod queries;
+mod maintenance;
 mod read;
+mod rows;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -181,13 +185,13 @@ impl SqliteJournal {
         schema::migrate(&mut conn).map_err(|e| open_error(path, &e))?;
         let now = Timestamp::now();
         let (fast, dedupe) = if owner {
-            queries::recover(&mut conn, now).map_err(|e| open_error(path, &e.to_string()))?
+            events::recover(&mut conn, now).map_err(|e| open_error(path, &e.to_string()))?
         } else {
             Default::default()
         };
         let pending =
-            queries::count_pending(&conn).map_err(|e| open_error(path, &e.to_string()))?;
-        let dead = queries::count_dead(&conn).map_err(|e| open_error(path, &e.to_string()))?;
+            deliveries::count_pending(&conn).map_err(|e| open_error(path, &e.to_string()))?;
+        let dead = dead::count_dead(&conn).map_err(|e| open_error(path, &e.to_string()))?;
         let boot = uuid::Uuid::now_v7().to_string();
         let health = Arc::new(Health::new(path));
         let ctx = Ctx {
@@ -223,10 +227,6 @@ impl SqliteJournal {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
     /// Pending deliveries as this process counts them (no query): for backpressure.
     pub fn pending_now(&self) -> u64 {
         self.inner.pending.load(Ordering::Relaxed)
@@ -237,7 +237,7 @@ impl SqliteJournal {
     /// Then fold the WAL into the main file, so that after a clean stop the journal is that
     /// one file (what a copy, a backup or an integrity check at the next start sees).
     pub async fn close(&self) -> Result<(), JournalError> {
-        self.call_ctx(true, |ctx| queries::advance(ctx, true))
+        self.call_ctx(true, |ctx| events::advance(ctx, true))
             .await?;
         let path = self.inner.path.clone();
         tokio::task::spawn_blocking(move || checkpoint(&path))
@@ -311,7 +311,7 @@ impl SqliteJournal {
         };
         let this = self.clone();
         tokio::spawn(async move {
-            match this.read(|c| Ok(queries::count_dead(c)?)).await {
+            match this.read(|c| Ok(dead::count_dead(c)?)).await {
                 Ok(n) => {
                     let mut dead = this.dead_count();
                     if dead.changes == changes {
@@ -333,10 +333,10 @@ impl SqliteJournal {
         batch: usize,
     ) -> Result<(u64, usize), JournalError> {
         let (mut removed, mut batches) = (0u64, 0usize);
-        let mut after = queries::PruneCursor::default();
+        let mut after = maintenance::PruneCursor::default();
         loop {
             let (n, next) = self
-                .call(move |c| queries::prune_events(c, before, now, after, batch))
+                .call(move |c| maintenance::prune_events(c, before, now, after, batch))
                 .await?;
             removed += n as u64;
             batches += 1;
@@ -349,7 +349,7 @@ impl SqliteJournal {
         let mut after = 0i64;
         loop {
             let (n, last) = self
-                .call(move |c| queries::prune_deliveries(c, before, after, batch))
+                .call(move |c| maintenance::prune_deliveries(c, before, after, batch))
                 .await?;
             if n < batch {
                 break;
@@ -360,7 +360,7 @@ impl SqliteJournal {
         // Which keys are still inside their window is read on the side; the writer only
         // forgets those below it (keys it adds meanwhile are above).
         let live = self
-            .read(move |c| queries::live_dedupe_from(c, now))
+            .read(move |c| maintenance::live_dedupe_from(c, now))
             .await?;
         self.call_ctx(false, move |ctx| {
             ctx.dedupe.expire_below(live);
@@ -401,6 +401,7 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    rows::register_functions(&conn)?;
     Ok(conn)
 }
 
@@ -489,7 +490,7 @@ fn writer(mut ctx: Ctx, mut jobs: mpsc::Receiver<Box<dyn Job>>, commits: &Atomic
         // The fast path changes with the batch's SQL; a failed commit puts it back.
         let saved = ctx.fast.clone();
         let replies: Vec<Reply> = batch.into_iter().map(|job| job.run(&mut ctx)).collect();
-        let progress = queries::advance(&mut ctx, false).err().map(|e| {
+        let progress = events::advance(&mut ctx, false).err().map(|e| {
             ctx.health.check_journal(&e);
             e.to_string()
         });
@@ -520,7 +521,7 @@ impl Journal for SqliteJournal {
         // Encoded here, on the caller's thread, in parallel: the writer thread is the one
         // step every event goes through in turn. The writer gets the rest without the
         // payload and headers it no longer needs.
-        let encoded = queries::Encoded::new(&new.event)?;
+        let encoded = events::Encoded::new(&new.event)?;
         let e = &new.event;
         let event = NewEvent {
             event: hookline_plugin_api::Event {
@@ -538,7 +539,7 @@ impl Journal for SqliteJournal {
         // On the fast path accepting writes one statement, atomic by itself: no savepoint.
         let accepted = self
             .call_ctx(event.pipelines.len() > fast::MAX_PIPELINES, move |ctx| {
-                queries::accept(ctx, &event, &encoded, &boot)
+                events::accept(ctx, &event, &encoded, &boot)
             })
             .await?;
         if let Accepted::New { deliveries } = &accepted {
@@ -549,7 +550,7 @@ impl Journal for SqliteJournal {
 
     async fn dead_letter(&self, letter: NewDeadLetter) -> Result<String, JournalError> {
         let id = self
-            .call(move |c| queries::insert_dead_letter(c, None, &letter))
+            .call(move |c| dead::insert_dead_letter(c, None, &letter))
             .await?;
         self.add_dead(1);
         Ok(id)
@@ -557,17 +558,12 @@ impl Journal for SqliteJournal {
 
     async fn claim_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Delivery>, JournalError> {
         let boot = self.inner.boot.clone();
-        self.call(move |c| queries::claim_due(c, now, limit, &boot))
+        self.call(move |c| deliveries::claim_due(c, now, limit, &boot))
             .await
     }
 
     async fn defer(&self, deliveries: Vec<i64>) -> Result<(), JournalError> {
-        self.call_ctx(true, move |ctx| queries::defer(ctx, &deliveries))
-            .await
-    }
-
-    async fn load(&self, ids: Vec<i64>) -> Result<Vec<Delivery>, JournalError> {
-        self.call_ctx(false, move |ctx| queries::load(ctx, &ids))
+        self.call_ctx(true, move |ctx| deliveries::defer(ctx, &deliveries))
             .await
     }
 
@@ -584,7 +580,7 @@ impl Journal for SqliteJournal {
         // A first run that was delivered writes no SQL: no savepoint either.
         let writes = !continuations.is_empty() || fast::split_virtual(delivery).is_none();
         self.call_ctx(writes, move |ctx| {
-            queries::settle(ctx, delivery, &continuations)
+            deliveries::settle(ctx, delivery, &continuations)
         })
         .await?;
         // The settled delivery stops being pending; each retry continuation is pending.
@@ -626,18 +622,16 @@ impl Journal for SqliteJournal {
         offset: u64,
         limit: u64,
     ) -> Result<Page<DeadLetter>, JournalError> {
-        self.read(move |c| queries::list_dead(c, &filter, offset, limit))
+        self.read(move |c| dead::list_dead(c, &filter, offset, limit))
             .await
     }
 
     async fn get_dead(&self, id: String) -> Result<Option<DeadLetter>, JournalError> {
-        self.read(move |c| queries::get_dead(c, &id)).await
+        self.read(move |c| dead::get_dead(c, &id)).await
     }
 
     async fn replay(&self, id: String, from_start: bool) -> Result<Replayed, JournalError> {
-        let replayed = self
-            .call(move |c| queries::replay(c, &id, from_start))
-            .await?;
+        let replayed = self.call(move |c| dead::replay(c, &id, from_start)).await?;
         if matches!(replayed, Replayed::Queued { .. }) {
             self.add_pending(1);
             self.add_dead(-1);
@@ -646,13 +640,13 @@ impl Journal for SqliteJournal {
     }
 
     async fn purge(&self, ids: Vec<String>) -> Result<u64, JournalError> {
-        let (purged, dead) = self.call(move |c| queries::purge(c, &ids)).await?;
+        let (purged, dead) = self.call(move |c| dead::purge(c, &ids)).await?;
         self.add_dead(-(dead as i64));
         Ok(purged)
     }
 
     async fn dead_ids(&self, filter: DeadLetterFilter) -> Result<Vec<String>, JournalError> {
-        self.read(move |c| queries::dead_ids(c, &filter)).await
+        self.read(move |c| dead::dead_ids(c, &filter)).await
     }
 
     async fn prune(&self, before: Timestamp, now: Timestamp) -> Result<u64, JournalError> {

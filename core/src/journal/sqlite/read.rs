@@ -161,5 +161,6 @@ fn open_reader(path: &Path) -> Result<Connection, JournalError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    super::rows::register_functions(&conn)?;
     Ok(conn)
 }

@@ -218,6 +218,43 @@ async fn retry_then_dead_then_replay() {
     assert_eq!(j.depths().await.expect("depths").dead, 0);
 }
 
+/// The filter's rule is `journal::rules`: SQLite folds case as the NATS journal does, over all
+/// of Unicode (SQL `lower()` folds ASCII only).
+#[tokio::test]
+async fn reason_filters_fold_unicode_case_as_the_nats_journal_does() {
+    let (_dir, j) = journal();
+    let now = Timestamp::now();
+    for error in ["HTTP 500: Ärger mit dem CRM", "HTTP 500: Aerger"] {
+        j.dead_letter(NewDeadLetter {
+            event_id: "e".into(),
+            source: "leadshark".into(),
+            pipeline: Some("p".into()),
+            stage_index: Some(0),
+            stage_name: Some("crm".into()),
+            error: error.into(),
+            attempts: 1,
+            first_failed_at: now,
+            last_failed_at: now,
+            event: Some(event("e")),
+            raw: None,
+        })
+        .await
+        .expect("dead letter");
+    }
+    for reason in ["ärger", "ÄRGER", "Ärger"] {
+        let filter = DeadLetterFilter {
+            reason: Some(reason.into()),
+            ..Default::default()
+        };
+        let page = j.list_dead(filter.clone(), 0, 10).await.expect("list");
+        assert_eq!(page.total, 1, "{reason}");
+        assert_eq!(page.items[0].error, "HTTP 500: Ärger mit dem CRM");
+        // The NATS journal's in-memory rule answers the same.
+        assert!(filter.matches(&page.items[0]), "{reason}");
+        assert_eq!(j.dead_ids(filter).await.expect("ids").len(), 1, "{reason}");
+    }
+}
+
 #[tokio::test]
 async fn ingest_dead_letters_keep_the_raw_body_and_purge() {
     let (_dir, j) = journal();

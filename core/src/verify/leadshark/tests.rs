@@ -1,7 +1,7 @@
 //! LeadShark verification, against signers built from its documented snippets.
 
 use super::*;
-use hookline_plugin_api::leadshark::samples;
+use hookline_leadshark::{samples, sign};
 use http::{HeaderMap, HeaderValue};
 use serde_json::json;
 use std::io::Write as _;

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use hookline_plugin_api::Secret;
 
-use super::{LeadsharkConfig, LeadsharkVerifier, sign};
+use hookline_leadshark::sign;
+
+use super::{LeadsharkConfig, LeadsharkVerifier};
 use crate::verify::testing::*;
 
 const SECRET: &str = "leadshark-secret";

@@ -7,30 +7,25 @@
 
 use hookline_plugin_sdk::{Config, Error, Event, Filter};
 
+/// The stage's table is the plugin's state.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Settings {
+struct MinScore {
     min: u64,
-    /// Key under `data` that holds the score.
-    #[serde(default = "default_field")]
-    field: String,
+    /// Key under `data` that holds the score; `score` when absent.
+    field: Option<String>,
 }
-
-fn default_field() -> String {
-    "score".into()
-}
-
-struct MinScore(Settings);
 
 impl Filter for MinScore {
     fn new(config: Config) -> Result<Self, String> {
-        Ok(MinScore(config.parse()?))
+        config.parse()
     }
 
     fn keep(&mut self, event: &Event) -> Result<bool, Error> {
         let payload = event.json()?;
-        let score = payload["data"][&self.0.field].as_u64();
-        let keep = score.is_some_and(|s| s >= self.0.min);
+        let field = self.field.as_deref().unwrap_or("score");
+        let score = payload["data"][field].as_u64();
+        let keep = score.is_some_and(|s| s >= self.min);
         if !keep {
             hookline_plugin_sdk::increment("dropped", 1);
         }

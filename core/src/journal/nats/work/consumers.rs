@@ -10,38 +10,37 @@ use async_nats::jetstream::context::ConsumerInfoErrorKind;
 
 use super::{Consumers, Health, Pull, Work};
 use crate::journal::JournalError;
+use crate::journal::Routes;
 use crate::journal::nats::err;
 use crate::journal::nats::subjects::{events_consumer, retry_consumer};
 use crate::metrics;
-use crate::runtime::Runtime;
 
 impl Work {
     /// The subject label of an event type: declared by its source, or `other`.
     pub fn type_label(&self, source: &str, event_type: &str) -> String {
-        self.runtime
+        self.routes
             .get()
             .and_then(|r| {
-                r.load()
-                    .sources
-                    .values()
-                    .find(|s| s.name == source)
-                    .map(|s| s.metric_type(event_type).to_string())
+                r.current()
+                    .type_label(source, event_type)
+                    .map(str::to_string)
             })
             .unwrap_or_else(|| "other".into())
     }
 
     /// Create or update the consumers of every configured pipeline.
-    pub(super) async fn sync(&self, runtime: &Runtime) -> Result<(), JournalError> {
+    pub(super) async fn sync(&self, routes: &dyn Routes) -> Result<(), JournalError> {
+        let routes = routes.routes();
         let mut list = Vec::new();
-        for p in &runtime.pipelines {
-            let filters = self.subjects.pipeline_filters(&p.source, &p.events);
+        for p in &routes {
+            let filters = self.subjects.pipeline_filters(p.source, p.events);
             let (filter_subject, filter_subjects) = match filters.as_slice() {
                 [one] => (one.clone(), Vec::new()),
                 _ => (String::new(), filters),
             };
             let events = self
                 .ensure(pull::Config {
-                    durable_name: Some(events_consumer(&p.name)),
+                    durable_name: Some(events_consumer(p.name)),
                     description: Some(format!("hookline pipeline {}: events", p.name)),
                     // Events published before the pipeline existed are not its events (as
                     // with the SQLite journal, routing happens when an event arrives).
@@ -53,29 +52,29 @@ impl Work {
                 .await?;
             let retry = self
                 .ensure(pull::Config {
-                    durable_name: Some(retry_consumer(&p.name)),
+                    durable_name: Some(retry_consumer(p.name)),
                     description: Some(format!("hookline pipeline {}: retries and replays", p.name)),
                     deliver_policy: DeliverPolicy::All,
-                    filter_subject: self.subjects.retry(&p.name),
+                    filter_subject: self.subjects.retry(p.name),
                     ..self.consumer_defaults()
                 })
                 .await?;
             list.push(Arc::new(Consumers {
-                pipeline: p.name.clone(),
+                pipeline: p.name.to_string(),
                 events: Pull {
                     consumer: events,
-                    health: self.health_of(&p.name, "events"),
+                    health: self.health_of(p.name, "events"),
                 },
                 retry: Pull {
                     consumer: retry,
-                    health: self.health_of(&p.name, "retry"),
+                    health: self.health_of(p.name, "retry"),
                 },
             }));
         }
         self.consumers.store(Arc::new(list));
         let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         health.retain(|(pipeline, _), h| {
-            let keep = runtime.pipelines.iter().any(|p| &p.name == pipeline);
+            let keep = routes.iter().any(|p| p.name == pipeline);
             if !keep {
                 h.retire();
             }

@@ -29,8 +29,7 @@ use super::dead::DeadLetters;
 use super::err;
 use super::subjects::{Progress, Subjects};
 use crate::config::NatsConfig;
-use crate::journal::{Continuation, Delivery, JournalError, NewDeadLetter};
-use crate::runtime::Runtime;
+use crate::journal::{Continuation, Delivery, JournalError, LiveRoutes, NewDeadLetter};
 use health::Health;
 
 /// How often consumers are matched to a reloaded config, and counts refreshed.
@@ -84,7 +83,7 @@ pub struct Work {
     ack_wait: Duration,
     max_ack_pending: i64,
     stalled_after: Duration,
-    runtime: OnceLock<Arc<ArcSwap<Runtime>>>,
+    routes: OnceLock<Arc<dyn LiveRoutes>>,
     consumers: ArcSwap<Vec<Arc<Consumers>>>,
     /// Pull state by (pipeline, consumer), kept across reloads.
     health: Mutex<HashMap<(String, &'static str), Arc<Health>>>,
@@ -116,7 +115,7 @@ impl Work {
             ack_wait: config.ack_wait,
             max_ack_pending: config.max_ack_pending,
             stalled_after: config.stalled_after,
-            runtime: OnceLock::new(),
+            routes: OnceLock::new(),
             consumers: ArcSwap::from_pointee(Vec::new()),
             health: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
@@ -127,13 +126,10 @@ impl Work {
         }
     }
 
-    pub async fn attach(
-        self: &Arc<Self>,
-        runtime: Arc<ArcSwap<Runtime>>,
-    ) -> Result<(), JournalError> {
-        let current = runtime.load_full();
-        self.sync(&current).await?;
-        let _ = self.runtime.set(runtime.clone());
+    pub async fn attach(self: &Arc<Self>, routes: Arc<dyn LiveRoutes>) -> Result<(), JournalError> {
+        let current = routes.current();
+        self.sync(current.as_ref()).await?;
+        let _ = self.routes.set(routes.clone());
         let _ = self.refresh().await;
         let this = self.clone();
         tokio::spawn(async move {
@@ -142,13 +138,13 @@ impl Work {
             loop {
                 tokio::time::sleep(SYNC_INTERVAL).await;
                 tick += 1;
-                let now = runtime.load_full();
+                let now = routes.current();
                 // Consumers whose pulls keep failing while the connection is up may be gone
                 // (a server that lost its store): create them again, every few seconds.
                 let recreate =
                     tick.is_multiple_of(RESYNC_EVERY) && this.failing() && this.connected();
                 if !Arc::ptr_eq(&now, &synced) || recreate {
-                    match this.sync(&now).await {
+                    match this.sync(now.as_ref()).await {
                         Ok(()) if Arc::ptr_eq(&now, &synced) => {
                             debug!("NATS consumers ensured again after failed pulls")
                         }
@@ -363,9 +359,9 @@ impl Work {
     }
 
     fn wants(&self, pipeline: &str, event_type: &str) -> bool {
-        self.runtime
+        self.routes
             .get()
-            .and_then(|r| r.load().pipeline(pipeline).map(|p| p.matches(event_type)))
+            .and_then(|r| r.current().wants(pipeline, event_type))
             .unwrap_or(true)
     }
 
@@ -381,9 +377,9 @@ impl Work {
     ) {
         let now = Timestamp::now();
         let source = self
-            .runtime
+            .routes
             .get()
-            .and_then(|r| r.load().pipeline(&c.pipeline).map(|p| p.source.clone()))
+            .and_then(|r| r.current().source_of(&c.pipeline).map(str::to_string))
             .unwrap_or_default();
         let letter = NewDeadLetter {
             event_id: String::new(),

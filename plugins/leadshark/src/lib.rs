@@ -33,6 +33,23 @@ pub const EVENT_TYPES: &[&str] = &[
     "lead.sent",
 ];
 
+/// Declares a payload model the way every model here is: each field optional (`None` when
+/// absent, left out when serialising), and unknown keys kept in `extra` so that serialising
+/// gives back what was parsed.
+macro_rules! model {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$field_meta:meta])* pub $field:ident: Option<$ty:ty>,)* }) => {
+        $(#[$meta])*
+        #[serde_with::skip_serializing_none]
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(default)]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: Option<$ty>,)*
+            #[serde(flatten)]
+            pub extra: Map<String, Value>,
+        }
+    };
+}
+
 /// The fields every LeadShark payload shares; `D` is the event's `data` object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope<D> {
@@ -53,198 +70,125 @@ pub type ProfileVisitEvent = Envelope<ProfileVisitData>;
 pub type LikeEvent = Envelope<LikeData>;
 pub type CommentEvent = Envelope<CommentData>;
 pub type LeadSentEvent = Envelope<LeadSentData>;
+/// `data` of `email.captured`.
+pub type EmailCapturedData = LeadAutomationData;
+/// `data` of `lead.sent`.
+pub type LeadSentData = LeadAutomationData;
 
-/// `data` of `email.captured`: a lead gave their email to an automation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EmailCapturedData {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lead: Option<Lead>,
-    /// `None`: absent; `Some(None)`: explicit `null` (v2, no automation).
-    #[serde(
-        default,
-        deserialize_with = "explicit_null",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub automation: Option<Option<Automation>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub post: Option<Post>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+model! {
+    /// `data` of `email.captured` (a lead gave their email to an automation) and of
+    /// `lead.sent` (May 2026; only a v2 shape exists): the same fields.
+    pub struct LeadAutomationData {
+        pub lead: Option<Lead>,
+        /// `None`: absent; `Some(None)`: explicit `null` (v2, no automation).
+        #[serde(deserialize_with = "explicit_null", skip_serializing_if = "Option::is_none")]
+        pub automation: Option<Option<Automation>>,
+        pub post: Option<Post>,
+    }
 }
 
-/// `data` of `new.profile.visit`: v1 has `visitor` and `profile_owner`; v2 adds `lead` and
-/// `visit`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProfileVisitData {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub visitor: Option<Profile>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile_owner: Option<Profile>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lead: Option<Lead>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub visit: Option<Visit>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+model! {
+    /// `data` of `new.profile.visit`: v1 has `visitor` and `profile_owner`; v2 adds `lead` and
+    /// `visit`.
+    pub struct ProfileVisitData {
+        pub visitor: Option<Profile>,
+        pub profile_owner: Option<Profile>,
+        pub lead: Option<Lead>,
+        pub visit: Option<Visit>,
+    }
 }
 
-/// `data` of `new.like`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LikeData {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lead: Option<Lead>,
-    #[serde(
-        default,
-        deserialize_with = "explicit_null",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub automation: Option<Option<Automation>>,
-    /// Legacy (v1): the post's URN. v2 also sends `post.id`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub post_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub post_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reactor_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub post: Option<Post>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reaction: Option<Reaction>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+model! {
+    /// `data` of `new.like`.
+    pub struct LikeData {
+        pub lead: Option<Lead>,
+        #[serde(deserialize_with = "explicit_null", skip_serializing_if = "Option::is_none")]
+        pub automation: Option<Option<Automation>>,
+        /// Legacy (v1): the post's URN. v2 also sends `post.id`.
+        pub post_id: Option<String>,
+        pub post_url: Option<String>,
+        pub reactor_id: Option<String>,
+        pub post: Option<Post>,
+        pub reaction: Option<Reaction>,
+    }
 }
 
-/// `data` of `new.comment`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CommentData {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lead: Option<Lead>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<Comment>,
-    #[serde(
-        default,
-        deserialize_with = "explicit_null",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub automation: Option<Option<Automation>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commenter_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub post_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub post_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub post: Option<Post>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+model! {
+    /// `data` of `new.comment`.
+    pub struct CommentData {
+        pub lead: Option<Lead>,
+        pub comment: Option<Comment>,
+        #[serde(deserialize_with = "explicit_null", skip_serializing_if = "Option::is_none")]
+        pub automation: Option<Option<Automation>>,
+        pub commenter_id: Option<String>,
+        pub post_id: Option<String>,
+        pub post_url: Option<String>,
+        pub post: Option<Post>,
+    }
 }
 
-/// `data` of `lead.sent` (May 2026; only a v2 shape exists).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LeadSentData {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lead: Option<Lead>,
-    #[serde(
-        default,
-        deserialize_with = "explicit_null",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub automation: Option<Option<Automation>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub post: Option<Post>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+model! {
+    /// The person an event is about. Every field is optional: v1 events each carry a different
+    /// subset, and `actor_id` only exists from v2 on.
+    pub struct Lead {
+        /// LinkedIn member id (`ACoA…`), v2.
+        pub actor_id: Option<String>,
+        pub name: Option<String>,
+        pub title: Option<String>,
+        pub email: Option<String>,
+        pub linkedin_username: Option<String>,
+        pub linkedin_url: Option<String>,
+        /// Free text as LeadShark words it ("Connected", "2nd Connection").
+        pub connection_status: Option<String>,
+    }
 }
 
-/// The person an event is about. Every field is optional: v1 events each carry a different
-/// subset, and `actor_id` only exists from v2 on.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Lead {
-    /// LinkedIn member id (`ACoA…`), v2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub linkedin_username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub linkedin_url: Option<String>,
-    /// Free text as LeadShark words it ("Connected", "2nd Connection").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connection_status: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+model! {
+    /// `visitor` / `profile_owner` of `new.profile.visit`.
+    pub struct Profile {
+        pub id: Option<String>,
+        pub name: Option<String>,
+        pub title: Option<String>,
+        pub linkedin_url: Option<String>,
+    }
 }
 
-/// `visitor` / `profile_owner` of `new.profile.visit`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Profile {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub linkedin_url: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+model! {
+    pub struct Automation {
+        pub id: Option<String>,
+        pub name: Option<String>,
+    }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Automation {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+model! {
+    /// `data.comment` of `new.comment`.
+    pub struct Comment {
+        pub id: Option<String>,
+        pub text: Option<String>,
+        pub created_at: Option<String>,
+    }
 }
 
-/// `data.comment` of `new.comment`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Comment {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+model! {
+    /// `data.post` (v2).
+    pub struct Post {
+        pub id: Option<String>,
+        pub url: Option<String>,
+    }
 }
 
-/// `data.post` (v2).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Post {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+model! {
+    /// `data.reaction` (v2, `new.like`).
+    pub struct Reaction {
+        pub id: Option<String>,
+    }
 }
 
-/// `data.reaction` (v2, `new.like`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Reaction {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-/// `data.visit` (v2, `new.profile.visit`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Visit {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+model! {
+    /// `data.visit` (v2, `new.profile.visit`).
+    pub struct Visit {
+        pub id: Option<String>,
+    }
 }
 
 /// Keeps an explicit `null` apart from an absent key (which `#[serde(default)]` makes `None`).
@@ -419,6 +363,18 @@ fn leading_event(text: &str) -> Option<&str> {
 
 fn typed<T: DeserializeOwned>(event: &str, v: &Value) -> Result<T, String> {
     T::deserialize(v).map_err(|e| format!("{event} payload: {e}"))
+}
+
+/// The `X-Webhook-Signature` value LeadShark would send for `body`: lower-case hex
+/// HMAC-SHA256 keyed with the secret's UTF-8 bytes (for `hookline send` and tests; Hookline
+/// verifies in `core/src/verify/leadshark.rs`).
+#[cfg(feature = "sign")]
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Example payloads: the docs page's, verbatim, and generators for load and end-to-end tests.

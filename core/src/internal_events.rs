@@ -1,0 +1,368 @@
+//! Internal events, in the style of Vector's `internal_events`: each thing that happens to a
+//! request, an event or a stage is one type whose `emit` writes its log line and counts its
+//! metrics together, so the two never disagree and name things alike — a stage is
+//! `stage` = its name and `stage_index` = its position, in logs, metrics and dead letters.
+//!
+//! The label handles of a source's and a stage's series are resolved once, when the runtime
+//! is built ([`SourceTelemetry`], [`StageTelemetry`], [`PluginTelemetry`]): emitting an event
+//! hashes no labels, and every series exists (at zero) from the start, so dashboards and
+//! `rate()` see a source or stage before its first event. The series themselves are defined
+//! in `metrics.rs`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use prometheus::{Histogram, IntCounter};
+use tracing::{debug, error, info, warn};
+
+use crate::lograte;
+use crate::metrics::{OUTCOME_DROPPED, OUTCOME_FAILED, OUTCOME_PASSED, metrics};
+
+/// A source's series.
+#[derive(Debug, Clone)]
+pub struct SourceTelemetry {
+    name: String,
+    /// `hookline_events_accepted_total` by declared event type; the rest are `other`.
+    accepted: HashMap<String, IntCounter>,
+    accepted_other: IntCounter,
+    duplicates: IntCounter,
+    pings: IntCounter,
+    /// `hookline_verification_failures_total` by reason.
+    failures: Vec<(&'static str, IntCounter)>,
+}
+
+impl SourceTelemetry {
+    pub fn new<'a>(name: &str, declared_types: impl IntoIterator<Item = &'a str>) -> Self {
+        let m = metrics();
+        SourceTelemetry {
+            name: name.to_string(),
+            accepted: declared_types
+                .into_iter()
+                .map(|t| {
+                    (
+                        t.to_string(),
+                        m.events_accepted.with_label_values(&[name, t]),
+                    )
+                })
+                .collect(),
+            accepted_other: m.events_accepted.with_label_values(&[name, "other"]),
+            duplicates: m.duplicates.with_label_values(&[name]),
+            pings: m.test_pings.with_label_values(&[name]),
+            failures: crate::verify::Rejection::REASONS
+                .iter()
+                .map(|r| (*r, m.verification_failures.with_label_values(&[name, r])))
+                .collect(),
+        }
+    }
+
+    /// The `event_type` label of an event of this type: declared, or `other`.
+    pub fn type_label<'a>(&self, event_type: &'a str) -> &'a str {
+        match self.accepted.contains_key(event_type) {
+            true => event_type,
+            false => "other",
+        }
+    }
+}
+
+/// A request to a source that its verifier refused.
+#[derive(Debug)]
+pub struct RequestRejected<'a> {
+    pub source: &'a SourceTelemetry,
+    /// One of `Rejection::REASONS`.
+    pub reason: &'static str,
+    pub status: u16,
+    /// What the sender is told (never a secret).
+    pub message: &'a crate::verify::Rejection,
+}
+
+impl RequestRejected<'_> {
+    pub fn emit(self) {
+        let source = &self.source.name;
+        match self.source.failures.iter().find(|(r, _)| *r == self.reason) {
+            Some((_, c)) => c.inc(),
+            None => metrics()
+                .verification_failures
+                .with_label_values(&[source, self.reason])
+                .inc(),
+        }
+        if self.status == 401 {
+            // Worth an operator's attention (a wrong or rotated secret), but never the
+            // secret; a flood of them is one line per 10 s.
+            if let Some(held_back) = lograte::allow(&format!("rejected:{source}:{}", self.reason)) {
+                warn!(source = %source, reason = self.reason, held_back, "rejected: {}", self.message);
+            }
+        } else {
+            debug!(source = %source, reason = self.reason, "rejected: {}", self.message);
+        }
+    }
+}
+
+/// A verified event made durable, routed to `routed` pipelines.
+#[derive(Debug)]
+pub struct EventAccepted<'a> {
+    pub source: &'a SourceTelemetry,
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub routed: usize,
+}
+
+impl EventAccepted<'_> {
+    pub fn emit(self) {
+        match self.source.accepted.get(self.event_type) {
+            Some(c) => c.inc(),
+            None => self.source.accepted_other.inc(),
+        }
+        // Debug, not info: one line per event costs more CPU than verifying it
+        // (docs/performance.md); `hookline_events_accepted_total` counts them.
+        debug!(event_id = %self.event_id, source = %self.source.name, event_type = %self.event_type, routed = self.routed, "accepted");
+    }
+}
+
+/// A copy of an event seen within its deduplication window.
+#[derive(Debug)]
+pub struct DuplicateReceived<'a> {
+    pub source: &'a SourceTelemetry,
+    pub first_id: &'a str,
+}
+
+impl DuplicateReceived<'_> {
+    pub fn emit(self) {
+        self.source.duplicates.inc();
+        let source = &self.source.name;
+        if let Some(held_back) = lograte::allow(&format!("duplicate:{source}")) {
+            info!(source = %source, first_id = %self.first_id, held_back, "duplicate delivery; answered with the first event's id");
+        }
+    }
+}
+
+/// A GET or HEAD to a source (LeadShark's "Test webhook" button): answered, not processed.
+#[derive(Debug)]
+pub struct TestPingAnswered<'a> {
+    pub source: &'a SourceTelemetry,
+}
+
+impl TestPingAnswered<'_> {
+    pub fn emit(self) {
+        self.source.pings.inc();
+        let source = &self.source.name;
+        if let Some(held_back) = lograte::allow(&format!("ping:{source}")) {
+            info!(source = %source, held_back, "test ping (GET) answered; nothing processed");
+        }
+    }
+}
+
+/// A request that passed verification but could not be decoded: kept as a dead letter.
+#[derive(Debug)]
+pub struct UnprocessableDeadLettered<'a> {
+    pub source: &'a str,
+    pub event_id: &'a str,
+    pub reason: &'a str,
+}
+
+impl UnprocessableDeadLettered<'_> {
+    pub fn emit(self) {
+        metrics()
+            .dead_letters_created
+            .with_label_values(&["ingest", "decode"])
+            .inc();
+        warn!(event_id = %self.event_id, source = %self.source, reason = %self.reason, "authenticated but unprocessable; dead-lettered");
+    }
+}
+
+/// A stage's series.
+#[derive(Debug, Clone)]
+pub struct StageTelemetry {
+    pub pipeline: String,
+    pub stage: String,
+    pub index: usize,
+    passed: IntCounter,
+    dropped: IntCounter,
+    failed: IntCounter,
+    duration: Histogram,
+    dead_letters: IntCounter,
+    retries: IntCounter,
+    /// A sink's attempts.
+    attempts: Option<IntCounter>,
+}
+
+impl StageTelemetry {
+    pub fn new(pipeline: &str, stage: &str, index: usize, sink: bool) -> Self {
+        let m = metrics();
+        let outcome = |o: &str| m.stage_outcomes.with_label_values(&[pipeline, stage, o]);
+        StageTelemetry {
+            pipeline: pipeline.to_string(),
+            stage: stage.to_string(),
+            index,
+            passed: outcome(OUTCOME_PASSED),
+            dropped: outcome(OUTCOME_DROPPED),
+            failed: outcome(OUTCOME_FAILED),
+            duration: m.stage_duration.with_label_values(&[pipeline, stage]),
+            dead_letters: m.dead_letters_created.with_label_values(&[pipeline, stage]),
+            retries: m.sink_retries.with_label_values(&[pipeline, stage]),
+            attempts: sink.then(|| m.sink_attempts.with_label_values(&[pipeline, stage])),
+        }
+    }
+}
+
+/// How a stage's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageOutcome {
+    /// Handed one or more events on.
+    Passed,
+    /// Kept nothing (a filter said no, a transform returned nothing).
+    Dropped,
+    Failed,
+}
+
+/// A sink about to deliver.
+#[derive(Debug)]
+pub struct SinkAttempted<'a> {
+    pub stage: &'a StageTelemetry,
+}
+
+impl SinkAttempted<'_> {
+    pub fn emit(self) {
+        if let Some(c) = &self.stage.attempts {
+            c.inc();
+        }
+    }
+}
+
+/// A stage ran on an event.
+#[derive(Debug)]
+pub struct StageRan<'a> {
+    pub stage: &'a StageTelemetry,
+    pub outcome: StageOutcome,
+    pub elapsed: Duration,
+}
+
+impl StageRan<'_> {
+    pub fn emit(self) {
+        let s = self.stage;
+        s.duration.observe(self.elapsed.as_secs_f64());
+        match self.outcome {
+            StageOutcome::Passed => {
+                s.passed.inc();
+                if s.attempts.is_some() {
+                    debug!(stage = %s.stage, stage_index = s.index, "sink delivered");
+                }
+            }
+            StageOutcome::Dropped => {
+                s.dropped.inc();
+                debug!(stage = %s.stage, stage_index = s.index, "dropped");
+            }
+            StageOutcome::Failed => s.failed.inc(),
+        }
+    }
+}
+
+/// A run of a pipeline reached its end on at least one branch.
+#[derive(Debug)]
+pub struct Delivered<'a> {
+    pub event_id: &'a str,
+    pub pipeline: &'a str,
+}
+
+impl Delivered<'_> {
+    pub fn emit(self) {
+        debug!(event_id = %self.event_id, pipeline = %self.pipeline, "delivered");
+    }
+}
+
+/// A stage failed with a retryable error and has attempts left.
+#[derive(Debug)]
+pub struct RetryScheduled<'a> {
+    pub stage: &'a StageTelemetry,
+    pub event_id: &'a str,
+    pub attempts: u32,
+    pub next_attempt_at: &'a jiff::Timestamp,
+    pub error: &'a str,
+}
+
+impl RetryScheduled<'_> {
+    pub fn emit(self) {
+        let s = self.stage;
+        s.retries.inc();
+        warn!(
+            event_id = %self.event_id,
+            pipeline = %s.pipeline,
+            stage = %s.stage,
+            stage_index = s.index,
+            attempts = self.attempts,
+            next_attempt_at = %self.next_attempt_at,
+            error = %self.error,
+            "stage failed; will retry"
+        );
+    }
+}
+
+/// A delivery given up at a stage: its dead letter holds the event.
+#[derive(Debug)]
+pub struct DeadLettered<'a> {
+    /// The stage's series; `None` when the pipeline or stage no longer exists.
+    pub stage: Option<&'a StageTelemetry>,
+    pub pipeline: &'a str,
+    pub stage_name: &'a str,
+    pub stage_index: usize,
+    pub event_id: &'a str,
+    pub attempts: u32,
+    pub error: &'a str,
+}
+
+impl DeadLettered<'_> {
+    pub fn emit(self) {
+        match self.stage {
+            Some(s) => s.dead_letters.inc(),
+            None => metrics()
+                .dead_letters_created
+                .with_label_values(&[self.pipeline, self.stage_name])
+                .inc(),
+        }
+        error!(
+            event_id = %self.event_id,
+            pipeline = %self.pipeline,
+            stage = %self.stage_name,
+            stage_index = self.stage_index,
+            attempts = self.attempts,
+            error = %self.error,
+            "stage failed; dead-lettered"
+        );
+    }
+}
+
+/// A WASM stage's series.
+#[derive(Debug, Clone)]
+pub struct PluginTelemetry {
+    traps: IntCounter,
+    timeouts: IntCounter,
+}
+
+impl PluginTelemetry {
+    pub fn new(pipeline: &str, stage: &str) -> Self {
+        let m = metrics();
+        PluginTelemetry {
+            traps: m.wasm_traps.with_label_values(&[pipeline, stage]),
+            timeouts: m.wasm_timeouts.with_label_values(&[pipeline, stage]),
+        }
+    }
+}
+
+/// A WASM plugin was stopped; its instance is dropped.
+#[derive(Debug)]
+pub struct PluginTrapped<'a> {
+    pub telemetry: &'a PluginTelemetry,
+    pub plugin: &'a str,
+    /// Stopped at the stage's `timeout` (counted apart from other traps).
+    pub timeout: bool,
+    pub message: &'a str,
+}
+
+impl PluginTrapped<'_> {
+    pub fn emit(self) {
+        match self.timeout {
+            true => self.telemetry.timeouts.inc(),
+            false => self.telemetry.traps.inc(),
+        }
+        debug!(plugin = %self.plugin, error = %self.message, "plugin instance discarded after a trap");
+    }
+}

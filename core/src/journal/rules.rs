@@ -1,0 +1,266 @@
+//! The journal's rules, one copy for both stores: the states a delivery and a dead letter
+//! go through, which dead letters a filter selects (and how text is compared), and where a
+//! replay starts. `sqlite/` and `nats/` only store; what they store means the same.
+
+use hookline_plugin_api::Event;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{DeadLetter, DeadLetterFilter, Replayed};
+
+/// A delivery row's state (SQLite). The SQL in `sqlite/` spells these words in its
+/// statements (partial indexes need them literally); they are [`DeliveryState::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// To run: now, or when `next_attempt_at` comes.
+    Pending,
+    /// Delivered, dropped by a filter, or retired by a purge of its dead letter.
+    Done,
+    /// Gave up: its dead letter holds the rest.
+    Dead,
+    /// Its dead letter was sent back in (a new delivery runs it).
+    Replayed,
+}
+
+impl DeliveryState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Done => "done",
+            DeliveryState::Dead => "dead",
+            DeliveryState::Replayed => "replayed",
+        }
+    }
+}
+
+/// A dead letter's state, as stored and as the admin API and `dlq` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LetterState {
+    Dead,
+    /// Sent back into its pipeline (kept, with `replayed_at`, until purged).
+    Replayed,
+}
+
+impl LetterState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LetterState::Dead => "dead",
+            LetterState::Replayed => "replayed",
+        }
+    }
+
+    /// The stored word; anything else is not a state this journal wrote.
+    pub fn parse(s: &str) -> Option<LetterState> {
+        match s {
+            "dead" => Some(LetterState::Dead),
+            "replayed" => Some(LetterState::Replayed),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LetterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How filter text and error text are compared: case-insensitively over all of Unicode
+/// (`Ärger` matches `ärger`). SQLite calls this as `hookline_fold()`.
+pub fn fold(s: &str) -> String {
+    s.to_lowercase()
+}
+
+impl DeadLetterFilter {
+    /// Whether a letter is selected: what the SQLite journal's `WHERE` clause says, for a
+    /// store that filters in memory (NATS).
+    pub fn matches(&self, l: &DeadLetter) -> bool {
+        (self.include_replayed || l.state == LetterState::Dead)
+            && self
+                .pipeline
+                .as_ref()
+                .is_none_or(|p| l.pipeline.as_ref() == Some(p))
+            && self.stage.as_ref().is_none_or(|s| {
+                l.stage_name.as_ref() == Some(s)
+                    || l.stage_index.map(|i| i.to_string()).as_ref() == Some(s)
+            })
+            && self
+                .reason
+                .as_ref()
+                .is_none_or(|r| fold(&l.error).contains(&fold(r)))
+            && self.since.is_none_or(|t| l.last_failed_at >= t)
+            && self.event_id.as_ref().is_none_or(|e| &l.event_id == e)
+    }
+}
+
+/// `2026-11-27T10:00:00Z`, or a duration back from now (`90m`, `1h`, `7d`): the `since` of a
+/// dead-letter filter, as the admin API and `dlq` take it.
+pub fn parse_since(s: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let d = humantime::parse_duration(s).map_err(|_| {
+        format!("`since` must be an RFC 3339 time or a duration such as 1h, not `{s}`")
+    })?;
+    let d = jiff::SignedDuration::try_from(d).map_err(|e| e.to_string())?;
+    Timestamp::now().checked_sub(d).map_err(|e| e.to_string())
+}
+
+/// Where a replay of a dead letter starts, once its store has looked up what it needs.
+#[derive(Debug)]
+pub struct ReplayFrom<'a> {
+    pub pipeline: &'a str,
+    /// The event as it entered the failed stage.
+    pub snapshot: &'a Event,
+}
+
+/// Whether a dead letter can be replayed at all: not twice, and only when it was routed (a
+/// request that could not be decoded has no pipeline and no event).
+pub fn replayable(dl: &DeadLetter) -> Result<ReplayFrom<'_>, Replayed> {
+    if dl.state != LetterState::Dead {
+        return Err(Replayed::Skipped {
+            reason: "already replayed".into(),
+        });
+    }
+    match (&dl.pipeline, &dl.event) {
+        (Some(pipeline), Some(snapshot)) => Ok(ReplayFrom { pipeline, snapshot }),
+        _ => Err(Replayed::Skipped {
+            reason: "the request failed before routing (it could not be decoded); have the sender resend it".into(),
+        }),
+    }
+}
+
+/// The stage and event a replay runs: the failed stage with the snapshot, or — `from_start`
+/// — stage 0 with the original event, which the store looked up (`None`: no longer kept).
+pub fn replay_start(
+    dl: &DeadLetter,
+    from: &ReplayFrom<'_>,
+    from_start: bool,
+    original: Option<Event>,
+) -> Result<(usize, Event), Replayed> {
+    if !from_start {
+        return Ok((dl.stage_index.unwrap_or(0), from.snapshot.clone()));
+    }
+    match original {
+        Some(e) => Ok((0, e)),
+        // Failed at the first stage: the snapshot is the event as it entered stage 0.
+        None if dl.stage_index == Some(0) => Ok((0, from.snapshot.clone())),
+        None => Err(Replayed::Skipped {
+            reason: "the original event is no longer in the journal; replay from the failed stage instead".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn letter(
+        state: &str,
+        stage: Option<(usize, &str)>,
+        error: &str,
+        at: i64,
+    ) -> DeadLetter {
+        DeadLetter {
+            id: format!("id-{at}"),
+            event_id: "e".into(),
+            source: "s".into(),
+            pipeline: Some("crm".into()),
+            stage_index: stage.map(|s| s.0),
+            stage_name: stage.map(|s| s.1.to_string()),
+            error: error.into(),
+            attempts: 1,
+            first_failed_at: Timestamp::from_second(at).expect("time"),
+            last_failed_at: Timestamp::from_second(at).expect("time"),
+            created_at: Timestamp::from_second(at).expect("time"),
+            state: LetterState::parse(state).expect("state"),
+            replayed_at: None,
+            event: None,
+            raw: None,
+        }
+    }
+
+    #[test]
+    fn filters_mirror_the_sqlite_journal() {
+        let l = letter("dead", Some((2, "http")), "HTTP 500 from peer", 100);
+        let all = DeadLetterFilter::default();
+        assert!(all.matches(&l));
+        let by = |f: DeadLetterFilter| f.matches(&l);
+        assert!(by(DeadLetterFilter {
+            pipeline: Some("crm".into()),
+            ..all.clone()
+        }));
+        assert!(!by(DeadLetterFilter {
+            pipeline: Some("other".into()),
+            ..all.clone()
+        }));
+        assert!(by(DeadLetterFilter {
+            stage: Some("http".into()),
+            ..all.clone()
+        }));
+        assert!(by(DeadLetterFilter {
+            stage: Some("2".into()),
+            ..all.clone()
+        }));
+        assert!(!by(DeadLetterFilter {
+            stage: Some("1".into()),
+            ..all.clone()
+        }));
+        assert!(by(DeadLetterFilter {
+            reason: Some("http 500".into()),
+            ..all.clone()
+        }));
+        assert!(!by(DeadLetterFilter {
+            reason: Some("timeout".into()),
+            ..all.clone()
+        }));
+        let since = |s| Some(Timestamp::from_second(s).expect("time"));
+        assert!(by(DeadLetterFilter {
+            since: since(100),
+            ..all.clone()
+        }));
+        assert!(!by(DeadLetterFilter {
+            since: since(101),
+            ..all.clone()
+        }));
+        assert!(by(DeadLetterFilter {
+            event_id: Some("e".into()),
+            ..all.clone()
+        }));
+        assert!(!by(DeadLetterFilter {
+            event_id: Some("other".into()),
+            ..all.clone()
+        }));
+        let replayed = letter("replayed", None, "x", 1);
+        assert!(!all.matches(&replayed));
+        assert!(
+            DeadLetterFilter {
+                include_replayed: true,
+                ..all
+            }
+            .matches(&replayed)
+        );
+    }
+
+    #[test]
+    fn reasons_fold_all_of_unicode() {
+        let filter = DeadLetterFilter {
+            reason: Some("ärger".into()),
+            ..Default::default()
+        };
+        assert!(filter.matches(&letter("dead", None, "HTTP 500: Ärger mit dem CRM", 1)));
+        assert!(!filter.matches(&letter("dead", None, "HTTP 500: Aerger", 1)));
+    }
+
+    #[test]
+    fn states_are_their_stored_words() {
+        for s in [LetterState::Dead, LetterState::Replayed] {
+            assert_eq!(LetterState::parse(s.as_str()), Some(s));
+            assert_eq!(
+                serde_json::to_value(s).expect("json"),
+                serde_json::json!(s.as_str())
+            );
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! What every SQLite statement of the journal shares: time and JSON columns, the event
+//! columns and their decoder, the one statement that creates a delivery row, and the Rust
+//! functions the SQL calls.
+
+use hookline_plugin_api::Event;
+use jiff::Timestamp;
+use rusqlite::{Connection, Row, params};
+
+use crate::journal::JournalError;
+use crate::journal::rules;
+
+/// The Rust functions the SQL calls, on every connection: `hookline_fold(text)` is
+/// [`rules::fold`], so a filter folds case as the NATS journal does (SQL `lower()` folds ASCII
+/// only).
+pub fn register_functions(c: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    c.create_scalar_function(
+        "hookline_fold",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            Ok(match ctx.get_raw(0) {
+                rusqlite::types::ValueRef::Text(t) => {
+                    Some(rules::fold(&String::from_utf8_lossy(t)))
+                }
+                _ => None,
+            })
+        },
+    )
+}
+
+pub fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+pub fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+pub fn to_json<T: serde::Serialize>(v: &T) -> Result<String, JournalError> {
+    serde_json::to_string(v).map_err(|e| JournalError::Corrupt(e.to_string()))
+}
+
+pub fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, JournalError> {
+    serde_json::from_str(s).map_err(|e| JournalError::Corrupt(e.to_string()))
+}
+
+/// An event's columns, in the order [`event_from_row`] reads them (prefix them with the
+/// table's alias when joining).
+pub const EVENT_COLUMNS: &str = "id, source, type, received_at, headers, payload";
+
+/// The event stored at columns `first..first + 6` of a row ([`EVENT_COLUMNS`]).
+pub fn event_from_row(r: &Row<'_>, first: usize) -> Result<Event, JournalError> {
+    Ok(Event {
+        id: r.get(first)?,
+        source: r.get(first + 1)?,
+        event_type: r.get(first + 2)?,
+        received_at: ts(r.get(first + 3)?),
+        headers: from_json(&r.get::<_, String>(first + 4)?)?,
+        payload: from_json(&r.get::<_, String>(first + 5)?)?,
+    })
+}
+
+/// A delivery row to create, pending from `next_attempt_at`.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDelivery<'a> {
+    pub event_id: &'a str,
+    pub pipeline: &'a str,
+    pub stage: usize,
+    pub next_attempt_at: i64,
+    /// The process that runs it now; `None`: the poller's.
+    pub claimed_by: Option<&'a str>,
+    /// The event as it enters `stage`, when not the stored event (JSON).
+    pub snapshot: Option<&'a str>,
+    pub updated_at: i64,
+}
+
+impl<'a> NewDelivery<'a> {
+    /// Due now at stage 0, on the stored event, for the poller.
+    pub fn pending(event_id: &'a str, pipeline: &'a str, now: i64) -> Self {
+        NewDelivery {
+            event_id,
+            pipeline,
+            stage: 0,
+            next_attempt_at: now,
+            claimed_by: None,
+            snapshot: None,
+            updated_at: now,
+        }
+    }
+}
+
+/// Create a pending delivery row; returns its id. The only statement that inserts one.
+pub fn insert_delivery(c: &Connection, d: NewDelivery<'_>) -> Result<i64, JournalError> {
+    c.prepare_cached(
+        "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, claimed_by, snapshot, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        d.event_id,
+        d.pipeline,
+        d.stage as i64,
+        d.next_attempt_at,
+        d.claimed_by,
+        d.snapshot,
+        d.updated_at
+    ])?;
+    Ok(c.last_insert_rowid())
+}
