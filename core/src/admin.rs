@@ -21,15 +21,15 @@ use crate::journal::{DeadLetterFilter, Journal, Replayed};
 use crate::runtime::Workers;
 
 #[derive(Debug, Clone)]
-pub struct AdminState {
-    pub journal: Arc<dyn Journal>,
-    pub workers: Workers,
+pub(crate) struct AdminState {
+    pub(crate) journal: Arc<dyn Journal>,
+    pub(crate) workers: Workers,
     /// The running config: the token is read from it, so a reload can rotate it.
-    pub runtime: Arc<arc_swap::ArcSwap<crate::runtime::Runtime>>,
-    pub reloader: Option<Arc<crate::reload::Reloader>>,
+    pub(crate) runtime: Arc<arc_swap::ArcSwap<crate::runtime::Runtime>>,
+    pub(crate) reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
-pub fn router(state: AdminState) -> Router {
+pub(crate) fn router(state: AdminState) -> Router {
     let api = Router::new()
         .route("/api/v1/dead-letters", get(list).delete(purge_many))
         .route("/api/v1/dead-letters/replay", post(replay_many))
@@ -212,7 +212,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 /// Query string of list, bulk replay and bulk purge.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FilterQuery {
+pub(crate) struct FilterQuery {
     pipeline: Option<String>,
     stage: Option<String>,
     reason: Option<String>,

@@ -90,7 +90,7 @@ const OWN_TARGETS: &[&str] = &["hookline", "hookline_builtin", "hookline_plugin_
 /// own targets and `info` for its dependencies (wasmtime, cranelift, globset, ... are
 /// verbose at debug); any other text (`warn`, `hookline=debug,cranelift=trace`) is an
 /// `EnvFilter` directive used as given.
-pub fn log_filter(level: &str) -> String {
+pub(crate) fn log_filter(level: &str) -> String {
     match level.trim().to_ascii_lowercase().as_str() {
         bare @ ("debug" | "trace") => std::iter::once("info".to_string())
             .chain(OWN_TARGETS.iter().map(|t| format!("{t}={bare}")))

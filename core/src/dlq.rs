@@ -23,28 +23,28 @@ pub struct DlqArgs {
         env = "HOOKLINE_CONFIG",
         global = true
     )]
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
     /// The journal file itself (instead of reading it from the config).
     #[arg(long, global = true)]
-    pub db: Option<PathBuf>,
+    pub(crate) db: Option<PathBuf>,
     #[command(subcommand)]
-    pub command: DlqCommand,
+    pub(crate) command: DlqCommand,
 }
 
 #[derive(Debug, Args, Default)]
-pub struct Filters {
+pub(crate) struct Filters {
     /// Only this pipeline.
     #[arg(long)]
-    pub pipeline: Option<String>,
+    pub(crate) pipeline: Option<String>,
     /// Only this stage (name or index).
     #[arg(long)]
-    pub stage: Option<String>,
+    pub(crate) stage: Option<String>,
     /// Only errors containing this text (case-insensitive).
     #[arg(long)]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// Only failures since this RFC 3339 time, or this long ago (`1h`, `7d`).
     #[arg(long)]
-    pub since: Option<String>,
+    pub(crate) since: Option<String>,
 }
 
 impl Filters {
@@ -74,7 +74,7 @@ impl Filters {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DlqCommand {
+pub(crate) enum DlqCommand {
     /// List dead letters, newest first.
     List {
         #[command(flatten)]

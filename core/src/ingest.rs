@@ -33,30 +33,30 @@ use crate::{lograte, metrics};
 
 /// Shared by every request; the runtime is swapped whole on reload.
 #[derive(Debug)]
-pub struct AppState {
-    pub runtime: Arc<ArcSwap<Runtime>>,
-    pub journal: Arc<dyn Journal>,
-    pub workers: Workers,
+pub(crate) struct AppState {
+    pub(crate) runtime: Arc<ArcSwap<Runtime>>,
+    pub(crate) journal: Arc<dyn Journal>,
+    pub(crate) workers: Workers,
     /// Request bytes that may be held at once across all connections (`max_buffered`).
-    pub budget: Budget,
+    pub(crate) budget: Budget,
 }
 
 /// The `max_buffered` budget, in two pools so that large bodies cannot starve ordinary
 /// webhooks: requests that declare at most [`Budget::SMALL`] bytes draw from a quarter of
 /// it, larger ones (and bodies of unknown length) from the rest.
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     small: Arc<Semaphore>,
     large: Arc<Semaphore>,
 }
 
 impl Budget {
     /// The largest body that counts as small: a webhook is usually a few KiB.
-    pub const SMALL: u64 = 64 * 1024;
+    pub(crate) const SMALL: u64 = 64 * 1024;
     /// How long a request waits for room before it is answered 503.
     const WAIT: Duration = Duration::from_secs(1);
 
-    pub fn new(max_buffered: u64) -> Budget {
+    pub(crate) fn new(max_buffered: u64) -> Budget {
         let bytes = usize::try_from(max_buffered)
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
@@ -83,7 +83,7 @@ impl Budget {
 }
 
 impl AppState {
-    pub fn new(
+    pub(crate) fn new(
         runtime: Arc<ArcSwap<Runtime>>,
         journal: Arc<dyn Journal>,
         workers: Workers,
@@ -98,20 +98,20 @@ impl AppState {
     }
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
 /// A rejection: status code and a message safe to show the sender.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
     headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),

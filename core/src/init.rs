@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::ValueEnum;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Scheme {
+pub(crate) enum Scheme {
     Leadshark,
     StandardWebhooks,
     Github,
@@ -19,7 +19,7 @@ pub enum Scheme {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SinkKind {
+pub(crate) enum SinkKind {
     File,
     Http,
     Stdout,
@@ -30,16 +30,16 @@ pub enum SinkKind {
 pub struct InitArgs {
     /// Signature scheme of the source.
     #[arg(long, value_enum, default_value = "leadshark")]
-    pub scheme: Scheme,
+    pub(crate) scheme: Scheme,
     /// Where events go.
     #[arg(long, value_enum, default_value = "file")]
-    pub sink: SinkKind,
+    pub(crate) sink: SinkKind,
     /// File to write (its `.test.toml` companion is written beside it).
     #[arg(long, short, default_value = "pipeline.toml")]
-    pub output: std::path::PathBuf,
+    pub(crate) output: std::path::PathBuf,
     /// Overwrite existing files.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
 }
 
 /// (source name, env var, `verify = ...` line, a note for the comment, sample event type)
@@ -117,7 +117,7 @@ fn sink(kind: SinkKind) -> &'static str {
 }
 
 /// The starter config text.
-pub fn config_text(scheme: Scheme, kind: SinkKind) -> String {
+pub(crate) fn config_text(scheme: Scheme, kind: SinkKind) -> String {
     let (name, var, verify, note, _) = source(scheme);
     let sink = sink(kind);
     format!(
@@ -164,7 +164,7 @@ stages = [
 }
 
 /// The starter test file text.
-pub fn test_text(scheme: Scheme) -> String {
+pub(crate) fn test_text(scheme: Scheme) -> String {
     let (name, _, _, _, event_type) = source(scheme);
     let input = if scheme == Scheme::Leadshark {
         format!("sample = \"{event_type}\"   # one of LeadShark's documented sample payloads")

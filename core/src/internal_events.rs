@@ -20,7 +20,7 @@ use crate::metrics::{OUTCOME_DROPPED, OUTCOME_FAILED, OUTCOME_PASSED, metrics};
 
 /// A source's series.
 #[derive(Debug, Clone)]
-pub struct SourceTelemetry {
+pub(crate) struct SourceTelemetry {
     name: String,
     /// `hookline_events_accepted_total` by declared event type; the rest are `other`.
     accepted: HashMap<String, IntCounter>,
@@ -32,7 +32,7 @@ pub struct SourceTelemetry {
 }
 
 impl SourceTelemetry {
-    pub fn new<'a>(name: &str, declared_types: impl IntoIterator<Item = &'a str>) -> Self {
+    pub(crate) fn new<'a>(name: &str, declared_types: impl IntoIterator<Item = &'a str>) -> Self {
         let m = metrics();
         SourceTelemetry {
             name: name.to_string(),
@@ -54,29 +54,21 @@ impl SourceTelemetry {
                 .collect(),
         }
     }
-
-    /// The `event_type` label of an event of this type: declared, or `other`.
-    pub fn type_label<'a>(&self, event_type: &'a str) -> &'a str {
-        match self.accepted.contains_key(event_type) {
-            true => event_type,
-            false => "other",
-        }
-    }
 }
 
 /// A request to a source that its verifier refused.
 #[derive(Debug)]
-pub struct RequestRejected<'a> {
-    pub source: &'a SourceTelemetry,
+pub(crate) struct RequestRejected<'a> {
+    pub(crate) source: &'a SourceTelemetry,
     /// One of `Rejection::REASONS`.
-    pub reason: &'static str,
-    pub status: u16,
+    pub(crate) reason: &'static str,
+    pub(crate) status: u16,
     /// What the sender is told (never a secret).
-    pub message: &'a crate::verify::Rejection,
+    pub(crate) message: &'a crate::verify::Rejection,
 }
 
 impl RequestRejected<'_> {
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let source = &self.source.name;
         match self.source.failures.iter().find(|(r, _)| *r == self.reason) {
             Some((_, c)) => c.inc(),
@@ -99,15 +91,15 @@ impl RequestRejected<'_> {
 
 /// A verified event made durable, routed to `routed` pipelines.
 #[derive(Debug)]
-pub struct EventAccepted<'a> {
-    pub source: &'a SourceTelemetry,
-    pub event_id: &'a str,
-    pub event_type: &'a str,
-    pub routed: usize,
+pub(crate) struct EventAccepted<'a> {
+    pub(crate) source: &'a SourceTelemetry,
+    pub(crate) event_id: &'a str,
+    pub(crate) event_type: &'a str,
+    pub(crate) routed: usize,
 }
 
 impl EventAccepted<'_> {
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         match self.source.accepted.get(self.event_type) {
             Some(c) => c.inc(),
             None => self.source.accepted_other.inc(),
@@ -120,13 +112,13 @@ impl EventAccepted<'_> {
 
 /// A copy of an event seen within its deduplication window.
 #[derive(Debug)]
-pub struct DuplicateReceived<'a> {
-    pub source: &'a SourceTelemetry,
-    pub first_id: &'a str,
+pub(crate) struct DuplicateReceived<'a> {
+    pub(crate) source: &'a SourceTelemetry,
+    pub(crate) first_id: &'a str,
 }
 
 impl DuplicateReceived<'_> {
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         self.source.duplicates.inc();
         let source = &self.source.name;
         if let Some(held_back) = lograte::allow(&format!("duplicate:{source}")) {
@@ -137,12 +129,12 @@ impl DuplicateReceived<'_> {
 
 /// A GET or HEAD to a source (LeadShark's "Test webhook" button): answered, not processed.
 #[derive(Debug)]
-pub struct TestPingAnswered<'a> {
-    pub source: &'a SourceTelemetry,
+pub(crate) struct TestPingAnswered<'a> {
+    pub(crate) source: &'a SourceTelemetry,
 }
 
 impl TestPingAnswered<'_> {
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         self.source.pings.inc();
         let source = &self.source.name;
         if let Some(held_back) = lograte::allow(&format!("ping:{source}")) {
@@ -153,14 +145,14 @@ impl TestPingAnswered<'_> {
 
 /// A request that passed verification but could not be decoded: kept as a dead letter.
 #[derive(Debug)]
-pub struct UnprocessableDeadLettered<'a> {
-    pub source: &'a str,
-    pub event_id: &'a str,
-    pub reason: &'a str,
+pub(crate) struct UnprocessableDeadLettered<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) event_id: &'a str,
+    pub(crate) reason: &'a str,
 }
 
 impl UnprocessableDeadLettered<'_> {
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         metrics()
             .dead_letters_created
             .with_label_values(&["ingest", "decode"])
@@ -171,10 +163,10 @@ impl UnprocessableDeadLettered<'_> {
 
 /// A stage's series.
 #[derive(Debug, Clone)]
-pub struct StageTelemetry {
-    pub pipeline: String,
-    pub stage: String,
-    pub index: usize,
+pub(crate) struct StageTelemetry {
+    pub(crate) pipeline: String,
+    pub(crate) stage: String,
+    pub(crate) index: usize,
     passed: IntCounter,
     dropped: IntCounter,
     failed: IntCounter,
@@ -186,7 +178,7 @@ pub struct StageTelemetry {
 }
 
 impl StageTelemetry {
-    pub fn new(pipeline: &str, stage: &str, index: usize, sink: bool) -> Self {
+    pub(crate) fn new(pipeline: &str, stage: &str, index: usize, sink: bool) -> Self {
         let m = metrics();
         let outcome = |o: &str| m.stage_outcomes.with_label_values(&[pipeline, stage, o]);
         StageTelemetry {
@@ -206,7 +198,7 @@ impl StageTelemetry {
 
 /// How a stage's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StageOutcome {
+pub(crate) enum StageOutcome {
     /// Handed one or more events on.
     Passed,
     /// Kept nothing (a filter said no, a transform returned nothing).
@@ -216,12 +208,12 @@ pub enum StageOutcome {
 
 /// A sink about to deliver.
 #[derive(Debug)]
-pub struct SinkAttempted<'a> {
-    pub stage: &'a StageTelemetry,
+pub(crate) struct SinkAttempted<'a> {
+    pub(crate) stage: &'a StageTelemetry,
 }
 
 impl SinkAttempted<'_> {
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         if let Some(c) = &self.stage.attempts {
             c.inc();
         }
@@ -230,14 +222,14 @@ impl SinkAttempted<'_> {
 
 /// A stage ran on an event.
 #[derive(Debug)]
-pub struct StageRan<'a> {
-    pub stage: &'a StageTelemetry,
-    pub outcome: StageOutcome,
-    pub elapsed: Duration,
+pub(crate) struct StageRan<'a> {
+    pub(crate) stage: &'a StageTelemetry,
+    pub(crate) outcome: StageOutcome,
+    pub(crate) elapsed: Duration,
 }
 
 impl StageRan<'_> {
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let s = self.stage;
         s.duration.observe(self.elapsed.as_secs_f64());
         match self.outcome {
@@ -258,29 +250,29 @@ impl StageRan<'_> {
 
 /// A run of a pipeline reached its end on at least one branch.
 #[derive(Debug)]
-pub struct Delivered<'a> {
-    pub event_id: &'a str,
-    pub pipeline: &'a str,
+pub(crate) struct Delivered<'a> {
+    pub(crate) event_id: &'a str,
+    pub(crate) pipeline: &'a str,
 }
 
 impl Delivered<'_> {
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         debug!(event_id = %self.event_id, pipeline = %self.pipeline, "delivered");
     }
 }
 
 /// A stage failed with a retryable error and has attempts left.
 #[derive(Debug)]
-pub struct RetryScheduled<'a> {
-    pub stage: &'a StageTelemetry,
-    pub event_id: &'a str,
-    pub attempts: u32,
-    pub next_attempt_at: &'a jiff::Timestamp,
-    pub error: &'a str,
+pub(crate) struct RetryScheduled<'a> {
+    pub(crate) stage: &'a StageTelemetry,
+    pub(crate) event_id: &'a str,
+    pub(crate) attempts: u32,
+    pub(crate) next_attempt_at: &'a jiff::Timestamp,
+    pub(crate) error: &'a str,
 }
 
 impl RetryScheduled<'_> {
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let s = self.stage;
         s.retries.inc();
         warn!(
@@ -298,19 +290,19 @@ impl RetryScheduled<'_> {
 
 /// A delivery given up at a stage: its dead letter holds the event.
 #[derive(Debug)]
-pub struct DeadLettered<'a> {
+pub(crate) struct DeadLettered<'a> {
     /// The stage's series; `None` when the pipeline or stage no longer exists.
-    pub stage: Option<&'a StageTelemetry>,
-    pub pipeline: &'a str,
-    pub stage_name: &'a str,
-    pub stage_index: usize,
-    pub event_id: &'a str,
-    pub attempts: u32,
-    pub error: &'a str,
+    pub(crate) stage: Option<&'a StageTelemetry>,
+    pub(crate) pipeline: &'a str,
+    pub(crate) stage_name: &'a str,
+    pub(crate) stage_index: usize,
+    pub(crate) event_id: &'a str,
+    pub(crate) attempts: u32,
+    pub(crate) error: &'a str,
 }
 
 impl DeadLettered<'_> {
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         match self.stage {
             Some(s) => s.dead_letters.inc(),
             None => metrics()
@@ -332,13 +324,13 @@ impl DeadLettered<'_> {
 
 /// A WASM stage's series.
 #[derive(Debug, Clone)]
-pub struct PluginTelemetry {
+pub(crate) struct PluginTelemetry {
     traps: IntCounter,
     timeouts: IntCounter,
 }
 
 impl PluginTelemetry {
-    pub fn new(pipeline: &str, stage: &str) -> Self {
+    pub(crate) fn new(pipeline: &str, stage: &str) -> Self {
         let m = metrics();
         PluginTelemetry {
             traps: m.wasm_traps.with_label_values(&[pipeline, stage]),
@@ -349,16 +341,16 @@ impl PluginTelemetry {
 
 /// A WASM plugin was stopped; its instance is dropped.
 #[derive(Debug)]
-pub struct PluginTrapped<'a> {
-    pub telemetry: &'a PluginTelemetry,
-    pub plugin: &'a str,
+pub(crate) struct PluginTrapped<'a> {
+    pub(crate) telemetry: &'a PluginTelemetry,
+    pub(crate) plugin: &'a str,
     /// Stopped at the stage's `timeout` (counted apart from other traps).
-    pub timeout: bool,
-    pub message: &'a str,
+    pub(crate) timeout: bool,
+    pub(crate) message: &'a str,
 }
 
 impl PluginTrapped<'_> {
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         match self.timeout {
             true => self.telemetry.timeouts.inc(),
             false => self.telemetry.traps.inc(),

@@ -28,24 +28,24 @@ use crate::config::ServerConfig;
 
 /// The largest request line plus headers accepted (hyper answers `431` above it). Webhook
 /// senders send a few KiB; this also bounds what a slow client can make the process hold.
-pub const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// HTTP/2 streams one connection may have open at once (when `http2` is on).
-pub const H2_STREAMS: u32 = 32;
+pub(crate) const H2_STREAMS: u32 = 32;
 /// HTTP/2 flow-control windows: what a peer may send before the server has read it.
 const H2_STREAM_WINDOW: u32 = 64 * 1024;
 const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
 
 /// The listener's bounds, from `[server]`; read once at start.
 #[derive(Debug, Clone)]
-pub struct Limits {
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_connections: usize,
-    pub http2: bool,
+pub(crate) struct Limits {
+    pub(crate) header_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) http2: bool,
 }
 
 impl Limits {
-    pub fn from_config(server: &ServerConfig) -> Limits {
+    pub(crate) fn from_config(server: &ServerConfig) -> Limits {
         Limits {
             header_timeout: server.header_timeout,
             idle_timeout: server.idle_timeout,
@@ -57,7 +57,7 @@ impl Limits {
 
 /// Accept and serve connections until `stop`; then let open requests finish for up to
 /// `drain`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,

@@ -8,7 +8,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 /// At most one line per kind in this time.
-pub const INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
 /// Kinds tracked at most (kinds come from the config: source × closed reason sets).
 const MAX_KINDS: usize = 4096;
 
@@ -17,7 +17,7 @@ static LAST: LazyLock<Mutex<HashMap<String, (Instant, u64)>>> =
 
 /// Whether a line of this kind may be written now: `Some(n)` with the number of lines held
 /// back since the last one, or `None` (counted, to be reported with the next line).
-pub fn allow(kind: &str) -> Option<u64> {
+pub(crate) fn allow(kind: &str) -> Option<u64> {
     allow_at(kind, Instant::now())
 }
 

@@ -14,31 +14,30 @@ use prometheus::{
 
 /// The registry and every metric in it.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
-    pub requests: IntCounterVec,
-    pub verification_failures: IntCounterVec,
-    pub test_pings: IntCounterVec,
-    pub events_accepted: IntCounterVec,
-    pub duplicates: IntCounterVec,
-    pub stage_outcomes: IntCounterVec,
-    pub stage_duration: HistogramVec,
-    pub sink_attempts: IntCounterVec,
-    pub sink_retries: IntCounterVec,
-    pub dead_letters_created: IntCounterVec,
-    pub dead_letters_replayed: IntCounter,
-    pub dead_letters: IntGauge,
-    pub pending_deliveries: IntGauge,
-    pub journal_commits: IntCounter,
-    pub journal_batch_size: prometheus::Histogram,
-    pub wasm_traps: IntCounterVec,
-    pub wasm_timeouts: IntCounterVec,
-    pub wasm_plugin_counter: IntCounterVec,
-    pub config_reloads: IntCounterVec,
-    pub consumer_lag: IntGaugeVec,
-    pub consumer_pulling: IntGaugeVec,
-    pub consumer_last_pull: IntGaugeVec,
-    pub build_info: IntGaugeVec,
+    pub(crate) requests: IntCounterVec,
+    pub(crate) verification_failures: IntCounterVec,
+    pub(crate) test_pings: IntCounterVec,
+    pub(crate) events_accepted: IntCounterVec,
+    pub(crate) duplicates: IntCounterVec,
+    pub(crate) stage_outcomes: IntCounterVec,
+    pub(crate) stage_duration: HistogramVec,
+    pub(crate) sink_attempts: IntCounterVec,
+    pub(crate) sink_retries: IntCounterVec,
+    pub(crate) dead_letters_created: IntCounterVec,
+    pub(crate) dead_letters_replayed: IntCounter,
+    pub(crate) dead_letters: IntGauge,
+    pub(crate) pending_deliveries: IntGauge,
+    pub(crate) journal_commits: IntCounter,
+    pub(crate) journal_batch_size: prometheus::Histogram,
+    pub(crate) wasm_traps: IntCounterVec,
+    pub(crate) wasm_timeouts: IntCounterVec,
+    pub(crate) wasm_plugin_counter: IntCounterVec,
+    pub(crate) config_reloads: IntCounterVec,
+    pub(crate) consumer_lag: IntGaugeVec,
+    pub(crate) consumer_pulling: IntGaugeVec,
+    pub(crate) consumer_last_pull: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -231,13 +230,12 @@ impl Metrics {
             consumer_lag,
             consumer_pulling,
             consumer_last_pull,
-            build_info,
             registry: r,
         }
     }
 
     /// Prometheus text exposition of everything.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
@@ -246,27 +244,27 @@ impl Metrics {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
-pub fn metrics() -> &'static Metrics {
+pub(crate) fn metrics() -> &'static Metrics {
     &METRICS
 }
 
 /// Stage outcomes: the closed set of the `outcome` label.
-pub const OUTCOME_PASSED: &str = "passed";
-pub const OUTCOME_DROPPED: &str = "dropped";
-pub const OUTCOME_FAILED: &str = "failed";
+pub(crate) const OUTCOME_PASSED: &str = "passed";
+pub(crate) const OUTCOME_DROPPED: &str = "dropped";
+pub(crate) const OUTCOME_FAILED: &str = "failed";
 
-pub fn request(source: &str, status: u16) {
+pub(crate) fn request(source: &str, status: u16) {
     metrics()
         .requests
         .with_label_values(&[source, status.to_string().as_str()])
         .inc();
 }
 
-pub fn dead_letter_replayed() {
+pub(crate) fn dead_letter_replayed() {
     metrics().dead_letters_replayed.inc();
 }
 
-pub fn depths(pending: u64, dead: u64) {
+pub(crate) fn depths(pending: u64, dead: u64) {
     let m = metrics();
     m.pending_deliveries
         .set(i64::try_from(pending).unwrap_or(i64::MAX));
@@ -274,7 +272,7 @@ pub fn depths(pending: u64, dead: u64) {
 }
 
 /// Messages waiting for a pipeline's consumers (NATS journal).
-pub fn consumer_lag(pipeline: &str, pending: u64) {
+pub(crate) fn consumer_lag(pipeline: &str, pending: u64) {
     metrics()
         .consumer_lag
         .with_label_values(&[pipeline])
@@ -282,7 +280,7 @@ pub fn consumer_lag(pipeline: &str, pending: u64) {
 }
 
 /// The pull-state series of one consumer of a pipeline (NATS journal), resolved once.
-pub fn consumer_pull_gauges(pipeline: &str, consumer: &str) -> (IntGauge, IntGauge) {
+pub(crate) fn consumer_pull_gauges(pipeline: &str, consumer: &str) -> (IntGauge, IntGauge) {
     let m = metrics();
     (
         m.consumer_pulling.with_label_values(&[pipeline, consumer]),
@@ -292,7 +290,7 @@ pub fn consumer_pull_gauges(pipeline: &str, consumer: &str) -> (IntGauge, IntGau
 }
 
 /// A consumer left the config: its series go.
-pub fn forget_consumer(pipeline: &str, consumer: &str) {
+pub(crate) fn forget_consumer(pipeline: &str, consumer: &str) {
     let m = metrics();
     let _ = m
         .consumer_pulling
@@ -302,20 +300,20 @@ pub fn forget_consumer(pipeline: &str, consumer: &str) {
         .remove_label_values(&[pipeline, consumer]);
 }
 
-pub fn journal_commit(batch: usize) {
+pub(crate) fn journal_commit(batch: usize) {
     let m = metrics();
     m.journal_commits.inc();
     m.journal_batch_size.observe(batch as f64);
 }
 
-pub fn wasm_plugin_counter(plugin: &str, name: &str, by: u64) {
+pub(crate) fn wasm_plugin_counter(plugin: &str, name: &str, by: u64) {
     metrics()
         .wasm_plugin_counter
         .with_label_values(&[plugin, name])
         .inc_by(by);
 }
 
-pub fn config_reload(ok: bool) {
+pub(crate) fn config_reload(ok: bool) {
     metrics()
         .config_reloads
         .with_label_values(&[if ok { "success" } else { "failure" }])
@@ -323,7 +321,7 @@ pub fn config_reload(ok: bool) {
 }
 
 /// The zero-valued series every config has.
-pub fn preregister_common() {
+pub(crate) fn preregister_common() {
     let m = metrics();
     m.dead_letters_created
         .with_label_values(&["ingest", "decode"]);

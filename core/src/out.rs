@@ -15,7 +15,7 @@ macro_rules! outln {
 }
 
 /// Write one line to stdout.
-pub fn line(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+pub(crate) fn line(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_fmt(args)?;

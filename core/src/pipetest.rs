@@ -114,7 +114,7 @@ fn with_recorders(runtime: &Runtime) -> Vec<Arc<Pipeline>> {
 }
 
 /// Test files for a config: `<stem>.test.toml` beside it and `tests/*.toml`.
-pub fn default_files(config: &Path) -> Vec<PathBuf> {
+pub(crate) fn default_files(config: &Path) -> Vec<PathBuf> {
     let dir = match config.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -137,7 +137,7 @@ pub fn default_files(config: &Path) -> Vec<PathBuf> {
 }
 
 /// The default test file name, for messages.
-pub fn default_files_hint(config: &Path) -> String {
+pub(crate) fn default_files_hint(config: &Path) -> String {
     let stem = config
         .file_stem()
         .and_then(|s| s.to_str())
@@ -146,7 +146,7 @@ pub fn default_files_hint(config: &Path) -> String {
 }
 
 /// Run the tests in `files` against `runtime`; prints a report; returns (passed, failed).
-pub async fn run(
+pub(crate) async fn run(
     runtime: &Runtime,
     files: &[PathBuf],
     name_filter: Option<&str>,

@@ -18,7 +18,7 @@ use crate::metrics;
 use crate::runtime::Runtime;
 
 #[derive(Debug)]
-pub struct Reloader {
+pub(crate) struct Reloader {
     config: PathBuf,
     registry: Registry,
     runtime: Arc<ArcSwap<Runtime>>,
@@ -27,7 +27,11 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(config: &Path, registry: Registry, runtime: Arc<ArcSwap<Runtime>>) -> Arc<Self> {
+    pub(crate) fn new(
+        config: &Path,
+        registry: Registry,
+        runtime: Arc<ArcSwap<Runtime>>,
+    ) -> Arc<Self> {
         Arc::new(Reloader {
             config: config.to_path_buf(),
             registry,
@@ -37,7 +41,7 @@ impl Reloader {
     }
 
     /// Load, build and swap. `trigger` says why, for the log.
-    pub async fn reload(&self, trigger: &str) -> Result<(), Diagnostics> {
+    pub(crate) async fn reload(&self, trigger: &str) -> Result<(), Diagnostics> {
         let _one = self.busy.lock().await;
         let (path, registry) = (self.config.clone(), self.registry.clone());
         let loaded =
@@ -99,7 +103,7 @@ impl Reloader {
     }
 
     /// Reload on SIGHUP until the process ends.
-    pub fn on_sighup(self: &Arc<Self>) {
+    pub(crate) fn on_sighup(self: &Arc<Self>) {
         #[cfg(unix)]
         {
             let this = self.clone();
@@ -121,7 +125,7 @@ impl Reloader {
     /// over the old one included: the directory is watched), or when a `.wasm` file in the
     /// plugins folder appears, changes or goes. Returns the watcher, which must be kept
     /// alive.
-    pub fn watch(self: &Arc<Self>) -> Option<notify::RecommendedWatcher> {
+    pub(crate) fn watch(self: &Arc<Self>) -> Option<notify::RecommendedWatcher> {
         let file_name = self.config.file_name()?.to_os_string();
         let dir = match self.config.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

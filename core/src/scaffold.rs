@@ -9,11 +9,11 @@ use clap::{Args, Subcommand, ValueEnum};
 #[derive(Debug, Args)]
 pub struct PluginArgs {
     #[command(subcommand)]
-    pub command: PluginCommand,
+    pub(crate) command: PluginCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum PluginCommand {
+pub(crate) enum PluginCommand {
     /// Create a plugin project in `<dir>/<name>`.
     New {
         /// Plugin name: lower-case letters, digits and `-` (the `.wasm` is `<name>.wasm`).
@@ -31,7 +31,7 @@ pub enum PluginCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Kind {
+pub(crate) enum Kind {
     Filter,
     Transform,
     Sink,
@@ -58,7 +58,12 @@ pub fn run(args: PluginArgs) -> anyhow::Result<()> {
 }
 
 /// Write the project; returns its folder.
-pub fn new(name: &str, kind: Kind, dir: &Path, sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(crate) fn new(
+    name: &str,
+    kind: Kind,
+    dir: &Path,
+    sdk: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())

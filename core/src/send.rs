@@ -26,41 +26,41 @@ use hookline_leadshark::sign;
 pub struct SendArgs {
     /// Endpoint, e.g. http://127.0.0.1:8080/webhooks/leadshark
     #[arg(long)]
-    pub url: String,
+    pub(crate) url: String,
     /// Signing secret.
     #[arg(long, env = "LEADSHARK_SECRET", hide_env_values = true)]
-    pub secret: String,
+    pub(crate) secret: String,
     /// Event type to send; repeat for several. Default: every sample type in turn (with
     /// `--data`: the payload's `event` field).
     #[arg(long = "event")]
-    pub events: Vec<String>,
+    pub(crate) events: Vec<String>,
     /// Send this JSON payload (a file, or `-` for stdin) instead of the samples.
     #[arg(long, value_name = "FILE")]
-    pub data: Option<PathBuf>,
+    pub(crate) data: Option<PathBuf>,
     /// Set a field of every payload: `--set data.lead.email=me@example.com`. The value is
     /// JSON when it parses as JSON (`5`, `true`, `null`, `{"a":1}`, `"quoted"`), else text.
     #[arg(long = "set", value_name = "PATH=VALUE")]
-    pub set: Vec<String>,
+    pub(crate) set: Vec<String>,
     /// Send the same bodies on every run (they are answered as duplicates after the first)
     /// instead of fresh ones.
     #[arg(long)]
-    pub repeat_bodies: bool,
+    pub(crate) repeat_bodies: bool,
     /// Number of requests (ignored with --duration).
     #[arg(long, default_value_t = 1)]
-    pub count: u64,
+    pub(crate) count: u64,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 1)]
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Send for this long instead of --count requests (e.g. `10s`).
     #[arg(long)]
-    pub duration: Option<humantime::Duration>,
+    pub(crate) duration: Option<humantime::Duration>,
     /// Pretty-print bodies (signature still over the compact form, as LeadShark's docs do):
     /// exercises the receiver's re-serialisation fallback.
     #[arg(long)]
-    pub pretty: bool,
+    pub(crate) pretty: bool,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// What each request sends: payloads by event type, and how to make each body new.
@@ -343,14 +343,6 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
         bail!("{failed} request(s) did not get a 2xx");
     }
     Ok(())
-}
-
-/// A sample body for request `i` (the same for the same `i`), and its signature as
-/// LeadShark computes it (over the compact JSON, which is also the body unless `pretty`).
-pub fn signed_body(event: &str, i: u64, secret: &str, pretty: bool) -> (Vec<u8>, String) {
-    let payload =
-        samples::sample(event, i).unwrap_or_else(|| serde_json::json!({ "event": event }));
-    sign_payload(&payload, secret, pretty)
 }
 
 fn sign_payload(payload: &Value, secret: &str, pretty: bool) -> (Vec<u8>, String) {

@@ -12,15 +12,15 @@ use crate::admin::AdminState;
 use crate::ingest::{AppState, router};
 
 /// How long shutdown waits for open requests to be answered.
-pub const REQUEST_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for pipeline runs in flight; the rest resume at the next start.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Serve webhooks on an already-bound listener (tests bind port 0) until `stop` is
 /// cancelled; then stop accepting, finish requests in flight, and give pipeline runs in
 /// flight up to [`DRAIN_TIMEOUT`]. Deliveries still unfinished stay pending in the journal.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     stop: CancellationToken,
@@ -39,7 +39,7 @@ pub async fn serve(
 }
 
 /// A process without a webhook listener (`--role worker`): run until `stop`, then drain.
-pub async fn work_until(state: Arc<AppState>, stop: CancellationToken) {
+pub(crate) async fn work_until(state: Arc<AppState>, stop: CancellationToken) {
     stop.cancelled().await;
     drain(&state).await;
 }
@@ -60,7 +60,7 @@ async fn drain(state: &AppState) {
 }
 
 /// Serve the admin API until `stop` is cancelled.
-pub async fn serve_admin(
+pub(crate) async fn serve_admin(
     listener: TcpListener,
     state: AdminState,
     stop: CancellationToken,
@@ -71,7 +71,7 @@ pub async fn serve_admin(
 }
 
 /// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -29,18 +29,18 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn ingests(self) -> bool {
+    pub(crate) fn ingests(self) -> bool {
         matches!(self, Role::Ingest | Role::All)
     }
 
-    pub fn works(self) -> bool {
+    pub(crate) fn works(self) -> bool {
         matches!(self, Role::Worker | Role::All)
     }
 }
 
 /// The journal of a serving process.
 #[derive(Debug)]
-pub enum Store {
+pub(crate) enum Store {
     Sqlite {
         journal: Arc<SqliteJournal>,
         /// Held for the life of the process.
@@ -51,7 +51,11 @@ pub enum Store {
 
 impl Store {
     /// Open the configured journal. `base_dir` resolves relative paths (NATS `creds`).
-    pub async fn open(runtime: &Runtime, base_dir: &Path, role: Role) -> anyhow::Result<Store> {
+    pub(crate) async fn open(
+        runtime: &Runtime,
+        base_dir: &Path,
+        role: Role,
+    ) -> anyhow::Result<Store> {
         match (runtime.storage.backend, &runtime.storage.nats) {
             (Backend::Nats, Some(nats)) => {
                 let limits = Provision {
@@ -82,7 +86,7 @@ impl Store {
         }
     }
 
-    pub fn journal(&self) -> Arc<dyn Journal> {
+    pub(crate) fn journal(&self) -> Arc<dyn Journal> {
         match self {
             Store::Sqlite { journal, .. } => journal.clone(),
             Store::Nats(n) => Arc::new(n.clone()),
@@ -92,7 +96,7 @@ impl Store {
     /// Start what the journal runs beside the flow (NATS: consumers kept in step with the
     /// config, counts, ack deadlines). Before the first webhook is accepted, so every
     /// pipeline's consumer exists by the time an event for it is published.
-    pub async fn attach(&self, runtime: Arc<ArcSwap<Runtime>>) -> anyhow::Result<()> {
+    pub(crate) async fn attach(&self, runtime: Arc<ArcSwap<Runtime>>) -> anyhow::Result<()> {
         if let Store::Nats(n) = self {
             n.attach(runtime).await?;
         }
@@ -100,7 +104,7 @@ impl Store {
     }
 
     /// At shutdown, after the workers drained: hand back what is still held.
-    pub async fn release(&self) {
+    pub(crate) async fn release(&self) {
         match self {
             Store::Nats(n) => n.release().await,
             Store::Sqlite { journal, .. } => {
@@ -113,7 +117,7 @@ impl Store {
 }
 
 /// What the start-up log and `hookline check` say about the journal.
-pub fn describe(runtime: &Runtime) -> String {
+pub(crate) fn describe(runtime: &Runtime) -> String {
     match (&runtime.storage.backend, &runtime.storage.nats) {
         (Backend::Nats, Some(n)) => n.describe(),
         _ => runtime.storage_path.display().to_string(),

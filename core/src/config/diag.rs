@@ -10,11 +10,11 @@ use toml::de::{DeTable, DeValue};
 pub struct Diagnostic {
     pub file: PathBuf,
     /// 1-based; 0 when the problem is not at a place in the file (e.g. it cannot be read).
-    pub line: usize,
-    pub column: usize,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
     /// Dotted key path (`pipelines[0].stages[1].expr`), when the place is inside a key.
-    pub key: Option<String>,
-    pub message: String,
+    pub(crate) key: Option<String>,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for Diagnostic {
@@ -59,7 +59,7 @@ impl std::fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 impl Diagnostics {
-    pub fn single(file: &Path, message: impl Into<String>) -> Self {
+    pub(crate) fn single(file: &Path, message: impl Into<String>) -> Self {
         Diagnostics(vec![Diagnostic {
             file: file.to_path_buf(),
             line: 0,
@@ -73,14 +73,14 @@ impl Diagnostics {
 /// Turns byte spans into diagnostics for one file.
 #[derive(Debug)]
 pub struct Locator<'a> {
-    pub file: &'a Path,
-    pub text: &'a str,
-    pub doc: Option<&'a DeTable<'a>>,
+    pub(crate) file: &'a Path,
+    pub(crate) text: &'a str,
+    pub(crate) doc: Option<&'a DeTable<'a>>,
 }
 
 impl Locator<'_> {
     /// A diagnostic at `span`; the key is derived from the span when not given.
-    pub fn at(
+    pub(crate) fn at(
         &self,
         span: Option<Range<usize>>,
         key: Option<String>,
@@ -126,7 +126,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 ///
 /// Standard tables (`[server]`, `[[pipelines]]`) have spans that cover only their headers,
 /// so every branch is searched, not just the ones whose span contains the offset.
-pub fn key_path_at(doc: &DeTable<'_>, offset: usize) -> Option<String> {
+pub(crate) fn key_path_at(doc: &DeTable<'_>, offset: usize) -> Option<String> {
     let mut best: Option<(usize, String)> = None;
     search_table(doc, offset, "", 0, &mut best);
     best.map(|(_, path)| path)

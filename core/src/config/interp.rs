@@ -10,9 +10,9 @@ use toml::de::{DeTable, DeValue};
 /// A `${VAR:-default}` whose variable was unset, so the default was used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefaultUsed {
-    pub var: String,
+    pub(crate) var: String,
     /// Dotted path of the config key (`sources[0].verify.secrets[0]`).
-    pub key: String,
+    pub(crate) key: String,
 }
 
 #[derive(Debug, Default)]
@@ -38,7 +38,7 @@ pub fn interpolate_table(
 /// Like [`interpolate_table`], but an unset variable in a secret's place (a key named
 /// `secrets`, `secret` or `token`) becomes [`TEST_SECRET`] instead of an error: pipeline
 /// tests never check a signature, so they must not need the production secrets.
-pub fn interpolate_table_for_tests(
+pub(crate) fn interpolate_table_for_tests(
     table: &mut DeTable<'_>,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Outcome {

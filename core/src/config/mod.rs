@@ -45,7 +45,7 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    pub fn read(path: &Path) -> Result<Self, Diagnostics> {
+    pub(crate) fn read(path: &Path) -> Result<Self, Diagnostics> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             let hint = match e.kind() {
                 std::io::ErrorKind::NotFound => {
@@ -62,7 +62,7 @@ impl ConfigFile {
     }
 
     /// Directory that relative paths in the config resolve against.
-    pub fn base_dir(&self) -> PathBuf {
+    pub(crate) fn base_dir(&self) -> PathBuf {
         match self.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -76,11 +76,11 @@ impl ConfigFile {
 
     /// Parse for `hookline test`: like [`ConfigFile::parse`], but an unset variable in a
     /// secret's place resolves to [`TEST_SECRET`] (pipeline tests check no signature).
-    pub fn parse_for_tests(&self) -> Result<Config<'_>, Diagnostics> {
+    pub(crate) fn parse_for_tests(&self) -> Result<Config<'_>, Diagnostics> {
         self.parse_inner(&|name| std::env::var(name).ok(), true)
     }
 
-    pub fn parse_with_env(
+    pub(crate) fn parse_with_env(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config<'_>, Diagnostics> {
@@ -133,34 +133,34 @@ impl ConfigFile {
 /// lives, then dropped.
 #[derive(Debug)]
 pub struct Config<'a> {
-    pub file: &'a ConfigFile,
-    pub server: ServerConfig,
-    pub storage: StorageConfig,
-    pub admin: AdminConfig,
-    pub plugins: PluginsConfig,
-    pub sources: Vec<SourceConfig>,
-    pub pipelines: Vec<PipelineConfig<'a>>,
+    pub(crate) file: &'a ConfigFile,
+    pub(crate) server: ServerConfig,
+    pub(crate) storage: StorageConfig,
+    pub(crate) admin: AdminConfig,
+    pub(crate) plugins: PluginsConfig,
+    pub(crate) sources: Vec<SourceConfig>,
+    pub(crate) pipelines: Vec<PipelineConfig<'a>>,
     /// `${VAR:-default}` references whose variable was unset.
-    pub defaults_used: Vec<DefaultUsed>,
+    pub(crate) defaults_used: Vec<DefaultUsed>,
     /// The document as written (before `${VAR}` interpolation): locates errors found later,
     /// when plugins are built, without parsing the text again.
-    pub original: DeTable<'a>,
+    pub(crate) original: DeTable<'a>,
 }
 
 impl Config<'_> {
     /// The journal's path, resolved against the config file's directory.
-    pub fn storage_path(&self) -> PathBuf {
+    pub(crate) fn storage_path(&self) -> PathBuf {
         self.resolve(&self.storage.path)
     }
 
     /// The WASM plugins folder, resolved against the config file's directory.
-    pub fn plugins_dir(&self) -> PathBuf {
+    pub(crate) fn plugins_dir(&self) -> PathBuf {
         self.resolve(&self.plugins.dir)
     }
 
     /// Where compiled plugins are cached: `[plugins] cache_dir`, or `wasm-cache` beside the
     /// journal.
-    pub fn plugin_cache_dir(&self) -> PathBuf {
+    pub(crate) fn plugin_cache_dir(&self) -> PathBuf {
         match &self.plugins.cache_dir {
             Some(dir) => self.resolve(dir),
             None => match self.storage_path().parent() {
@@ -181,7 +181,7 @@ impl Config<'_> {
 
     /// Secrets (or tokens) that came from a default written in the file: anyone who can read
     /// the file can forge webhooks, so `serve` warns loudly.
-    pub fn insecure_defaults(&self) -> Vec<&DefaultUsed> {
+    pub(crate) fn insecure_defaults(&self) -> Vec<&DefaultUsed> {
         self.defaults_used
             .iter()
             .filter(|d| {
@@ -203,19 +203,19 @@ pub fn stage_keys() -> &'static [&'static str] {
 }
 
 #[derive(Debug)]
-pub struct PipelineConfig<'a> {
-    pub name: String,
-    pub source: String,
+pub(crate) struct PipelineConfig<'a> {
+    pub(crate) name: String,
+    pub(crate) source: String,
     /// Event type names or globs (`new.*`, `*`).
-    pub events: Vec<String>,
+    pub(crate) events: Vec<String>,
     /// `events`, compiled.
-    pub matcher: globset::GlobSet,
-    pub stages: Vec<StageConfig<'a>>,
+    pub(crate) matcher: globset::GlobSet,
+    pub(crate) stages: Vec<StageConfig<'a>>,
 }
 
 /// A pipeline's `events` as one matcher: `.` is not special in event names, and `*` crosses
 /// it (`new.*`, `*`).
-pub fn event_matcher(events: &[String]) -> Result<globset::GlobSet, String> {
+pub(crate) fn event_matcher(events: &[String]) -> Result<globset::GlobSet, String> {
     let mut builder = globset::GlobSetBuilder::new();
     for pattern in events {
         let glob = globset::Glob::new(pattern)
@@ -228,18 +228,18 @@ pub fn event_matcher(events: &[String]) -> Result<globset::GlobSet, String> {
 }
 
 #[derive(Debug)]
-pub struct StageConfig<'a> {
-    pub index: usize,
+pub(crate) struct StageConfig<'a> {
+    pub(crate) index: usize,
     /// `name` from the table, or the plugin name (suffixed `#n` when repeated).
-    pub name: String,
-    pub kind: StageKind,
-    pub plugin: String,
+    pub(crate) name: String,
+    pub(crate) kind: StageKind,
+    pub(crate) plugin: String,
     /// Span of the plugin name, for "unknown plugin" errors.
-    pub plugin_span: Range<usize>,
-    pub config: PluginConfig<'a>,
+    pub(crate) plugin_span: Range<usize>,
+    pub(crate) config: PluginConfig<'a>,
     /// A sink's `retry` table; the default policy for every other stage (a retryable
     /// error of any stage is retried).
-    pub retry: RetryPolicy,
+    pub(crate) retry: RetryPolicy,
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub enum Urls {
 }
 
 impl Urls {
-    pub fn list(&self) -> Vec<String> {
+    pub(crate) fn list(&self) -> Vec<String> {
         match self {
             Urls::One(u) => vec![u.clone()],
             Urls::Many(us) => us.clone(),
@@ -50,43 +50,43 @@ impl Urls {
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
     /// `nats://host:port` (or `tls://`), one or several servers of the same cluster.
-    pub url: Urls,
+    pub(crate) url: Urls,
     /// The JetStream stream holding events and retries; dead letters live in the key-value
     /// bucket `<stream>_dead_letters`. Letters, digits, `-` and `_`.
     #[serde(default = "default_stream")]
-    pub stream: String,
+    pub(crate) stream: String,
     /// First token of every subject Hookline publishes (`<prefix>.events.<source>.<type>`).
     #[serde(default = "default_prefix")]
-    pub subject_prefix: String,
+    pub(crate) subject_prefix: String,
     /// Copies JetStream keeps of the stream and the dead-letter bucket (1, 3 or 5).
     #[serde(default = "default_replicas")]
-    pub replicas: usize,
+    pub(crate) replicas: usize,
     /// User and password, or a token, or a credentials file: at most one of them.
     #[serde(default)]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     #[serde(default)]
-    pub password: Option<Secret>,
+    pub(crate) password: Option<Secret>,
     #[serde(default)]
-    pub token: Option<Secret>,
+    pub(crate) token: Option<Secret>,
     /// A `.creds` file (JWT and NKey seed); relative to the config file's directory.
     #[serde(default)]
-    pub creds: Option<PathBuf>,
+    pub(crate) creds: Option<PathBuf>,
     /// How long ingest waits for JetStream's publish ack before answering 503.
     #[serde(default = "default_publish_timeout", with = "humantime_serde")]
-    pub publish_timeout: Duration,
+    pub(crate) publish_timeout: Duration,
     /// How long a worker may hold a message before JetStream gives it to another worker;
     /// runs that take longer extend it while they are alive.
     #[serde(default = "default_ack_wait", with = "humantime_serde")]
-    pub ack_wait: Duration,
+    pub(crate) ack_wait: Duration,
     /// Messages one pipeline's consumer may have delivered but not yet acknowledged, across
     /// all workers (runs in flight plus retries waiting for their time).
     #[serde(default = "default_max_ack_pending")]
-    pub max_ack_pending: i64,
+    pub(crate) max_ack_pending: i64,
     /// How long a worker's pulls from a pipeline's consumer may keep failing (server away,
     /// no stream leader) before `/readyz` reports the process not ready. Pulls are retried
     /// with backoff all the while.
     #[serde(default = "default_stalled_after", with = "humantime_serde")]
-    pub stalled_after: Duration,
+    pub(crate) stalled_after: Duration,
 }
 
 fn default_stream() -> String {
@@ -127,7 +127,7 @@ fn is_name(s: &str) -> bool {
 
 impl NatsConfig {
     /// Problems with this table, each as (key, message).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         let urls = self.url.list();
         if urls.is_empty() {
@@ -202,7 +202,7 @@ impl NatsConfig {
     }
 
     /// One line for `hookline check` and the start-up log; secrets masked.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let auth = if self.user.is_some() {
             format!(
                 " user {} password ***",
@@ -226,7 +226,7 @@ impl NatsConfig {
 
 /// Problems of a `[storage]` section that concern the backend, each with the key it is at
 /// (`nats.url`, `backend`).
-pub fn storage_problems(storage: &super::StorageConfig) -> Vec<(String, String)> {
+pub(crate) fn storage_problems(storage: &super::StorageConfig) -> Vec<(String, String)> {
     match (storage.backend, &storage.nats) {
         (Backend::Nats, None) => vec![(
             "backend".into(),
@@ -247,7 +247,7 @@ pub fn storage_problems(storage: &super::StorageConfig) -> Vec<(String, String)>
 
 /// Span of a dotted key (`nats.url`) inside the `[storage]` table, or of the deepest table
 /// on the way.
-pub fn problem_span(
+pub(crate) fn problem_span(
     storage: &toml::Spanned<toml::de::DeValue<'_>>,
     key: &str,
 ) -> std::ops::Range<usize> {

@@ -10,12 +10,12 @@ use serde::Deserialize;
 pub struct RetryPolicy {
     /// Tries in all, the first one included; after the last, the event is dead-lettered.
     #[serde(default = "default_attempts")]
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// Wait before the second try; each later wait doubles, up to `max`.
     #[serde(default = "default_initial", with = "humantime_serde")]
-    pub initial: Duration,
+    pub(crate) initial: Duration,
     #[serde(default = "default_max", with = "humantime_serde")]
-    pub max: Duration,
+    pub(crate) max: Duration,
 }
 
 fn default_attempts() -> u32 {
@@ -44,7 +44,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if self.attempts == 0 {
             return Err("`attempts` must be at least 1 (1 means no retries)".into());
         }
@@ -59,14 +59,19 @@ impl RetryPolicy {
     }
 
     /// Whether a try that failed as attempt number `attempts` gets another one.
-    pub fn allows_another(&self, attempts: u32) -> bool {
+    pub(crate) fn allows_another(&self, attempts: u32) -> bool {
         attempts < self.attempts
     }
 
     /// Wait after failed attempt number `attempt` (1-based): exponential from `initial`,
     /// capped at `max`, with jitter over its upper half so retries from many events spread
     /// out; never shorter than a peer's `Retry-After`.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+    pub(crate) fn delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        jitter: f64,
+    ) -> Duration {
         let exp = attempt.saturating_sub(1).min(32);
         let base = self
             .initial

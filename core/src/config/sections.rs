@@ -13,34 +13,34 @@ use crate::verify::VerifyConfig;
 pub struct ServerConfig {
     /// Address of the webhook listener.
     #[serde(default = "default_listen")]
-    pub listen: String,
+    pub(crate) listen: String,
     /// Largest request body accepted (`"1MiB"`, `"512KiB"`, or bytes).
     #[serde(default = "default_max_body")]
-    pub max_body: bytesize::ByteSize,
+    pub(crate) max_body: bytesize::ByteSize,
     /// How long a client may take to send a request's headers; on a kept-alive connection
     /// counted from the end of the previous response. The connection is closed after it.
     #[serde(default = "default_header_timeout", with = "humantime_serde")]
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// How long a client may take to send a request's body, once its headers are in:
     /// answered `408` after it.
     #[serde(default = "default_body_timeout", with = "humantime_serde")]
-    pub body_timeout: Duration,
+    pub(crate) body_timeout: Duration,
     /// A connection on which nothing is read or written for this long is closed.
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Open connections at most; further clients wait in the kernel's accept queue.
     #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Request bytes held in memory across all connections at once (bodies being read,
     /// verified and journaled). A request that would go over waits up to a second for room,
     /// then is answered `503` with `Retry-After`. A quarter is kept for bodies of at most
     /// 64 KiB, so large bodies cannot crowd out ordinary webhooks.
     #[serde(default = "default_max_buffered")]
-    pub max_buffered: bytesize::ByteSize,
+    pub(crate) max_buffered: bytesize::ByteSize,
     /// Serve HTTP/2 (prior knowledge, `h2c`) beside HTTP/1.1, with at most 32 streams per
     /// connection. Webhook senders use HTTP/1.1; off unless you need it.
     #[serde(default)]
-    pub http2: bool,
+    pub(crate) http2: bool,
 }
 
 impl Default for ServerConfig {
@@ -60,7 +60,7 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// Limits that cannot work, each as (key, message).
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         for (key, value) in [
             ("header_timeout", self.header_timeout),
@@ -122,23 +122,23 @@ fn default_max_body() -> bytesize::ByteSize {
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// Referenced by pipelines' `source`.
-    pub name: String,
+    pub(crate) name: String,
     /// URL path the source is served at, e.g. `/webhooks/leadshark`.
-    pub path: String,
+    pub(crate) path: String,
     /// Signature scheme and secrets.
-    pub verify: VerifyConfig,
+    pub(crate) verify: VerifyConfig,
     /// Event types this source declares: the values of the `event_type` metric label
     /// (others count as `other`). Defaults to the scheme's documented types.
     #[serde(default)]
-    pub events: Option<Vec<String>>,
+    pub(crate) events: Option<Vec<String>>,
     /// The same signed delivery within this window is answered with the first event's id
     /// and not processed again (`"0s"` turns deduplication off).
     #[serde(default = "default_dedupe_window", with = "humantime_serde")]
-    pub dedupe_window: Duration,
+    pub(crate) dedupe_window: Duration,
     /// `verify`, built by the checker (a source whose verifier cannot be built is an error
     /// of the file): the runtime uses this one rather than building it again.
     #[serde(skip)]
-    pub verifier: Option<std::sync::Arc<dyn crate::verify::Verifier>>,
+    pub(crate) verifier: Option<std::sync::Arc<dyn crate::verify::Verifier>>,
 }
 
 fn default_dedupe_window() -> Duration {
@@ -151,22 +151,22 @@ pub struct StorageConfig {
     /// `sqlite` (the default: one process, one file) or `nats` (JetStream; see
     /// `[storage.nats]` and docs/scale-out.md).
     #[serde(default)]
-    pub backend: super::nats::Backend,
+    pub(crate) backend: super::nats::Backend,
     /// The JetStream settings, with `backend = "nats"`.
     #[serde(default)]
-    pub nats: Option<super::nats::NatsConfig>,
+    pub(crate) nats: Option<super::nats::NatsConfig>,
     /// The SQLite journal; relative to the config file's directory.
     #[serde(default = "default_db")]
-    pub path: std::path::PathBuf,
+    pub(crate) path: std::path::PathBuf,
     /// How long delivered events are kept for inspection and replay.
     #[serde(default = "default_retain", with = "humantime_serde")]
-    pub retain: Duration,
+    pub(crate) retain: Duration,
     /// Above this many pending deliveries, ingest answers 503 with `Retry-After`.
     #[serde(default = "default_max_pending")]
-    pub max_pending: u64,
+    pub(crate) max_pending: u64,
     /// Pipeline runs in flight at once.
     #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
 }
 
 impl Default for StorageConfig {
@@ -204,10 +204,10 @@ pub struct AdminConfig {
     /// Address of the admin listener (`/healthz`, `/readyz`, `/api/v1/...`). On any address
     /// other than loopback, `token` is required.
     #[serde(default = "default_admin_listen")]
-    pub listen: String,
+    pub(crate) listen: String,
     /// Bearer token required on every admin request when set.
     #[serde(default)]
-    pub token: Option<Secret>,
+    pub(crate) token: Option<Secret>,
 }
 
 impl Default for AdminConfig {
@@ -229,11 +229,11 @@ pub struct PluginsConfig {
     /// The drop-in folder: `foo.wasm` there is the plugin `wasm:foo`. Relative to the config
     /// file's directory.
     #[serde(default = "default_plugins_dir")]
-    pub dir: std::path::PathBuf,
+    pub(crate) dir: std::path::PathBuf,
     /// Where compiled plugins are cached (native code: keep it writable by this service
     /// only). Default: `wasm-cache` beside the journal.
     #[serde(default)]
-    pub cache_dir: Option<std::path::PathBuf>,
+    pub(crate) cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for PluginsConfig {

@@ -13,8 +13,9 @@ use hookline_plugin_api::Event;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-pub use nats::{NatsJournal, Provision};
-pub use rules::{DeliveryState, LetterState, fold, parse_since};
+pub(crate) use nats::{NatsJournal, Provision};
+pub use rules::LetterState;
+pub(crate) use rules::{DeliveryState, parse_since};
 pub use sqlite::SqliteJournal;
 
 /// An event to make durable, with one delivery per pipeline it was routed to.
@@ -173,17 +174,17 @@ pub struct Depths {
 
 /// One pipeline as the journal sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct Route<'a> {
-    pub name: &'a str,
-    pub source: &'a str,
+pub(crate) struct Route<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) source: &'a str,
     /// Its `events` globs.
-    pub events: &'a [String],
+    pub(crate) events: &'a [String],
 }
 
 /// What a journal needs to know of the pipelines in force (NATS keeps consumers per
 /// pipeline and labels subjects by event type). The runtime implements it, so the journal
 /// never reaches up into the engine.
-pub trait Routes: Send + Sync {
+pub(crate) trait Routes: Send + Sync {
     /// Every pipeline, in config order.
     fn routes(&self) -> Vec<Route<'_>>;
     /// Whether `pipeline` takes events of `event_type`; `None`: no such pipeline.
@@ -196,7 +197,7 @@ pub trait Routes: Send + Sync {
 }
 
 /// The routes in force now: a new value after each reload.
-pub trait LiveRoutes: Send + Sync {
+pub(crate) trait LiveRoutes: Send + Sync {
     fn current(&self) -> std::sync::Arc<dyn Routes>;
 }
 

@@ -11,7 +11,7 @@ use super::{DeadLetter, DeadLetterFilter, Replayed};
 /// A delivery row's state (SQLite). The SQL in `sqlite/` spells these words in its
 /// statements (partial indexes need them literally); they are [`DeliveryState::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryState {
+pub(crate) enum DeliveryState {
     /// To run: now, or when `next_attempt_at` comes.
     Pending,
     /// Delivered, dropped by a filter, or retired by a purge of its dead letter.
@@ -23,7 +23,7 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Pending => "pending",
             DeliveryState::Done => "done",
@@ -43,7 +43,7 @@ pub enum LetterState {
 }
 
 impl LetterState {
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             LetterState::Dead => "dead",
             LetterState::Replayed => "replayed",
@@ -51,7 +51,7 @@ impl LetterState {
     }
 
     /// The stored word; anything else is not a state this journal wrote.
-    pub fn parse(s: &str) -> Option<LetterState> {
+    pub(crate) fn parse(s: &str) -> Option<LetterState> {
         match s {
             "dead" => Some(LetterState::Dead),
             "replayed" => Some(LetterState::Replayed),
@@ -68,14 +68,14 @@ impl std::fmt::Display for LetterState {
 
 /// How filter text and error text are compared: case-insensitively over all of Unicode
 /// (`Ärger` matches `ärger`). SQLite calls this as `hookline_fold()`.
-pub fn fold(s: &str) -> String {
+pub(crate) fn fold(s: &str) -> String {
     s.to_lowercase()
 }
 
 impl DeadLetterFilter {
     /// Whether a letter is selected: what the SQLite journal's `WHERE` clause says, for a
     /// store that filters in memory (NATS).
-    pub fn matches(&self, l: &DeadLetter) -> bool {
+    pub(crate) fn matches(&self, l: &DeadLetter) -> bool {
         (self.include_replayed || l.state == LetterState::Dead)
             && self
                 .pipeline
@@ -96,7 +96,7 @@ impl DeadLetterFilter {
 
 /// `2026-11-27T10:00:00Z`, or a duration back from now (`90m`, `1h`, `7d`): the `since` of a
 /// dead-letter filter, as the admin API and `dlq` take it.
-pub fn parse_since(s: &str) -> Result<Timestamp, String> {
+pub(crate) fn parse_since(s: &str) -> Result<Timestamp, String> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
     }
@@ -109,15 +109,15 @@ pub fn parse_since(s: &str) -> Result<Timestamp, String> {
 
 /// Where a replay of a dead letter starts, once its store has looked up what it needs.
 #[derive(Debug)]
-pub struct ReplayFrom<'a> {
-    pub pipeline: &'a str,
+pub(crate) struct ReplayFrom<'a> {
+    pub(crate) pipeline: &'a str,
     /// The event as it entered the failed stage.
-    pub snapshot: &'a Event,
+    pub(crate) snapshot: &'a Event,
 }
 
 /// Whether a dead letter can be replayed at all: not twice, and only when it was routed (a
 /// request that could not be decoded has no pipeline and no event).
-pub fn replayable(dl: &DeadLetter) -> Result<ReplayFrom<'_>, Replayed> {
+pub(crate) fn replayable(dl: &DeadLetter) -> Result<ReplayFrom<'_>, Replayed> {
     if dl.state != LetterState::Dead {
         return Err(Replayed::Skipped {
             reason: "already replayed".into(),
@@ -133,7 +133,7 @@ pub fn replayable(dl: &DeadLetter) -> Result<ReplayFrom<'_>, Replayed> {
 
 /// The stage and event a replay runs: the failed stage with the snapshot, or — `from_start`
 /// — stage 0 with the original event, which the store looked up (`None`: no longer kept).
-pub fn replay_start(
+pub(crate) fn replay_start(
     dl: &DeadLetter,
     from: &ReplayFrom<'_>,
     from_start: bool,

@@ -9,17 +9,17 @@ use crate::config::{ConfigFile, Diagnostics};
 
 /// A built config.
 #[derive(Debug)]
-pub struct Loaded {
-    pub file: ConfigFile,
-    pub runtime: Runtime,
+pub(crate) struct Loaded {
+    pub(crate) file: ConfigFile,
+    pub(crate) runtime: Runtime,
     /// Secrets that come from defaults written in the file.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     /// A dry run's temporary WASM cache; removed when this is dropped.
     _scratch: Option<tempfile::TempDir>,
 }
 
 /// Load and build a config with the built-in plugins, as `serve` does.
-pub fn load(
+pub(crate) fn load(
     path: &Path,
     registry: &Registry,
 ) -> Result<(ConfigFile, Runtime, Vec<String>), Diagnostics> {
@@ -29,7 +29,7 @@ pub fn load(
 
 /// What a config is loaded for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// `serve`: build for real.
     Serve,
     /// `check`: a dry run, no side effects — sinks create no files and WASM plugins are
@@ -41,7 +41,11 @@ pub enum Mode {
 }
 
 /// Load and build a config.
-pub fn load_with(path: &Path, registry: &Registry, mode: Mode) -> Result<Loaded, Diagnostics> {
+pub(crate) fn load_with(
+    path: &Path,
+    registry: &Registry,
+    mode: Mode,
+) -> Result<Loaded, Diagnostics> {
     let file = ConfigFile::read(path)?;
     let dry_run = mode != Mode::Serve;
     let scratch = match dry_run {

@@ -5,7 +5,7 @@
 //! before the first event, so a config that would fail at run time fails at start-up (or a
 //! reload keeps the running set).
 
-pub mod load;
+pub(crate) mod load;
 mod pipeline;
 mod threads;
 mod worker;
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use hookline_plugin_api::{BuildContext, Registry, StageKind};
 
 pub use pipeline::{Outcome, Pipeline, Stage, StageOp, StageTrace};
-pub use worker::Workers;
+pub(crate) use worker::Workers;
 
 use crate::config::{AdminConfig, Config, Diagnostics, ServerConfig, StorageConfig};
 use crate::internal_events::SourceTelemetry;
@@ -25,27 +25,22 @@ use crate::wasm::PluginSet;
 
 /// A `[[sources]]` entry, ready to verify requests.
 #[derive(Debug)]
-pub struct Source {
-    pub name: String,
-    pub path: String,
-    pub verifier: Arc<dyn Verifier>,
-    pub dedupe_window: std::time::Duration,
+pub(crate) struct Source {
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) verifier: Arc<dyn Verifier>,
+    pub(crate) dedupe_window: std::time::Duration,
     /// Event types used as metric labels; anything else is `other`.
-    pub declared: Vec<String>,
+    pub(crate) declared: Vec<String>,
     /// Pipelines fed by this source, in config order.
-    pub pipelines: Vec<Arc<Pipeline>>,
+    pub(crate) pipelines: Vec<Arc<Pipeline>>,
     /// Its series, and what is logged of its requests.
-    pub telemetry: SourceTelemetry,
+    pub(crate) telemetry: SourceTelemetry,
 }
 
 impl Source {
-    /// The event types this source's pipelines name (the `event_type` labels of metrics).
-    pub fn declared_types(&self) -> impl Iterator<Item = &str> {
-        self.declared.iter().map(String::as_str)
-    }
-
     /// The `event_type` label for an event of this type: declared, or `other`.
-    pub fn metric_type<'a>(&'a self, event_type: &'a str) -> &'a str {
+    pub(crate) fn metric_type<'a>(&'a self, event_type: &'a str) -> &'a str {
         if self.declared.iter().any(|d| d == event_type) {
             event_type
         } else {
@@ -53,7 +48,7 @@ impl Source {
         }
     }
 
-    pub fn route<'a>(
+    pub(crate) fn route<'a>(
         &'a self,
         event_type: &'a str,
     ) -> impl Iterator<Item = &'a Arc<Pipeline>> + 'a {
@@ -63,26 +58,26 @@ impl Source {
 
 /// How [`Runtime::build_with`] builds.
 #[derive(Debug, Clone, Default)]
-pub struct BuildOptions {
+pub(crate) struct BuildOptions {
     /// Validate without side effects (see `BuildContext::dry_run`): sinks create no files.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Compile WASM plugins into this folder instead of the configured cache (a dry run
     /// passes a temporary one, so the real cache is not written).
-    pub cache_dir: Option<std::path::PathBuf>,
+    pub(crate) cache_dir: Option<std::path::PathBuf>,
 }
 
 /// Everything built from one `pipeline.toml`.
 #[derive(Debug)]
 pub struct Runtime {
-    pub server: ServerConfig,
-    pub storage: StorageConfig,
+    pub(crate) server: ServerConfig,
+    pub(crate) storage: StorageConfig,
     /// The journal's path, resolved.
-    pub storage_path: std::path::PathBuf,
+    pub(crate) storage_path: std::path::PathBuf,
     /// The WASM plugins folder, resolved.
-    pub plugins_dir: std::path::PathBuf,
-    pub admin: AdminConfig,
+    pub(crate) plugins_dir: std::path::PathBuf,
+    pub(crate) admin: AdminConfig,
     /// Sources by URL path.
-    pub sources: HashMap<String, Arc<Source>>,
+    pub(crate) sources: HashMap<String, Arc<Source>>,
     pub pipelines: Vec<Arc<Pipeline>>,
 }
 
@@ -97,7 +92,7 @@ impl Runtime {
     }
 
     /// [`Runtime::build`] with options: `hookline check` and `hookline test` build dry.
-    pub fn build_with(
+    pub(crate) fn build_with(
         config: &Config<'_>,
         registry: &Registry,
         options: &BuildOptions,
@@ -274,7 +269,7 @@ impl crate::journal::LiveRoutes for arc_swap::ArcSwap<Runtime> {
 
 impl Runtime {
     /// A pipeline by name.
-    pub fn pipeline(&self, name: &str) -> Option<&Pipeline> {
+    pub(crate) fn pipeline(&self, name: &str) -> Option<&Pipeline> {
         self.pipelines
             .iter()
             .find(|p| p.name == name)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use globset::GlobSet;
-use hookline_plugin_api::{Event, Filter, Sink, StageError, StageKind, Transform};
+use hookline_plugin_api::{Event, Filter, Sink, StageError, Transform};
 use tracing::{Instrument, info_span};
 
 use crate::internal_events::{SinkAttempted, StageOutcome, StageRan, StageTelemetry};
@@ -26,15 +26,7 @@ pub enum StageOp {
     Sink(Arc<dyn Sink>),
 }
 
-impl StageOp {
-    pub fn kind(&self) -> StageKind {
-        match self {
-            StageOp::Filter(_) => StageKind::Filter,
-            StageOp::Transform(_) => StageKind::Transform,
-            StageOp::Sink(_) => StageKind::Sink,
-        }
-    }
-}
+impl StageOp {}
 
 /// How one branch of an event's trip through a pipeline ended. A transform that splits an
 /// event yields one outcome per branch.
@@ -55,9 +47,9 @@ pub enum Outcome {
 
 #[derive(Debug)]
 pub struct Pipeline {
-    pub name: String,
-    pub source: String,
-    pub events: Vec<String>,
+    pub(crate) name: String,
+    pub(crate) source: String,
+    pub(crate) events: Vec<String>,
     matcher: GlobSet,
     pub stages: Vec<Stage>,
     /// Each stage's series, in stage order (resolved here, once).
@@ -77,7 +69,7 @@ impl Pipeline {
     }
 
     /// A pipeline whose `events` the config checker already compiled.
-    pub fn with_matcher(
+    pub(crate) fn with_matcher(
         name: &str,
         source: &str,
         events: &[String],
@@ -101,12 +93,12 @@ impl Pipeline {
     }
 
     /// The series of the stage at `index`.
-    pub fn telemetry(&self, index: usize) -> Option<&StageTelemetry> {
+    pub(crate) fn telemetry(&self, index: usize) -> Option<&StageTelemetry> {
         self.telemetry.get(index)
     }
 
     /// Whether events of this type enter the pipeline.
-    pub fn matches(&self, event_type: &str) -> bool {
+    pub(crate) fn matches(&self, event_type: &str) -> bool {
         self.matcher.is_match(event_type)
     }
 
@@ -117,7 +109,7 @@ impl Pipeline {
     }
 
     /// Like [`Pipeline::run`], also reporting what each stage took and gave (`hookline test`).
-    pub async fn run_traced(
+    pub(crate) async fn run_traced(
         &self,
         event: Event,
         from: usize,
@@ -202,10 +194,10 @@ impl Pipeline {
 /// What one stage took and gave, for one event.
 #[derive(Debug, Clone)]
 pub struct StageTrace {
-    pub stage: usize,
-    pub input: Event,
+    pub(crate) stage: usize,
+    pub(crate) input: Event,
     /// The events that continue (none: dropped), or the error.
-    pub output: Result<Vec<Event>, StageError>,
+    pub(crate) output: Result<Vec<Event>, StageError>,
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 const STRANDED_MAX: usize = 65_536;
 
 #[derive(Debug, Clone)]
-pub struct Workers {
+pub(crate) struct Workers {
     inner: Arc<Inner>,
 }
 
@@ -49,7 +49,7 @@ struct Inner {
 }
 
 impl Workers {
-    pub fn new(
+    pub(crate) fn new(
         journal: Arc<dyn Journal>,
         runtime: Arc<ArcSwap<Runtime>>,
         concurrency: usize,
@@ -87,7 +87,7 @@ impl Workers {
     /// Run a delivery now if a run slot is free; otherwise hand it back (`Some`). Fresh
     /// deliveries come this way so that a backlog waits in the journal, not as tasks in
     /// memory.
-    pub fn try_start(&self, delivery: Delivery) -> Option<Delivery> {
+    pub(crate) fn try_start(&self, delivery: Delivery) -> Option<Delivery> {
         match self.inner.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let this = self.clone();
@@ -108,7 +108,7 @@ impl Workers {
     /// failed. They are committed, so they are not kept in memory, nor given a task each: the
     /// poller defers their ids again (up to [`STRANDED_MAX`]); any beyond that stay claimed
     /// by this process in the journal and run after the next start.
-    pub fn defer_later(&self, ids: Vec<i64>) {
+    pub(crate) fn defer_later(&self, ids: Vec<i64>) {
         let mut stranded = self.stranded();
         let room = STRANDED_MAX.saturating_sub(stranded.len());
         if ids.len() > room {
@@ -140,12 +140,12 @@ impl Workers {
     }
 
     /// Ask the poller to look now (after a replay, say).
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.inner.wake.notify_one();
     }
 
     /// Start the poller and the pruner.
-    pub fn start(&self) {
+    pub(crate) fn start(&self) {
         let this = self.clone();
         self.inner
             .tracker
@@ -158,7 +158,7 @@ impl Workers {
 
     /// Stop claiming work and wait up to `timeout` for runs in flight. Anything unfinished
     /// stays pending in the journal and resumes at the next start.
-    pub async fn shutdown(&self, timeout: Duration) -> bool {
+    pub(crate) async fn shutdown(&self, timeout: Duration) -> bool {
         self.inner.stop.cancel();
         self.inner.tracker.close();
         tokio::time::timeout(timeout, self.inner.tracker.wait())
@@ -166,7 +166,7 @@ impl Workers {
             .is_ok()
     }
 
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.inner.tracker.len()
     }
 

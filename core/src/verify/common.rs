@@ -17,7 +17,7 @@ use super::{Rejection, Unverified, Verified, check_secrets};
 /// The hash under the HMAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Algorithm {
+pub(crate) enum Algorithm {
     /// Only for senders that offer nothing stronger (e.g. older `X-Hub-Signature`).
     Sha1,
     Sha256,
@@ -26,7 +26,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Length of the MAC in bytes.
-    pub fn output_len(self) -> usize {
+    pub(crate) fn output_len(self) -> usize {
         match self {
             Algorithm::Sha1 => 20,
             Algorithm::Sha256 => 32,
@@ -80,7 +80,7 @@ pub(crate) struct Keyring {
 #[serde(deny_unknown_fields)]
 pub struct SecretsConfig {
     /// Every secret accepted (the old one too while the provider rotates it).
-    pub secrets: Vec<Secret>,
+    pub(crate) secrets: Vec<Secret>,
 }
 
 impl SecretsConfig {
@@ -95,11 +95,11 @@ impl SecretsConfig {
 #[serde(deny_unknown_fields)]
 pub struct TimedSecretsConfig {
     /// Every signing secret accepted.
-    pub secrets: Vec<Secret>,
+    pub(crate) secrets: Vec<Secret>,
     /// How far the signed timestamp may be from now, either way. Default 5 minutes, as
     /// the providers' own libraries.
     #[serde(default = "default_tolerance", with = "humantime_serde")]
-    pub tolerance: Duration,
+    pub(crate) tolerance: Duration,
 }
 
 impl TimedSecretsConfig {
@@ -115,20 +115,20 @@ impl TimedSecretsConfig {
 /// What a scheme that signs a timestamp verifies with.
 #[derive(Debug, Clone)]
 pub(crate) struct TimedKeys {
-    pub keys: Keyring,
-    pub tolerance: Duration,
+    pub(crate) keys: Keyring,
+    pub(crate) tolerance: Duration,
 }
 
 /// Schemes that sign the body alone (HMAC-SHA256) and name the event and the delivery in
 /// headers: GitHub and Shopify differ only in the names and in how the tag is written.
 #[derive(Debug)]
-pub struct BodySigned {
+pub(crate) struct BodySigned {
     /// The scheme's name in errors (`github`).
-    pub name: &'static str,
-    pub signature_header: &'static str,
-    pub event_header: &'static str,
-    pub id_header: &'static str,
-    pub parse: fn(&[u8]) -> Result<[u8; 32], &'static str>,
+    pub(crate) name: &'static str,
+    pub(crate) signature_header: &'static str,
+    pub(crate) event_header: &'static str,
+    pub(crate) id_header: &'static str,
+    pub(crate) parse: fn(&[u8]) -> Result<[u8; 32], &'static str>,
 }
 
 impl BodySigned {
@@ -156,13 +156,16 @@ impl BodySigned {
 
 /// The verifier of a [`BodySigned`] scheme.
 #[derive(Debug, Clone)]
-pub struct BodySignedVerifier {
+pub(crate) struct BodySignedVerifier {
     keys: Keyring,
     scheme: &'static BodySigned,
 }
 
 impl BodySignedVerifier {
-    pub fn build(scheme: &'static BodySigned, config: &SecretsConfig) -> Result<Self, String> {
+    pub(crate) fn build(
+        scheme: &'static BodySigned,
+        config: &SecretsConfig,
+    ) -> Result<Self, String> {
         Ok(BodySignedVerifier {
             keys: config.keyring(scheme.name)?,
             scheme,
@@ -207,13 +210,21 @@ impl std::fmt::Debug for Keyring {
 
 impl Keyring {
     /// Keys from the secrets' UTF-8 bytes (what every scheme but Standard Webhooks uses).
-    pub fn utf8(scheme: &str, algorithm: Algorithm, secrets: &[Secret]) -> Result<Self, String> {
+    pub(crate) fn utf8(
+        scheme: &str,
+        algorithm: Algorithm,
+        secrets: &[Secret],
+    ) -> Result<Self, String> {
         let secrets = check_secrets(scheme, secrets)?;
         let raw: Vec<&[u8]> = secrets.iter().map(|s| s.expose().as_bytes()).collect();
         Self::from_bytes(scheme, algorithm, &raw)
     }
 
-    pub fn from_bytes(scheme: &str, algorithm: Algorithm, keys: &[&[u8]]) -> Result<Self, String> {
+    pub(crate) fn from_bytes(
+        scheme: &str,
+        algorithm: Algorithm,
+        keys: &[&[u8]],
+    ) -> Result<Self, String> {
         let keys = keys
             .iter()
             .map(|k| Key::new(algorithm, k).ok_or_else(|| format!("{scheme}: HMAC key rejected")))
@@ -224,7 +235,7 @@ impl Keyring {
     /// Whether any secret's MAC over `parts` (concatenated) equals any of `candidates`.
     /// Every pair is compared, each in constant time, so timing tells nothing about which
     /// secret or which candidate matched, or how close a wrong one came.
-    pub fn matches(&self, parts: &[&[u8]], candidates: &[&[u8]]) -> bool {
+    pub(crate) fn matches(&self, parts: &[&[u8]], candidates: &[&[u8]]) -> bool {
         let mut matched = subtle::Choice::from(0);
         for key in &self.keys {
             let tag = key.tag(parts);
@@ -237,7 +248,7 @@ impl Keyring {
 
     /// The MAC of `parts` with the first secret (tests sign with it).
     #[cfg(test)]
-    pub fn sign_with_first(&self, parts: &[&[u8]]) -> Vec<u8> {
+    pub(crate) fn sign_with_first(&self, parts: &[&[u8]]) -> Vec<u8> {
         self.keys.first().map(|k| k.tag(parts)).unwrap_or_default()
     }
 }
@@ -452,7 +463,7 @@ pub(crate) fn digest_key(parts: &[&[u8]]) -> String {
 }
 
 /// `Content-Type` without parameters, lower-cased (`""` if absent or not text).
-pub fn content_type_essence(headers: &http::HeaderMap) -> String {
+pub(crate) fn content_type_essence(headers: &http::HeaderMap) -> String {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -463,12 +474,12 @@ pub fn content_type_essence(headers: &http::HeaderMap) -> String {
 }
 
 /// `application/json` or any `application/*+json`.
-pub fn is_json(essence: &str) -> bool {
+pub(crate) fn is_json(essence: &str) -> bool {
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-pub const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
 
 #[cfg(test)]
 mod tests {

@@ -22,7 +22,7 @@ use super::common::{BodySigned, SecretsConfig, prefixed_hex_tag};
 pub type GithubConfig = SecretsConfig;
 
 /// GitHub signs the body; the event and the delivery id are headers.
-pub const GITHUB: BodySigned = BodySigned {
+pub(crate) const GITHUB: BodySigned = BodySigned {
     name: "github",
     signature_header: "X-Hub-Signature-256",
     event_header: "X-GitHub-Event",
@@ -31,7 +31,7 @@ pub const GITHUB: BodySigned = BodySigned {
 };
 
 /// `sha256=` and 64 hex digits (either case).
-pub fn parse_signature(value: &[u8]) -> Result<[u8; 32], &'static str> {
+pub(crate) fn parse_signature(value: &[u8]) -> Result<[u8; 32], &'static str> {
     prefixed_hex_tag(
         value,
         b"sha256=",

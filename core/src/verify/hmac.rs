@@ -34,38 +34,38 @@ use super::{Rejection, Unverified, Verified, Verifier, clip};
 #[serde(deny_unknown_fields)]
 pub struct HmacConfig {
     /// Every secret accepted; keys are the secrets' UTF-8 bytes.
-    pub secrets: Vec<Secret>,
+    pub(crate) secrets: Vec<Secret>,
     /// The header carrying the signature.
-    pub header: String,
+    pub(crate) header: String,
     /// `sha1`, `sha256` (default) or `sha512`.
     #[serde(default = "default_algorithm")]
-    pub algorithm: Algorithm,
+    pub(crate) algorithm: Algorithm,
     /// `hex` (default, either case) or `base64` (standard alphabet, padding optional).
     #[serde(default)]
-    pub encoding: Encoding,
+    pub(crate) encoding: Encoding,
     /// Text before the encoded MAC in the header, e.g. `sha256=`. Default none.
     #[serde(default)]
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// What is signed: `body` (default), or a template of `{body}`, `{timestamp}`, `{id}`
     /// and literal text (`{{` and `}}` for braces), e.g. `"{timestamp}.{body}"`.
     #[serde(default = "default_signed")]
-    pub signed: String,
+    pub(crate) signed: String,
     /// The header `{timestamp}` stands for; with `tolerance`, it holds Unix seconds.
-    pub timestamp_header: Option<String>,
+    pub(crate) timestamp_header: Option<String>,
     /// The header `{id}` stands for; also the idempotency key.
-    pub id_header: Option<String>,
+    pub(crate) id_header: Option<String>,
     /// Refuse a timestamp further than this from now. Needs `{timestamp}` in `signed`.
     #[serde(default, with = "humantime_serde")]
-    pub tolerance: Option<Duration>,
+    pub(crate) tolerance: Option<Duration>,
     /// Dotted path of the event type in the payload.
-    pub event_field: Option<String>,
+    pub(crate) event_field: Option<String>,
     /// Header naming the event type (not covered by the signature).
-    pub event_header: Option<String>,
+    pub(crate) event_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Encoding {
+pub(crate) enum Encoding {
     #[default]
     Hex,
     Base64,
@@ -89,7 +89,7 @@ enum Part {
 }
 
 #[derive(Debug, Clone)]
-pub struct HmacVerifier {
+pub(crate) struct HmacVerifier {
     keys: Keyring,
     header: String,
     algorithm: Algorithm,
@@ -115,7 +115,7 @@ enum EventSource {
 }
 
 impl HmacVerifier {
-    pub fn build(c: &HmacConfig) -> Result<Self, String> {
+    pub(crate) fn build(c: &HmacConfig) -> Result<Self, String> {
         let err = |message: &str| Err(format!("hmac: {message}"));
         let keys = Keyring::utf8("hmac", c.algorithm, &c.secrets)?;
         let names = [
@@ -174,7 +174,7 @@ impl HmacVerifier {
     }
 
     /// The MAC from the header: prefix, then `algorithm`'s output length in `encoding`.
-    pub fn parse_signature(&self, value: &[u8]) -> Result<Vec<u8>, &'static str> {
+    pub(crate) fn parse_signature(&self, value: &[u8]) -> Result<Vec<u8>, &'static str> {
         let encoded = value
             .strip_prefix(self.prefix.as_bytes())
             .ok_or("does not start with the configured prefix")?;

@@ -54,9 +54,9 @@ use super::{Rejection, Unverified, Verified, Verifier, check_secrets, clip};
 
 /// Header carrying the hex signature, spelled as in LeadShark's docs. `HeaderMap` lookups
 /// ignore case; `HeaderName::from_static` needs it lower-cased.
-pub const SIGNATURE_HEADER: &str = "X-Webhook-Signature";
+pub(crate) const SIGNATURE_HEADER: &str = "X-Webhook-Signature";
 /// Header repeating the event type (not covered by the signature).
-pub const EVENT_HEADER: &str = "X-Webhook-Event";
+pub(crate) const EVENT_HEADER: &str = "X-Webhook-Event";
 /// Payload field holding the event type.
 const EVENT_FIELD: &str = "event";
 /// Payload field holding the (signed) time the event was sent, RFC 3339.
@@ -67,15 +67,15 @@ const TIMESTAMP_FIELD: &str = "timestamp";
 #[serde(deny_unknown_fields)]
 pub struct LeadsharkConfig {
     /// Every secret currently accepted; list the old and the new one while rotating.
-    pub secrets: Vec<Secret>,
+    pub(crate) secrets: Vec<Secret>,
     /// When the raw body does not match, also try its compact re-serialisations (what
     /// LeadShark's documented Node and Python snippets sign). Default `true`.
     #[serde(default = "super::yes")]
-    pub reserialize: bool,
+    pub(crate) reserialize: bool,
     /// Refuse a delivery whose payload `timestamp` is further than this from now (`"1h"`).
     /// Off by default: retries resend the original timestamp.
     #[serde(default, with = "humantime_serde")]
-    pub tolerance: Option<Duration>,
+    pub(crate) tolerance: Option<Duration>,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -101,7 +101,7 @@ impl std::fmt::Debug for LeadsharkVerifier {
 
 impl LeadsharkVerifier {
     /// The verifier a `verify` table describes.
-    pub fn build(config: &LeadsharkConfig) -> Result<Self, String> {
+    pub(crate) fn build(config: &LeadsharkConfig) -> Result<Self, String> {
         let mut verifier = Self::new(&config.secrets, config.reserialize)?;
         verifier.tolerance = config.tolerance;
         Ok(verifier)
@@ -156,7 +156,7 @@ impl LeadsharkVerifier {
 /// The largest body tried in re-serialised form. Parsing comes before verifying there, so
 /// an unsigned body costs a parse; LeadShark's payloads are a few KiB. Larger bodies must
 /// match over their raw bytes.
-pub const MAX_RESERIALIZE: usize = 256 * 1024;
+pub(crate) const MAX_RESERIALIZE: usize = 256 * 1024;
 
 impl Verifier for LeadsharkVerifier {
     fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
@@ -353,7 +353,7 @@ fn compact(value: &Value, formatter: impl Formatter) -> Option<Vec<u8>> {
 /// numbers follow ECMAScript's `Number::toString` (`1.0` → `1`, `1e21` → `1e+21`, integers
 /// past 2^53 rounded to a double).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NodeFormatter;
+pub(crate) struct NodeFormatter;
 
 /// Integers up to this magnitude are exact in a JavaScript number.
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -384,7 +384,7 @@ impl Formatter for NodeFormatter {
 /// outside printable ASCII (so also DEL, 0x7f) as `\uxxxx`, lower-case hex, astral chars as
 /// UTF-16 surrogate pairs (`ensure_ascii=True`, the default); floats as Python's `repr`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PythonFormatter;
+pub(crate) struct PythonFormatter;
 
 impl Formatter for PythonFormatter {
     fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f64) -> io::Result<()> {

@@ -38,7 +38,7 @@ pub mod stripe;
 #[cfg(test)]
 mod testing;
 
-pub use common::{Algorithm, content_type_essence, is_json};
+pub(crate) use common::is_json;
 
 /// A request as received: nothing about it is trusted yet.
 #[derive(Debug, Clone, Copy)]
@@ -54,12 +54,12 @@ pub struct Unverified<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     /// The JSON payload (a JSON object), as sent; a form body as an object of its fields.
-    pub payload: serde_json::Value,
+    pub(crate) payload: serde_json::Value,
     /// The event type, from the signed payload (or, where the provider sends it only there,
     /// from its documented header).
-    pub event_type: String,
+    pub(crate) event_type: String,
     /// What the dedupe step keys on: a retry of the same delivery gives the same key.
-    pub idempotency_key: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
 }
 
 /// Why a request was not accepted. Signature and timestamp problems are 401, the rest 400.
@@ -151,7 +151,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// The HTTP status to answer with.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             Rejection::MissingSignature { .. }
             | Rejection::MalformedSignature { .. }
@@ -173,7 +173,7 @@ impl Rejection {
     /// The signature checked out, but the payload cannot be processed (not JSON, not an
     /// object, no event type). Such a request is authenticated, so it is kept as a dead
     /// letter rather than refused: nothing authenticated is lost.
-    pub fn authenticated(&self) -> bool {
+    pub(crate) fn authenticated(&self) -> bool {
         matches!(
             self,
             Rejection::MalformedJson(_)
@@ -184,7 +184,7 @@ impl Rejection {
     }
 
     /// A closed set of names, for the `reason` label of the verification-failure metric.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Rejection::MissingSignature { .. } => "missing_signature",
             Rejection::MalformedSignature { .. } => "malformed_signature",
@@ -204,7 +204,7 @@ impl Rejection {
     }
 
     /// Every value [`Rejection::reason`] can return, e.g. to pre-register metric series.
-    pub const REASONS: &'static [&'static str] = &[
+    pub(crate) const REASONS: &'static [&'static str] = &[
         "missing_signature",
         "malformed_signature",
         "bad_signature",
@@ -252,7 +252,7 @@ pub trait Verifier: Send + Sync + std::fmt::Debug {
 /// `Debug` prints secrets as `***`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum VerifyConfig {
+pub(crate) enum VerifyConfig {
     /// Hex HMAC-SHA256 of the body in `X-Webhook-Signature` (see [`leadshark`]).
     Leadshark(leadshark::LeadsharkConfig),
     /// Svix / Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
@@ -271,7 +271,7 @@ pub enum VerifyConfig {
 
 impl VerifyConfig {
     /// The scheme's name as written in the config.
-    pub fn scheme(&self) -> &'static str {
+    pub(crate) fn scheme(&self) -> &'static str {
         match self {
             VerifyConfig::Leadshark(_) => "leadshark",
             VerifyConfig::StandardWebhooks(_) => "standard-webhooks",
@@ -285,7 +285,7 @@ impl VerifyConfig {
 
     /// A one-line description for `hookline check`: the scheme, how many secrets are set
     /// (never what they are) and the timestamp tolerance.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let (secrets, tolerance): (&[Secret], Option<std::time::Duration>) = match self {
             VerifyConfig::Leadshark(c) => (&c.secrets, c.tolerance),
             VerifyConfig::StandardWebhooks(c) => (&c.secrets, Some(c.tolerance)),
@@ -315,7 +315,7 @@ impl VerifyConfig {
     }
 
     /// Validate the table and build its verifier. Errors name the problem, never a secret.
-    pub fn build(&self) -> Result<Box<dyn Verifier>, String> {
+    pub(crate) fn build(&self) -> Result<Box<dyn Verifier>, String> {
         Ok(match self {
             VerifyConfig::Leadshark(c) => Box::new(leadshark::LeadsharkVerifier::build(c)?),
             VerifyConfig::StandardWebhooks(c) => {

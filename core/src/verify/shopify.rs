@@ -22,7 +22,7 @@ use base64::prelude::{BASE64_STANDARD, Engine as _};
 pub type ShopifyConfig = SecretsConfig;
 
 /// Shopify signs the body; the topic and the webhook id are headers.
-pub const SHOPIFY: BodySigned = BodySigned {
+pub(crate) const SHOPIFY: BodySigned = BodySigned {
     name: "shopify",
     signature_header: "X-Shopify-Hmac-Sha256",
     event_header: "X-Shopify-Topic",
@@ -31,7 +31,7 @@ pub const SHOPIFY: BodySigned = BodySigned {
 };
 
 /// Standard base64 of 32 bytes (44 characters with padding).
-pub fn parse_signature(value: &[u8]) -> Result<[u8; 32], &'static str> {
+pub(crate) fn parse_signature(value: &[u8]) -> Result<[u8; 32], &'static str> {
     let mut tag = [0u8; 32];
     match BASE64_STANDARD.decode_slice(value, &mut tag) {
         Ok(32) => Ok(tag),

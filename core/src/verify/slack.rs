@@ -29,18 +29,18 @@ use super::common::{
 };
 use super::{Rejection, Unverified, Verified, Verifier};
 
-pub const SIGNATURE_HEADER: &str = "X-Slack-Signature";
-pub const TIMESTAMP_HEADER: &str = "X-Slack-Request-Timestamp";
+pub(crate) const SIGNATURE_HEADER: &str = "X-Slack-Signature";
+pub(crate) const TIMESTAMP_HEADER: &str = "X-Slack-Request-Timestamp";
 
 /// `verify = { scheme = "slack", secrets = [...], tolerance = "5m" }`: every signing secret
 /// accepted; the tolerance as Slack recommends.
 pub type SlackConfig = TimedSecretsConfig;
 
 #[derive(Debug, Clone)]
-pub struct SlackVerifier(TimedKeys);
+pub(crate) struct SlackVerifier(TimedKeys);
 
 impl SlackVerifier {
-    pub fn build(config: &SlackConfig) -> Result<Self, String> {
+    pub(crate) fn build(config: &SlackConfig) -> Result<Self, String> {
         config.timed_keys("slack").map(SlackVerifier)
     }
 }
@@ -96,7 +96,7 @@ fn event_type(payload: &Value) -> Result<String, Rejection> {
 }
 
 /// `v0=` and 64 hex digits (either case).
-pub fn parse_signature(value: &[u8]) -> Result<[u8; 32], &'static str> {
+pub(crate) fn parse_signature(value: &[u8]) -> Result<[u8; 32], &'static str> {
     prefixed_hex_tag(
         value,
         b"v0=",

@@ -35,13 +35,13 @@ use super::{Rejection, Unverified, Verified, Verifier, check_secrets};
 #[serde(deny_unknown_fields)]
 pub struct StandardWebhooksConfig {
     /// Every secret accepted, `whsec_<base64>` (the prefix is optional).
-    pub secrets: Vec<Secret>,
+    pub(crate) secrets: Vec<Secret>,
     /// How far `webhook-timestamp` may be from now, either way. Default 5 minutes.
     #[serde(default = "default_tolerance", with = "humantime_serde")]
-    pub tolerance: Duration,
+    pub(crate) tolerance: Duration,
     /// Dotted path of the event type in the payload. Default `type`.
     #[serde(default = "default_event_field")]
-    pub event_field: String,
+    pub(crate) event_field: String,
 }
 
 fn default_event_field() -> String {
@@ -69,14 +69,14 @@ const SVIX: Names = Names {
 };
 
 #[derive(Debug, Clone)]
-pub struct StandardWebhooksVerifier {
+pub(crate) struct StandardWebhooksVerifier {
     keys: Keyring,
     tolerance: Duration,
     event_field: String,
 }
 
 impl StandardWebhooksVerifier {
-    pub fn build(config: &StandardWebhooksConfig) -> Result<Self, String> {
+    pub(crate) fn build(config: &StandardWebhooksConfig) -> Result<Self, String> {
         const SCHEME: &str = "standard-webhooks";
         let keys = check_secrets(SCHEME, &config.secrets)?
             .into_iter()
@@ -152,7 +152,7 @@ impl Verifier for StandardWebhooksVerifier {
 
 /// Every `v1,<base64>` entry of a signature header. Entries of other versions (`v1a` is an
 /// asymmetric signature) and undecodable ones are skipped; none usable is malformed.
-pub fn parse_signatures(value: &[u8]) -> Result<Vec<[u8; 32]>, &'static str> {
+pub(crate) fn parse_signatures(value: &[u8]) -> Result<Vec<[u8; 32]>, &'static str> {
     let signatures: Vec<[u8; 32]> = value
         .split(|b| *b == b' ')
         .filter_map(|entry| {

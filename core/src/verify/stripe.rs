@@ -19,7 +19,7 @@ use super::common::{
 };
 use super::{Rejection, Unverified, Verified, Verifier};
 
-pub const SIGNATURE_HEADER: &str = "Stripe-Signature";
+pub(crate) const SIGNATURE_HEADER: &str = "Stripe-Signature";
 const TIMESTAMP_LOCATION: &str = "t= timestamp in the Stripe-Signature header";
 
 /// `verify = { scheme = "stripe", secrets = [...], tolerance = "5m" }`: every endpoint signing
@@ -27,10 +27,10 @@ const TIMESTAMP_LOCATION: &str = "t= timestamp in the Stripe-Signature header";
 pub type StripeConfig = TimedSecretsConfig;
 
 #[derive(Debug, Clone)]
-pub struct StripeVerifier(TimedKeys);
+pub(crate) struct StripeVerifier(TimedKeys);
 
 impl StripeVerifier {
-    pub fn build(config: &StripeConfig) -> Result<Self, String> {
+    pub(crate) fn build(config: &StripeConfig) -> Result<Self, String> {
         config.timed_keys("stripe").map(StripeVerifier)
     }
 }
@@ -65,14 +65,14 @@ impl Verifier for StripeVerifier {
 
 /// A `Stripe-Signature` value, read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Header {
-    pub timestamp: i64,
-    pub signatures: Vec<[u8; 32]>,
+pub(crate) struct Header {
+    pub(crate) timestamp: i64,
+    pub(crate) signatures: Vec<[u8; 32]>,
 }
 
 /// `t=...` once, and at least one `v1=<64 hex>`. Other elements, and `v1` values that are
 /// not 64 hex digits, are skipped (they can match nothing), as Stripe's libraries do.
-pub fn parse_header(value: &[u8]) -> Result<Header, Rejection> {
+pub(crate) fn parse_header(value: &[u8]) -> Result<Header, Rejection> {
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for element in value.split(|b| *b == b',') {

@@ -4,12 +4,12 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{Rejection, Unverified, Verified, Verifier};
 
-pub fn at(seconds: i64) -> jiff::Timestamp {
+pub(crate) fn at(seconds: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_second(seconds).expect("in range")
 }
 
 /// Headers from name/value pairs (a name may repeat).
-pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (name, value) in pairs {
         h.append(
@@ -20,7 +20,7 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     h
 }
 
-pub fn verify(
+pub(crate) fn verify(
     v: &dyn Verifier,
     pairs: &[(&str, &str)],
     body: &[u8],
@@ -34,7 +34,7 @@ pub fn verify(
 }
 
 /// The rejection, after checking it is well-formed and its message shows none of `secrets`.
-pub fn rejected(result: Result<Verified, Rejection>, secrets: &[&str]) -> Rejection {
+pub(crate) fn rejected(result: Result<Verified, Rejection>, secrets: &[&str]) -> Rejection {
     let r = result.expect_err("rejected");
     let message = r.to_string();
     for secret in secrets {
@@ -46,14 +46,17 @@ pub fn rejected(result: Result<Verified, Rejection>, secrets: &[&str]) -> Reject
 }
 
 /// `(status, reason)` of a rejection, for compact assertions.
-pub fn outcome(result: Result<Verified, Rejection>, secrets: &[&str]) -> (u16, &'static str) {
+pub(crate) fn outcome(
+    result: Result<Verified, Rejection>,
+    secrets: &[&str],
+) -> (u16, &'static str) {
     let r = rejected(result, secrets);
     (r.status(), r.reason())
 }
 
 /// Verify with arbitrary bytes as the values of `names` (those `http` accepts as header
 /// values): whatever the outcome, nothing panics and a rejection is well-formed.
-pub fn never_panics(v: &dyn Verifier, names: &[&str], values: &[Vec<u8>], body: &[u8]) {
+pub(crate) fn never_panics(v: &dyn Verifier, names: &[&str], values: &[Vec<u8>], body: &[u8]) {
     let mut h = HeaderMap::new();
     h.insert(
         http::header::CONTENT_TYPE,
@@ -83,7 +86,7 @@ pub fn never_panics(v: &dyn Verifier, names: &[&str], values: &[Vec<u8>], body: 
 }
 
 /// A proptest strategy: mostly plausible header text, sometimes raw bytes.
-pub fn header_bytes(
+pub(crate) fn header_bytes(
     plausible: &'static [&'static str],
 ) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
     use proptest::prelude::*;

@@ -8,14 +8,14 @@ use tracing::{debug, error, info, trace, warn};
 
 use super::instance::State;
 
-pub mod filter {
+pub(crate) mod filter {
     wasmtime::component::bindgen!({
         path: "../plugins/wit",
         world: "hookline:plugin/filter",
     });
 }
 
-pub mod transform {
+pub(crate) mod transform {
     wasmtime::component::bindgen!({
         path: "../plugins/wit",
         world: "hookline:plugin/transform",
@@ -26,7 +26,7 @@ pub mod transform {
     });
 }
 
-pub mod transform_changes {
+pub(crate) mod transform_changes {
     wasmtime::component::bindgen!({
         path: "../plugins/wit",
         world: "hookline:plugin/transform-changes",
@@ -37,7 +37,7 @@ pub mod transform_changes {
     });
 }
 
-pub mod sink {
+pub(crate) mod sink {
     wasmtime::component::bindgen!({
         path: "../plugins/wit",
         world: "hookline:plugin/sink",
@@ -48,9 +48,9 @@ pub mod sink {
     });
 }
 
-pub use filter::hookline::plugin::host::Level;
-pub use filter::hookline::plugin::types::{Changes, Event, Output, StageError};
-pub use sink::hookline::plugin::http::{HttpError, Request, Response};
+pub(crate) use filter::hookline::plugin::host::Level;
+pub(crate) use filter::hookline::plugin::types::{Changes, Event, Output, StageError};
+pub(crate) use sink::hookline::plugin::http::{HttpError, Request, Response};
 
 /// Longest log message kept from a plugin.
 const MAX_LOG: usize = 4096;

@@ -22,13 +22,14 @@ static COMPILES: AtomicU64 = AtomicU64::new(0);
 
 /// How many components this process compiled (cache misses). Tests use it to prove a
 /// second load came from the cache.
-pub fn compiles() -> u64 {
+#[cfg(test)]
+pub(crate) fn compiles() -> u64 {
     COMPILES.load(Ordering::Relaxed)
 }
 
 /// The cache file for these bytes compiled for `metering`. The engine hash already differs
 /// between the two engines; the suffix makes the flavour plain to whoever lists the folder.
-pub fn cache_path(cache_dir: &Path, bytes: &[u8], metering: Metering) -> PathBuf {
+pub(crate) fn cache_path(cache_dir: &Path, bytes: &[u8], metering: Metering) -> PathBuf {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine(metering)
         .precompile_compatibility_hash()
@@ -43,14 +44,14 @@ pub fn cache_path(cache_dir: &Path, bytes: &[u8], metering: Metering) -> PathBuf
 
 /// Where a component came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     Compiled,
     Cached,
 }
 
 /// The component for `bytes` and `metering`: from the cache when it holds it, else compiled
 /// (and cached).
-pub fn load(
+pub(crate) fn load(
     cache_dir: &Path,
     bytes: &[u8],
     metering: Metering,

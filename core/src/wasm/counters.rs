@@ -11,8 +11,8 @@ use std::sync::{Mutex, OnceLock};
 
 use tracing::warn;
 
-pub const MAX_NAMES: usize = 32;
-pub const MAX_NAME_LEN: usize = 64;
+pub(crate) const MAX_NAMES: usize = 32;
+pub(crate) const MAX_NAME_LEN: usize = 64;
 
 type Counts = BTreeMap<(String, String), u64>;
 
@@ -22,7 +22,8 @@ fn counts() -> &'static Mutex<Counts> {
 }
 
 /// Every counter so far: `(plugin, name, value)`, sorted.
-pub fn counters() -> Vec<(String, String, u64)> {
+#[cfg(test)]
+pub(crate) fn counters() -> Vec<(String, String, u64)> {
     let counts = counts().lock().unwrap_or_else(|e| e.into_inner());
     counts
         .iter()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine};
 
 /// How often the epoch advances: the resolution of every plugin's deadline.
-pub const TICK: Duration = Duration::from_millis(5);
+pub(crate) const TICK: Duration = Duration::from_millis(5);
 
 /// Whether a plugin is compiled with fuel metering.
 ///
@@ -16,7 +16,7 @@ pub const TICK: Duration = Duration::from_millis(5);
 /// low, so it is compiled in only for stages that set `fuel`. Both flavours get epoch
 /// interruption: every call has a deadline either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Metering {
+pub(crate) enum Metering {
     /// Epoch deadline only (stages without `fuel`).
     Off,
     /// Epoch deadline and fuel (stages with `fuel`).
@@ -24,7 +24,7 @@ pub enum Metering {
 }
 
 impl Metering {
-    pub fn of(fuel: Option<u64>) -> Metering {
+    pub(crate) fn of(fuel: Option<u64>) -> Metering {
         match fuel {
             Some(_) => Metering::Fuel,
             None => Metering::Off,
@@ -34,7 +34,7 @@ impl Metering {
 
 /// The engine for `metering`. A component, linker and store all belong to one engine, so a
 /// plugin used with and without `fuel` is compiled once for each.
-pub fn engine(metering: Metering) -> &'static Engine {
+pub(crate) fn engine(metering: Metering) -> &'static Engine {
     static OFF: OnceLock<Engine> = OnceLock::new();
     static FUEL: OnceLock<Engine> = OnceLock::new();
     let cell = match metering {
@@ -82,7 +82,7 @@ fn config(metering: Metering) -> Config {
 }
 
 /// Epoch ticks for a deadline `timeout` from now (rounded up, at least one).
-pub fn ticks(timeout: Duration) -> u64 {
+pub(crate) fn ticks(timeout: Duration) -> u64 {
     let tick = TICK.as_nanos().max(1);
     let n = timeout.as_nanos().div_ceil(tick);
     u64::try_from(n).unwrap_or(u64::MAX).max(1)

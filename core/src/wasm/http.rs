@@ -16,12 +16,12 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{Client, Url};
 
 /// Largest response body handed back to a plugin.
-pub const MAX_RESPONSE: usize = 1 << 20;
+pub(crate) const MAX_RESPONSE: usize = 1 << 20;
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// Why no response came back (mirrors the WIT `http-error`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     Denied(String),
     Timeout(String),
     Failed(String),
@@ -29,21 +29,21 @@ pub enum Failure {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// A sink stage's outbound HTTP: its allowlist and its client.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub(crate) struct Policy {
     allowed: Arc<Vec<String>>,
     client: Client,
 }
 
 /// An `allowed_hosts` entry: a host name or IP literal, optionally with `:port`.
-pub fn validate_allowed(entry: &str) -> Result<(), String> {
+pub(crate) fn validate_allowed(entry: &str) -> Result<(), String> {
     let bad = || {
         format!(
             "`{entry}` is not a host (write `hooks.slack.com`, `127.0.0.1:8080` or `[::1]:8080`)"
@@ -60,7 +60,7 @@ pub fn validate_allowed(entry: &str) -> Result<(), String> {
 }
 
 impl Policy {
-    pub fn new(allowed: &[String]) -> Result<Policy, String> {
+    pub(crate) fn new(allowed: &[String]) -> Result<Policy, String> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -76,7 +76,7 @@ impl Policy {
     }
 
     /// Whether `url` may be requested; the reason when not.
-    pub fn check(&self, url: &Url) -> Result<(), String> {
+    pub(crate) fn check(&self, url: &Url) -> Result<(), String> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("scheme `{}` is not allowed", url.scheme()));
         }
@@ -96,7 +96,7 @@ impl Policy {
     }
 
     /// Send, within `budget`.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: &str,
         url: &str,
@@ -179,7 +179,7 @@ fn classify(e: &reqwest::Error) -> Failure {
 }
 
 /// Whether an address is outside the public internet (loopback, private, link-local, ...).
-pub fn is_private(ip: IpAddr) -> bool {
+pub(crate) fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();

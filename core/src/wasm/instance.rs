@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use hookline_plugin_api::StageKind;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::{MemoryOutputPipe, SinkOutputStream};
@@ -21,30 +20,29 @@ const STDERR_CAPACITY: usize = 16 << 10;
 
 /// What a stage needs to make instances.
 #[derive(Debug)]
-pub struct Env {
-    pub plugin: Arc<str>,
-    pub stage: Arc<str>,
-    pub kind: StageKind,
-    pub pre: Pre,
-    pub sandbox: Sandbox,
+pub(crate) struct Env {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) stage: Arc<str>,
+    pub(crate) pre: Pre,
+    pub(crate) sandbox: Sandbox,
     /// The plugin's table as JSON, for `init`.
-    pub config: String,
-    pub http: Option<super::http::Policy>,
+    pub(crate) config: String,
+    pub(crate) http: Option<super::http::Policy>,
 }
 
 /// The store's data.
-pub struct State {
+pub(crate) struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: Limits,
-    pub plugin: Arc<str>,
-    pub stage: Arc<str>,
+    pub(crate) plugin: Arc<str>,
+    pub(crate) stage: Arc<str>,
     stderr: MemoryOutputPipe,
-    pub http: Option<super::http::Policy>,
+    pub(crate) http: Option<super::http::Policy>,
     /// When the current call must be over (bounds HTTP inside it).
-    pub deadline: Instant,
+    pub(crate) deadline: Instant,
     /// Set while a sink delivers, for `http-send` to block on.
-    pub runtime: Option<tokio::runtime::Handle>,
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for State {
@@ -107,7 +105,7 @@ enum Bound {
 
 /// How a call failed.
 #[derive(Debug)]
-pub enum CallError {
+pub(crate) enum CallError {
     /// The plugin returned an error result.
     Returned(hookline_plugin_api::StageError),
     /// The plugin stopped: which way, and in words for the dead letter.
@@ -116,7 +114,7 @@ pub enum CallError {
 
 /// How a plugin was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrapKind {
+pub(crate) enum TrapKind {
     /// Still running at the stage's `timeout` (an epoch interrupt).
     Timeout,
     /// Grew past the stage's `memory`.
@@ -127,15 +125,15 @@ pub enum TrapKind {
 
 /// A plugin stopped by a trap, the deadline or the memory cap.
 #[derive(Debug)]
-pub struct Trapped {
-    pub kind: TrapKind,
+pub(crate) struct Trapped {
+    pub(crate) kind: TrapKind,
     /// Names the plugin and the cause.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl CallError {
     /// Any other failure of the host's: counted and worded as a trap.
-    pub fn trap(message: impl Into<String>) -> Self {
+    pub(crate) fn trap(message: impl Into<String>) -> Self {
         CallError::Trapped(Trapped {
             kind: TrapKind::Trap,
             message: message.into(),
@@ -143,12 +141,12 @@ impl CallError {
     }
 }
 
-pub struct Instance {
+pub(crate) struct Instance {
     store: Store<State>,
     bound: Bound,
-    pub calls: u64,
+    pub(crate) calls: u64,
     /// The last event handed to the plugin: its strings' buffers are reused for the next.
-    pub scratch: Option<Event>,
+    pub(crate) scratch: Option<Event>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -162,7 +160,7 @@ impl std::fmt::Debug for Instance {
 
 impl Instance {
     /// Instantiate and `init`. An `Err(Returned)` is the plugin rejecting its config.
-    pub fn new(env: &Env) -> Result<Instance, CallError> {
+    pub(crate) fn new(env: &Env) -> Result<Instance, CallError> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtxBuilder::new()
             .stdout(SinkOutputStream)
@@ -228,7 +226,7 @@ impl Instance {
         arm(&mut self.store, sandbox).map_err(|e| describe(&self.store, sandbox, e))
     }
 
-    pub fn keep(&mut self, env: &Env, event: &Event) -> Result<bool, CallError> {
+    pub(crate) fn keep(&mut self, env: &Env, event: &Event) -> Result<bool, CallError> {
         self.arm(&env.sandbox)?;
         self.calls += 1;
         let Bound::Filter(b) = &self.bound else {
@@ -240,7 +238,7 @@ impl Instance {
 
     /// A `transform` plugin's events come back whole; a `transform-changes` plugin's may be
     /// changes to `event`.
-    pub fn apply(&mut self, env: &Env, event: &Event) -> Result<Vec<Output>, CallError> {
+    pub(crate) fn apply(&mut self, env: &Env, event: &Event) -> Result<Vec<Output>, CallError> {
         self.arm(&env.sandbox)?;
         self.calls += 1;
         let result = match &self.bound {
@@ -254,7 +252,7 @@ impl Instance {
     }
 
     /// Deliver; `runtime` is what `http-send` blocks on (this runs off the async workers).
-    pub fn deliver(
+    pub(crate) fn deliver(
         &mut self,
         env: &Env,
         event: &Event,
@@ -290,13 +288,13 @@ impl Instance {
 
     /// Whether to keep the instance for another event: not after `recycle_after` calls, nor
     /// past the memory high-water mark.
-    pub fn reusable(&self, sandbox: &Sandbox) -> bool {
+    pub(crate) fn reusable(&self, sandbox: &Sandbox) -> bool {
         let limits = &self.store.data().limits;
         self.calls < sandbox.recycle_after && limits.memory <= sandbox.high_water() && !limits.hit
     }
 
     /// Linear memory in use (the largest memory's size), in bytes.
-    pub fn memory(&self) -> u64 {
+    pub(crate) fn memory(&self) -> u64 {
         self.store.data().limits.memory
     }
 }

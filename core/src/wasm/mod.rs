@@ -30,10 +30,10 @@ mod cache;
 mod counters;
 mod engine;
 mod http;
-pub mod instance;
+pub(crate) mod instance;
 mod plugin;
 mod sandbox;
-pub mod stage;
+pub(crate) mod stage;
 mod wasi;
 
 #[cfg(test)]
@@ -45,14 +45,14 @@ use std::sync::{Arc, Mutex};
 
 use hookline_plugin_api::{ConfigError, Registry};
 
-pub use cache::compiles;
-pub use counters::counters;
-pub use engine::{Metering, engine};
-pub use plugin::Plugin;
-pub use sandbox::Sandbox;
+#[cfg(test)]
+pub(crate) use cache::compiles;
+#[cfg(test)]
+pub(crate) use counters::counters;
+pub(crate) use plugin::Plugin;
 
 /// The prefix that names a WASM plugin in a stage: `{ transform = "wasm:redact" }`.
-pub const PREFIX: &str = "wasm:";
+pub(crate) const PREFIX: &str = "wasm:";
 
 /// The `.wasm` files of a plugins folder, compiled on first use (at most once per set, and
 /// loaded from the on-disk cache when an identical file was compiled before).
@@ -107,7 +107,8 @@ impl PluginSet {
     }
 
     /// Plugin names (without the `wasm:` prefix), sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    #[cfg(test)]
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.plugins.keys().map(String::as_str)
     }
 

@@ -11,10 +11,10 @@ use super::engine::Metering;
 use super::instance::State;
 
 /// A `.wasm` component from the plugins folder, compiled (or loaded from the cache).
-pub struct Plugin {
+pub(crate) struct Plugin {
     /// As stages name it: `wasm:<file stem>`.
-    pub name: String,
-    pub path: PathBuf,
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
     /// Compiled without fuel metering: what stages without `fuel` run.
     component: Component,
     /// Compiled with fuel metering, when a stage with `fuel` first uses the plugin.
@@ -24,7 +24,7 @@ pub struct Plugin {
     cache_dir: PathBuf,
     exports: Vec<String>,
     /// Whether this load compiled the component or found it in the cache.
-    pub origin: super::cache::Origin,
+    pub(crate) origin: super::cache::Origin,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Plugin {
 
 /// A plugin linked for one world, ready to instantiate cheaply.
 #[derive(Clone)]
-pub enum Pre {
+pub(crate) enum Pre {
     Filter(filter::FilterPre<State>),
     Transform(transform::TransformPre<State>),
     TransformChanges(transform_changes::TransformChangesPre<State>),
@@ -70,7 +70,7 @@ fn entries(kind: StageKind) -> &'static [&'static str] {
 
 impl Plugin {
     /// Read and compile `path`. Errors name the file.
-    pub fn load(stem: &str, path: &Path, cache_dir: &Path) -> Result<Plugin, String> {
+    pub(crate) fn load(stem: &str, path: &Path, cache_dir: &Path) -> Result<Plugin, String> {
         let shown = path.display();
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
         if bytes.get(..4) == Some(b"\0asm") && bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
@@ -120,7 +120,7 @@ impl Plugin {
     }
 
     /// The world the plugin's exports say it targets, if any.
-    pub fn world(&self) -> Option<StageKind> {
+    pub(crate) fn world(&self) -> Option<StageKind> {
         StageKind::ALL
             .into_iter()
             .find(|k| self.entry(*k).is_some())
@@ -137,7 +137,7 @@ impl Plugin {
     }
 
     /// Whether the plugin can serve as a `kind` stage; the reason when not.
-    pub fn check(&self, kind: StageKind) -> Result<(), String> {
+    pub(crate) fn check(&self, kind: StageKind) -> Result<(), String> {
         let shown = self.path.display();
         match self.world() {
             Some(world) if world != kind => {
@@ -167,7 +167,7 @@ impl Plugin {
 
     /// Link the plugin for `kind`, compiled for `metering`. An import Hookline does not
     /// provide is an error here, at load, not at the first event.
-    pub fn pre(&self, kind: StageKind, metering: Metering) -> Result<Pre, String> {
+    pub(crate) fn pre(&self, kind: StageKind, metering: Metering) -> Result<Pre, String> {
         let shown = self.path.display();
         let component = self.component(metering)?;
         let mut linker = linker(kind, metering)?.clone();

@@ -13,25 +13,25 @@ use hookline_plugin_api::{ConfigError, PluginConfig, StageKind, toml_to_json};
 use serde::de::DeserializeOwned;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     /// Wall-clock deadline per call (epoch interruption); for sinks it also bounds HTTP.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Cap on the instance's linear memory (and tables), in bytes.
-    pub memory: u64,
+    pub(crate) memory: u64,
     /// Instructions per call, when set; unlimited otherwise (the deadline still applies).
-    pub fuel: Option<u64>,
+    pub(crate) fuel: Option<u64>,
     /// Hosts a sink may reach through `http-send` (`host` or `host:port`).
-    pub allowed_hosts: Vec<String>,
+    pub(crate) allowed_hosts: Vec<String>,
     /// Instances are replaced after this many calls.
-    pub recycle_after: u64,
+    pub(crate) recycle_after: u64,
     /// Idle instances kept per stage.
-    pub instances: usize,
+    pub(crate) instances: usize,
 }
 
 impl Sandbox {
     /// Safe defaults for a kind: filters and transforms get a short deadline; sinks wait on
     /// the network, so theirs is longer.
-    pub fn defaults(kind: StageKind) -> Sandbox {
+    pub(crate) fn defaults(kind: StageKind) -> Sandbox {
         Sandbox {
             timeout: match kind {
                 StageKind::Sink => Duration::from_secs(10),
@@ -47,22 +47,12 @@ impl Sandbox {
 
     /// Past this much memory an instance is recycled after its call (long-lived instances'
     /// memory only grows).
-    pub fn high_water(&self) -> u64 {
+    pub(crate) fn high_water(&self) -> u64 {
         self.memory / 2
     }
 
-    /// The stage-table keys the host reads (documented in docs/plugins.md, "Sandbox").
-    pub const KEYS: &'static [&'static str] = &[
-        "timeout",
-        "memory",
-        "fuel",
-        "allowed_hosts",
-        "recycle_after",
-        "instances",
-    ];
-
     /// Read the sandbox keys of `config`; returns the limits and the plugin's own table.
-    pub fn parse(
+    pub(crate) fn parse(
         kind: StageKind,
         config: &PluginConfig<'_>,
     ) -> Result<(Sandbox, toml::Table), ConfigError> {
@@ -129,7 +119,7 @@ fn value<T: DeserializeOwned>(
 }
 
 /// The plugin's table as JSON text for its `init` ([`toml_to_json`], as for native plugins).
-pub fn to_json(table: toml::Table) -> Result<String, String> {
+pub(crate) fn to_json(table: toml::Table) -> Result<String, String> {
     toml_to_json(&toml::Value::Table(table)).map(|v| v.to_string())
 }
 

@@ -23,10 +23,12 @@ use crate::internal_events::{PluginTelemetry, PluginTrapped};
 
 /// The instances of one stage.
 #[derive(Debug)]
-pub struct Runner {
+pub(crate) struct Runner {
     env: Env,
     telemetry: PluginTelemetry,
     idle: Mutex<Vec<Instance>>,
+    /// Instances made so far; read by tests (`instances_created`).
+    #[cfg_attr(not(test), allow(dead_code))]
     created: AtomicU64,
 }
 
@@ -50,7 +52,6 @@ impl Runner {
         let env = Env {
             plugin: plugin.name.as_str().into(),
             stage: format!("{}/{}", ctx.pipeline, ctx.stage).into(),
-            kind,
             pre: plugin
                 .pre(kind, Metering::of(sandbox.fuel))
                 .map_err(ConfigError::new)?,
@@ -93,12 +94,9 @@ impl Runner {
     }
 
     /// Instances created so far (the first at build time; then one per recycle).
-    pub fn instances_created(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn instances_created(&self) -> u64 {
         self.created.load(Ordering::Relaxed)
-    }
-
-    pub fn sandbox(&self) -> &Sandbox {
-        &self.env.sandbox
     }
 
     fn put_back(&self, instance: Instance) {
@@ -221,7 +219,7 @@ fn from_wit(plugin: &str, original: &Event, e: bindings::Event) -> Result<Event,
 
 /// A `wasm:` filter.
 #[derive(Debug)]
-pub struct WasmFilter(pub Arc<Runner>);
+pub(crate) struct WasmFilter(pub Arc<Runner>);
 
 impl Filter for WasmFilter {
     fn keep(&self, event: &Event) -> Result<bool, StageError> {
@@ -232,7 +230,7 @@ impl Filter for WasmFilter {
 
 /// A `wasm:` transform.
 #[derive(Debug)]
-pub struct WasmTransform(pub Arc<Runner>);
+pub(crate) struct WasmTransform(pub Arc<Runner>);
 
 impl Transform for WasmTransform {
     fn apply(&self, event: Event) -> Result<Vec<Event>, StageError> {
@@ -286,7 +284,7 @@ pub(super) fn changed(
 
 /// A `wasm:` sink.
 #[derive(Debug)]
-pub struct WasmSink(pub Arc<Runner>);
+pub(crate) struct WasmSink(pub Arc<Runner>);
 
 #[async_trait::async_trait]
 impl Sink for WasmSink {
@@ -305,7 +303,7 @@ impl Sink for WasmSink {
     }
 }
 
-pub fn build_filter(
+pub(crate) fn build_filter(
     plugin: &Plugin,
     config: &PluginConfig<'_>,
     ctx: &BuildContext,
@@ -313,7 +311,7 @@ pub fn build_filter(
     Runner::new(plugin, StageKind::Filter, config, ctx).map(|r| Arc::new(WasmFilter(r)))
 }
 
-pub fn build_transform(
+pub(crate) fn build_transform(
     plugin: &Plugin,
     config: &PluginConfig<'_>,
     ctx: &BuildContext,
@@ -321,7 +319,7 @@ pub fn build_transform(
     Runner::new(plugin, StageKind::Transform, config, ctx).map(|r| Arc::new(WasmTransform(r)))
 }
 
-pub fn build_sink(
+pub(crate) fn build_sink(
     plugin: &Plugin,
     config: &PluginConfig<'_>,
     ctx: &BuildContext,

@@ -13,7 +13,7 @@ use super::stage::{WasmFilter, WasmTransform, build_filter, build_sink, build_tr
 use super::{Plugin, PluginSet};
 
 /// A built plugin from `plugins/wasm/dist`.
-pub fn dist(name: &str) -> PathBuf {
+pub(crate) fn dist(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../plugins/wasm/dist")
         .join(format!("{name}.wasm"));
@@ -328,7 +328,7 @@ fn compiled_components_are_cached_on_disk() {
     let first = Plugin::load("redact", &dist("redact"), cache.path()).expect("loads");
     assert_eq!(first.origin, Origin::Compiled);
     let bytes = std::fs::read(dist("redact")).expect("read");
-    let entry = super::cache::cache_path(cache.path(), &bytes, super::Metering::Off);
+    let entry = super::cache::cache_path(cache.path(), &bytes, super::engine::Metering::Off);
     assert!(entry.is_file(), "cache file written: {}", entry.display());
     let compiles = super::compiles();
     let second = Plugin::load("redact", &dist("redact"), cache.path()).expect("loads");
@@ -348,8 +348,8 @@ fn fuel_metering_is_compiled_only_for_stages_with_fuel() {
     let cache = tempfile::tempdir().expect("temp dir");
     let plugin = Arc::new(Plugin::load("redact", &dist("redact"), cache.path()).expect("loads"));
     let bytes = std::fs::read(dist("redact")).expect("read");
-    let metered = super::cache::cache_path(cache.path(), &bytes, super::Metering::Fuel);
-    let unmetered = super::cache::cache_path(cache.path(), &bytes, super::Metering::Off);
+    let metered = super::cache::cache_path(cache.path(), &bytes, super::engine::Metering::Fuel);
+    let unmetered = super::cache::cache_path(cache.path(), &bytes, super::engine::Metering::Off);
     assert_ne!(metered, unmetered);
     let build = |toml: &str| {
         let cfg = PluginConfig::from_toml("redact", toml).expect("toml");
@@ -377,7 +377,7 @@ fn fuel_metering_is_compiled_only_for_stages_with_fuel() {
 fn a_corrupt_cache_entry_is_recompiled() {
     let cache = tempfile::tempdir().expect("temp dir");
     let bytes = std::fs::read(dist("redact")).expect("read");
-    let entry = super::cache::cache_path(cache.path(), &bytes, super::Metering::Off);
+    let entry = super::cache::cache_path(cache.path(), &bytes, super::engine::Metering::Off);
     std::fs::create_dir_all(cache.path()).expect("dir");
     std::fs::write(&entry, b"not native code").expect("write");
     let p = Plugin::load("redact", &dist("redact"), cache.path()).expect("loads");

@@ -20,7 +20,7 @@ type OutStream = streams::OutputStream;
 type InStream = streams::InputStream;
 
 /// Link the subset into `l`.
-pub fn add_to_linker<T: WasiView + 'static>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+pub(crate) fn add_to_linker<T: WasiView + 'static>(l: &mut Linker<T>) -> wasmtime::Result<()> {
     use cli::WasiCliView as _;
     use clocks::WasiClocksView as _;
     use filesystem::WasiFilesystemView as _;
@@ -56,7 +56,7 @@ const DENIED: &[&str] = &["wasi:filesystem/types@", "wasi:sockets/"];
 /// functions that trap. (wasmtime's `define_unknown_imports_as_traps` would also shadow the
 /// interfaces linked above whenever the plugin imports a different 0.2.x version, which
 /// semver matching otherwise resolves.)
-pub fn stub_denied<T: 'static>(
+pub(crate) fn stub_denied<T: 'static>(
     linker: &mut Linker<T>,
     component: &wasmtime::component::Component,
 ) -> wasmtime::Result<()> {
@@ -106,7 +106,7 @@ impl HasData for Io {
 }
 
 /// Synchronous `wasi:io` over the store's resource table.
-pub struct Streams<'a>(&'a mut ResourceTable);
+pub(crate) struct Streams<'a>(&'a mut ResourceTable);
 
 fn lost(e: wasmtime::component::ResourceTableError) -> StreamError {
     StreamError::Trap(e.into())

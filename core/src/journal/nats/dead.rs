@@ -24,16 +24,16 @@ const SCAN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A letter as stored: the API's shape plus where the original event is in the stream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Stored {
+pub(crate) struct Stored {
     #[serde(flatten)]
-    pub letter: DeadLetter,
+    pub(crate) letter: DeadLetter,
     /// Stream sequence of the event as first published (for `--from-start`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin_seq: Option<u64>,
+    pub(crate) origin_seq: Option<u64>,
 }
 
 #[derive(Debug)]
-pub struct DeadLetters {
+pub(crate) struct DeadLetters {
     kv: kv::Store,
     client: async_nats::Client,
 }
@@ -50,7 +50,7 @@ fn valid_key(id: &str) -> bool {
 }
 
 impl DeadLetters {
-    pub async fn provision(
+    pub(crate) async fn provision(
         js: &jetstream::Context,
         bucket: &str,
         replicas: usize,
@@ -75,7 +75,7 @@ impl DeadLetters {
         })
     }
 
-    pub async fn open(js: &jetstream::Context, bucket: &str) -> Result<Self, JournalError> {
+    pub(crate) async fn open(js: &jetstream::Context, bucket: &str) -> Result<Self, JournalError> {
         let kv = js.get_key_value(bucket).await.map_err(|e| {
             err(
                 &format!(
@@ -91,7 +91,7 @@ impl DeadLetters {
     }
 
     /// Write a new letter under `id` (idempotent: the same id writes the same letter).
-    pub async fn insert(
+    pub(crate) async fn insert(
         &self,
         id: &str,
         l: &NewDeadLetter,
@@ -129,7 +129,7 @@ impl DeadLetters {
     }
 
     /// A letter and its revision.
-    pub async fn get(&self, id: &str) -> Result<Option<(Stored, u64)>, JournalError> {
+    pub(crate) async fn get(&self, id: &str) -> Result<Option<(Stored, u64)>, JournalError> {
         if !valid_key(id) {
             return Ok(None);
         }
@@ -149,7 +149,7 @@ impl DeadLetters {
     }
 
     /// Mark replayed, unless someone changed the letter since `revision`.
-    pub async fn mark_replayed(
+    pub(crate) async fn mark_replayed(
         &self,
         id: &str,
         mut stored: Stored,
@@ -217,7 +217,7 @@ impl DeadLetters {
         Ok(out)
     }
 
-    pub async fn list(
+    pub(crate) async fn list(
         &self,
         filter: &DeadLetterFilter,
         offset: u64,
@@ -256,7 +256,7 @@ impl DeadLetters {
     }
 
     /// Ids matching a filter, oldest first.
-    pub async fn ids(&self, filter: &DeadLetterFilter) -> Result<Vec<String>, JournalError> {
+    pub(crate) async fn ids(&self, filter: &DeadLetterFilter) -> Result<Vec<String>, JournalError> {
         let mut all: Vec<DeadLetter> = self
             .scan()
             .await?
@@ -268,7 +268,7 @@ impl DeadLetters {
         Ok(all.into_iter().map(|l| l.id).collect())
     }
 
-    pub async fn count_dead(&self) -> Result<u64, JournalError> {
+    pub(crate) async fn count_dead(&self) -> Result<u64, JournalError> {
         Ok(self
             .scan()
             .await?
@@ -278,7 +278,7 @@ impl DeadLetters {
     }
 
     /// Remove letters outright (no delete marker stays behind).
-    pub async fn purge(&self, ids: &[String]) -> Result<u64, JournalError> {
+    pub(crate) async fn purge(&self, ids: &[String]) -> Result<u64, JournalError> {
         let mut n = 0;
         for id in ids {
             if self.get(id).await?.is_none() {

@@ -33,7 +33,7 @@ use super::{
 };
 use crate::config::NatsConfig;
 
-pub use subjects::{Subjects, message_id, token};
+pub(crate) use subjects::{Subjects, message_id, token};
 
 /// How long JetStream API calls (not publishes) may take.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,16 +44,16 @@ fn err(what: &str, e: impl std::fmt::Display) -> JournalError {
 
 /// Limits of the stream that follow from the rest of the config.
 #[derive(Debug, Clone, Copy)]
-pub struct Provision {
+pub(crate) struct Provision {
     /// `[storage] retain`: how long events stay in the stream.
-    pub retain: Duration,
+    pub(crate) retain: Duration,
     /// The longest `dedupe_window` of any source.
-    pub duplicate_window: Duration,
+    pub(crate) duplicate_window: Duration,
 }
 
 /// The JetStream journal. Cheap to clone.
 #[derive(Clone)]
-pub struct NatsJournal {
+pub(crate) struct NatsJournal {
     inner: Arc<Inner>,
 }
 
@@ -78,7 +78,7 @@ impl std::fmt::Debug for NatsJournal {
 
 impl NatsJournal {
     /// Connect, and create or update the stream and the dead-letter bucket (`serve`).
-    pub async fn provision(
+    pub(crate) async fn provision(
         config: &NatsConfig,
         base_dir: &Path,
         limits: Provision,
@@ -106,7 +106,10 @@ impl NatsJournal {
     }
 
     /// Connect to a stream and bucket that `serve` created (`hookline dlq`).
-    pub async fn open_existing(config: &NatsConfig, base_dir: &Path) -> Result<Self, JournalError> {
+    pub(crate) async fn open_existing(
+        config: &NatsConfig,
+        base_dir: &Path,
+    ) -> Result<Self, JournalError> {
         let client = connect(config, base_dir).await?;
         let api = context(&client, API_TIMEOUT);
         let dead = dead::DeadLetters::open(&api, &bucket(config)).await?;
@@ -153,13 +156,13 @@ impl NatsJournal {
     /// Create this config's consumers now, keep them in step with reloads, and keep the
     /// consumer-lag and pending counts fresh. `work` also extends the ack deadline of runs
     /// in flight.
-    pub async fn attach(&self, routes: Arc<dyn LiveRoutes>) -> Result<(), JournalError> {
+    pub(crate) async fn attach(&self, routes: Arc<dyn LiveRoutes>) -> Result<(), JournalError> {
         self.inner.work.attach(routes).await
     }
 
     /// Hand back messages still held (at shutdown), so other workers take them at once
     /// instead of after `ack_wait`.
-    pub async fn release(&self) {
+    pub(crate) async fn release(&self) {
         self.inner.work.release().await;
     }
 

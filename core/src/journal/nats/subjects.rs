@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 /// A config name as a subject token or consumer name: letters, digits, `-` and `_` kept,
 /// anything else becomes `_`. A name that had to change gets a short hash of the original,
 /// so two names never share a token (`a.b` and `a_b` stay apart).
-pub fn token(name: &str) -> String {
+pub(crate) fn token(name: &str) -> String {
     let clean: String = name
         .chars()
         .map(|c| {
@@ -33,19 +33,19 @@ pub fn token(name: &str) -> String {
 
 /// The subjects of one deployment (one `subject_prefix`).
 #[derive(Debug, Clone)]
-pub struct Subjects {
+pub(crate) struct Subjects {
     prefix: String,
 }
 
 impl Subjects {
-    pub fn new(prefix: &str) -> Self {
+    pub(crate) fn new(prefix: &str) -> Self {
         Subjects {
             prefix: prefix.to_string(),
         }
     }
 
     /// What the stream captures.
-    pub fn stream_subjects(&self) -> Vec<String> {
+    pub(crate) fn stream_subjects(&self) -> Vec<String> {
         vec![
             format!("{}.events.>", self.prefix),
             format!("{}.retry.>", self.prefix),
@@ -54,7 +54,7 @@ impl Subjects {
 
     /// Where an event of `source` goes; `type_label` is the source's metric label for its
     /// type (declared, or `other`).
-    pub fn event(&self, source: &str, type_label: &str) -> String {
+    pub(crate) fn event(&self, source: &str, type_label: &str) -> String {
         format!(
             "{}.events.{}.{}",
             self.prefix,
@@ -64,7 +64,7 @@ impl Subjects {
     }
 
     /// Where retries and replays of a pipeline go.
-    pub fn retry(&self, pipeline: &str) -> String {
+    pub(crate) fn retry(&self, pipeline: &str) -> String {
         format!("{}.retry.{}", self.prefix, token(pipeline))
     }
 
@@ -74,7 +74,7 @@ impl Subjects {
     /// the filter must catch both (during a reload or a rolling deploy they differ). A glob
     /// (`new.*`) needs every event of the source. The worker checks the pipeline's `events`
     /// itself either way and acknowledges what is not for it.
-    pub fn pipeline_filters(&self, source: &str, events: &[String]) -> Vec<String> {
+    pub(crate) fn pipeline_filters(&self, source: &str, events: &[String]) -> Vec<String> {
         let is_glob = |p: &str| p.contains(['*', '?', '[', '{', '\\']);
         if events.iter().any(|p| is_glob(p)) {
             return vec![format!("{}.events.{}.*", self.prefix, token(source))];
@@ -91,19 +91,19 @@ impl Subjects {
 }
 
 /// Durable consumer of a pipeline's fresh events.
-pub fn events_consumer(pipeline: &str) -> String {
+pub(crate) fn events_consumer(pipeline: &str) -> String {
     format!("events-{}", token(pipeline))
 }
 
 /// Durable consumer of a pipeline's retries and replays. Separate from the events consumer
 /// so that retries waiting for their time never hold up fresh events.
-pub fn retry_consumer(pipeline: &str) -> String {
+pub(crate) fn retry_consumer(pipeline: &str) -> String {
     format!("retry-{}", token(pipeline))
 }
 
 /// `Nats-Msg-Id` for JetStream's duplicate window: the source and the idempotency key, the
 /// pair the SQLite journal keys its dedupe table on. Long or unusual keys are hashed.
-pub fn message_id(source: &str, key: &str) -> String {
+pub(crate) fn message_id(source: &str, key: &str) -> String {
     let plain = format!("{source}:{key}");
     if plain.len() <= 200 && plain.chars().all(|c| c.is_ascii_graphic()) {
         plain
@@ -117,36 +117,36 @@ pub fn message_id(source: &str, key: &str) -> String {
 }
 
 /// Header names Hookline puts on its messages.
-pub mod header {
+pub(crate) mod header {
     /// The event's id, on every event message: how a duplicate finds the first event's id.
-    pub const EVENT_ID: &str = "Hookline-Event-Id";
-    pub const PIPELINE: &str = "Hookline-Pipeline";
+    pub(crate) const EVENT_ID: &str = "Hookline-Event-Id";
+    pub(crate) const PIPELINE: &str = "Hookline-Pipeline";
     /// Stage the delivery resumes at.
-    pub const STAGE: &str = "Hookline-Stage";
+    pub(crate) const STAGE: &str = "Hookline-Stage";
     /// Attempts already made at that stage.
-    pub const ATTEMPTS: &str = "Hookline-Attempts";
+    pub(crate) const ATTEMPTS: &str = "Hookline-Attempts";
     /// Unix milliseconds.
-    pub const FIRST_FAILED_AT: &str = "Hookline-First-Failed-At";
+    pub(crate) const FIRST_FAILED_AT: &str = "Hookline-First-Failed-At";
     /// Not to run before this (unix milliseconds).
-    pub const NOT_BEFORE: &str = "Hookline-Not-Before";
+    pub(crate) const NOT_BEFORE: &str = "Hookline-Not-Before";
     /// Stream sequence of the original event (for `replay --from-start`).
-    pub const ORIGIN: &str = "Hookline-Origin";
+    pub(crate) const ORIGIN: &str = "Hookline-Origin";
 }
 
 /// A delivery's progress, carried in the headers of a retry message (its body is the event
 /// as it enters `stage`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Progress {
-    pub pipeline: String,
-    pub stage: usize,
-    pub attempts: u32,
-    pub first_failed_at: Option<i64>,
-    pub not_before: i64,
-    pub origin: Option<u64>,
+pub(crate) struct Progress {
+    pub(crate) pipeline: String,
+    pub(crate) stage: usize,
+    pub(crate) attempts: u32,
+    pub(crate) first_failed_at: Option<i64>,
+    pub(crate) not_before: i64,
+    pub(crate) origin: Option<u64>,
 }
 
 impl Progress {
-    pub fn to_headers(&self) -> async_nats::HeaderMap {
+    pub(crate) fn to_headers(&self) -> async_nats::HeaderMap {
         let mut h = async_nats::HeaderMap::new();
         h.insert(header::PIPELINE, self.pipeline.as_str());
         h.insert(header::STAGE, self.stage.to_string().as_str());
@@ -162,7 +162,7 @@ impl Progress {
     }
 
     /// `None` when a required header is missing or not a number.
-    pub fn from_headers(h: &async_nats::HeaderMap) -> Option<Progress> {
+    pub(crate) fn from_headers(h: &async_nats::HeaderMap) -> Option<Progress> {
         let get = |name: &str| h.get(name).map(|v| v.as_str().to_string());
         let num = |name: &str| get(name).and_then(|v| v.parse::<i64>().ok());
         Some(Progress {

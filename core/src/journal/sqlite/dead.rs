@@ -7,10 +7,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::rows::{
     EVENT_COLUMNS, NewDelivery, event_from_row, from_json, insert_delivery, ms, to_json, ts,
 };
-use crate::journal::rules::{self, LetterState};
+use crate::journal::rules::{self, DeliveryState, LetterState};
 use crate::journal::{DeadLetter, DeadLetterFilter, JournalError, NewDeadLetter, Page, Replayed};
 
-pub fn count_dead(c: &Connection) -> rusqlite::Result<u64> {
+pub(crate) fn count_dead(c: &Connection) -> rusqlite::Result<u64> {
     c.query_row(
         "SELECT COUNT(*) FROM dead_letters WHERE state = 'dead'",
         [],
@@ -19,7 +19,7 @@ pub fn count_dead(c: &Connection) -> rusqlite::Result<u64> {
     .map(|n| n.max(0) as u64)
 }
 
-pub fn insert_dead_letter(
+pub(crate) fn insert_dead_letter(
     c: &Connection,
     delivery: Option<i64>,
     l: &NewDeadLetter,
@@ -29,7 +29,7 @@ pub fn insert_dead_letter(
     c.prepare_cached(
         "INSERT INTO dead_letters (id, delivery_id, event_id, source, pipeline, stage_index, stage_name, error, attempts,
          first_failed_at, last_failed_at, created_at, state, event, raw)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'dead', ?13, ?14)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?15, ?13, ?14)",
     )?
     .execute(params![
         id,
@@ -45,7 +45,8 @@ pub fn insert_dead_letter(
         ms(l.last_failed_at),
         ms(Timestamp::now()),
         event,
-        l.raw
+        l.raw,
+        LetterState::Dead
     ])?;
     Ok(id)
 }
@@ -130,7 +131,7 @@ fn filter_sql(f: &DeadLetterFilter) -> (String, Vec<rusqlite::types::Value>) {
     (sql, values)
 }
 
-pub fn list_dead(
+pub(crate) fn list_dead(
     c: &Connection,
     f: &DeadLetterFilter,
     offset: u64,
@@ -166,7 +167,7 @@ pub fn list_dead(
     })
 }
 
-pub fn dead_ids(c: &Connection, f: &DeadLetterFilter) -> Result<Vec<String>, JournalError> {
+pub(crate) fn dead_ids(c: &Connection, f: &DeadLetterFilter) -> Result<Vec<String>, JournalError> {
     let (clause, values) = filter_sql(f);
     let mut stmt = c.prepare(&format!(
         "SELECT id FROM dead_letters {clause} ORDER BY created_at, id"
@@ -177,7 +178,7 @@ pub fn dead_ids(c: &Connection, f: &DeadLetterFilter) -> Result<Vec<String>, Jou
     Ok(ids)
 }
 
-pub fn get_dead(c: &Connection, id: &str) -> Result<Option<DeadLetter>, JournalError> {
+pub(crate) fn get_dead(c: &Connection, id: &str) -> Result<Option<DeadLetter>, JournalError> {
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {DEAD_COLUMNS} FROM dead_letters WHERE id = ?1"
     ))?;
@@ -188,7 +189,7 @@ pub fn get_dead(c: &Connection, id: &str) -> Result<Option<DeadLetter>, JournalE
     }
 }
 
-pub fn replay(c: &Connection, id: &str, from_start: bool) -> Result<Replayed, JournalError> {
+pub(crate) fn replay(c: &Connection, id: &str, from_start: bool) -> Result<Replayed, JournalError> {
     let Some(dl) = get_dead(c, id)? else {
         return Ok(Replayed::NotFound);
     };
@@ -220,26 +221,31 @@ pub fn replay(c: &Connection, id: &str, from_start: bool) -> Result<Replayed, Jo
             ..NewDelivery::pending(&dl.event_id, pipeline, now)
         },
     )?;
-    c.prepare_cached("UPDATE dead_letters SET state = 'replayed', replayed_at = ?2 WHERE id = ?1")?
-        .execute(params![id, now])?;
+    c.prepare_cached("UPDATE dead_letters SET state = ?3, replayed_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now, LetterState::Replayed])?;
     c.prepare_cached(
-        "UPDATE deliveries SET state = 'replayed', updated_at = ?2
-         WHERE id = (SELECT delivery_id FROM dead_letters WHERE id = ?1) AND state = 'dead'",
+        "UPDATE deliveries SET state = ?3, updated_at = ?2
+         WHERE id = (SELECT delivery_id FROM dead_letters WHERE id = ?1) AND state = ?4",
     )?
-    .execute(params![id, now])?;
+    .execute(params![
+        id,
+        now,
+        DeliveryState::Replayed,
+        DeliveryState::Dead
+    ])?;
     Ok(Replayed::Queued { delivery_id })
 }
 
 /// Returns how many letters were deleted, and how many of those were still dead (not
 /// replayed).
-pub fn purge(c: &Connection, ids: &[String]) -> Result<(u64, u64), JournalError> {
+pub(crate) fn purge(c: &Connection, ids: &[String]) -> Result<(u64, u64), JournalError> {
     let (mut n, mut dead) = (0, 0);
     let mut del = c.prepare_cached("DELETE FROM dead_letters WHERE id = ?1 RETURNING state")?;
     let mut retire = c.prepare_cached(
-        "UPDATE deliveries SET state = 'done' WHERE id = (SELECT delivery_id FROM dead_letters WHERE id = ?1) AND state = 'dead'",
+        "UPDATE deliveries SET state = ?2 WHERE id = (SELECT delivery_id FROM dead_letters WHERE id = ?1) AND state = ?3",
     )?;
     for id in ids {
-        retire.execute(params![id])?;
+        retire.execute(params![id, DeliveryState::Done, DeliveryState::Dead])?;
         let state: Option<String> = del.query_row(params![id], |r| r.get(0)).optional()?;
         if let Some(state) = state {
             n += 1;

@@ -10,9 +10,9 @@ use super::dead::insert_dead_letter;
 use super::events::routed;
 use super::fast;
 use super::rows::{NewDelivery, event_from_row, from_json, insert_delivery, ms, to_json, ts};
-use crate::journal::{Continuation, Delivery, JournalError};
+use crate::journal::{Continuation, Delivery, DeliveryState, JournalError};
 
-pub fn count_pending(c: &Connection) -> rusqlite::Result<u64> {
+pub(crate) fn count_pending(c: &Connection) -> rusqlite::Result<u64> {
     c.query_row(
         "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'",
         [],
@@ -49,7 +49,7 @@ fn delivery_from_row(r: &Row<'_>) -> Result<Delivery, JournalError> {
     })
 }
 
-pub fn claim_due(
+pub(crate) fn claim_due(
     c: &Connection,
     now: Timestamp,
     limit: usize,
@@ -75,7 +75,7 @@ pub fn claim_due(
 
 /// Deliveries this process will not run now: each gets an unclaimed row (a first run) or
 /// has its claim released (a row), so the poller picks it up when there is room.
-pub fn defer(ctx: &mut Ctx, ids: &[i64]) -> Result<(), JournalError> {
+pub(crate) fn defer(ctx: &mut Ctx, ids: &[i64]) -> Result<(), JournalError> {
     let c = &ctx.conn;
     let now = ms(Timestamp::now());
     let mut released = Vec::new();
@@ -105,7 +105,7 @@ pub fn defer(ctx: &mut Ctx, ids: &[i64]) -> Result<(), JournalError> {
     Ok(())
 }
 
-pub fn settle(
+pub(crate) fn settle(
     ctx: &mut Ctx,
     delivery: i64,
     continuations: &[Continuation],
@@ -147,8 +147,10 @@ fn settle_row(
 ) -> Result<(), JournalError> {
     let now = ms(Timestamp::now());
     let Some(first) = continuations.first() else {
-        c.prepare_cached("UPDATE deliveries SET state = 'done', claimed_by = NULL, updated_at = ?2 WHERE id = ?1")?
-            .execute(params![delivery, now])?;
+        c.prepare_cached(
+            "UPDATE deliveries SET state = ?3, claimed_by = NULL, updated_at = ?2 WHERE id = ?1",
+        )?
+        .execute(params![delivery, now, DeliveryState::Done])?;
         return Ok(());
     };
     let (event_id, pipeline): (String, String) = c.query_row(
@@ -176,7 +178,7 @@ fn apply(c: &Connection, delivery: i64, cont: &Continuation, now: i64) -> Result
             first_failed_at,
         } => {
             c.prepare_cached(
-                "UPDATE deliveries SET state = 'pending', stage = ?2, snapshot = ?3, attempts = ?4, next_attempt_at = ?5,
+                "UPDATE deliveries SET state = ?9, stage = ?2, snapshot = ?3, attempts = ?4, next_attempt_at = ?5,
                  last_error = ?6, first_failed_at = ?7, claimed_by = NULL, updated_at = ?8 WHERE id = ?1",
             )?
             .execute(params![
@@ -187,12 +189,13 @@ fn apply(c: &Connection, delivery: i64, cont: &Continuation, now: i64) -> Result
                 ms(*next_attempt_at),
                 error,
                 ms(*first_failed_at),
-                now
+                now,
+                DeliveryState::Pending
             ])?;
         }
         Continuation::Dead(letter) => {
             c.prepare_cached(
-                "UPDATE deliveries SET state = 'dead', stage = ?2, attempts = ?3, last_error = ?4, claimed_by = NULL,
+                "UPDATE deliveries SET state = ?6, stage = ?2, attempts = ?3, last_error = ?4, claimed_by = NULL,
                  updated_at = ?5 WHERE id = ?1",
             )?
             .execute(params![
@@ -200,7 +203,8 @@ fn apply(c: &Connection, delivery: i64, cont: &Continuation, now: i64) -> Result
                 letter.stage_index.unwrap_or(0) as i64,
                 letter.attempts as i64,
                 letter.error,
-                now
+                now,
+                DeliveryState::Dead
             ])?;
             insert_dead_letter(c, Some(delivery), letter)?;
         }

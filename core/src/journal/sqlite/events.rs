@@ -11,13 +11,13 @@ use super::rows::{NewDelivery, from_json, insert_delivery, ms, to_json};
 use crate::journal::{Accepted, DeliveryRef, JournalError, NewEvent};
 
 /// An event's JSON columns, encoded before the event reaches the writer thread.
-pub struct Encoded {
+pub(crate) struct Encoded {
     headers: String,
     payload: String,
 }
 
 impl Encoded {
-    pub fn new(e: &Event) -> Result<Self, JournalError> {
+    pub(crate) fn new(e: &Event) -> Result<Self, JournalError> {
         Ok(Encoded {
             headers: to_json(&e.headers)?,
             payload: to_json(&e.payload)?,
@@ -25,7 +25,7 @@ impl Encoded {
     }
 }
 
-pub fn accept(
+pub(crate) fn accept(
     ctx: &mut Ctx,
     new: &NewEvent,
     encoded: &Encoded,
@@ -118,7 +118,10 @@ pub fn accept(
 
 /// At open: rebuild the in-memory deduplication keys, and give every first run that a
 /// previous process left unfinished (at or above the watermark, without a row) a row.
-pub fn recover(c: &mut Connection, now: Timestamp) -> Result<(FastPath, Dedupe), JournalError> {
+pub(crate) fn recover(
+    c: &mut Connection,
+    now: Timestamp,
+) -> Result<(FastPath, Dedupe), JournalError> {
     let tx = c.transaction()?;
     let done_below: i64 =
         tx.query_row("SELECT done_below FROM progress WHERE id = 1", [], |r| {
@@ -198,7 +201,7 @@ pub(super) fn routed(c: &Connection, rowid: i64) -> Result<(String, Vec<String>)
 /// watermark if it can.
 /// `everything`: at shutdown, every first run still in flight gets its row, so the next
 /// start re-runs only those.
-pub fn advance(ctx: &mut Ctx, everything: bool) -> Result<(), JournalError> {
+pub(crate) fn advance(ctx: &mut Ctx, everything: bool) -> Result<(), JournalError> {
     if !ctx.owner {
         return Ok(());
     }

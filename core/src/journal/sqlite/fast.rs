@@ -18,18 +18,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// How long a first run may hold the watermark before it gets a row of its own.
-pub const MATERIALISE_AFTER: Duration = Duration::from_millis(250);
+pub(crate) const MATERIALISE_AFTER: Duration = Duration::from_millis(250);
 
 /// Pipelines per event that the virtual id can carry; more take the row path.
-pub const MAX_PIPELINES: usize = 1 << 16;
+pub(crate) const MAX_PIPELINES: usize = 1 << 16;
 
 /// A virtual delivery's id: negative, so it never meets a row id.
-pub fn virtual_id(rowid: i64, index: usize) -> i64 {
+pub(crate) fn virtual_id(rowid: i64, index: usize) -> i64 {
     -((rowid << 16) | index as i64) - 1
 }
 
 /// `(event rowid, pipeline index)` of a virtual id; `None` for a row id.
-pub fn split_virtual(id: i64) -> Option<(i64, usize)> {
+pub(crate) fn split_virtual(id: i64) -> Option<(i64, usize)> {
     (id < 0).then(|| {
         let v = -(id + 1);
         (v >> 16, (v & 0xFFFF) as usize)
@@ -37,27 +37,27 @@ pub fn split_virtual(id: i64) -> Option<(i64, usize)> {
 }
 
 #[derive(Debug, Clone)]
-pub struct Outstanding {
+pub(crate) struct Outstanding {
     /// Pipeline indexes whose first run has not settled.
-    pub remaining: Vec<u16>,
-    pub since: Instant,
+    pub(crate) remaining: Vec<u16>,
+    pub(crate) since: Instant,
 }
 
 /// Virtual deliveries in flight. Cloned at the start of each batch so a failed commit can
 /// put it back as it was.
 #[derive(Debug, Clone, Default)]
-pub struct FastPath {
-    pub outstanding: BTreeMap<i64, Outstanding>,
+pub(crate) struct FastPath {
+    pub(crate) outstanding: BTreeMap<i64, Outstanding>,
     /// Highest event rowid inserted.
-    pub high: i64,
+    pub(crate) high: i64,
     /// `progress.done_below` as last written.
-    pub persisted: i64,
+    pub(crate) persisted: i64,
     /// Virtual ids that were given a row while running: virtual id → row id.
-    pub materialised: HashMap<i64, i64>,
+    pub(crate) materialised: HashMap<i64, i64>,
 }
 
 impl FastPath {
-    pub fn register(&mut self, rowid: i64, pipelines: usize) {
+    pub(crate) fn register(&mut self, rowid: i64, pipelines: usize) {
         self.high = self.high.max(rowid);
         if pipelines > 0 {
             self.outstanding.insert(
@@ -73,7 +73,7 @@ impl FastPath {
     }
 
     /// The first run of `(rowid, index)` settled. False if it was not in flight.
-    pub fn complete(&mut self, rowid: i64, index: usize) -> bool {
+    pub(crate) fn complete(&mut self, rowid: i64, index: usize) -> bool {
         let Some(entry) = self.outstanding.get_mut(&rowid) else {
             return false;
         };
@@ -88,7 +88,7 @@ impl FastPath {
 
     /// First runs still in flight.
     #[cfg(test)]
-    pub fn in_flight(&self) -> u64 {
+    pub(crate) fn in_flight(&self) -> u64 {
         self.outstanding
             .values()
             .map(|o| o.remaining.len() as u64)
@@ -96,7 +96,7 @@ impl FastPath {
     }
 
     /// The lowest rowid that may still have a first run in flight.
-    pub fn watermark(&self) -> i64 {
+    pub(crate) fn watermark(&self) -> i64 {
         self.outstanding
             .keys()
             .next()
@@ -105,7 +105,7 @@ impl FastPath {
     }
 
     /// Entries that have held the watermark for longer than [`MATERIALISE_AFTER`].
-    pub fn overdue(&self, now: Instant) -> Vec<(i64, Vec<u16>)> {
+    pub(crate) fn overdue(&self, now: Instant) -> Vec<(i64, Vec<u16>)> {
         self.outstanding
             .iter()
             .take_while(|(_, o)| now.duration_since(o.since) >= MATERIALISE_AFTER)
@@ -120,13 +120,13 @@ impl FastPath {
 /// collision only overwrites the older entry (that key may then be processed twice, which
 /// at-least-once allows).
 #[derive(Debug, Default)]
-pub struct Dedupe {
+pub(crate) struct Dedupe {
     keys: HashMap<i64, i64>,
 }
 
 /// A dedupe key's hash, stored with the event (`dedupe_hash`) so a start reloads the map
 /// from an index of integers: the first 8 bytes of SHA-256(source, 0, key).
-pub fn key_hash(source: &str, key: &str) -> i64 {
+pub(crate) fn key_hash(source: &str, key: &str) -> i64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new()
         .chain_update(source.as_bytes())
@@ -140,17 +140,17 @@ pub fn key_hash(source: &str, key: &str) -> i64 {
 
 impl Dedupe {
     /// The event rowid that may hold this key.
-    pub fn get(&self, hash: i64) -> Option<i64> {
+    pub(crate) fn get(&self, hash: i64) -> Option<i64> {
         self.keys.get(&hash).copied()
     }
 
-    pub fn insert(&mut self, hash: i64, rowid: i64) {
+    pub(crate) fn insert(&mut self, hash: i64, rowid: i64) {
         self.keys.insert(hash, rowid);
     }
 
     /// Forget keys of events below `rowid` (every key still inside its window is at or
     /// above it).
-    pub fn expire_below(&mut self, rowid: i64) {
+    pub(crate) fn expire_below(&mut self, rowid: i64) {
         self.keys.retain(|_, r| *r >= rowid);
         self.keys.shrink_to_fit();
     }

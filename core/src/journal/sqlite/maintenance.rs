@@ -10,7 +10,7 @@ use crate::journal::JournalError;
 /// Where the last batch of [`prune_events`] stopped: `(received_at, rowid)`, in the order
 /// of the `events_received` index.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PruneCursor(i64, i64);
+pub(crate) struct PruneCursor(i64, i64);
 
 /// Delete up to `batch` events that are past retention and finished, after `after`: events
 /// whose every delivery finished (delivered, dropped, replayed elsewhere), whose first runs
@@ -18,7 +18,7 @@ pub struct PruneCursor(i64, i64);
 /// always stays: rowids must keep growing past the watermark. Returns how many were
 /// deleted and where to go on from; each batch starts where the last stopped, so rows kept
 /// back (a dead letter's event) are not scanned again.
-pub fn prune_events(
+pub(crate) fn prune_events(
     c: &Connection,
     before: Timestamp,
     now: Timestamp,
@@ -53,7 +53,7 @@ pub fn prune_events(
 
 /// Delete up to `batch` finished delivery rows (delivered, replayed) past retention whose
 /// event is gone, with ids above `after`. Returns how many and the last id looked at.
-pub fn prune_deliveries(
+pub(crate) fn prune_deliveries(
     c: &Connection,
     before: Timestamp,
     after: i64,
@@ -76,7 +76,7 @@ pub fn prune_deliveries(
 
 /// The lowest event rowid whose deduplication key is still inside its window, or one past
 /// the newest event when none is: every key below it can be forgotten.
-pub fn live_dedupe_from(c: &Connection, now: Timestamp) -> Result<i64, JournalError> {
+pub(crate) fn live_dedupe_from(c: &Connection, now: Timestamp) -> Result<i64, JournalError> {
     let (live, high): (Option<i64>, i64) = c.query_row(
         "SELECT (SELECT MIN(rowid) FROM events WHERE dedupe_hash IS NOT NULL AND dedupe_until > ?1),
                 (SELECT COALESCE(MAX(rowid), 0) FROM events)",

@@ -42,16 +42,16 @@ use super::{
 };
 
 /// Most jobs committed together.
-pub const MAX_BATCH: usize = 512;
+pub(crate) const MAX_BATCH: usize = 512;
 
 /// Jobs waiting for the writer, at most. A caller finding it full waits for room (async),
 /// so a burst queues in the callers — whose own bounds (connections, run slots) hold —
 /// rather than in an ever-growing channel.
-pub const JOB_QUEUE: usize = 4096;
+pub(crate) const JOB_QUEUE: usize = 4096;
 
 /// Rows (events, then delivery rows) a prune deletes per statement:
 /// each batch is a writer job of its own, so accepts commit between batches.
-pub const PRUNE_BATCH: usize = 1000;
+pub(crate) const PRUNE_BATCH: usize = 1000;
 
 /// How often the dead-letter count is checked against the file (for changes made by
 /// another process, such as `hookline dlq`), at most.
@@ -61,15 +61,15 @@ type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 
 /// What the writer thread owns: the connection and the in-memory state that goes with it.
 pub(crate) struct Ctx {
-    pub conn: Connection,
-    pub fast: fast::FastPath,
-    pub dedupe: fast::Dedupe,
-    pub boot: String,
+    pub(crate) conn: Connection,
+    pub(crate) fast: fast::FastPath,
+    pub(crate) dedupe: fast::Dedupe,
+    pub(crate) boot: String,
     /// The serving process (it holds the journal's lock): the only one that recovers first
     /// runs at open and moves the watermark. The `hookline dlq` commands open the journal
     /// beside a running service and must do neither.
-    pub owner: bool,
-    pub health: Arc<Health>,
+    pub(crate) owner: bool,
+    pub(crate) health: Arc<Health>,
 }
 
 /// A unit of work for the writer thread.
@@ -134,6 +134,8 @@ struct Inner {
     boot: String,
     pending: AtomicU64,
     dead: Mutex<DeadCount>,
+    /// Group commits so far; read by tests (`commits`).
+    #[cfg_attr(not(test), allow(dead_code))]
     commits: Arc<AtomicU64>,
 }
 
@@ -163,7 +165,7 @@ impl SqliteJournal {
 
     /// Open beside a service that may be running (`hookline dlq`): dead letters only; no
     /// recovery, the watermark left alone.
-    pub fn open_shared(path: &Path) -> Result<Self, JournalError> {
+    pub(crate) fn open_shared(path: &Path) -> Result<Self, JournalError> {
         Self::open_as(path, false)
     }
 
@@ -228,7 +230,7 @@ impl SqliteJournal {
     }
 
     /// Pending deliveries as this process counts them (no query): for backpressure.
-    pub fn pending_now(&self) -> u64 {
+    pub(crate) fn pending_now(&self) -> u64 {
         self.inner.pending.load(Ordering::Relaxed)
     }
 
@@ -236,7 +238,7 @@ impl SqliteJournal {
     /// as a delivery row, so the next start runs exactly those again.
     /// Then fold the WAL into the main file, so that after a clean stop the journal is that
     /// one file (what a copy, a backup or an integrity check at the next start sees).
-    pub async fn close(&self) -> Result<(), JournalError> {
+    pub(crate) async fn close(&self) -> Result<(), JournalError> {
         self.call_ctx(true, |ctx| events::advance(ctx, true))
             .await?;
         let path = self.inner.path.clone();
@@ -246,7 +248,8 @@ impl SqliteJournal {
     }
 
     /// Transactions committed so far (group commits, not jobs).
-    pub fn commits(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn commits(&self) -> u64 {
         self.inner.commits.load(Ordering::Relaxed)
     }
 

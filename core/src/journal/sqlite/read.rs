@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::journal::JournalError;
 
 /// Most read-only connections open at once (and reads running at once).
-pub const READERS: usize = 4;
+pub(crate) const READERS: usize = 4;
 
 /// Whether the journal's file has been found corrupt, and why. Shared by the writer and the
 /// readers: whichever meets `SQLITE_CORRUPT` or `SQLITE_NOTADB` first marks it, and
@@ -29,19 +29,19 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    pub fn new(path: &Path) -> Self {
+    pub(crate) fn new(path: &Path) -> Self {
         Health {
             path: path.to_path_buf(),
             corrupt: OnceLock::new(),
         }
     }
 
-    pub fn corrupt(&self) -> Option<&str> {
+    pub(crate) fn corrupt(&self) -> Option<&str> {
         self.corrupt.get().map(String::as_str)
     }
 
     /// Mark the journal corrupt if `e` says the file is damaged. Logged once.
-    pub fn check(&self, e: &rusqlite::Error) {
+    pub(crate) fn check(&self, e: &rusqlite::Error) {
         if !is_corrupt(e) || self.corrupt.get().is_some() {
             return;
         }
@@ -51,7 +51,7 @@ impl Health {
         }
     }
 
-    pub fn check_journal(&self, e: &JournalError) {
+    pub(crate) fn check_journal(&self, e: &JournalError) {
         if let JournalError::Sqlite(e) = e {
             self.check(e);
         }
@@ -59,7 +59,7 @@ impl Health {
 }
 
 /// `SQLITE_CORRUPT` or `SQLITE_NOTADB`: the file is damaged, not merely busy or full.
-pub fn is_corrupt(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_corrupt(e: &rusqlite::Error) -> bool {
     matches!(
         e,
         rusqlite::Error::SqliteFailure(f, _)
@@ -68,7 +68,7 @@ pub fn is_corrupt(e: &rusqlite::Error) -> bool {
 }
 
 /// What an operator reads when the journal's file is damaged: which file, and what to do.
-pub fn corrupt_message(path: &Path, detail: &str) -> String {
+pub(crate) fn corrupt_message(path: &Path, detail: &str) -> String {
     // `quick_check` reports on several lines; an error message is one.
     let detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
     format!(
@@ -84,11 +84,11 @@ pub(crate) struct Readers {
     health: Arc<Health>,
     /// Tests hold reads here to show what a long read does (and does not) block.
     #[cfg(test)]
-    pub gate: Arc<tokio::sync::RwLock<()>>,
+    pub(crate) gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Readers {
-    pub fn new(path: &Path, health: Arc<Health>) -> Self {
+    pub(crate) fn new(path: &Path, health: Arc<Health>) -> Self {
         Readers {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
@@ -101,7 +101,7 @@ impl Readers {
 
     /// Run `f` on a read-only connection inside one read transaction (one snapshot), on
     /// the blocking pool, once a reader is free.
-    pub async fn run<R, F>(self: &Arc<Self>, f: F) -> Result<R, JournalError>
+    pub(crate) async fn run<R, F>(self: &Arc<Self>, f: F) -> Result<R, JournalError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, JournalError> + Send + 'static,

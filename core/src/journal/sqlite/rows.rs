@@ -7,12 +7,12 @@ use jiff::Timestamp;
 use rusqlite::{Connection, Row, params};
 
 use crate::journal::JournalError;
-use crate::journal::rules;
+use crate::journal::rules::{self, DeliveryState, LetterState};
 
 /// The Rust functions the SQL calls, on every connection: `hookline_fold(text)` is
 /// [`rules::fold`], so a filter folds case as the NATS journal does (SQL `lower()` folds ASCII
 /// only).
-pub fn register_functions(c: &Connection) -> rusqlite::Result<()> {
+pub(crate) fn register_functions(c: &Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
     c.create_scalar_function(
         "hookline_fold",
@@ -29,28 +29,42 @@ pub fn register_functions(c: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-pub fn ms(t: Timestamp) -> i64 {
+/// States are written through their enums; statements that select by state spell the word
+/// (a partial index needs it literally), and `the_sql_spells_only_known_states` checks those.
+impl rusqlite::ToSql for DeliveryState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::ToSql for LetterState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+pub(crate) fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
 
-pub fn ts(ms: i64) -> Timestamp {
+pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-pub fn to_json<T: serde::Serialize>(v: &T) -> Result<String, JournalError> {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, JournalError> {
     serde_json::to_string(v).map_err(|e| JournalError::Corrupt(e.to_string()))
 }
 
-pub fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, JournalError> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, JournalError> {
     serde_json::from_str(s).map_err(|e| JournalError::Corrupt(e.to_string()))
 }
 
 /// An event's columns, in the order [`event_from_row`] reads them (prefix them with the
 /// table's alias when joining).
-pub const EVENT_COLUMNS: &str = "id, source, type, received_at, headers, payload";
+pub(crate) const EVENT_COLUMNS: &str = "id, source, type, received_at, headers, payload";
 
 /// The event stored at columns `first..first + 6` of a row ([`EVENT_COLUMNS`]).
-pub fn event_from_row(r: &Row<'_>, first: usize) -> Result<Event, JournalError> {
+pub(crate) fn event_from_row(r: &Row<'_>, first: usize) -> Result<Event, JournalError> {
     Ok(Event {
         id: r.get(first)?,
         source: r.get(first + 1)?,
@@ -63,21 +77,21 @@ pub fn event_from_row(r: &Row<'_>, first: usize) -> Result<Event, JournalError> 
 
 /// A delivery row to create, pending from `next_attempt_at`.
 #[derive(Debug, Clone, Copy)]
-pub struct NewDelivery<'a> {
-    pub event_id: &'a str,
-    pub pipeline: &'a str,
-    pub stage: usize,
-    pub next_attempt_at: i64,
+pub(crate) struct NewDelivery<'a> {
+    pub(crate) event_id: &'a str,
+    pub(crate) pipeline: &'a str,
+    pub(crate) stage: usize,
+    pub(crate) next_attempt_at: i64,
     /// The process that runs it now; `None`: the poller's.
-    pub claimed_by: Option<&'a str>,
+    pub(crate) claimed_by: Option<&'a str>,
     /// The event as it enters `stage`, when not the stored event (JSON).
-    pub snapshot: Option<&'a str>,
-    pub updated_at: i64,
+    pub(crate) snapshot: Option<&'a str>,
+    pub(crate) updated_at: i64,
 }
 
 impl<'a> NewDelivery<'a> {
     /// Due now at stage 0, on the stored event, for the poller.
-    pub fn pending(event_id: &'a str, pipeline: &'a str, now: i64) -> Self {
+    pub(crate) fn pending(event_id: &'a str, pipeline: &'a str, now: i64) -> Self {
         NewDelivery {
             event_id,
             pipeline,
@@ -91,10 +105,10 @@ impl<'a> NewDelivery<'a> {
 }
 
 /// Create a pending delivery row; returns its id. The only statement that inserts one.
-pub fn insert_delivery(c: &Connection, d: NewDelivery<'_>) -> Result<i64, JournalError> {
+pub(crate) fn insert_delivery(c: &Connection, d: NewDelivery<'_>) -> Result<i64, JournalError> {
     c.prepare_cached(
         "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, claimed_by, snapshot, updated_at)
-         VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5, ?6, ?7)",
+         VALUES (?1, ?2, ?3, ?8, 0, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         d.event_id,
@@ -103,7 +117,8 @@ pub fn insert_delivery(c: &Connection, d: NewDelivery<'_>) -> Result<i64, Journa
         d.next_attempt_at,
         d.claimed_by,
         d.snapshot,
-        d.updated_at
+        d.updated_at,
+        DeliveryState::Pending
     ])?;
     Ok(c.last_insert_rowid())
 }

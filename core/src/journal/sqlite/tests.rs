@@ -809,3 +809,57 @@ fn garbage(len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Statements that select by state spell the word (partial indexes need it literally): each
+/// must be a state of `journal::rules`, which is what every write binds.
+#[test]
+fn the_sql_spells_only_known_states() {
+    use crate::journal::{DeliveryState, LetterState};
+    let known: Vec<&str> = [
+        DeliveryState::Pending,
+        DeliveryState::Done,
+        DeliveryState::Dead,
+        DeliveryState::Replayed,
+    ]
+    .iter()
+    .map(|s| s.as_str())
+    .chain(
+        [LetterState::Dead, LetterState::Replayed]
+            .iter()
+            .map(|s| s.as_str()),
+    )
+    .collect();
+    let sql = [
+        include_str!("schema.rs"),
+        include_str!("rows.rs"),
+        include_str!("events.rs"),
+        include_str!("deliveries.rs"),
+        include_str!("dead.rs"),
+        include_str!("maintenance.rs"),
+    ]
+    .concat();
+    let mut seen = 0;
+    for (at, _) in sql.match_indices("state") {
+        let rest = &sql[at + "state".len()..];
+        let rest = rest.trim_start();
+        let Some(rest) = rest
+            .strip_prefix("= ")
+            .or_else(|| rest.strip_prefix("IN ("))
+            .or_else(|| rest.strip_prefix("TEXT NOT NULL DEFAULT "))
+        else {
+            continue;
+        };
+        let list = rest.split([')', '\n', '"']).next().unwrap_or_default();
+        for word in list
+            .split(',')
+            .filter_map(|w| w.trim().strip_prefix('\'')?.split('\'').next())
+        {
+            assert!(
+                known.contains(&word),
+                "`{word}` is not a journal state: {known:?}"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 6, "found only {seen} state words in the SQL");
+}

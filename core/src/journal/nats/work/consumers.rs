@@ -17,7 +17,7 @@ use crate::metrics;
 
 impl Work {
     /// The subject label of an event type: declared by its source, or `other`.
-    pub fn type_label(&self, source: &str, event_type: &str) -> String {
+    pub(crate) fn type_label(&self, source: &str, event_type: &str) -> String {
         self.routes
             .get()
             .and_then(|r| {
@@ -112,7 +112,7 @@ impl Work {
             .map_err(|e| err(&format!("cannot create the consumer `{name}`"), e))
     }
 
-    pub async fn has_retry_consumer(&self, pipeline: &str) -> Result<bool, JournalError> {
+    pub(crate) async fn has_retry_consumer(&self, pipeline: &str) -> Result<bool, JournalError> {
         match self.stream.consumer_info(retry_consumer(pipeline)).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Ok(false),
@@ -121,7 +121,7 @@ impl Work {
     }
 
     /// Read every consumer's counts: update consumer lag and the pending total.
-    pub async fn refresh(&self) -> Result<u64, JournalError> {
+    pub(crate) async fn refresh(&self) -> Result<u64, JournalError> {
         let list = self.consumers.load_full();
         let mut total = 0u64;
         for c in list.iter() {

@@ -76,7 +76,7 @@ struct Held {
     ack_failures: AtomicU32,
 }
 
-pub struct Work {
+pub(crate) struct Work {
     api: jetstream::Context,
     stream: stream::Stream,
     subjects: Subjects,
@@ -102,7 +102,7 @@ impl std::fmt::Debug for Work {
 }
 
 impl Work {
-    pub fn new(
+    pub(crate) fn new(
         config: &NatsConfig,
         api: jetstream::Context,
         stream: stream::Stream,
@@ -126,7 +126,10 @@ impl Work {
         }
     }
 
-    pub async fn attach(self: &Arc<Self>, routes: Arc<dyn LiveRoutes>) -> Result<(), JournalError> {
+    pub(crate) async fn attach(
+        self: &Arc<Self>,
+        routes: Arc<dyn LiveRoutes>,
+    ) -> Result<(), JournalError> {
         let current = routes.current();
         self.sync(current.as_ref()).await?;
         let _ = self.routes.set(routes.clone());
@@ -196,7 +199,7 @@ impl Work {
     /// Pull up to `limit` deliveries that are due: retries first (they are late already),
     /// then fresh events; the budget is shared between pipelines, and what one pipeline
     /// leaves unused goes to those that have more.
-    pub async fn claim(
+    pub(crate) async fn claim(
         &self,
         now: Timestamp,
         limit: usize,
@@ -407,7 +410,7 @@ impl Work {
     }
 
     /// Publish a retry (or replay) of a pipeline; returns its stream sequence.
-    pub async fn publish_retry(
+    pub(crate) async fn publish_retry(
         &self,
         progress: &Progress,
         event: &Event,
@@ -429,7 +432,7 @@ impl Work {
     }
 
     /// Record how a run ended, then acknowledge its message.
-    pub async fn settle(
+    pub(crate) async fn settle(
         &self,
         delivery: i64,
         continuations: &[Continuation],
@@ -500,7 +503,7 @@ impl Work {
     }
 
     /// Give back every held message (shutdown): redelivered to others at once.
-    pub async fn release(&self) {
+    pub(crate) async fn release(&self) {
         let held: Vec<Arc<Held>> = self.lock().drain().map(|(_, h)| h).collect();
         for h in held {
             let _ = timeout(h.acker.ack_with(AckKind::Nak(None))).await;
@@ -536,7 +539,7 @@ impl Work {
 
     /// Why this worker cannot pull: every consumer whose pulls have failed for longer than
     /// `stalled_after`, or `None`.
-    pub fn stalled(&self) -> Option<String> {
+    pub(crate) fn stalled(&self) -> Option<String> {
         let list = self.consumers.load_full();
         let why: Vec<String> = list
             .iter()
@@ -546,7 +549,7 @@ impl Work {
         (!why.is_empty()).then(|| why.join("; "))
     }
 
-    pub fn pending_hint(&self) -> u64 {
+    pub(crate) fn pending_hint(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
     }
 }
