@@ -5,9 +5,9 @@
 #   PARALLEL=2 fuzz/run.sh 600      # two targets at a time
 #
 # Installs cargo-fuzz if it is missing; needs the nightly toolchain. Seeds are read from
-# fuzz/corpus/<target>/ (checked in, never written); what the fuzzer adds goes to
-# fuzz/out/<target>/ and a crash's reproducer to fuzz/artifacts/<target>/ (both ignored by
-# git). Exits non-zero, naming the reproducer, if any target crashes or hangs (-timeout).
+# fuzz/corpus/<target>/ (checked in, never written), tokens from fuzz/dict/<target>.dict
+# where there is one; what the fuzzer adds goes to fuzz/out/<target>/ and a crash's
+# reproducer to fuzz/artifacts/<target>/ (both ignored by git). Exits non-zero, naming the reproducer, if any target crashes or hangs (-timeout).
 #
 # Build: release with debug assertions and overflow checks (-O -a), and no sanitizer. The
 # harnesses and everything they reach are safe Rust (the one `unsafe` in core loads
@@ -42,10 +42,13 @@ mkdir -p out
 run_one() {
     local target=$1 log=out/$1.log
     mkdir -p "out/$target"
-    local status=0
+    local status=0 dict=()
+    if [ -f "dict/$target.dict" ]; then
+        dict=(-dict="dict/$target.dict")
+    fi
     cargo +nightly fuzz run "${flags[@]}" "$target" "out/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        >"$log" 2>&1 || status=$?
+        ${dict[@]+"${dict[@]}"} >"$log" 2>&1 || status=$?
     local done_line runs
     done_line=$(grep -a 'DONE' "$log" | tail -1 || true)
     runs=$(grep -a 'stat::number_of_executed_units' "$log" | awk '{print $2}' | tail -1 || true)
