@@ -26,7 +26,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("serving", &["listener", "admin"]),
     (
         "processes",
-        &["server", "dlq", "pipetest", "send", "init", "scaffold"],
+        &[
+            "server", "dlq", "pipetest", "send", "init", "scaffold", "fuzzing",
+        ],
     ),
     ("command line", &["cli"]),
 ];

@@ -27,6 +27,9 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod dlq;
+/// Harnesses for the fuzz targets in `fuzz/` and their stable replay test; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod init;
 pub mod internal_events;

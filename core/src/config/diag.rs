@@ -19,25 +19,32 @@ pub struct Diagnostic {
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        // Messages quote values from the file and the environment, and keys are the file's
+        // (a quoted key may hold any character): a newline or an escape sequence in either
+        // is printed escaped, never raw (one problem, one line).
+        escaped(f, &self.file.display().to_string())?;
         if self.line > 0 {
             write!(f, ":{}:{}", self.line, self.column)?;
         }
         if let Some(key) = &self.key {
-            write!(f, ": `{key}`")?;
+            f.write_str(": `")?;
+            escaped(f, key)?;
+            f.write_str("`")?;
         }
-        // Messages quote values from the file and the environment: a value with a newline
-        // or an escape sequence is printed escaped, never raw (one problem, one line).
         f.write_str(": ")?;
-        for c in self.message.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                write!(f, "{c}")?;
-            }
-        }
-        Ok(())
+        escaped(f, &self.message)
     }
+}
+
+fn escaped(f: &mut std::fmt::Formatter<'_>, text: &str) -> std::fmt::Result {
+    for c in text.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_default())?;
+        } else {
+            write!(f, "{c}")?;
+        }
+    }
+    Ok(())
 }
 
 /// Every problem found in one pass over a config: one per line when displayed.
@@ -219,5 +226,25 @@ mod tests {
         let text = d.to_string();
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("\\n") && text.contains("\\u{1b}"), "{text}");
+    }
+
+    /// Caught by the `config_load` fuzz harness (`fuzz/`, one problem per line): a quoted
+    /// key may hold a newline or an escape sequence (`"a\nb" = 1`), and the key path was
+    /// printed raw, so one problem took two lines. Keys are escaped like messages now.
+    #[test]
+    fn control_characters_in_keys_are_printed_escaped() {
+        use crate::config::ConfigFile;
+        let file = ConfigFile {
+            path: "pipeline.toml".into(),
+            text: "\"a\\nerror: forged\\u001b[31m\" = 1\n[[sources]]\n\"k\\u0007\" = 2\n".into(),
+        };
+        let problems = file.parse_with_env(&|_| None).expect_err("unknown keys");
+        let text = problems.to_string();
+        assert_eq!(text.lines().count(), problems.0.len(), "{text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("`a\\nerror: forged\\u{1b}[31m`"), "{text}");
     }
 }

@@ -174,8 +174,10 @@ impl Verifier for LeadsharkVerifier {
                 Rejection::NotWhatWasSigned(format!("the signed form is not JSON: {e}"))
             })?;
             if let Some(path) = first_difference(&payload, &signed, &mut String::new()) {
+                // The path is made of the sender's keys: clipped like any value it sent.
                 return Err(Rejection::NotWhatWasSigned(format!(
-                    "the value at `{path}` is not the one that was signed"
+                    "the value at `{}` is not the one that was signed",
+                    clip(&path)
                 )));
             }
             (payload, Some(bytes))

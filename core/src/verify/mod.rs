@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use hookline_plugin_api::Secret;
 use serde::Deserialize;
 
-mod common;
+pub(crate) mod common;
 pub mod github;
 pub mod hmac;
 pub mod leadshark;

@@ -588,6 +588,23 @@ fn a_body_that_changes_in_the_round_trip_is_not_what_was_signed() {
     assert_eq!(ok.payload["data"]["n"], 9007199254740992u64);
 }
 
+/// Caught by the `leadshark_reserialise` fuzz harness (`fuzz/`, short rejections): the path in a "not what was signed" message is
+/// made of the sender's keys, and was quoted whole (a 500-character key, a 500-character
+/// error body). It is clipped like every other value a client sent.
+#[test]
+fn a_long_path_in_not_what_was_signed_is_clipped() {
+    let v = verifier(&["s3cret"], true);
+    let key = "k".repeat(500);
+    let signed = format!(r#"{{"event":"new.like","{key}":9007199254740992}}"#);
+    let sent = format!(r#"{{"event":"new.like","{key}":9007199254740993}}"#);
+    let sig = sign("s3cret", signed.as_bytes());
+    let r = rejected(check(&v, sent.as_bytes(), &sig), sent.as_bytes());
+    assert_eq!(r.reason(), "not_what_was_signed");
+    let message = r.to_string();
+    assert!(message.chars().count() < 300, "{message}");
+    assert!(message.contains(&format!(".{}…", &key[..63])), "{message}");
+}
+
 /// F7: above MAX_RESERIALIZE a body is not parsed to be tried in compact form (an unsigned
 /// body would cost a parse); it must match over its raw bytes.
 #[test]
