@@ -13,4 +13,5 @@ mod schemes;
 mod signers;
 mod sinks;
 mod support;
+mod verify_cli;
 mod wasm;

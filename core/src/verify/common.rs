@@ -110,8 +110,7 @@ impl Keyring {
         matched.into()
     }
 
-    /// The MAC of `parts` with the first secret (tests sign with it).
-    #[cfg(test)]
+    /// The MAC of `parts` with the first secret (what a sender with it signs).
     pub fn sign_with_first(&self, parts: &[&[u8]]) -> Vec<u8> {
         self.keys.first().map(|k| k.tag(parts)).unwrap_or_default()
     }

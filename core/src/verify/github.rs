@@ -23,6 +23,7 @@ use super::common::{
     Algorithm, Keyring, digest_key, event_from_header, id_from_header, json_object, malformed,
     signature_header,
 };
+use super::sign::{Header, Signing};
 use super::{Rejection, Unverified, Verified, Verifier};
 
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
@@ -50,7 +51,27 @@ impl GithubVerifier {
     }
 }
 
+impl GithubVerifier {
+    /// `sha256=<hex>` of the body with the first secret.
+    fn signature(&self, body: &[u8]) -> String {
+        format!("sha256={}", hex::encode(self.keys.sign_with_first(&[body])))
+    }
+}
+
 impl Verifier for GithubVerifier {
+    fn sign(&self, s: &Signing<'_>) -> Result<Vec<Header>, String> {
+        let mut headers = vec![(SIGNATURE_HEADER.into(), self.signature(s.body))];
+        if let Some(event) = s.event {
+            headers.push((EVENT_HEADER.into(), event.into()));
+        }
+        headers.push((DELIVERY_HEADER.into(), s.id.into()));
+        Ok(headers)
+    }
+
+    fn expected(&self, req: &Unverified<'_>) -> Vec<Header> {
+        vec![(SIGNATURE_HEADER.into(), self.signature(req.body))]
+    }
+
     fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
         let tag = parse_signature(signature_header(req.headers, SIGNATURE_HEADER)?)
             .map_err(|problem| malformed(SIGNATURE_HEADER, problem))?;

@@ -22,6 +22,7 @@ use super::common::{
     Algorithm, Keyring, digest_key, event_from_header, id_from_header, json_object, malformed,
     signature_header,
 };
+use super::sign::{Header, Signing};
 use super::{Rejection, Unverified, Verified, Verifier};
 
 pub const SIGNATURE_HEADER: &str = "X-Shopify-Hmac-Sha256";
@@ -49,7 +50,27 @@ impl ShopifyVerifier {
     }
 }
 
+impl ShopifyVerifier {
+    /// Base64 HMAC-SHA256 of the body with the first secret.
+    fn signature(&self, body: &[u8]) -> String {
+        BASE64_STANDARD.encode(self.keys.sign_with_first(&[body]))
+    }
+}
+
 impl Verifier for ShopifyVerifier {
+    fn sign(&self, s: &Signing<'_>) -> Result<Vec<Header>, String> {
+        let mut headers = vec![(SIGNATURE_HEADER.into(), self.signature(s.body))];
+        if let Some(event) = s.event {
+            headers.push((TOPIC_HEADER.into(), event.into()));
+        }
+        headers.push((WEBHOOK_ID_HEADER.into(), s.id.into()));
+        Ok(headers)
+    }
+
+    fn expected(&self, req: &Unverified<'_>) -> Vec<Header> {
+        vec![(SIGNATURE_HEADER.into(), self.signature(req.body))]
+    }
+
     fn signature_headers(&self) -> Vec<String> {
         vec![SIGNATURE_HEADER.to_ascii_lowercase()]
     }
