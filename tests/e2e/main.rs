@@ -10,6 +10,7 @@ mod ingest;
 mod nats;
 mod operations;
 mod schemes;
+mod send_schemes;
 mod signers;
 mod sinks;
 mod support;
