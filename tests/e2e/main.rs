@@ -9,6 +9,7 @@ mod hostile;
 mod ingest;
 mod nats;
 mod operations;
+mod plugin_sdk;
 mod schemes;
 mod send_schemes;
 mod signers;
