@@ -9,6 +9,7 @@ mod hostile;
 mod ingest;
 mod nats;
 mod operations;
+mod package;
 mod plugin_sdk;
 mod schemes;
 mod send_schemes;
