@@ -27,7 +27,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "processes",
         &[
-            "server", "dlq", "pipetest", "send", "init", "scaffold", "fuzzing",
+            "server",
+            "dlq",
+            "pipetest",
+            "send",
+            "init",
+            "scaffold",
+            "fuzzing",
+            "verify_cmd",
         ],
     ),
     ("command line", &["cli"]),

@@ -62,8 +62,12 @@ pub enum Command {
         #[arg(long, short, default_value = "pipeline.toml", env = "HOOKLINE_CONFIG")]
         config: PathBuf,
     },
-    /// Sign and send LeadShark sample events, as LeadShark does; also a load generator.
+    /// Sign and send LeadShark sample events, as LeadShark does (or as another scheme
+    /// signs, `--scheme`); also a load generator.
     Send(crate::send::SendArgs),
+    /// Say whether a request (body file and headers) verifies for a source, and if not,
+    /// exactly why. Exit code 1 if it does not.
+    Verify(crate::verify_cmd::VerifyArgs),
     /// Inspect, replay and purge dead letters (works whether or not `serve` is running).
     Dlq(crate::dlq::DlqArgs),
     /// Write a commented starter pipeline.toml (and a test file) for a scheme and a sink.

@@ -45,4 +45,5 @@ pub mod send;
 pub mod server;
 pub mod storage;
 pub mod verify;
+pub mod verify_cmd;
 pub mod wasm;

@@ -33,6 +33,7 @@ fn main() -> std::process::ExitCode {
             runtime().and_then(|rt| rt.block_on(serve(&config, role, &registry)))
         }
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(hookline::send::run(args))),
+        Command::Verify(args) => hookline::verify_cmd::run(args),
         Command::Dlq(args) => runtime().and_then(|rt| rt.block_on(hookline::dlq::run(args))),
         Command::Init(args) => hookline::init::run(&args),
         Command::Test {

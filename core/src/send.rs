@@ -8,6 +8,11 @@
 //! is set to the time of the run plus one microsecond per request. `--repeat-bodies` sends
 //! exactly the same bodies on every run, to watch deduplication at work. The summary counts
 //! duplicates apart from new events, and shows the response body of every non-2xx kind.
+//!
+//! `--scheme` signs as another provider's sender does (GitHub, Stripe, Standard Webhooks,
+//! Slack, Shopify, generic HMAC), through the scheme's own verifier
+//! ([`crate::verify::Verifier::sign`]): the same payloads, the event type put where the
+//! scheme reads it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,8 +24,12 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use hookline_leadshark::samples;
 use serde_json::Value;
+use sha2::Digest as _;
 
 use hookline_leadshark::sign;
+
+use crate::verify::sign::{Header, Signing};
+use crate::verify::{Verifier, VerifyConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
@@ -30,6 +39,11 @@ pub struct SendArgs {
     /// Signing secret.
     #[arg(long, env = "LEADSHARK_SECRET", hide_env_values = true)]
     pub(crate) secret: String,
+    /// Sign as this scheme's sender does: `leadshark`, `github`, `stripe`,
+    /// `standard-webhooks` (secret `whsec_<base64>`), `slack`, `shopify`, or `hmac` (hex
+    /// HMAC-SHA256 of the body in `X-Signature`, event type in the payload's `event`).
+    #[arg(long, default_value = "leadshark")]
+    pub(crate) scheme: String,
     /// Event type to send; repeat for several. Default: every sample type in turn (with
     /// `--data`: the payload's `event` field).
     #[arg(long = "event")]
@@ -124,6 +138,13 @@ impl Bodies {
     /// Request `i`'s event type, body and signature (over the compact JSON, which is also
     /// the body unless `pretty`).
     fn signed(&self, i: u64, secret: &str) -> (&str, Vec<u8>, String) {
+        let (event, payload) = self.payload(i);
+        let (body, signature) = sign_payload(&payload, secret, self.pretty);
+        (event, body, signature)
+    }
+
+    /// Request `i`'s event type and payload.
+    fn payload(&self, i: u64) -> (&str, Value) {
         let (event, given) = &self.events[(i % self.events.len() as u64) as usize];
         let mut payload = match given {
             Some(p) => p.clone(),
@@ -143,8 +164,80 @@ impl Bodies {
         for (path, value) in &self.sets {
             set_path(&mut payload, path, value.clone());
         }
-        let (body, signature) = sign_payload(&payload, secret, self.pretty);
-        (event, body, signature)
+        (event, payload)
+    }
+}
+
+/// How each request is signed: LeadShark's way (over the compact JSON, whatever the body's
+/// layout), or another scheme's, over the body as sent.
+#[derive(Debug)]
+enum Signer {
+    Leadshark(String),
+    Scheme {
+        verifier: Box<dyn Verifier>,
+        /// Where the scheme reads the event type in the payload, if there.
+        event_field: Option<String>,
+    },
+}
+
+impl Signer {
+    fn new(scheme: &str, secret: &str) -> anyhow::Result<Signer> {
+        if scheme == "leadshark" {
+            return Ok(Signer::Leadshark(secret.to_string()));
+        }
+        let config = VerifyConfig::for_scheme(scheme, &[secret.to_string()])
+            .map_err(|e| anyhow::anyhow!("--scheme {scheme}: {e}"))?;
+        let verifier = config
+            .build()
+            .map_err(|e| anyhow::anyhow!("--scheme {scheme} --secret: {e}"))?;
+        Ok(Signer::Scheme {
+            verifier,
+            event_field: config.event_field().map(str::to_string),
+        })
+    }
+}
+
+impl Bodies {
+    /// Request `i`'s body and headers (`Content-Type` aside), signed by `signer`.
+    fn request(&self, i: u64, signer: &Signer) -> anyhow::Result<(Vec<u8>, Vec<Header>)> {
+        let (verifier, event_field) = match signer {
+            Signer::Leadshark(secret) => {
+                let (event, body, signature) = self.signed(i, secret);
+                let headers = vec![
+                    ("x-webhook-event".into(), event.to_string()),
+                    ("x-webhook-signature".into(), signature),
+                ];
+                return Ok((body, headers));
+            }
+            Signer::Scheme {
+                verifier,
+                event_field,
+            } => (verifier, event_field),
+        };
+        let (event, mut payload) = self.payload(i);
+        if let Some(field) = event_field
+            && crate::verify::string_at(&payload, field).is_none()
+        {
+            let path: Vec<String> = field.split('.').map(str::to_string).collect();
+            set_path(&mut payload, &path, Value::String(event.to_string()));
+        }
+        let body = match self.pretty {
+            true => serde_json::to_vec_pretty(&payload)?,
+            false => serde_json::to_vec(&payload)?,
+        };
+        // A delivery id derived from the body: a repeated body is a retry of the same
+        // delivery, as the schemes that sign an id deduplicate on it.
+        let digest = hex::encode(sha2::Sha256::digest(&body));
+        let id = format!("msg_{}", &digest[..24]);
+        let headers = verifier
+            .sign(&Signing {
+                body: &body,
+                timestamp: jiff::Timestamp::now().as_second(),
+                id: &id,
+                event: Some(event),
+            })
+            .map_err(anyhow::Error::msg)?;
+        Ok((body, headers))
     }
 }
 
@@ -261,6 +354,7 @@ impl Tally {
 pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let bodies = Bodies::from_args(&args)?;
+    let signer = Signer::new(&args.scheme, &args.secret)?;
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
@@ -283,28 +377,33 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     let progress = progress_bar(&args);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let shared = Arc::new((client, url, args.secret.clone(), bodies));
+    let shared = Arc::new((client, url, signer, bodies));
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
         let (next, shared, progress) = (next.clone(), shared.clone(), progress.clone());
         tasks.push(tokio::spawn(async move {
-            let (client, url, secret, bodies) = &*shared;
+            let (client, url, signer, bodies) = &*shared;
             let mut tally = Tally::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total || deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
-                let (event, body, signature) = bodies.signed(i, secret);
+                let (body, headers) = match bodies.request(i, signer) {
+                    Ok(request) => request,
+                    Err(e) => {
+                        *tally.errors.entry(format!("signing: {e}")).or_default() += 1;
+                        continue;
+                    }
+                };
                 let t0 = Instant::now();
-                let result = client
+                let mut request = client
                     .post(url.clone())
-                    .header("content-type", "application/json")
-                    .header("x-webhook-event", event)
-                    .header("x-webhook-signature", signature)
-                    .body(body)
-                    .send()
-                    .await;
+                    .header("content-type", "application/json");
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+                let result = request.body(body).send().await;
                 match result {
                     Ok(resp) => {
                         let status = resp.status().as_u16();
@@ -476,6 +575,7 @@ mod tests {
         let args = |repeat: bool| SendArgs {
             url: "http://x".into(),
             secret: "s".into(),
+            scheme: "leadshark".into(),
             events: vec!["new.like".into()],
             data: None,
             set: Vec::new(),

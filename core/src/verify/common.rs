@@ -129,6 +129,8 @@ pub(crate) struct BodySigned {
     pub(crate) event_header: &'static str,
     pub(crate) id_header: &'static str,
     pub(crate) parse: fn(&[u8]) -> Result<[u8; 32], &'static str>,
+    /// The tag as the header carries it (the inverse of `parse`).
+    pub(crate) format: fn(&[u8]) -> String,
 }
 
 impl BodySigned {
@@ -162,6 +164,15 @@ pub(crate) struct BodySignedVerifier {
 }
 
 impl BodySignedVerifier {
+    /// The signature header the first secret gives `body`.
+    fn expected_for(&self, body: &[u8]) -> Vec<super::sign::Header> {
+        let tag = self.keys.sign_with_first(&[body]);
+        vec![(
+            self.scheme.signature_header.into(),
+            (self.scheme.format)(&tag),
+        )]
+    }
+
     pub(crate) fn build(
         scheme: &'static BodySigned,
         config: &SecretsConfig,
@@ -174,6 +185,20 @@ impl BodySignedVerifier {
 }
 
 impl super::Verifier for BodySignedVerifier {
+    fn sign(&self, s: &super::sign::Signing<'_>) -> Result<Vec<super::sign::Header>, String> {
+        let scheme = self.scheme;
+        let mut headers = self.expected_for(s.body);
+        if let Some(event) = s.event {
+            headers.push((scheme.event_header.into(), event.into()));
+        }
+        headers.push((scheme.id_header.into(), s.id.into()));
+        Ok(headers)
+    }
+
+    fn expected(&self, req: &Unverified<'_>) -> Vec<super::sign::Header> {
+        self.expected_for(req.body)
+    }
+
     fn signature_headers(&self) -> Vec<String> {
         vec![self.scheme.signature_header.to_ascii_lowercase()]
     }
@@ -246,8 +271,7 @@ impl Keyring {
         matched.into()
     }
 
-    /// The MAC of `parts` with the first secret (tests sign with it).
-    #[cfg(test)]
+    /// The MAC of `parts` with the first secret (what a sender with it signs).
     pub(crate) fn sign_with_first(&self, parts: &[&[u8]]) -> Vec<u8> {
         self.keys.first().map(|k| k.tag(parts)).unwrap_or_default()
     }

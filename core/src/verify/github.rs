@@ -28,6 +28,7 @@ pub(crate) const GITHUB: BodySigned = BodySigned {
     event_header: "X-GitHub-Event",
     id_header: "X-GitHub-Delivery",
     parse: parse_signature,
+    format: |tag| format!("sha256={}", hex::encode(tag)),
 };
 
 /// `sha256=` and 64 hex digits (either case).

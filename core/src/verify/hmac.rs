@@ -27,6 +27,7 @@ use super::common::{
     Algorithm, Keyring, check_age, check_event_header, digest_key, event_at, event_from_header,
     id_from_header, json_object, malformed, one_header, signature_header, timestamp_header,
 };
+use super::sign::{Header, Signing};
 use super::{Rejection, Unverified, Verified, Verifier, clip};
 
 /// `verify = { scheme = "hmac", ... }`.
@@ -238,23 +239,22 @@ fn parse_template(text: &str) -> Result<Vec<Part>, String> {
     Ok(parts)
 }
 
-impl Verifier for HmacVerifier {
-    fn signature_headers(&self) -> Vec<String> {
-        vec![self.header.to_ascii_lowercase()]
-    }
-
-    fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
-        let tag = self
-            .parse_signature(signature_header(req.headers, &self.header)?)
-            .map_err(|problem| malformed(&self.header, problem))?;
+impl HmacVerifier {
+    /// The timestamp (raw, and as Unix seconds when `tolerance` is set) and the id a
+    /// request's signature covers, from their headers (empty when not configured).
+    #[allow(clippy::type_complexity)]
+    fn signed_values<'a>(
+        &self,
+        headers: &'a http::HeaderMap,
+    ) -> Result<(&'a [u8], Option<i64>, &'a [u8]), Rejection> {
         let mut timestamp: &[u8] = b"";
         let mut signed_at = None;
         if let Some(name) = &self.timestamp_header {
             if self.tolerance.is_some() {
-                let (raw, seconds) = timestamp_header(req.headers, name)?;
+                let (raw, seconds) = timestamp_header(headers, name)?;
                 (timestamp, signed_at) = (raw, Some(seconds));
             } else {
-                timestamp = match one_header(req.headers, name) {
+                timestamp = match one_header(headers, name) {
                     Ok(Some(raw)) => raw,
                     Ok(None) => {
                         return Err(Rejection::MissingTimestamp {
@@ -269,7 +269,7 @@ impl Verifier for HmacVerifier {
         if let Some(name) = &self.id_header
             && self.template.contains(&Part::Id)
         {
-            id = match one_header(req.headers, name) {
+            id = match one_header(headers, name) {
                 Ok(Some(raw)) if !raw.is_empty() => raw,
                 Ok(_) => {
                     return Err(Rejection::MissingHeader {
@@ -279,16 +279,74 @@ impl Verifier for HmacVerifier {
                 Err(()) => return Err(malformed(name, "sent more than once")),
             };
         }
-        let message: Vec<&[u8]> = self
-            .template
+        Ok((timestamp, signed_at, id))
+    }
+
+    /// The signed message: the `signed` template filled in.
+    fn message<'a>(&'a self, body: &'a [u8], timestamp: &'a [u8], id: &'a [u8]) -> Vec<&'a [u8]> {
+        self.template
             .iter()
             .map(|part| match part {
                 Part::Text(text) => text.as_bytes(),
-                Part::Body => req.body,
+                Part::Body => body,
                 Part::Timestamp => timestamp,
                 Part::Id => id,
             })
-            .collect();
+            .collect()
+    }
+
+    /// The header value with the first secret: prefix and encoded MAC.
+    fn signature(&self, message: &[&[u8]]) -> String {
+        let tag = self.keys.sign_with_first(message);
+        let encoded = match self.encoding {
+            Encoding::Hex => hex::encode(tag),
+            Encoding::Base64 => BASE64_STANDARD.encode(tag),
+        };
+        format!("{}{encoded}", self.prefix)
+    }
+}
+
+impl Verifier for HmacVerifier {
+    fn sign(&self, s: &Signing<'_>) -> Result<Vec<Header>, String> {
+        let timestamp = s.timestamp.to_string();
+        let message = self.message(s.body, timestamp.as_bytes(), s.id.as_bytes());
+        let mut headers = vec![(self.header.clone(), self.signature(&message))];
+        if let Some(name) = &self.timestamp_header {
+            headers.push((name.clone(), timestamp.clone()));
+        }
+        if let Some(name) = &self.id_header {
+            headers.push((name.clone(), s.id.into()));
+        }
+        let event_header = match &self.event {
+            EventSource::Field { header, .. } => header.as_ref(),
+            EventSource::Header(name) => Some(name),
+        };
+        if let (Some(name), Some(event)) = (event_header, s.event) {
+            headers.push((name.clone(), event.into()));
+        }
+        Ok(headers)
+    }
+
+    fn expected(&self, req: &Unverified<'_>) -> Vec<Header> {
+        match self.signed_values(req.headers) {
+            Ok((timestamp, _, id)) => {
+                let message = self.message(req.body, timestamp, id);
+                vec![(self.header.clone(), self.signature(&message))]
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn signature_headers(&self) -> Vec<String> {
+        vec![self.header.to_ascii_lowercase()]
+    }
+
+    fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
+        let tag = self
+            .parse_signature(signature_header(req.headers, &self.header)?)
+            .map_err(|problem| malformed(&self.header, problem))?;
+        let (timestamp, signed_at, id) = self.signed_values(req.headers)?;
+        let message = self.message(req.body, timestamp, id);
         if !self.keys.matches(&message, &[&tag]) {
             return Err(Rejection::BadSignature);
         }

@@ -50,6 +50,7 @@ use serde_json::ser::{CompactFormatter, Formatter};
 use sha2::{Digest, Sha256};
 
 use super::common::check_age;
+use super::sign::{Header, Signing};
 use super::{Rejection, Unverified, Verified, Verifier, check_secrets, clip};
 
 /// Header carrying the hex signature, spelled as in LeadShark's docs. `HeaderMap` lookups
@@ -137,20 +138,87 @@ impl LeadsharkVerifier {
     /// The re-serialisation fallback: the parsed body and the signed bytes, if one of its
     /// compact forms is signed. A body that is not JSON simply does not match.
     fn signed_reserialized(&self, body: &[u8], tag: &[u8; 32]) -> Option<(Value, Vec<u8>)> {
-        if body.len() > MAX_RESERIALIZE {
-            return None;
-        }
-        let value: Value = serde_json::from_slice(body).ok()?;
-        let node = compact(&value, NodeFormatter)?;
-        if node != body && self.signed(&node, tag) {
-            return Some((value, node));
-        }
-        let python = compact(&value, PythonFormatter)?;
-        if python != body && python != node && self.signed(&python, tag) {
-            return Some((value, python));
-        }
-        None
+        let (value, forms) = reserialized_forms(body)?;
+        let (_, signed) = forms.into_iter().find(|(_, form)| self.signed(form, tag))?;
+        Some((value, signed))
     }
+
+    /// Every form of `body` a signature is checked over, in the order tried: the raw
+    /// bytes, then (with `reserialize`) its compact re-serialisations.
+    pub fn forms(&self, body: &[u8]) -> Vec<(Form, Vec<u8>)> {
+        let mut forms = vec![(Form::Raw, body.to_vec())];
+        if self.reserialize
+            && let Some((_, more)) = reserialized_forms(body)
+        {
+            forms.extend(more);
+        }
+        forms
+    }
+
+    /// Lower-case hex HMAC-SHA256 of `message` with the first secret.
+    fn signature(&self, message: &[u8]) -> String {
+        let Some(key) = self.keys.first() else {
+            return String::new();
+        };
+        let mut mac = key.clone();
+        mac.update(message);
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+/// A form of the body that a signature is checked over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// The bytes as received.
+    Raw,
+    /// `JSON.stringify(JSON.parse(body))`, LeadShark's Node snippet.
+    Node,
+    /// `json.dumps(json.loads(body), separators=(',',':'))`, LeadShark's Python snippet.
+    Python,
+}
+
+impl Form {
+    /// A short name, e.g. for JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Form::Raw => "raw",
+            Form::Node => "node",
+            Form::Python => "python",
+        }
+    }
+
+    /// What the form is, for a person.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Form::Raw => "the raw body bytes",
+            Form::Node => "Node-style re-serialisation (JSON.stringify)",
+            Form::Python => "Python-style re-serialisation (json.dumps, ASCII-escaped)",
+        }
+    }
+}
+
+/// A re-serialised form and its bytes.
+type Reserialized = (Form, Vec<u8>);
+
+/// The re-serialised forms tried when the raw bytes do not match, in order, each only if it
+/// differs from the body and from the form before; with the parsed body. `None` for a body
+/// that is not JSON or is larger than [`MAX_RESERIALIZE`].
+fn reserialized_forms(body: &[u8]) -> Option<(Value, Vec<Reserialized>)> {
+    if body.len() > MAX_RESERIALIZE {
+        return None;
+    }
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let mut forms = Vec::with_capacity(2);
+    let node = compact(&value, NodeFormatter)?;
+    let python = compact(&value, PythonFormatter)?;
+    let python_differs = python != body && python != node;
+    if node != body {
+        forms.push((Form::Node, node));
+    }
+    if python_differs {
+        forms.push((Form::Python, python));
+    }
+    Some((value, forms))
 }
 
 /// The largest body tried in re-serialised form. Parsing comes before verifying there, so
@@ -159,6 +227,18 @@ impl LeadsharkVerifier {
 pub(crate) const MAX_RESERIALIZE: usize = 256 * 1024;
 
 impl Verifier for LeadsharkVerifier {
+    fn sign(&self, s: &Signing<'_>) -> Result<Vec<Header>, String> {
+        let mut headers = vec![(SIGNATURE_HEADER.into(), self.signature(s.body))];
+        if let Some(event) = s.event {
+            headers.push((EVENT_HEADER.into(), event.into()));
+        }
+        Ok(headers)
+    }
+
+    fn expected(&self, req: &Unverified<'_>) -> Vec<Header> {
+        vec![(SIGNATURE_HEADER.into(), self.signature(req.body))]
+    }
+
     fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
         let tag = signature(req.headers)?;
         let (payload, signed_bytes) = if self.signed(req.body, &tag) {

@@ -32,13 +32,14 @@ pub mod github;
 pub mod hmac;
 pub mod leadshark;
 pub mod shopify;
+pub mod sign;
 pub mod slack;
 pub mod standard_webhooks;
 pub mod stripe;
 #[cfg(test)]
 mod testing;
 
-pub(crate) use common::is_json;
+pub(crate) use common::{is_json, string_at};
 
 /// A request as received: nothing about it is trusted yet.
 #[derive(Debug, Clone, Copy)]
@@ -225,6 +226,15 @@ impl Rejection {
 /// A source's signature scheme, built once from its config.
 pub trait Verifier: Send + Sync + std::fmt::Debug {
     fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection>;
+
+    /// The headers a sender would send with `signing.body`, signed with this verifier's
+    /// first secret over the message `verify` checks (`hookline send --scheme`).
+    fn sign(&self, signing: &sign::Signing<'_>) -> Result<Vec<sign::Header>, String>;
+
+    /// The signature header(s) this verifier's first secret gives for `req` as sent (its
+    /// body, timestamp and id): what `hookline verify` shows a failing request needed.
+    /// Empty when the request lacks something the scheme signs besides the body.
+    fn expected(&self, req: &Unverified<'_>) -> Vec<sign::Header>;
 
     /// Problems that make a verified event unprocessable although it is well-formed JSON
     /// (e.g. a LeadShark `email.captured` without `data.lead.email`). Such an event is

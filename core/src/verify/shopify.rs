@@ -28,6 +28,7 @@ pub(crate) const SHOPIFY: BodySigned = BodySigned {
     event_header: "X-Shopify-Topic",
     id_header: "X-Shopify-Webhook-Id",
     parse: parse_signature,
+    format: |tag| BASE64_STANDARD.encode(tag),
 };
 
 /// Standard base64 of 32 bytes (44 characters with padding).

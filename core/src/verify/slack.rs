@@ -27,6 +27,7 @@ use super::common::{
     is_json, json_object, malformed, prefixed_hex_tag, signature_header, string_at,
     timestamp_header,
 };
+use super::sign::{Header, Signing};
 use super::{Rejection, Unverified, Verified, Verifier};
 
 pub(crate) const SIGNATURE_HEADER: &str = "X-Slack-Signature";
@@ -45,16 +46,43 @@ impl SlackVerifier {
     }
 }
 
+/// What Slack signs: `v0:{timestamp}:{body}`.
+fn message<'a>(timestamp: &'a [u8], body: &'a [u8]) -> [&'a [u8]; 4] {
+    [b"v0:", timestamp, b":", body]
+}
+
+impl SlackVerifier {
+    /// `v0=<hex>` with the first secret.
+    fn signature(&self, timestamp: &[u8], body: &[u8]) -> String {
+        let tag = self.0.keys.sign_with_first(&message(timestamp, body));
+        format!("v0={}", hex::encode(tag))
+    }
+}
+
 impl Verifier for SlackVerifier {
+    fn sign(&self, s: &Signing<'_>) -> Result<Vec<Header>, String> {
+        let t = s.timestamp.to_string();
+        Ok(vec![
+            (TIMESTAMP_HEADER.into(), t.clone()),
+            (
+                SIGNATURE_HEADER.into(),
+                self.signature(t.as_bytes(), s.body),
+            ),
+        ])
+    }
+
+    fn expected(&self, req: &Unverified<'_>) -> Vec<Header> {
+        match timestamp_header(req.headers, TIMESTAMP_HEADER) {
+            Ok((t, _)) => vec![(SIGNATURE_HEADER.into(), self.signature(t, req.body))],
+            Err(_) => Vec::new(),
+        }
+    }
+
     fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
         let tag = parse_signature(signature_header(req.headers, SIGNATURE_HEADER)?)
             .map_err(|problem| malformed(SIGNATURE_HEADER, problem))?;
         let (timestamp, signed_at) = timestamp_header(req.headers, TIMESTAMP_HEADER)?;
-        if !self
-            .0
-            .keys
-            .matches(&[b"v0:", timestamp, b":", req.body], &[&tag])
-        {
+        if !self.0.keys.matches(&message(timestamp, req.body), &[&tag]) {
             return Err(Rejection::BadSignature);
         }
         check_age(signed_at, req.now, self.0.tolerance)?;

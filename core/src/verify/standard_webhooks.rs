@@ -28,6 +28,7 @@ use super::common::{
     Algorithm, Keyring, check_age, default_tolerance, event_at, json_object, malformed, one_header,
     signature_header, timestamp_header,
 };
+use super::sign::{Header, Signing};
 use super::{Rejection, Unverified, Verified, Verifier, check_secrets};
 
 /// `verify = { scheme = "standard-webhooks", ... }`.
@@ -111,15 +112,58 @@ fn decode_secret(secret: &str) -> Option<Vec<u8>> {
         .filter(|key| !key.is_empty())
 }
 
+/// What is signed: `{id}.{timestamp}.{body}`.
+fn message<'a>(id: &'a [u8], timestamp: &'a [u8], body: &'a [u8]) -> [&'a [u8]; 5] {
+    [id, b".", timestamp, b".", body]
+}
+
+/// The standard's header names, or Svix's when only those are sent.
+fn names(headers: &http::HeaderMap) -> Names {
+    if headers.contains_key(STANDARD.signature) || !headers.contains_key(SVIX.signature) {
+        STANDARD
+    } else {
+        SVIX
+    }
+}
+
+impl StandardWebhooksVerifier {
+    /// `v1,<base64>` with the first secret.
+    fn signature(&self, id: &[u8], timestamp: i64, body: &[u8]) -> String {
+        let timestamp = timestamp.to_string();
+        let tag = self
+            .keys
+            .sign_with_first(&message(id, timestamp.as_bytes(), body));
+        format!("v1,{}", BASE64_STANDARD.encode(tag))
+    }
+}
+
 impl Verifier for StandardWebhooksVerifier {
+    fn sign(&self, s: &Signing<'_>) -> Result<Vec<Header>, String> {
+        Ok(vec![
+            (STANDARD.id.into(), s.id.into()),
+            (STANDARD.timestamp.into(), s.timestamp.to_string()),
+            (
+                STANDARD.signature.into(),
+                self.signature(s.id.as_bytes(), s.timestamp, s.body),
+            ),
+        ])
+    }
+
+    fn expected(&self, req: &Unverified<'_>) -> Vec<Header> {
+        let names = names(req.headers);
+        match (
+            one_header(req.headers, names.id),
+            timestamp_header(req.headers, names.timestamp),
+        ) {
+            (Ok(Some(id)), Ok((_, t))) if !id.is_empty() => {
+                vec![(names.signature.into(), self.signature(id, t, req.body))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
-        let names = if req.headers.contains_key(STANDARD.signature)
-            || !req.headers.contains_key(SVIX.signature)
-        {
-            STANDARD
-        } else {
-            SVIX
-        };
+        let names = names(req.headers);
         let signatures = parse_signatures(signature_header(req.headers, names.signature)?)
             .map_err(|problem| malformed(names.signature, problem))?;
         let id = match one_header(req.headers, names.id) {
@@ -135,8 +179,10 @@ impl Verifier for StandardWebhooksVerifier {
         // The libraries sign the timestamp as they print an integer, so do the same.
         let timestamp = signed_at.to_string();
         let candidates: Vec<&[u8]> = signatures.iter().map(|s| s.as_slice()).collect();
-        let message: [&[u8]; 5] = [id, b".", timestamp.as_bytes(), b".", req.body];
-        if !self.keys.matches(&message, &candidates) {
+        if !self
+            .keys
+            .matches(&message(id, timestamp.as_bytes(), req.body), &candidates)
+        {
             return Err(Rejection::BadSignature);
         }
         check_age(signed_at, req.now, self.tolerance)?;

@@ -17,6 +17,7 @@ use super::common::{
     TimedKeys, TimedSecretsConfig, check_age, digest_key, event_at, json_object, malformed,
     signature_header, string_at, unix_seconds,
 };
+use super::sign::{self, Signing};
 use super::{Rejection, Unverified, Verified, Verifier};
 
 pub(crate) const SIGNATURE_HEADER: &str = "Stripe-Signature";
@@ -35,17 +36,41 @@ impl StripeVerifier {
     }
 }
 
+/// What Stripe signs: `{t}.{body}`.
+fn message<'a>(t: &'a str, body: &'a [u8]) -> [&'a [u8]; 3] {
+    [t.as_bytes(), b".", body]
+}
+
+impl StripeVerifier {
+    /// `t=<t>,v1=<hex>` with the first secret.
+    fn header(&self, t: i64, body: &[u8]) -> String {
+        let t = t.to_string();
+        let v1 = hex::encode(self.0.keys.sign_with_first(&message(&t, body)));
+        format!("t={t},v1={v1}")
+    }
+}
+
 impl Verifier for StripeVerifier {
+    fn sign(&self, s: &Signing<'_>) -> Result<Vec<sign::Header>, String> {
+        Ok(vec![(
+            SIGNATURE_HEADER.into(),
+            self.header(s.timestamp, s.body),
+        )])
+    }
+
+    fn expected(&self, req: &Unverified<'_>) -> Vec<sign::Header> {
+        signature_header(req.headers, SIGNATURE_HEADER)
+            .and_then(parse_header)
+            .map(|h| vec![(SIGNATURE_HEADER.into(), self.header(h.timestamp, req.body))])
+            .unwrap_or_default()
+    }
+
     fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
         let header = parse_header(signature_header(req.headers, SIGNATURE_HEADER)?)?;
         // Stripe's libraries sign the timestamp as they print an integer.
         let t = header.timestamp.to_string();
         let candidates: Vec<&[u8]> = header.signatures.iter().map(|s| s.as_slice()).collect();
-        if !self
-            .0
-            .keys
-            .matches(&[t.as_bytes(), b".", req.body], &candidates)
-        {
+        if !self.0.keys.matches(&message(&t, req.body), &candidates) {
             return Err(Rejection::BadSignature);
         }
         check_age(header.timestamp, req.now, self.0.tolerance)?;

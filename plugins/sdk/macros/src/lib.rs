@@ -8,8 +8,9 @@
 
 use proc_macro::TokenStream;
 
-/// The WIT package, from `plugins/wit/hookline.wit`.
-const WIT: &str = include_str!("../../../wit/hookline.wit");
+/// The WIT package, `plugins/wit/hookline.wit`. `wit/hookline.wit` in this crate is a
+/// symbolic link to it, so the crate packages (and `hookline plugin new` embeds it) whole.
+const WIT: &str = include_str!("../wit/hookline.wit");
 
 /// `__wit_bindings!(transform)` expands to `wit_bindgen::generate!` for that world.
 #[proc_macro]
