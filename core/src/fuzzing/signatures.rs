@@ -22,7 +22,7 @@ use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 
 use super::MAX_MESSAGE;
-use crate::verify::common::{Algorithm, BodySignedVerifier};
+use crate::verify::common::{Algorithm, BodySigned, BodySignedVerifier};
 use crate::verify::{
     Rejection, Unverified, Verified, Verifier, github, hmac as generic, leadshark, shopify, slack,
     standard_webhooks, stripe,
@@ -65,32 +65,48 @@ pub fn request(data: &[u8]) -> Request {
 }
 
 pub fn github(data: &[u8]) {
-    const SECRET: &str = "It's a Secret to Everybody";
-    let v = BodySignedVerifier::build(
+    body_signed(
+        data,
         &github::GITHUB,
-        &github::GithubConfig {
-            secrets: vec![Secret::new(SECRET)],
+        "It's a Secret to Everybody",
+        |value, canonical| {
+            // Hex in either case.
+            assert!(value.eq_ignore_ascii_case(canonical));
+        },
+    );
+}
+
+/// GitHub and Shopify: a parsed tag is written back one way (up to what `same` allows), and
+/// the verifier agrees with a signer over the body.
+fn body_signed(
+    data: &[u8],
+    scheme: &'static BodySigned,
+    secret: &str,
+    same: impl Fn(&[u8], &[u8]),
+) {
+    let v = BodySignedVerifier::build(
+        scheme,
+        &crate::verify::common::SecretsConfig {
+            secrets: vec![Secret::new(secret)],
         },
     )
     .expect("builds");
     let req = request(data);
-    for value in values(&req, github::GITHUB.signature_header) {
-        if let Ok(tag) = github::parse_signature(value) {
-            let canonical = format!("sha256={}", hex::encode(tag));
-            assert!(value.eq_ignore_ascii_case(canonical.as_bytes()));
+    for value in values(&req, scheme.signature_header) {
+        if let Ok(tag) = (scheme.parse)(value) {
+            same(value, (scheme.format)(&tag).as_bytes());
         }
     }
     drive(
         &v,
-        SECRET,
+        secret,
         data,
         &req,
         at(T),
         Tamper::Raw,
         |h, body, flip| {
-            let tag = mac(Algorithm::Sha256, SECRET.as_bytes(), &[body], flip);
-            let value = format!("sha256={}", hex::encode(tag));
-            set(h, github::GITHUB.signature_header, value.as_bytes());
+            let tag = mac(Algorithm::Sha256, secret.as_bytes(), &[body], flip);
+            set(h, scheme.signature_header, (scheme.format)(&tag).as_bytes());
         },
     );
 }
@@ -171,35 +187,13 @@ pub fn slack(data: &[u8]) {
 }
 
 pub fn shopify(data: &[u8]) {
-    const SECRET: &str = "test_secret_key";
-    let v = BodySignedVerifier::build(
-        &shopify::SHOPIFY,
-        &shopify::ShopifyConfig {
-            secrets: vec![Secret::new(SECRET)],
-        },
-    )
-    .expect("builds");
-    let req = request(data);
-    for value in values(&req, shopify::SHOPIFY.signature_header) {
-        if let Ok(tag) = shopify::parse_signature(value) {
-            // Standard base64 with canonical padding and trailing bits: one spelling only.
-            assert_eq!(BASE64_STANDARD.encode(tag).as_bytes(), value);
-        }
-    }
-    drive(
-        &v,
-        SECRET,
+    body_signed(
         data,
-        &req,
-        at(T),
-        Tamper::Raw,
-        |h, body, flip| {
-            let tag = mac(Algorithm::Sha256, SECRET.as_bytes(), &[body], flip);
-            set(
-                h,
-                shopify::SHOPIFY.signature_header,
-                BASE64_STANDARD.encode(tag).as_bytes(),
-            );
+        &shopify::SHOPIFY,
+        "test_secret_key",
+        |value, canonical| {
+            // Standard base64 with canonical padding and trailing bits: one spelling only.
+            assert_eq!(canonical, value);
         },
     );
 }
@@ -231,10 +225,7 @@ pub fn standard_webhooks(data: &[u8]) {
         }
     }
     let ts = timestamp(&req, "webhook-timestamp");
-    let id = match values(&req, "webhook-id").next() {
-        Some(id) if !id.is_empty() => id.to_vec(),
-        _ => b"msg_fuzz".to_vec(),
-    };
+    let id = id_or(&req, "webhook-id", b"msg_fuzz");
     drive(
         &v,
         SECRET,
@@ -321,10 +312,7 @@ pub fn hmac(data: &[u8]) {
             (t.to_string().into_bytes(), t)
         }
     };
-    let id = match values(&req, ID).next() {
-        Some(id) if !id.is_empty() => id.to_vec(),
-        _ => b"d-1".to_vec(),
-    };
+    let id = id_or(&req, ID, b"d-1");
     drive(
         &v,
         SECRET,
@@ -367,6 +355,14 @@ enum Tamper {
     Raw,
     /// LeadShark: a bad signature, or a body that says what the signed one says.
     Reserialised,
+}
+
+/// The request's first non-empty `header`, or `default`.
+fn id_or(req: &Request, header: &str, default: &[u8]) -> Vec<u8> {
+    match values(req, header).next() {
+        Some(id) if !id.is_empty() => id.to_vec(),
+        _ => default.to_vec(),
+    }
 }
 
 /// Checks 2 to 4 of the module docs. `sign` sets the headers of a request signed with the
