@@ -55,9 +55,13 @@ run_one() {
     if [ "$status" -ne 0 ] || [ -z "$done_line" ]; then
         local unit
         unit=$(grep -ao 'Test unit written to [^ ]*' "$log" | tail -1 | sed 's/Test unit written to //' || true)
-        printf '%-28s CRASH (exit %s) reproducer: fuzz/%s  log: fuzz/%s\n' \
-            "$target" "$status" "${unit#./}" "$log"
-        printf '  reproduce: cargo +nightly fuzz run %s %s fuzz/%s\n' "${flags[*]}" "$target" "${unit#./}"
+        case $unit in
+            /* | '') ;;
+            *) unit="$PWD/${unit#./}" ;;
+        esac
+        printf '%-28s CRASH (exit %s) reproducer: %s  log: %s\n' \
+            "$target" "$status" "${unit:-none (see the log)}" "$PWD/$log"
+        printf '  reproduce: cargo +nightly fuzz run %s %s %s\n' "${flags[*]}" "$target" "$unit"
         return 1
     fi
     local cov ft corp execs
