@@ -2,8 +2,6 @@
 
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
-
 use crate::support::*;
 
 fn file_pipeline() -> String {
@@ -28,16 +26,6 @@ fn args(url: &str, extra: &[&str]) -> Vec<String> {
         .chain(extra)
         .map(|s| s.to_string())
         .collect()
-}
-
-fn summary(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 #[tokio::test]

@@ -1,8 +1,6 @@
 //! `hookline send --scheme` (issue 20): every supported scheme signs what a running
 //! `hookline serve` configured for it accepts; a wrong secret shows the 401 and its body.
 
-use serde_json::Value;
-
 use crate::support::*;
 
 const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -44,16 +42,6 @@ async fn send(url: String, scheme: &'static str, secret: &'static str) -> std::p
     })
     .await
     .expect("join")
-}
-
-fn summary(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 #[tokio::test]

@@ -544,3 +544,14 @@ pub async fn wait_for_all(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The JSON summary `hookline send --json` printed (the output in full when it is not).
+pub fn summary(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
