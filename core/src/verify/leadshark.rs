@@ -197,10 +197,13 @@ impl Form {
     }
 }
 
+/// A re-serialised form and its bytes.
+type Reserialized = (Form, Vec<u8>);
+
 /// The re-serialised forms tried when the raw bytes do not match, in order, each only if it
 /// differs from the body and from the form before; with the parsed body. `None` for a body
 /// that is not JSON or is larger than [`MAX_RESERIALIZE`].
-fn reserialized_forms(body: &[u8]) -> Option<(Value, Vec<(Form, Vec<u8>)>)> {
+fn reserialized_forms(body: &[u8]) -> Option<(Value, Vec<Reserialized>)> {
     if body.len() > MAX_RESERIALIZE {
         return None;
     }
