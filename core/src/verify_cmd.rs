@@ -80,6 +80,16 @@ pub struct Report {
     pub sent: Vec<Header>,
     /// With a bad signature: what each secret would have signed, per form of the body.
     pub expected: Vec<Expected>,
+    /// With a good signature: which secret signed which form of the body (for LeadShark, a
+    /// sender that re-serialises shows here).
+    pub signed_over: Option<SignedOver>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignedOver {
+    pub secret: String,
+    pub form: &'static str,
+    pub form_description: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -243,6 +253,34 @@ pub(crate) fn explain(
         })
         .collect();
     let signature_ok = verdicts.iter().any(|v| v.signature_ok);
+    let mut signed_over = None;
+    for (fingerprint, one, signer) in &signers {
+        if signed_over.is_some()
+            || !verdicts
+                .iter()
+                .any(|v| &v.fingerprint == fingerprint && v.signature_ok)
+        {
+            continue;
+        }
+        for (form, bytes) in forms(one, body)? {
+            let form_req = Unverified {
+                body: &bytes,
+                ..req
+            };
+            let matches = signer.expected(&form_req).iter().any(|(name, value)| {
+                sent.iter()
+                    .any(|(n, v)| n == name && v.trim().eq_ignore_ascii_case(value))
+            });
+            if matches {
+                signed_over = Some(SignedOver {
+                    secret: fingerprint.clone(),
+                    form: form.0,
+                    form_description: form.1,
+                });
+                break;
+            }
+        }
+    }
     let mut expected = Vec::new();
     if matches!(
         outcome,
@@ -290,6 +328,7 @@ pub(crate) fn explain(
         secrets: verdicts,
         sent,
         expected,
+        signed_over,
     })
 }
 
@@ -379,6 +418,14 @@ fn print_text(r: &Report) -> anyhow::Result<()> {
     for (name, value) in &r.sent {
         outln!("sent:  {name}: {value}");
     }
+    if let Some(over) = &r.signed_over {
+        outln!(
+            "signed by {} over {} (form `{}`)",
+            over.secret,
+            over.form_description,
+            over.form
+        );
+    }
     if r.expected.is_empty() {
         return Ok(());
     }
@@ -434,6 +481,8 @@ mod tests {
         let now = jiff::Timestamp::now();
         let ok = explain(&config, None, &h, body.as_bytes(), now).expect("report");
         assert!(ok.verified, "{ok:?}");
+        let over = ok.signed_over.expect("which form");
+        assert_eq!((over.form, over.secret), ("python", fingerprint(secret)));
         let wrong = VerifyConfig::for_scheme("leadshark", &["other".into()]).expect("table");
         let r = explain(&wrong, None, &h, body.as_bytes(), now).expect("report");
         assert_eq!((r.verified, r.reason), (false, Some("bad_signature")));

@@ -185,6 +185,8 @@ fn a_python_signed_leadshark_body_lists_every_form_tried() {
 
     let (ok, r) = report(&[&["--scheme", "leadshark", "--secret", SECRET][..], &common].concat());
     assert!(ok, "signed Python-style, it verifies: {r}");
+    assert_eq!(r["signed_over"]["form"], "python", "{r}");
+    assert_eq!(r["signed_over"]["secret"], fingerprint(SECRET), "{r}");
 
     let (ok, r) = report(&[&["--scheme", "leadshark", "--secret", WRONG][..], &common].concat());
     assert!(!ok);
