@@ -7,16 +7,25 @@
 //!
 //! A relative `path` resolves against the config file's directory. Parent directories are
 //! created and the file is opened for append at start-up, so a path that cannot be written
-//! is a config error (`hookline check` only checks that it could be, creating nothing). The sink's own thread does the writing: it takes every line waiting,
-//! writes them with one `write_all` (so lines never interleave) and, with `fsync = true`,
-//! syncs them to disk with one `fdatasync`, and only then are their deliveries done. Under
-//! load many events share one write and one sync, and no disk stall ever blocks the async
-//! runtime that serves requests. Write errors are retryable.
+//! is a config error (`hookline check` only checks that it could be, creating nothing). The
+//! sink's own thread does the writing: it takes every line waiting, writes them with one
+//! `write_all` (so lines never interleave) and, with `fsync = true`, syncs them to disk with
+//! one `fdatasync`, and only then are their deliveries done. Under load many events share one
+//! write and one sync, and no disk stall ever blocks the async runtime that serves requests.
+//!
+//! The file only ever holds whole lines (`file/append.rs`): a write or sync that fails (a full
+//! disk) is rolled back to the file's length before it, and the error is retryable, so the
+//! retry writes each line once, onto a whole line. A file that ends in a partial line at
+//! start-up (the process died mid-write) is cut back to its last whole line, with a warning
+//! that says how many bytes were dropped. There is no rotation: the sink appends to the file
+//! it opened for as long as it runs.
 
-use std::io::Write;
+mod append;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
+use append::Appender;
 use hookline_plugin_api::{
     BuildContext, ConfigError, Event, PluginConfig, Sink, StageError, async_trait,
 };
@@ -63,12 +72,20 @@ pub fn build(config: &PluginConfig<'_>, ctx: &BuildContext) -> Result<Arc<dyn Si
             lines,
         }));
     }
-    let file = open(&path).map_err(|e| {
+    let (file, cut) = open(&path).map_err(|e| {
         config.error_at(
             "path",
             format!("cannot open {} for append: {e}", path.display()),
         )
     })?;
+    if cut > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            dropped_bytes = cut,
+            "file sink: the file ended in a partial line (a write cut short, e.g. by a crash); \
+             cut it back to its last whole line"
+        );
+    }
     let (lines, queue) = mpsc::channel::<Line>();
     let fsync = cfg.fsync;
     std::thread::Builder::new()
@@ -82,14 +99,13 @@ pub fn build(config: &PluginConfig<'_>, ctx: &BuildContext) -> Result<Arc<dyn Si
     }))
 }
 
-fn open(path: &Path) -> std::io::Result<std::fs::File> {
+/// Creates the folders and opens the file; returns how many bytes of a partial last line
+/// were cut.
+fn open(path: &Path) -> std::io::Result<(Appender, u64)> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    Appender::open(path)
 }
 
 /// A line to append, and who to tell once it is written (and synced).
@@ -100,7 +116,7 @@ struct Line {
 
 /// The writer thread: runs until the sink is dropped (a reload, shutdown) and every line
 /// already queued is written.
-fn write_lines(mut file: std::fs::File, fsync: bool, queue: &mpsc::Receiver<Line>) {
+fn write_lines(file: Appender, fsync: bool, queue: &mpsc::Receiver<Line>) {
     let mut buf = Vec::new();
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
@@ -114,10 +130,7 @@ fn write_lines(mut file: std::fs::File, fsync: bool, queue: &mpsc::Receiver<Line
         for line in &batch {
             buf.extend_from_slice(&line.bytes);
         }
-        let result = file
-            .write_all(&buf)
-            .and_then(|()| if fsync { file.sync_data() } else { Ok(()) })
-            .map_err(|e| e.to_string());
+        let result = file.append(&buf, fsync).map_err(|e| e.to_string());
         for line in batch {
             let _ = line.done.send(result.clone());
         }
@@ -250,6 +263,23 @@ mod tests {
             .collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..32).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_half_line_left_by_a_crash_is_cut_at_start_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("out")).expect("mkdir");
+        let whole = format!("{}\n", leadshark_v1());
+        std::fs::write(
+            dir.path().join("out/events.jsonl"),
+            format!("{whole}{{\"event\":\"email.cap"),
+        )
+        .expect("write");
+        sink(dir.path(), "")
+            .deliver(&event("email.captured", leadshark_v2()))
+            .await
+            .expect("delivered");
+        assert_eq!(lines(dir.path()), [leadshark_v1(), leadshark_v2()]);
     }
 
     #[test]
