@@ -1,5 +1,7 @@
 //! Sinks against real peers: an HTTP receiver on loopback, verified with the off-the-shelf
-//! Standard Webhooks library from PyPI.
+//! Standard Webhooks library from PyPI; a file sink on a disk that fills up.
+
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -107,4 +109,96 @@ stages = [{{ sink = "http", url = "{}" }}, {{ sink = "file", path = "after.jsonl
         h.log().contains("404"),
         "the status is in the reported error"
     );
+}
+
+/// A `file` sink on a 256 KiB tmpfs, filled but for 32 KiB: the disk fills while 400
+/// accepted events are being written (writes fail partway through a line, and are retried),
+/// then it is made bigger. Every line of the output parses and every event is in it exactly
+/// once: a failed write is rolled back, so the retry neither follows a half line nor repeats
+/// a whole one. A half line found at start-up (as a crash leaves it) is cut, with a warning.
+/// Skipped, with the reason printed, where a tmpfs cannot be mounted (not root).
+#[tokio::test]
+async fn a_full_disk_leaves_no_partial_or_repeated_line_in_a_file_sink() {
+    // Dropped last: after hookline, which holds the file open.
+    let Some(disk) = Tmpfs::mount("256k") else {
+        return;
+    };
+    let out = disk.path().join("events.jsonl");
+    let half = r#"{"id":"01J0000000000000000000000","sour"#;
+    std::fs::write(&out, half).expect("half line");
+    let config = format!(
+        r#"{}
+[[pipelines]]
+name = "archive"
+source = "leadshark"
+stages = [
+  {{ sink = "file", path = "{}", envelope = true, retry = {{ attempts = 50, initial = "100ms", max = "500ms" }} }},
+]
+"#,
+        leadshark_source(),
+        out.display()
+    );
+    let h = Hookline::start(&config);
+    // Room for a few dozen lines, whatever their size.
+    disk.fill(32 * 1024);
+    assert!(
+        h.log().contains("ended in a partial line")
+            && h.log().contains(&format!("dropped_bytes={}", half.len())),
+        "the crash's half line is cut at start-up, with a warning:\n{}",
+        h.log()
+    );
+
+    // Accepted into the journal (on the normal disk) whether or not the sink can write.
+    let load = Load::start(&h.url("/webhooks/leadshark"), "email.captured", 8, 50);
+    wait_until("400 acknowledged events", || load.acked() == 400).await;
+    let acked = load.finish().await;
+    let full = "No space left on device";
+    wait_until("the disk to fill", || h.log().contains(full)).await;
+    // Let the failed deliveries be retried against the full disk a few times.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let failures = h
+        .log()
+        .lines()
+        .filter(|l| l.contains("will retry") && l.contains(full))
+        .count();
+
+    disk.resize("16m");
+    wait_until("every delivery done", || {
+        let log = std::fs::read_to_string(&out).unwrap_or_default();
+        log.lines().count() >= acked.len()
+    })
+    .await;
+    // The journal marks a delivery done just after its line is written.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while get_json(&h.admin_url("/readyz")).await["pending"] != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deliveries still pending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dead = get_json(&h.admin_url("/api/v1/dead-letters")).await;
+    assert_eq!(dead["total"], 0, "{dead}");
+
+    let text = std::fs::read_to_string(&out).expect("sink file");
+    assert!(text.ends_with('\n'));
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for (n, line) in text.lines().enumerate() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("line {} is not JSON ({e}): {line}", n + 1));
+        *seen
+            .entry(v["id"].as_str().expect("id").to_string())
+            .or_default() += 1;
+    }
+    println!(
+        "{} lines, {} bytes; {failures} deliveries failed with a full disk and were retried",
+        text.lines().count(),
+        text.len()
+    );
+    assert!(text.len() > 32 * 1024, "more than the disk had room for");
+    assert!(failures > 0);
+    for id in &acked {
+        assert_eq!(seen.get(id), Some(&1), "event {id} is written exactly once");
+    }
+    assert_eq!(seen.len(), acked.len(), "nothing but the accepted events");
 }

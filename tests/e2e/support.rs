@@ -218,6 +218,82 @@ impl Drop for Hookline {
     }
 }
 
+/// A small tmpfs mounted on a temp dir: a disk a test can fill. Unmounted on drop (drop
+/// whatever holds files in it first).
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=`, e.g. `"256k"`). `None`, with the reason
+    /// printed, where mounting is not allowed (it needs root, or `CAP_SYS_ADMIN` in a
+    /// container): the caller skips its test.
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(Tmpfs { dir }),
+            Ok(out) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run `mount`: {e}");
+                None
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with a file `.filler`, leaving about `free` bytes.
+    pub fn fill(&self, free: u64) {
+        use std::io::Write;
+        let path = self.dir.path().join(".filler");
+        let mut filler = std::fs::File::create(&path).expect("filler");
+        let page = [0u8; 4096];
+        while filler.write_all(&page).is_ok() {}
+        let len = filler.metadata().expect("filler size").len();
+        filler
+            .set_len(len.saturating_sub(free))
+            .expect("free space");
+    }
+
+    /// Remounts with a new size (what is in it stays).
+    pub fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "remount to {size}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount")
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            // Still busy: detach it now; the kernel unmounts it when the last file closes.
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+}
+
 /// GET a JSON document.
 pub async fn get_json(url: &str) -> Value {
     client()
