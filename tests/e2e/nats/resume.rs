@@ -3,25 +3,37 @@
 //! and say so while they cannot: `hookline_consumer_pulling` and `/readyz`. Every
 //! acknowledged event is delivered afterwards, without restarting Hookline.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::{self, stream, stream::ClusterInfo};
 use serde_json::Value;
 
 use super::scale::{Sent, crm_pipeline, every_acked_event_arrives, send};
 use super::*;
 use crate::support::*;
 
-/// The server name of the stream's leader (`n1`, `n2` or `n3`), asked of the cluster.
-async fn stream_leader(urls: &[String]) -> Result<String, String> {
+/// A JetStream context on `urls` whose API requests give up after 300 ms: a request that
+/// reaches no stream leader (during an election) is dropped, and polling goes on at once.
+async fn jetstream_on(urls: &[String]) -> jetstream::Context {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(2))
         .connect(urls.to_vec())
         .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let js = async_nats::jetstream::new(client);
+        .unwrap_or_else(|e| panic!("connect to {urls:?}: {e}"));
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_millis(300))
+        .build(client)
+}
+
+/// The stream's config and replication as the cluster reports them: its leader's server
+/// name (`n1`, `n2` or `n3`) and its other members. The stream's leader answers; while the
+/// stream has no leader its members answer naming none, and a member that has not yet
+/// noticed its leader is gone stays silent (the request times out).
+async fn stream_cluster(js: &jetstream::Context) -> Result<(stream::Config, ClusterInfo), String> {
     let info = js
         .get_stream("HOOKLINE")
         .await
@@ -29,11 +41,27 @@ async fn stream_leader(urls: &[String]) -> Result<String, String> {
         .get_info()
         .await
         .map_err(|e| format!("stream info: {e}"))?;
-    info.cluster
-        .and_then(|c| c.leader)
-        .ok_or_else(|| "no leader".to_string())
+    let cluster = info.cluster.clone().ok_or("no cluster info")?;
+    Ok((info.config, cluster))
 }
 
+/// `publish_timeout` in the config of the leader test.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How much later than ingest the test may learn of the new stream leader: its polls
+/// (one at most every 300 ms timeout + 20 ms pause) and the new leader's interest in the
+/// stream's subjects reaching the other survivor over the route.
+const OBSERVED_LATE: Duration = Duration::from_millis(500);
+
+/// Ingest's own overhead on an answer (signature check, encode, HTTP), beyond waiting for
+/// the publish ack.
+const ANSWER_SLACK: Duration = Duration::from_millis(250);
+
+/// Three servers, `replicas = 3`, two ingest and two worker processes under load; the
+/// server the cluster names as the stream's leader is `kill -9`ed. Every event answered 2xx
+/// reaches the sink, those acknowledged after the new leader too (the workers pulled on);
+/// ingest refuses only with `503` + `Retry-After: 1`, only between the kill and the new
+/// leader (plus the answers then in flight).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stream_leader_killed_under_load_in_a_three_server_cluster_loses_nothing() {
     const EVENTS: u64 = 1500;
@@ -43,7 +71,10 @@ async fn a_stream_leader_killed_under_load_in_a_three_server_cluster_loses_nothi
     let dir = config_dir(&nats_config_toml(
         &cluster.urls_toml(),
         &crm_pipeline(&receiver),
-        "replicas = 3\npublish_timeout = \"1s\"",
+        &format!(
+            "replicas = 3\npublish_timeout = \"{}ms\"",
+            PUBLISH_TIMEOUT.as_millis()
+        ),
     ));
     let (ingest, workers) = two_ingest_two_workers(dir.path());
     let sent = Arc::new(Sent::default());
@@ -59,17 +90,27 @@ async fn a_stream_leader_killed_under_load_in_a_three_server_cluster_loses_nothi
         sent.acked.lock().expect("lock").len() as u64 >= EVENTS / 4
     })
     .await;
-    let leader = stream_leader(&cluster.urls())
+
+    // Ask the cluster which server leads the stream, and check the stream really is
+    // replicated on all three.
+    let (config, before) = stream_cluster(&jetstream_on(&cluster.urls()).await)
         .await
-        .unwrap_or_else(|e| panic!("the stream has a leader: {e}"));
-    let index: usize = leader
-        .trim_start_matches('n')
-        .parse::<usize>()
+        .unwrap_or_else(|e| panic!("the stream answers with its leader: {e}"));
+    assert_eq!(config.num_replicas, 3, "the stream has replicas = 3");
+    let leader = before.leader.clone().expect("the stream has a leader");
+    let mut members: Vec<&str> = before.replicas.iter().map(|p| p.name.as_str()).collect();
+    members.push(&leader);
+    members.sort();
+    assert_eq!(
+        members,
+        ["n1", "n2", "n3"],
+        "one replica per server: {before:?}"
+    );
+    let index = leader
+        .strip_prefix('n')
+        .and_then(|n| n.parse::<usize>().ok())
         .expect("a server name n1..n3")
         - 1;
-    cluster.kill(index);
-    let killed = Instant::now();
-    let at_kill = sent.acked.lock().expect("lock").len();
     let survivors: Vec<String> = cluster
         .urls()
         .into_iter()
@@ -77,31 +118,131 @@ async fn a_stream_leader_killed_under_load_in_a_three_server_cluster_loses_nothi
         .filter(|(i, _)| *i != index)
         .map(|(_, u)| u)
         .collect();
-    let mut new_leader = None;
-    while new_leader.is_none() && killed.elapsed() < Duration::from_secs(30) {
-        new_leader = stream_leader(&survivors)
-            .await
-            .ok()
-            .filter(|l| *l != leader);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // Connected before the kill, to servers that stay up: the watch never reconnects.
+    let watch = jetstream_on(&survivors).await;
+    let acked_at_kill = sent.acked.lock().expect("lock").len();
+    let received_at_kill = receiver.received.lock().expect("lock").len();
+    let killed = Instant::now();
+    cluster.kill(index);
+
+    // The first moment a survivor names another leader.
+    let mut elected = None;
+    while elected.is_none() && killed.elapsed() < Duration::from_secs(30) {
+        if let Ok((_, c)) = stream_cluster(&watch).await
+            && let Some(l) = c.leader.filter(|l| *l != leader)
+        {
+            elected = Some((l, Instant::now()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let Some((new_leader, elected_at)) = elected else {
+        panic!(
+            "no new stream leader 30 s after {leader} was killed:\n{}",
+            cluster.logs()
+        );
+    };
+    let acked_at_election = sent.acked.lock().expect("lock").len();
+    let election = elected_at - killed;
     println!(
-        "stream leader {leader} killed after {at_kill} acknowledged; new leader {new_leader:?} after {:.1}s",
-        killed.elapsed().as_secs_f64()
+        "stream leader {leader} killed after {acked_at_kill} acknowledged, {received_at_kill} delivered; \
+         {new_leader} leads after {:.2}s",
+        election.as_secs_f64()
     );
+
     for s in senders {
         s.await.expect("sender");
     }
+    let acked: Vec<String> = sent.acked.lock().expect("lock").clone();
     assert_eq!(
-        sent.acked.lock().expect("lock").len() as u64,
+        acked.len() as u64,
         EVENTS,
         "every event answered 2xx in the end"
     );
-    let received = receiver.received.lock().expect("lock").len();
-    if received == 0 {
-        panic!("nothing delivered:\n{}", cluster.logs());
-    }
+    // The load ran on after the election (and into it: the 503s below).
+    assert!(
+        acked_at_election < acked.len(),
+        "acknowledged {acked_at_kill} at the kill, {acked_at_election} at the new leader, {} in all",
+        acked.len()
+    );
     every_acked_event_arrives(&receiver, &sent, "stream leader kill -9").await;
+
+    // Workers pulled after the leader change: what was published after it arrived.
+    let received: HashSet<String> = receiver
+        .received
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_slice(&r.body).expect("json");
+            v["id"].as_str().expect("id").to_string()
+        })
+        .collect();
+    let after = &acked[acked_at_election..];
+    let missing = after.iter().filter(|id| !received.contains(*id)).count();
+    assert_eq!(
+        missing,
+        0,
+        "of {} events acknowledged after the new leader, {missing} not delivered",
+        after.len()
+    );
+
+    // 503s only while no leader exists: nothing refused before the kill, no request sent
+    // once the new leader was seen refused, and the last answer in flight then refused by
+    // `publish_timeout` at the latest.
+    let refused = sent.refused.lock().expect("lock").clone();
+    // Seconds from the kill, negative before it.
+    let offset = |t: Instant| {
+        t.saturating_duration_since(killed).as_secs_f64()
+            - killed.saturating_duration_since(t).as_secs_f64()
+    };
+    let (first, last) = (
+        refused.iter().map(|r| offset(r.answered)).reduce(f64::min),
+        refused.iter().map(|r| offset(r.answered)).reduce(f64::max),
+    );
+    let slowest = refused
+        .iter()
+        .map(|r| (r.answered - r.sent).as_secs_f64())
+        .reduce(f64::max);
+    println!(
+        "{} requests refused ({} with 503), the first {:.2}s and the last {:.2}s after the kill, \
+         each within {:.2}s of sending; new leader seen after {:.2}s",
+        refused.len(),
+        refused.iter().filter(|r| r.status == Some(503)).count(),
+        first.unwrap_or(f64::NAN),
+        last.unwrap_or(f64::NAN),
+        slowest.unwrap_or(f64::NAN),
+        election.as_secs_f64()
+    );
+    assert!(
+        !refused.is_empty(),
+        "ingest answered 503 while the stream had no leader (the load ran into the election)"
+    );
+    for r in &refused {
+        let detail = format!(
+            "status {:?}, Retry-After {:?}: sent {:+.2}s, answered {:+.2}s after the kill; new leader seen at {:.2}s",
+            r.status,
+            r.retry_after,
+            offset(r.sent),
+            offset(r.answered),
+            election.as_secs_f64()
+        );
+        assert!(r.answered >= killed, "refused before the kill: {detail}");
+        assert!(
+            r.sent <= elected_at + OBSERVED_LATE,
+            "refused though sent after the new leader: {detail}"
+        );
+        assert!(
+            r.answered <= elected_at + OBSERVED_LATE + PUBLISH_TIMEOUT + ANSWER_SLACK,
+            "refused after the new leader, later than an answer in flight: {detail}"
+        );
+        assert_eq!(r.status, Some(503), "only 503 (never no answer): {detail}");
+        assert_eq!(
+            r.retry_after.as_deref(),
+            Some("1"),
+            "with Retry-After: {detail}"
+        );
+    }
+
     // Both consumers of every worker pull again (each consumer elects its own leader; one
     // with no traffic may take a few seconds longer than the stream).
     for w in &workers {

@@ -19,9 +19,24 @@ const SENDERS: u64 = 16;
 /// What the senders saw.
 #[derive(Default)]
 pub(super) struct Sent {
-    /// Ids answered 2xx (a duplicate's answer names the first event's id).
+    /// Ids answered 2xx, in the order the answers came (a duplicate's answer names the
+    /// first event's id).
     pub(super) acked: Mutex<Vec<String>>,
     pub(super) unavailable: AtomicUsize,
+    /// Every request not answered 2xx, in the order the answers (or errors) came.
+    pub(super) refused: Mutex<Vec<Refusal>>,
+}
+
+/// A request that was not answered 2xx.
+#[derive(Debug, Clone)]
+pub(super) struct Refusal {
+    /// When the request went out.
+    pub(super) sent: Instant,
+    /// When its answer, or the error, came.
+    pub(super) answered: Instant,
+    /// The status; `None` for no answer at all (refused connection, timeout).
+    pub(super) status: Option<u16>,
+    pub(super) retry_after: Option<String>,
 }
 
 fn cluster_config(nats: &NatsServer, receiver: &Receiver) -> tempfile::TempDir {
@@ -51,7 +66,8 @@ fn send_all(urls: Vec<String>, sent: Arc<Sent>) -> Vec<tokio::task::JoinHandle<(
 }
 
 /// Senders that post `events` signed events, round robin over `urls`, each resent after a
-/// 503 or a refused connection until answered 2xx (for up to 90 s).
+/// 503 or a refused connection until answered 2xx (for up to 90 s). Every refusal is kept,
+/// with when it was sent and answered, in [`Sent::refused`].
 pub(super) fn send(
     urls: Vec<String>,
     events: u64,
@@ -68,6 +84,7 @@ pub(super) fn send(
                     let sig = sign(SECRET, body.as_bytes());
                     let url = &urls[(i % urls.len() as u64) as usize];
                     while Instant::now() < deadline {
+                        let started = Instant::now();
                         let resp = c
                             .post(url)
                             .header("content-type", "application/json")
@@ -84,10 +101,26 @@ pub(super) fn send(
                                 break;
                             }
                             Ok(r) => {
+                                let retry_after = r
+                                    .headers()
+                                    .get("retry-after")
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_string);
+                                sent.refused.lock().expect("lock").push(Refusal {
+                                    sent: started,
+                                    answered: Instant::now(),
+                                    status: Some(r.status().as_u16()),
+                                    retry_after,
+                                });
                                 assert_eq!(r.status(), 503, "only 503 may refuse a signed event");
                                 sent.unavailable.fetch_add(1, Ordering::Relaxed);
                             }
-                            Err(_) => {}
+                            Err(_) => sent.refused.lock().expect("lock").push(Refusal {
+                                sent: started,
+                                answered: Instant::now(),
+                                status: None,
+                                retry_after: None,
+                            }),
                         }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
