@@ -20,6 +20,26 @@ pub struct SinkLimits {
 }
 
 impl SinkLimits {
+    /// In words, with the sink's retry policy: what `hookline check` prints under a sink.
+    pub(crate) fn describe(&self, retry: &super::RetryPolicy) -> String {
+        let mut parts = vec![format!("retry {}", retry.describe())];
+        parts.push(match &self.circuit {
+            Some(c) => format!(
+                "circuit opens after {} failures, probes after {}",
+                c.failures,
+                humantime::format_duration(c.cooldown)
+            ),
+            None => "no circuit".into(),
+        });
+        if let Some(rate) = self.rate {
+            parts.push(format!("rate {rate}"));
+        }
+        if let Some(n) = self.concurrency {
+            parts.push(format!("concurrency {n}"));
+        }
+        parts.join("; ")
+    }
+
     /// The limits of a stage that sets none of the keys: a circuit with the defaults.
     pub(crate) fn defaults() -> Self {
         SinkLimits {

@@ -7,6 +7,7 @@
 mod check;
 mod diag;
 mod interp;
+mod limits;
 mod nats;
 mod retry;
 mod sections;
@@ -22,6 +23,7 @@ use toml::de::DeTable;
 pub use diag::{Diagnostic, Diagnostics, Locator, line_col};
 pub use interp::{DefaultUsed, TEST_SECRET, expand, interpolate_table};
 pub use nats::{Backend, NatsConfig, Urls};
+pub use limits::{CircuitPolicy, Rate, SinkLimits};
 pub use retry::RetryPolicy;
 pub use sections::{AdminConfig, PluginsConfig, ServerConfig, SourceConfig, StorageConfig};
 
@@ -35,7 +37,18 @@ const SECTIONS: &[&str] = &[
     "pipelines",
 ];
 /// Keys of a stage table that the engine reads; the rest belong to the plugin.
-const ENGINE_STAGE_KEYS: &[&str] = &["filter", "transform", "sink", "name", "retry"];
+const ENGINE_STAGE_KEYS: &[&str] = &[
+    "filter",
+    "transform",
+    "sink",
+    "name",
+    "retry",
+    "circuit",
+    "rate",
+    "concurrency",
+];
+/// The stage keys that limit a sink's calls to its destination.
+const LIMIT_KEYS: &[&str] = &["circuit", "rate", "concurrency"];
 
 /// A config file's text, kept so errors can quote positions in it.
 #[derive(Debug, Clone)]
@@ -211,6 +224,9 @@ pub(crate) struct PipelineConfig<'a> {
     /// `events`, compiled.
     pub(crate) matcher: globset::GlobSet,
     pub(crate) stages: Vec<StageConfig<'a>>,
+    /// A payload path: events with the same value there are delivered in order, one at a
+    /// time (`None`: no ordering).
+    pub(crate) order_key: Option<String>,
 }
 
 /// A pipeline's `events` as one matcher: `.` is not special in event names, and `*` crosses
@@ -240,6 +256,8 @@ pub(crate) struct StageConfig<'a> {
     /// A sink's `retry` table; the default policy for every other stage (a retryable
     /// error of any stage is retried).
     pub(crate) retry: RetryPolicy,
+    /// A sink's circuit, rate and concurrency; `None` for other stages.
+    pub(crate) limits: Option<SinkLimits>,
 }
 
 #[cfg(test)]

@@ -161,9 +161,19 @@ pub struct StorageConfig {
     /// How long delivered events are kept for inspection and replay.
     #[serde(default = "default_retain", with = "humantime_serde")]
     pub(crate) retain: Duration,
-    /// Above this many pending deliveries, ingest answers 503 with `Retry-After`.
-    #[serde(default = "default_max_pending")]
-    pub(crate) max_pending: u64,
+    /// A cap on pending deliveries across every pipeline, above which ingest answers 503
+    /// with `Retry-After` for every source. Unset by default: a backlog waits in the journal,
+    /// and backpressure follows the disk (`min_free_disk`, `max_size`).
+    #[serde(default)]
+    pub(crate) max_pending: Option<u64>,
+    /// Ingest answers 503 while the journal's file system has less free space than this
+    /// (SQLite journal).
+    #[serde(default = "default_min_free_disk")]
+    pub(crate) min_free_disk: bytesize::ByteSize,
+    /// Ingest answers 503 while the journal (file and WAL) is this large or larger (SQLite
+    /// journal). Unset: no cap but the disk.
+    #[serde(default)]
+    pub(crate) max_size: Option<bytesize::ByteSize>,
     /// Pipeline runs in flight at once.
     #[serde(default = "default_concurrency")]
     pub(crate) concurrency: usize,
@@ -176,7 +186,9 @@ impl Default for StorageConfig {
             nats: None,
             path: default_db(),
             retain: default_retain(),
-            max_pending: default_max_pending(),
+            max_pending: None,
+            min_free_disk: default_min_free_disk(),
+            max_size: None,
             concurrency: default_concurrency(),
         }
     }
@@ -190,8 +202,8 @@ fn default_retain() -> Duration {
     Duration::from_secs(7 * 24 * 3600)
 }
 
-fn default_max_pending() -> u64 {
-    100_000
+fn default_min_free_disk() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(256)
 }
 
 fn default_concurrency() -> usize {

@@ -184,6 +184,18 @@ impl Checker<'_, '_> {
                     ));
                 }
             }
+            for (span, p) in &pipelines {
+                if p.order_key.is_some() {
+                    self.err(
+                        span.clone(),
+                        None,
+                        format!(
+                            "pipeline `{}`: `order_key` needs the SQLite journal; the NATS journal delivers in parallel across workers and cannot keep per-key order",
+                            p.name
+                        ),
+                    );
+                }
+            }
         }
         Config {
             file,

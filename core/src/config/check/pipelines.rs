@@ -11,7 +11,10 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{Checker, entry_span};
-use crate::config::{ENGINE_STAGE_KEYS, PipelineConfig, RetryPolicy, StageConfig, event_matcher};
+use crate::config::limits::{CircuitPolicy, Rate, SinkLimits};
+use crate::config::{
+    ENGINE_STAGE_KEYS, LIMIT_KEYS, PipelineConfig, RetryPolicy, StageConfig, event_matcher,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +24,8 @@ struct RawPipeline {
     #[serde(default = "all_events")]
     events: Vec<String>,
     stages: Vec<IgnoredAny>,
+    #[serde(default)]
+    order_key: Option<String>,
 }
 
 fn all_events() -> Vec<String> {
@@ -63,6 +68,15 @@ impl Checker<'_, '_> {
                     "a pipeline needs at least one stage",
                 );
             }
+            if let Some(key) = &raw.order_key
+                && (key.is_empty() || key.split('.').any(str::is_empty))
+            {
+                self.err(
+                    entry_span(item, "order_key"),
+                    None,
+                    format!("`order_key` must be a dotted payload path such as `data.lead.id`, not `{key}`"),
+                );
+            }
             out.push((
                 entry_span(item, "source"),
                 PipelineConfig {
@@ -71,6 +85,7 @@ impl Checker<'_, '_> {
                     events: raw.events,
                     matcher,
                     stages,
+                    order_key: raw.order_key,
                 },
             ));
         }
@@ -150,7 +165,7 @@ impl Checker<'_, '_> {
                     self.err(
                         v.span(),
                         None,
-                        format!("`retry` can be set on sinks only; a {kind} that fails with a retryable error is retried with the default policy (8 attempts, 1s doubling to 5m)"),
+                        format!("`retry` can be set on sinks only; a {kind} that fails with a retryable error is retried with the default schedule (8 attempts over about 27 hours)"),
                     );
                     RetryPolicy::default()
                 }
@@ -164,6 +179,7 @@ impl Checker<'_, '_> {
                     None => RetryPolicy::default(),
                 },
             };
+            let limits = self.limits(table, kind);
             let mut plugin_table = DeTable::new();
             for (k, v) in table.iter() {
                 if !ENGINE_STAGE_KEYS.contains(&k.get_ref().as_ref()) {
@@ -177,6 +193,7 @@ impl Checker<'_, '_> {
                 plugin: plugin.clone(),
                 plugin_span: plugin_value.span(),
                 retry,
+                limits,
                 config: PluginConfig::new(
                     plugin,
                     Spanned::new(item.span(), DeValue::Table(plugin_table)),
@@ -184,5 +201,61 @@ impl Checker<'_, '_> {
             });
         }
         out
+    }
+}
+
+impl Checker<'_, '_> {
+    /// A sink's `circuit`, `rate` and `concurrency`; `None` for other stages (where the keys
+    /// are an error).
+    fn limits(&mut self, table: &DeTable<'_>, kind: StageKind) -> Option<SinkLimits> {
+        let mut limits = SinkLimits::defaults();
+        for (key, value) in table.iter() {
+            let key = key.get_ref().as_ref();
+            if !LIMIT_KEYS.contains(&key) {
+                continue;
+            }
+            if kind != StageKind::Sink {
+                self.err(
+                    value.span(),
+                    None,
+                    format!("`{key}` can be set on sinks only: it limits calls to a destination"),
+                );
+                continue;
+            }
+            match key {
+                "circuit" => {
+                    let parsed =
+                        CircuitPolicy::from_value(toml::de::ValueDeserializer::from(value.clone()));
+                    match parsed {
+                        Ok(policy) => {
+                            if let Some(Err(e)) = policy.as_ref().map(CircuitPolicy::validate) {
+                                self.err(value.span(), None, e);
+                            }
+                            limits.circuit = policy;
+                        }
+                        Err(_) => self.err(
+                            value.span(),
+                            None,
+                            "`circuit` must be `false` or a table `{ failures = 5, cooldown = \"30s\", max_cooldown = \"10m\" }`",
+                        ),
+                    }
+                }
+                "rate" => match value.get_ref().as_str().map(Rate::parse) {
+                    Some(Ok(rate)) => limits.rate = Some(rate),
+                    Some(Err(e)) => self.err(value.span(), None, e),
+                    None => self.err(
+                        value.span(),
+                        None,
+                        "`rate` must be a string such as \"50/s\"",
+                    ),
+                },
+                _ => match self.de::<u32>(value).map(std::num::NonZeroU32::new) {
+                    Some(Some(n)) => limits.concurrency = Some(n),
+                    Some(None) => self.err(value.span(), None, "`concurrency` must be at least 1"),
+                    None => {}
+                },
+            }
+        }
+        (kind == StageKind::Sink).then_some(limits)
     }
 }
