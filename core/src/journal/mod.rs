@@ -27,12 +27,27 @@ pub struct NewEvent {
     /// Until when this event's key marks later copies as duplicates.
     pub dedupe_until: Timestamp,
     pub pipelines: Vec<String>,
+    /// For each pipeline, the event's ordering key there (`order_key`), or `None`. A
+    /// delivery with a key runs only after every earlier pending delivery with the same key
+    /// in that pipeline; it is not handed back to run at once. Empty: no keys.
+    pub order_keys: Vec<Option<String>>,
+}
+
+impl NewEvent {
+    /// The ordering key of the delivery to `pipelines[index]`.
+    pub(crate) fn order_key(&self, index: usize) -> Option<&str> {
+        self.order_keys.get(index).and_then(Option::as_deref)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
-    /// Journaled; these deliveries are claimed by this process and should run now.
-    New { deliveries: Vec<DeliveryRef> },
+    /// Journaled; these deliveries are claimed by this process and should run now. `queued`
+    /// more wait their turn in the journal (ordered deliveries), for the poller.
+    New {
+        deliveries: Vec<DeliveryRef>,
+        queued: usize,
+    },
     /// Seen before: the first event's id.
     Duplicate { first_id: String },
 }
@@ -66,9 +81,42 @@ pub enum Continuation {
         next_attempt_at: Timestamp,
         error: String,
         first_failed_at: Timestamp,
+        /// Parked rather than due at `next_attempt_at`: out of the poller's way until
+        /// released (the SQLite journal; NATS redelivers at `next_attempt_at`).
+        held: Option<Hold>,
     },
     /// Give up: a dead letter.
     Dead(NewDeadLetter),
+}
+
+/// Why a pending delivery is parked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Its pipeline is paused.
+    Paused,
+    /// Its sink's circuit is open.
+    Circuit,
+}
+
+impl Hold {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Hold::Paused => "paused",
+            Hold::Circuit => "circuit",
+        }
+    }
+}
+
+/// Which held deliveries to let go.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub hold: Hold,
+    /// `None`: every pipeline.
+    pub pipeline: Option<String>,
+    /// `None`: every stage.
+    pub stage: Option<usize>,
+    /// `Some(1)`: one delivery, a circuit's probe.
+    pub limit: Option<u32>,
 }
 
 /// A dead letter about to be written.
@@ -163,6 +211,8 @@ pub enum JournalError {
     Open(String),
     #[error("journal (NATS): {0}")]
     Nats(String),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Counts the journal keeps current, for backpressure and metrics.
@@ -249,4 +299,21 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     async fn dead_ids(&self, filter: DeadLetterFilter) -> Result<Vec<String>, JournalError>;
     /// Delete delivered events received before `before`, and expired dedupe keys.
     async fn prune(&self, before: Timestamp, now: Timestamp) -> Result<u64, JournalError>;
+    /// Let held deliveries go: due now, claimable again. Returns how many.
+    async fn release(&self, release: Release) -> Result<u64, JournalError> {
+        let _ = release;
+        Ok(0)
+    }
+    /// Pause or resume a pipeline, durably: a paused pipeline's pending deliveries are held,
+    /// and resuming releases them. Returns whether its state changed.
+    async fn set_paused(&self, pipeline: String, paused: bool) -> Result<bool, JournalError> {
+        let _ = (pipeline, paused);
+        Err(JournalError::Unsupported(
+            "pausing a pipeline needs the SQLite journal; with NATS, stop its workers (`--role`) instead".into(),
+        ))
+    }
+    /// The paused pipelines.
+    async fn paused(&self) -> Result<Vec<String>, JournalError> {
+        Ok(Vec::new())
+    }
 }

@@ -279,6 +279,7 @@ impl Journal for NatsJournal {
         // Workers anywhere take it from the stream; nothing runs in this process.
         Ok(Accepted::New {
             deliveries: Vec::new(),
+            queued: 0,
         })
     }
 

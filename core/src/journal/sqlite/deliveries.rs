@@ -10,7 +10,7 @@ use super::dead::insert_dead_letter;
 use super::events::routed;
 use super::fast;
 use super::rows::{NewDelivery, event_from_row, from_json, insert_delivery, ms, to_json, ts};
-use crate::journal::{Continuation, Delivery, DeliveryState, JournalError};
+use crate::journal::{Continuation, Delivery, DeliveryState, Hold, JournalError, Release};
 
 pub(crate) fn count_pending(c: &Connection) -> rusqlite::Result<u64> {
     c.query_row(
@@ -55,9 +55,18 @@ pub(crate) fn claim_due(
     limit: usize,
     boot: &str,
 ) -> Result<Vec<Delivery>, JournalError> {
+    // Held deliveries are not in the due index at all. An ordered delivery waits while an
+    // earlier pending delivery with its key (accepted earlier, or an earlier branch of the
+    // same event) exists: running, retrying or held.
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries d LEFT JOIN events e ON e.id = d.event_id
-         WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND (d.claimed_by IS NULL OR d.claimed_by != ?2)
+         WHERE d.state = 'pending' AND d.held IS NULL AND d.next_attempt_at <= ?1
+           AND (d.claimed_by IS NULL OR d.claimed_by != ?2)
+           AND (d.order_key IS NULL OR NOT EXISTS (
+             SELECT 1 FROM deliveries o JOIN events oe ON oe.id = o.event_id
+             WHERE o.state = 'pending' AND o.order_key IS NOT NULL
+               AND o.pipeline = d.pipeline AND o.order_key = d.order_key
+               AND (oe.rowid < e.rowid OR (oe.rowid = e.rowid AND o.id < d.id))))
          ORDER BY d.next_attempt_at LIMIT ?3"
     );
     let mut stmt = c.prepare_cached(&sql)?;
@@ -153,15 +162,22 @@ fn settle_row(
         .execute(params![delivery, now, DeliveryState::Done])?;
         return Ok(());
     };
-    let (event_id, pipeline): (String, String) = c.query_row(
-        "SELECT event_id, pipeline FROM deliveries WHERE id = ?1",
+    let (event_id, pipeline, order_key): (String, String, Option<String>) = c.query_row(
+        "SELECT event_id, pipeline, order_key FROM deliveries WHERE id = ?1",
         params![delivery],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    // The first branch updates the delivery in place; further branches of a split get rows of their own.
+    // The first branch updates the delivery in place; further branches of a split get rows
+    // of their own, with its ordering key.
     apply(c, delivery, first, now)?;
     for more in &continuations[1..] {
-        let id = insert_delivery(c, NewDelivery::pending(&event_id, &pipeline, now))?;
+        let id = insert_delivery(
+            c,
+            NewDelivery {
+                order_key: order_key.as_deref(),
+                ..NewDelivery::pending(&event_id, &pipeline, now)
+            },
+        )?;
         apply(c, id, more, now)?;
     }
     Ok(())
@@ -176,21 +192,29 @@ fn apply(c: &Connection, delivery: i64, cont: &Continuation, now: i64) -> Result
             next_attempt_at,
             error,
             first_failed_at,
+            held,
         } => {
+            // A held delivery is due as soon as it is released.
+            let due = if held.is_some() {
+                now
+            } else {
+                ms(*next_attempt_at)
+            };
             c.prepare_cached(
                 "UPDATE deliveries SET state = ?9, stage = ?2, snapshot = ?3, attempts = ?4, next_attempt_at = ?5,
-                 last_error = ?6, first_failed_at = ?7, claimed_by = NULL, updated_at = ?8 WHERE id = ?1",
+                 last_error = ?6, first_failed_at = ?7, claimed_by = NULL, updated_at = ?8, held = ?10 WHERE id = ?1",
             )?
             .execute(params![
                 delivery,
                 *stage as i64,
                 to_json(event)?,
                 *attempts as i64,
-                ms(*next_attempt_at),
+                due,
                 error,
                 ms(*first_failed_at),
                 now,
-                DeliveryState::Pending
+                DeliveryState::Pending,
+                held.map(Hold::as_str)
             ])?;
         }
         Continuation::Dead(letter) => {
@@ -210,4 +234,62 @@ fn apply(c: &Connection, delivery: i64, cont: &Continuation, now: i64) -> Result
         }
     }
     Ok(())
+}
+
+/// Let held deliveries go: due now. Returns how many.
+pub(crate) fn release(c: &Connection, r: &Release) -> Result<u64, JournalError> {
+    let now = ms(Timestamp::now());
+    let n = c
+        .prepare_cached(
+            "UPDATE deliveries SET held = NULL, next_attempt_at = MIN(next_attempt_at, ?1)
+             WHERE id IN (SELECT id FROM deliveries WHERE held = ?2
+               AND (?3 IS NULL OR pipeline = ?3) AND (?4 IS NULL OR stage = ?4)
+               ORDER BY next_attempt_at, id LIMIT ?5)",
+        )?
+        .execute(params![
+            now,
+            r.hold.as_str(),
+            r.pipeline,
+            r.stage.map(|s| s as i64),
+            r.limit.map_or(-1, i64::from)
+        ])?;
+    Ok(n as u64)
+}
+
+/// Pause (`true`) or resume a pipeline: the `paused` row, and its pending deliveries held or
+/// released. Returns whether the state changed.
+pub(crate) fn set_paused(c: &Connection, pipeline: &str, paused: bool) -> Result<bool, JournalError> {
+    let now = ms(Timestamp::now());
+    if paused {
+        let changed = c
+            .prepare_cached("INSERT OR IGNORE INTO paused (pipeline, paused_at) VALUES (?1, ?2)")?
+            .execute(params![pipeline, now])?;
+        // Runs in flight finish (their outcome clears the mark; the worker holds what they
+        // leave); the rest wait. A delivery held by its circuit stays so.
+        c.prepare_cached(
+            "UPDATE deliveries SET held = ?2 WHERE state = 'pending' AND pipeline = ?1 AND held IS NULL",
+        )?
+        .execute(params![pipeline, Hold::Paused.as_str()])?;
+        Ok(changed > 0)
+    } else {
+        let changed = c
+            .prepare_cached("DELETE FROM paused WHERE pipeline = ?1")?
+            .execute(params![pipeline])?;
+        release(
+            c,
+            &Release {
+                hold: Hold::Paused,
+                pipeline: Some(pipeline.to_string()),
+                stage: None,
+                limit: None,
+            },
+        )?;
+        Ok(changed > 0)
+    }
+}
+
+pub(crate) fn paused(c: &Connection) -> Result<Vec<String>, JournalError> {
+    let mut stmt = c.prepare_cached("SELECT pipeline FROM paused ORDER BY pipeline")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -52,7 +52,10 @@ pub(crate) fn accept(
             return Ok(Accepted::Duplicate { first_id });
         }
     }
-    let fast_path = !new.pipelines.is_empty() && new.pipelines.len() <= fast::MAX_PIPELINES;
+    // Ordered deliveries wait their turn in the journal: they always get rows.
+    let fast_path = !new.pipelines.is_empty()
+        && new.pipelines.len() <= fast::MAX_PIPELINES
+        && new.order_keys.iter().all(Option::is_none);
     let pipelines = if fast_path {
         Some(to_json(&new.pipelines)?)
     } else {
@@ -80,6 +83,7 @@ pub(crate) fn accept(
     ])?;
     let rowid = c.last_insert_rowid();
     let mut deliveries = Vec::with_capacity(new.pipelines.len());
+    let mut queued = 0;
     if fast_path {
         for (i, pipeline) in new.pipelines.iter().enumerate() {
             deliveries.push(DeliveryRef {
@@ -88,7 +92,8 @@ pub(crate) fn accept(
             });
         }
     } else {
-        for pipeline in &new.pipelines {
+        for (i, pipeline) in new.pipelines.iter().enumerate() {
+            let order_key = new.order_key(i);
             let id = insert_delivery(
                 c,
                 NewDelivery {
@@ -96,15 +101,22 @@ pub(crate) fn accept(
                     pipeline,
                     stage: 0,
                     next_attempt_at: now,
-                    claimed_by: Some(boot),
+                    // An ordered delivery is the poller's: it may have to wait for an
+                    // earlier one with its key.
+                    claimed_by: order_key.is_none().then_some(boot),
                     snapshot: None,
                     updated_at: now,
+                    order_key,
                 },
             )?;
-            deliveries.push(DeliveryRef {
-                id,
-                pipeline: pipeline.clone(),
-            });
+            if order_key.is_some() {
+                queued += 1;
+            } else {
+                deliveries.push(DeliveryRef {
+                    id,
+                    pipeline: pipeline.clone(),
+                });
+            }
         }
     }
     // Memory changes last: the statements above can still fail and roll back.
@@ -113,7 +125,7 @@ pub(crate) fn accept(
     }
     ctx.fast
         .register(rowid, if fast_path { new.pipelines.len() } else { 0 });
-    Ok(Accepted::New { deliveries })
+    Ok(Accepted::New { deliveries, queued })
 }
 
 /// At open: rebuild the in-memory deduplication keys, and give every first run that a
@@ -154,6 +166,7 @@ pub(crate) fn recover(
                             claimed_by: None,
                             snapshot: None,
                             updated_at: ms(now),
+                            order_key: None,
                         },
                     )?;
                 }
@@ -234,6 +247,7 @@ pub(crate) fn advance(ctx: &mut Ctx, everything: bool) -> Result<(), JournalErro
                             claimed_by: Some(&ctx.boot),
                             snapshot: None,
                             updated_at: now,
+                            order_key: None,
                         },
                     )?;
                     made.push((fast::virtual_id(*rowid, usize::from(i)), row));

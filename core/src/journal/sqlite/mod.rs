@@ -37,8 +37,8 @@ use tokio::sync::{mpsc, oneshot};
 use read::{Health, Readers};
 
 use super::{
-    Accepted, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Journal, JournalError,
-    NewDeadLetter, NewEvent, Page, Replayed,
+    Accepted, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Hold, Journal,
+    JournalError, NewDeadLetter, NewEvent, Page, Release, Replayed,
 };
 
 /// Most jobs committed together.
@@ -185,6 +185,19 @@ impl SqliteJournal {
             quick_check(&conn, path)?;
         }
         schema::migrate(&mut conn).map_err(|e| open_error(path, &e))?;
+        if owner {
+            // Circuits start closed: what an earlier process parked behind one is due again.
+            deliveries::release(
+                &conn,
+                &Release {
+                    hold: Hold::Circuit,
+                    pipeline: None,
+                    stage: None,
+                    limit: None,
+                },
+            )
+            .map_err(|e| open_error(path, &e.to_string()))?;
+        }
         let now = Timestamp::now();
         let (fast, dedupe) = if owner {
             events::recover(&mut conn, now).map_err(|e| open_error(path, &e.to_string()))?
@@ -538,6 +551,7 @@ impl Journal for SqliteJournal {
             dedupe_key: new.dedupe_key.clone(),
             dedupe_until: new.dedupe_until,
             pipelines: new.pipelines.clone(),
+            order_keys: new.order_keys.clone(),
         };
         // On the fast path accepting writes one statement, atomic by itself: no savepoint.
         let accepted = self
@@ -545,8 +559,8 @@ impl Journal for SqliteJournal {
                 events::accept(ctx, &event, &encoded, &boot)
             })
             .await?;
-        if let Accepted::New { deliveries } = &accepted {
-            self.add_pending(deliveries.len() as i64);
+        if let Accepted::New { deliveries, queued } = &accepted {
+            self.add_pending((deliveries.len() + queued) as i64);
         }
         Ok(accepted)
     }
@@ -654,6 +668,19 @@ impl Journal for SqliteJournal {
 
     async fn prune(&self, before: Timestamp, now: Timestamp) -> Result<u64, JournalError> {
         Ok(self.prune_in_batches(before, now, PRUNE_BATCH).await?.0)
+    }
+
+    async fn release(&self, release: Release) -> Result<u64, JournalError> {
+        self.call(move |c| deliveries::release(c, &release)).await
+    }
+
+    async fn set_paused(&self, pipeline: String, paused: bool) -> Result<bool, JournalError> {
+        self.call(move |c| deliveries::set_paused(c, &pipeline, paused))
+            .await
+    }
+
+    async fn paused(&self) -> Result<Vec<String>, JournalError> {
+        self.read(deliveries::paused).await
     }
 }
 

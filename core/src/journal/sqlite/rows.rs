@@ -87,6 +87,8 @@ pub(crate) struct NewDelivery<'a> {
     /// The event as it enters `stage`, when not the stored event (JSON).
     pub(crate) snapshot: Option<&'a str>,
     pub(crate) updated_at: i64,
+    /// Its ordering key in an ordered pipeline.
+    pub(crate) order_key: Option<&'a str>,
 }
 
 impl<'a> NewDelivery<'a> {
@@ -100,6 +102,7 @@ impl<'a> NewDelivery<'a> {
             claimed_by: None,
             snapshot: None,
             updated_at: now,
+            order_key: None,
         }
     }
 }
@@ -107,8 +110,8 @@ impl<'a> NewDelivery<'a> {
 /// Create a pending delivery row; returns its id. The only statement that inserts one.
 pub(crate) fn insert_delivery(c: &Connection, d: NewDelivery<'_>) -> Result<i64, JournalError> {
     c.prepare_cached(
-        "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, claimed_by, snapshot, updated_at)
-         VALUES (?1, ?2, ?3, ?8, 0, ?4, ?5, ?6, ?7)",
+        "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, claimed_by, snapshot, updated_at, order_key)
+         VALUES (?1, ?2, ?3, ?8, 0, ?4, ?5, ?6, ?7, ?9)",
     )?
     .execute(params![
         d.event_id,
@@ -118,7 +121,8 @@ pub(crate) fn insert_delivery(c: &Connection, d: NewDelivery<'_>) -> Result<i64,
         d.claimed_by,
         d.snapshot,
         d.updated_at,
-        DeliveryState::Pending
+        DeliveryState::Pending,
+        d.order_key
     ])?;
     Ok(c.last_insert_rowid())
 }

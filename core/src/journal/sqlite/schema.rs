@@ -86,6 +86,23 @@ CREATE TABLE progress (
 );
 INSERT INTO progress (id, done_below) SELECT 1, COALESCE(MAX(rowid), 0) + 1 FROM events;
 "#,
+    // 3: destinations that fail. A pending delivery can be parked (`held`: its pipeline is
+    // paused, or its sink's circuit is open): out of the due index, so a parked backlog costs
+    // the poller nothing. Ordered pipelines give their deliveries an `order_key`; a delivery
+    // runs only after every earlier pending one with the same key.
+    r#"
+ALTER TABLE deliveries ADD COLUMN held TEXT;        -- paused | circuit
+ALTER TABLE deliveries ADD COLUMN order_key TEXT;
+DROP INDEX deliveries_due;
+CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE state = 'pending' AND held IS NULL;
+CREATE INDEX deliveries_held ON deliveries(pipeline, stage) WHERE held IS NOT NULL;
+CREATE INDEX deliveries_pending ON deliveries(pipeline) WHERE state = 'pending';
+CREATE INDEX deliveries_order ON deliveries(pipeline, order_key) WHERE state = 'pending' AND order_key IS NOT NULL;
+CREATE TABLE paused (
+  pipeline  TEXT PRIMARY KEY,
+  paused_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Migration 2's one step SQL cannot do: hash the dedupe keys it moved from the v1 table.

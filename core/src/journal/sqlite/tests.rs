@@ -20,6 +20,7 @@ fn new_event(id: &str, key: Option<&str>, pipelines: &[&str]) -> NewEvent {
         dedupe_key: key.map(str::to_string),
         dedupe_until: Timestamp::now() + jiff::SignedDuration::from_hours(24),
         pipelines: pipelines.iter().map(|p| p.to_string()).collect(),
+        order_keys: Vec::new(),
     }
 }
 
@@ -32,7 +33,7 @@ fn journal() -> (tempfile::TempDir, SqliteJournal) {
 #[tokio::test]
 async fn accept_dedupe_and_reopen() {
     let (dir, j) = journal();
-    let Accepted::New { deliveries } = j
+    let Accepted::New { deliveries, .. } = j
         .accept(&new_event("e1", Some("k"), &["a", "b"]))
         .await
         .expect("accept")
@@ -91,7 +92,7 @@ async fn concurrent_accepts_share_commits() {
 #[tokio::test]
 async fn retry_then_dead_then_replay() {
     let (_dir, j) = journal();
-    let Accepted::New { deliveries } = j
+    let Accepted::New { deliveries, .. } = j
         .accept(&new_event("e1", None, &["p"]))
         .await
         .expect("accept")
@@ -105,6 +106,7 @@ async fn retry_then_dead_then_replay() {
     j.settle(
         id,
         vec![Continuation::Retry {
+            held: None,
             stage: 2,
             event: snapshot.clone(),
             attempts: 1,
@@ -287,7 +289,7 @@ async fn ingest_dead_letters_keep_the_raw_body_and_purge() {
 #[tokio::test]
 async fn prune_keeps_unfinished_events() {
     let (_dir, j) = journal();
-    let Accepted::New { deliveries } = j
+    let Accepted::New { deliveries, .. } = j
         .accept(&new_event("done", Some("k1"), &["p"]))
         .await
         .expect("accept")
@@ -334,7 +336,7 @@ async fn accept_one(
         .await
         .expect("accept")
     {
-        Accepted::New { deliveries } => deliveries.into_iter().map(|d| d.id).collect(),
+        Accepted::New { deliveries, .. } => deliveries.into_iter().map(|d| d.id).collect(),
         other => panic!("expected a new event, got {other:?}"),
     }
 }
@@ -394,6 +396,7 @@ async fn a_first_run_that_fails_becomes_a_row_once() {
     j.settle(
         a[0],
         vec![Continuation::Retry {
+            held: None,
             stage: 1,
             event: event("e1"),
             attempts: 1,
@@ -680,7 +683,7 @@ async fn prune_deletes_in_batches() {
         .collect();
     let accepted = futures::future::join_all(accepts.iter().map(|e| j.accept(e))).await;
     let settles = accepted.into_iter().map(|a| {
-        let Ok(Accepted::New { deliveries }) = a else {
+        let Ok(Accepted::New { deliveries, .. }) = a else {
             panic!("accepted: {a:?}")
         };
         j.settle(deliveries[0].id, vec![])
