@@ -30,6 +30,7 @@ fn new_event(payload: &serde_json::Value) -> NewEvent {
         dedupe_key: Some(format!("{n:064x}")),
         dedupe_until: now + jiff::SignedDuration::from_hours(24),
         pipelines: vec!["archive".into()],
+        order_keys: Vec::new(),
     }
 }
 

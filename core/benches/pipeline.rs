@@ -93,12 +93,11 @@ fn chain(c: &mut Criterion) {
     let built = runtime();
     let file_chain = Arc::clone(&built.pipelines[0]);
     let mut stages: Vec<Stage> = file_chain.stages[..2].to_vec();
-    stages.push(Stage {
-        name: "discard".into(),
-        plugin: "discard".into(),
-        op: StageOp::Sink(Arc::new(Discard)),
-        retry: Default::default(),
-    });
+    stages.push(Stage::new(
+        "discard",
+        "discard",
+        StageOp::Sink(Arc::new(Discard)),
+    ));
     let discard_chain = match Pipeline::new("chain", "leadshark", &["*".into()], stages) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),

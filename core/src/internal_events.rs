@@ -358,3 +358,123 @@ impl PluginTrapped<'_> {
         debug!(plugin = %self.plugin, error = %self.message, "plugin instance discarded after a trap");
     }
 }
+
+/// A sink's circuit and hold series, resolved once when the stage is built.
+#[derive(Debug, Clone)]
+pub(crate) struct SinkTelemetry {
+    pub(crate) pipeline: String,
+    pub(crate) stage: String,
+    state: prometheus::IntGauge,
+    opened: IntCounter,
+    held_circuit: IntCounter,
+    held_rate: IntCounter,
+    held_concurrency: IntCounter,
+}
+
+/// Why a delivery reached a sink and was not attempted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeldBy {
+    Circuit,
+    Rate,
+    Concurrency,
+}
+
+/// The `hookline_sink_circuit_state` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CircuitGauge {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
+}
+
+impl SinkTelemetry {
+    pub(crate) fn new(pipeline: &str, stage: &str) -> Self {
+        let m = metrics();
+        let held = |reason: &str| m.sink_held.with_label_values(&[pipeline, stage, reason]);
+        let state = m.circuit_state.with_label_values(&[pipeline, stage]);
+        state.set(CircuitGauge::Closed as i64);
+        SinkTelemetry {
+            pipeline: pipeline.to_string(),
+            stage: stage.to_string(),
+            state,
+            opened: m.circuit_opened.with_label_values(&[pipeline, stage]),
+            held_circuit: held("circuit"),
+            held_rate: held("rate"),
+            held_concurrency: held("concurrency"),
+        }
+    }
+
+    pub(crate) fn held(&self, by: HeldBy) {
+        match by {
+            HeldBy::Circuit => &self.held_circuit,
+            HeldBy::Rate => &self.held_rate,
+            HeldBy::Concurrency => &self.held_concurrency,
+        }
+        .inc();
+    }
+
+    pub(crate) fn circuit(&self, state: CircuitGauge) {
+        self.state.set(state as i64);
+    }
+}
+
+/// A sink's circuit opened: its deliveries wait, without attempts, until a probe succeeds.
+#[derive(Debug)]
+pub(crate) struct CircuitOpened<'a> {
+    pub(crate) sink: &'a SinkTelemetry,
+    pub(crate) failures: u32,
+    pub(crate) cooldown: Duration,
+    pub(crate) error: &'a str,
+}
+
+impl CircuitOpened<'_> {
+    pub(crate) fn emit(self) {
+        let s = self.sink;
+        s.opened.inc();
+        s.circuit(CircuitGauge::Open);
+        warn!(
+            pipeline = %s.pipeline,
+            stage = %s.stage,
+            failures = self.failures,
+            cooldown = %humantime::format_duration(self.cooldown),
+            error = %self.error,
+            "circuit opened: deliveries to this sink wait without attempts until a probe succeeds"
+        );
+    }
+}
+
+/// A probe went through: the circuit closed and the held deliveries run again.
+#[derive(Debug)]
+pub(crate) struct CircuitClosed<'a> {
+    pub(crate) sink: &'a SinkTelemetry,
+}
+
+impl CircuitClosed<'_> {
+    pub(crate) fn emit(self) {
+        let s = self.sink;
+        s.circuit(CircuitGauge::Closed);
+        info!(pipeline = %s.pipeline, stage = %s.stage, "circuit closed: the probe was delivered; held deliveries resume");
+    }
+}
+
+/// A pipeline was paused or resumed.
+pub(crate) fn pipeline_paused(pipeline: &str, paused: bool) {
+    metrics()
+        .pipeline_paused
+        .with_label_values(&[pipeline])
+        .set(i64::from(paused));
+}
+
+/// Whether ingest refuses for `reason` (`disk`, `journal_size`, `pending`).
+pub(crate) fn ingest_refusing(reason: &str, refusing: bool) {
+    metrics()
+        .ingest_refusing
+        .with_label_values(&[reason])
+        .set(i64::from(refusing));
+}
+
+pub(crate) fn journal_disk_free(bytes: u64) {
+    metrics()
+        .journal_disk_free
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+}

@@ -38,6 +38,12 @@ pub(crate) struct Metrics {
     pub(crate) consumer_lag: IntGaugeVec,
     pub(crate) consumer_pulling: IntGaugeVec,
     pub(crate) consumer_last_pull: IntGaugeVec,
+    pub(crate) circuit_state: IntGaugeVec,
+    pub(crate) circuit_opened: IntCounterVec,
+    pub(crate) sink_held: IntCounterVec,
+    pub(crate) pipeline_paused: IntGaugeVec,
+    pub(crate) ingest_refusing: IntGaugeVec,
+    pub(crate) journal_disk_free: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -122,6 +128,33 @@ impl Metrics {
             "hookline_consumer_last_pull_timestamp_seconds",
             "When a pull from a pipeline's consumer was last answered, in Unix seconds (NATS journal, worker role).",
         );
+        let circuit_state = IntGaugeVec::new(
+            Opts::new(
+                "hookline_sink_circuit_state",
+                "A sink's circuit: 0 closed (calls go through), 1 open (deliveries wait, no calls), 2 half-open (one probe in flight).",
+            ),
+            &["pipeline", "stage"],
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        reg(Box::new(circuit_state.clone()));
+        let pipeline_paused = IntGaugeVec::new(
+            Opts::new(
+                "hookline_pipeline_paused",
+                "1 while a pipeline is paused (its events are journaled, not delivered).",
+            ),
+            &["pipeline"],
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        reg(Box::new(pipeline_paused.clone()));
+        let ingest_refusing = IntGaugeVec::new(
+            Opts::new(
+                "hookline_ingest_refusing",
+                "1 while ingest answers 503 for this reason (`disk`: free space under `min_free_disk`; `journal_size`: journal over `max_size`; `pending`: over `max_pending`).",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        reg(Box::new(ingest_refusing.clone()));
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -230,6 +263,25 @@ impl Metrics {
             consumer_lag,
             consumer_pulling,
             consumer_last_pull,
+            circuit_state,
+            circuit_opened: counter(
+                &r,
+                "hookline_sink_circuit_opened_total",
+                "Times a sink's circuit opened (after `failures` retryable failures in a row, or a failed probe).",
+                &["pipeline", "stage"],
+            ),
+            sink_held: counter(
+                &r,
+                "hookline_sink_held_total",
+                "Deliveries that reached a sink and were held back without an attempt, by reason (circuit, rate, concurrency, paused).",
+                &["pipeline", "stage", "reason"],
+            ),
+            pipeline_paused,
+            ingest_refusing,
+            journal_disk_free: gauge(
+                "hookline_journal_disk_free_bytes",
+                "Free space on the journal's file system (SQLite journal), as last checked.",
+            ),
             registry: r,
         }
     }

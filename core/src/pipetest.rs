@@ -104,6 +104,7 @@ fn with_recorders(runtime: &Runtime) -> Vec<Arc<Pipeline>> {
                         StageOp::Sink(_) => StageOp::Sink(Arc::new(Recorder)),
                         other => other.clone(),
                     },
+                    gate: None,
                     ..s.clone()
                 })
                 .collect();

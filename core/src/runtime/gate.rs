@@ -4,8 +4,10 @@
 //! - **Circuit.** `failures` retryable failures in a row open it: deliveries that reach the
 //!   sink are then *held* — parked in the journal without an attempt, out of the poller's
 //!   way — until the cooldown has passed and one delivery, the probe, has gone through. A
-//!   probe that fails opens it again for twice the cooldown (up to `max_cooldown`). A fatal
-//!   error is the event's fault, not the destination's: it counts as an answer.
+//!   probe that fails opens it again for twice the cooldown (up to `max_cooldown`); it
+//!   tested the destination for the circuit, so it costs its delivery no attempt either, and
+//!   the next probe is another held delivery (the journal lets the longest-waiting go). A
+//!   fatal error is the event's fault, not the destination's: it counts as an answer.
 //! - **Concurrency.** At most `concurrency` calls in flight.
 //! - **Rate.** Calls spaced evenly, `rate` per period at most, counted as they start.
 //!
@@ -71,7 +73,7 @@ pub(crate) enum Admission {
     /// The circuit is open: park the delivery until the circuit lets it through.
     Hold { until: Timestamp, error: String },
     /// No call slot or no rate within [`MAX_WAIT`]: try again after this long.
-    Later { wait: Duration, by: HeldBy },
+    Later { wait: Duration },
 }
 
 /// Leave to call the destination once.
@@ -79,6 +81,13 @@ pub(crate) enum Admission {
 pub(crate) struct Permit {
     probe: bool,
     _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Permit {
+    /// Whether this call is the probe of a half-open circuit.
+    pub(crate) fn is_probe(&self) -> bool {
+        self.probe
+    }
 }
 
 /// A circuit as the admin API shows it.
@@ -222,7 +231,7 @@ impl SinkGate {
             }
         }
         self.telemetry.held(by);
-        Admission::Later { wait, by }
+        Admission::Later { wait }
     }
 
     /// How the call went. Returns whether the circuit just closed (held deliveries may run
@@ -443,7 +452,7 @@ mod tests {
         });
         let first = go(&g).await;
         match g.admit().await {
-            Admission::Later { by, .. } => assert_eq!(by, HeldBy::Concurrency),
+            Admission::Later { wait } => assert_eq!(wait, MAX_WAIT),
             other => panic!("expected Later, got {other:?}"),
         }
         drop(first);

@@ -5,6 +5,7 @@
 //! before the first event, so a config that would fail at run time fails at start-up (or a
 //! reload keeps the running set).
 
+mod gate;
 pub(crate) mod load;
 mod pipeline;
 mod threads;
@@ -15,11 +16,12 @@ use std::sync::Arc;
 
 use hookline_plugin_api::{BuildContext, Registry, StageKind};
 
+pub(crate) use gate::SinkGate;
 pub use pipeline::{Outcome, Pipeline, Stage, StageOp, StageTrace};
 pub(crate) use worker::Workers;
 
 use crate::config::{AdminConfig, Config, Diagnostics, ServerConfig, StorageConfig};
-use crate::internal_events::SourceTelemetry;
+use crate::internal_events::{SinkTelemetry, SourceTelemetry};
 use crate::verify::Verifier;
 use crate::wasm::PluginSet;
 
@@ -165,7 +167,13 @@ impl Runtime {
                         name: s.name.clone(),
                         plugin: s.plugin.clone(),
                         op,
-                        retry: s.retry,
+                        retry: s.retry.clone(),
+                        gate: s.limits.clone().map(|limits| {
+                            Arc::new(SinkGate::new(
+                                limits,
+                                SinkTelemetry::new(&p.name, &s.name),
+                            ))
+                        }),
                     }),
                 }
             }
@@ -175,7 +183,8 @@ impl Runtime {
                 &p.events,
                 p.matcher.clone(),
                 stages,
-            )));
+            )
+            .with_order_key(p.order_key.clone())));
         }
 
         let mut sources = HashMap::new();

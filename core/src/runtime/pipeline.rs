@@ -6,6 +6,7 @@ use globset::GlobSet;
 use hookline_plugin_api::{Event, Filter, Sink, StageError, Transform};
 use tracing::{Instrument, info_span};
 
+use super::gate::{Admission, SinkGate};
 use crate::internal_events::{SinkAttempted, StageOutcome, StageRan, StageTelemetry};
 
 /// A built stage.
@@ -17,6 +18,8 @@ pub struct Stage {
     pub op: StageOp,
     /// How a retryable failure here is retried (sinks set it; others use the default).
     pub retry: crate::config::RetryPolicy,
+    /// A sink's circuit, rate and concurrency (none in `hookline test`, whose sinks record).
+    pub(crate) gate: Option<Arc<SinkGate>>,
 }
 
 #[derive(Debug, Clone)]
@@ -26,7 +29,18 @@ pub enum StageOp {
     Sink(Arc<dyn Sink>),
 }
 
-impl StageOp {}
+impl Stage {
+    /// A stage with the default retry policy and no limits (benchmarks, tests).
+    pub fn new(name: &str, plugin: &str, op: StageOp) -> Self {
+        Stage {
+            name: name.to_string(),
+            plugin: plugin.to_string(),
+            op,
+            retry: crate::config::RetryPolicy::default(),
+            gate: None,
+        }
+    }
+}
 
 /// How one branch of an event's trip through a pipeline ended. A transform that splits an
 /// event yields one outcome per branch.
@@ -43,6 +57,20 @@ pub enum Outcome {
         error: StageError,
         event: Box<Event>,
     },
+    /// The sink's circuit is open: the event waits at this stage, without an attempt, until
+    /// the circuit lets it through.
+    Held {
+        stage: usize,
+        event: Box<Event>,
+        until: jiff::Timestamp,
+        error: String,
+    },
+    /// The sink had no call slot or rate to spare: again after `wait`, without an attempt.
+    Later {
+        stage: usize,
+        event: Box<Event>,
+        wait: std::time::Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -54,6 +82,9 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     /// Each stage's series, in stage order (resolved here, once).
     telemetry: Vec<StageTelemetry>,
+    /// `order_key`: a payload path; events with the same value there are delivered in
+    /// order, one at a time.
+    pub(crate) order_key: Option<String>,
 }
 
 impl Pipeline {
@@ -89,6 +120,24 @@ impl Pipeline {
                 })
                 .collect(),
             stages,
+            order_key: None,
+        }
+    }
+
+    pub(crate) fn with_order_key(mut self, order_key: Option<String>) -> Self {
+        self.order_key = order_key;
+        self
+    }
+
+    /// This event's ordering key in this pipeline: the value at `order_key` (strings as they
+    /// are, other values as JSON); `None` when the pipeline is not ordered or the event has
+    /// no value there.
+    pub(crate) fn order_key_of(&self, event: &Event) -> Option<String> {
+        let value = event.lookup(self.order_key.as_deref()?)?;
+        match value {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
         }
     }
 
@@ -136,6 +185,29 @@ impl Pipeline {
             };
             let input = observer.is_some().then(|| event.clone());
             let started = std::time::Instant::now();
+            let mut permit = None;
+            if let (StageOp::Sink(_), Some(gate)) = (&stage.op, &stage.gate) {
+                match gate.admit().await {
+                    Admission::Go(p) => permit = Some(p),
+                    Admission::Hold { until, error } => {
+                        outcomes.push(Outcome::Held {
+                            stage: index,
+                            event: Box::new(event),
+                            until,
+                            error,
+                        });
+                        continue;
+                    }
+                    Admission::Later { wait, .. } => {
+                        outcomes.push(Outcome::Later {
+                            stage: index,
+                            event: Box::new(event),
+                            wait,
+                        });
+                        continue;
+                    }
+                }
+            }
             // Filters and sinks hand the event on by move; only a transform, which consumes
             // it, needs a copy to keep "the event as it entered" for a failure.
             let result: Result<Vec<Event>, (StageError, Event)> = match &stage.op {
@@ -147,9 +219,29 @@ impl Pipeline {
                 StageOp::Transform(t) => t.apply(event.clone()).map_err(|e| (e, event)),
                 StageOp::Sink(s) => {
                     SinkAttempted { stage: telemetry }.emit();
-                    match s.deliver(&event).await {
-                        Ok(()) => Ok(vec![event]),
-                        Err(e) => Err((e, event)),
+                    let delivered = s.deliver(&event).await;
+                    let mut probe_failed = None;
+                    if let (Some(gate), Some(permit)) = (&stage.gate, permit.take()) {
+                        let probe = permit.is_probe();
+                        gate.record(permit, &delivered);
+                        if probe && matches!(delivered, Err(StageError::Retryable { .. })) {
+                            probe_failed = Some(gate.view());
+                        }
+                    }
+                    match (delivered, probe_failed) {
+                        // A failed probe tested the destination for the circuit: the
+                        // delivery waits again with its attempts untouched.
+                        (Err(e), Some(circuit)) => {
+                            outcomes.push(Outcome::Held {
+                                stage: index,
+                                event: Box::new(event),
+                                until: circuit.probe_at.unwrap_or_else(jiff::Timestamp::now),
+                                error: e.to_string(),
+                            });
+                            continue;
+                        }
+                        (Ok(()), _) => Ok(vec![event]),
+                        (Err(e), None) => Err((e, event)),
                     }
                 }
             };
@@ -251,6 +343,7 @@ mod tests {
             plugin: name.into(),
             op,
             retry: crate::config::RetryPolicy::default(),
+            gate: None,
         }
     }
 

@@ -6,8 +6,9 @@
 //! left unfinished). Runs in flight are bounded; shutdown waits for them up to a deadline and
 //! leaves the rest pending for the next start.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hookline_plugin_api::StageError;
@@ -18,10 +19,14 @@ use tracing::{debug, error, info, warn};
 
 use super::{Outcome, Pipeline, Runtime};
 use crate::internal_events::{DeadLettered, Delivered, RetryScheduled};
-use crate::journal::{Continuation, Delivery, Journal, NewDeadLetter};
+use crate::journal::{Continuation, Delivery, Hold, Journal, NewDeadLetter, Release};
 
 /// How often the poller looks for due deliveries when nothing wakes it.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the paused pipelines are read again from the journal.
+const PAUSED_REFRESH: Duration = Duration::from_secs(1);
+/// How long a paused delivery waits before NATS offers it again (SQLite parks it instead).
+const PAUSED_RETRY: Duration = Duration::from_secs(5);
 /// How often delivered events past retention are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// Deliveries whose deferral failed, kept (as ids, 8 bytes each) for the poller to defer
@@ -46,6 +51,9 @@ struct Inner {
     stop: tokio_util::sync::CancellationToken,
     /// Ids of accepted deliveries that found no run slot and could not be deferred.
     stranded: std::sync::Mutex<Vec<i64>>,
+    /// Paused pipelines, as last read from the journal (which holds the truth: the CLI may
+    /// change it beside a running service).
+    paused: std::sync::RwLock<HashSet<String>>,
 }
 
 impl Workers {
@@ -65,6 +73,7 @@ impl Workers {
                 wake: Notify::new(),
                 stop: tokio_util::sync::CancellationToken::new(),
                 stranded: std::sync::Mutex::default(),
+                paused: std::sync::RwLock::default(),
             }),
         }
     }
@@ -139,6 +148,91 @@ impl Workers {
         }
     }
 
+    /// Whether `pipeline` is paused (as last read).
+    pub(crate) fn is_paused(&self, pipeline: &str) -> bool {
+        self.inner
+            .paused
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(pipeline)
+    }
+
+    /// Read the paused pipelines from the journal. A pipeline resumed elsewhere (the CLI)
+    /// may have had deliveries parked here after the resume, while this process still
+    /// thought it paused: those are let go again.
+    pub(crate) async fn refresh_paused(&self) {
+        let names: HashSet<String> = match self.inner.journal.paused().await {
+            Ok(names) => names.into_iter().collect(),
+            Err(e) => {
+                debug!(error = %e, "could not read the paused pipelines");
+                return;
+            }
+        };
+        let resumed: Vec<String> = {
+            let mut set = self
+                .inner
+                .paused
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let resumed = set.difference(&names).cloned().collect();
+            *set = names.clone();
+            resumed
+        };
+        let runtime = self.inner.runtime.load();
+        for p in &runtime.pipelines {
+            crate::internal_events::pipeline_paused(&p.name, names.contains(&p.name));
+        }
+        for pipeline in resumed {
+            let release = Release {
+                hold: Hold::Paused,
+                pipeline: Some(pipeline.clone()),
+                stage: None,
+                limit: None,
+            };
+            if let Err(e) = self.inner.journal.release(release).await {
+                warn!(error = %e, pipeline, "could not release the deliveries of a resumed pipeline; will try again");
+                // Still counted as paused here, so the next refresh sees the resume again.
+                self.inner
+                    .paused
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(pipeline);
+            }
+            self.wake();
+        }
+    }
+
+    /// Pause or resume `pipeline`, durably. Returns whether its state changed.
+    pub(crate) async fn set_paused(
+        &self,
+        pipeline: &str,
+        paused: bool,
+    ) -> Result<bool, crate::journal::JournalError> {
+        let changed = self
+            .inner
+            .journal
+            .set_paused(pipeline.to_string(), paused)
+            .await?;
+        {
+            let mut set = self
+                .inner
+                .paused
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if paused {
+                set.insert(pipeline.to_string());
+            } else {
+                set.remove(pipeline);
+            }
+        }
+        crate::internal_events::pipeline_paused(pipeline, paused);
+        info!(pipeline, paused, "pipeline {}", if paused { "paused" } else { "resumed" });
+        if !paused {
+            self.wake();
+        }
+        Ok(changed)
+    }
+
     /// Ask the poller to look now (after a replay, say).
     pub(crate) fn wake(&self) {
         self.inner.wake.notify_one();
@@ -172,6 +266,9 @@ impl Workers {
 
     async fn poll_loop(&self) {
         let mut backlog = false;
+        let mut paused_read = Instant::now();
+        self.refresh_paused().await;
+        let mut runtime = self.inner.runtime.load_full();
         loop {
             if backlog {
                 // More was due than there was room for (a backlog after a restart, or the
@@ -190,6 +287,11 @@ impl Workers {
                 }
             }
             self.defer_stranded().await;
+            if paused_read.elapsed() >= PAUSED_REFRESH {
+                paused_read = Instant::now();
+                self.refresh_paused().await;
+            }
+            runtime = self.tend_circuits(runtime).await;
             let room = self.inner.permits.available_permits();
             if room == 0 {
                 // Wait in the semaphore's queue: slots that free up come here before
@@ -214,6 +316,46 @@ impl Workers {
                 }
             }
         }
+    }
+
+    /// Let the deliveries that circuits hold go where the circuits allow: one as the probe
+    /// of a circuit whose cooldown is over, all of a circuit that closed. After a reload the
+    /// circuits are new (closed): everything held behind the old ones goes.
+    async fn tend_circuits(&self, seen: Arc<Runtime>) -> Arc<Runtime> {
+        let current = self.inner.runtime.load_full();
+        let mut releases = Vec::new();
+        if !Arc::ptr_eq(&seen, &current) {
+            releases.push(Release {
+                hold: Hold::Circuit,
+                pipeline: None,
+                stage: None,
+                limit: None,
+            });
+        }
+        for p in &current.pipelines {
+            for (i, stage) in p.stages.iter().enumerate() {
+                let Some(gate) = &stage.gate else { continue };
+                let limit = if gate.take_closed() {
+                    None
+                } else if gate.wants_probe() {
+                    Some(1)
+                } else {
+                    continue;
+                };
+                releases.push(Release {
+                    hold: Hold::Circuit,
+                    pipeline: Some(p.name.clone()),
+                    stage: Some(i),
+                    limit,
+                });
+            }
+        }
+        for r in releases {
+            if let Err(e) = self.inner.journal.release(r).await {
+                warn!(error = %e, "could not release deliveries held by a circuit; will try again");
+            }
+        }
+        current
     }
 
     async fn prune_loop(&self) {
@@ -244,22 +386,29 @@ impl Workers {
     async fn run(&self, mut d: Delivery) {
         let runtime = self.inner.runtime.load_full();
         let continuations = match runtime.pipeline(&d.pipeline) {
-            None => vec![dead(
-                &d,
-                None,
-                d.stage,
-                None,
-                format!("pipeline `{}` no longer exists", d.pipeline),
-            )],
-            Some(p) if d.stage >= p.stages.len() => vec![dead(
-                &d,
-                Some(p),
-                d.stage,
-                None,
-                format!(
-                    "pipeline `{}` has no stage {} any more",
-                    d.pipeline, d.stage
+            Some(_) if self.is_paused(&d.pipeline) => vec![(paused(&d), false)],
+            None => vec![(
+                dead(
+                    &d,
+                    None,
+                    d.stage,
+                    None,
+                    format!("pipeline `{}` no longer exists", d.pipeline),
                 ),
+                true,
+            )],
+            Some(p) if d.stage >= p.stages.len() => vec![(
+                dead(
+                    &d,
+                    Some(p),
+                    d.stage,
+                    None,
+                    format!(
+                        "pipeline `{}` has no stage {} any more",
+                        d.pipeline, d.stage
+                    ),
+                ),
+                true,
             )],
             Some(p) => {
                 // The run gets the payload and headers (no copy); `d` keeps what dead
@@ -287,16 +436,45 @@ impl Workers {
                             stage,
                             error,
                             event,
-                        } => Some(continuation(&d, p, stage, &error, *event)),
+                        } => Some((continuation(&d, p, stage, &error, *event), true)),
+                        Outcome::Held {
+                            stage,
+                            event,
+                            until,
+                            error,
+                        } => Some((
+                            waiting(&d, stage, *event, until, Some(Hold::Circuit), error),
+                            false,
+                        )),
+                        Outcome::Later { stage, event, wait } => Some((
+                            waiting(
+                                &d,
+                                stage,
+                                *event,
+                                Timestamp::now()
+                                    + jiff::SignedDuration::try_from(wait)
+                                        .unwrap_or(jiff::SignedDuration::MAX),
+                                None,
+                                "waiting for the sink's rate or concurrency".into(),
+                            ),
+                            false,
+                        )),
                         Outcome::Completed | Outcome::Dropped { .. } => None,
                     })
                     .collect()
             }
         };
+        // Only attempts are reported (logged, counted): a delivery that waits made none.
         let pipeline = runtime.pipeline(&d.pipeline);
-        for c in &continuations {
-            report(&d, pipeline, c);
-        }
+        let continuations: Vec<Continuation> = continuations
+            .into_iter()
+            .map(|(c, attempted)| {
+                if attempted {
+                    report(&d, pipeline, &c);
+                }
+                c
+            })
+            .collect();
         // The journal must learn the outcome; until it does the delivery stays claimed.
         let mut wait = Duration::from_millis(50);
         loop {
@@ -312,6 +490,47 @@ impl Workers {
                 }
             }
         }
+    }
+}
+
+/// A delivery of a paused pipeline: parked where it is, without an attempt.
+fn paused(d: &Delivery) -> Continuation {
+    let now = Timestamp::now();
+    Continuation::Retry {
+        stage: d.stage,
+        event: d.event.clone(),
+        attempts: d.attempts,
+        next_attempt_at: now
+            + jiff::SignedDuration::try_from(PAUSED_RETRY).unwrap_or(jiff::SignedDuration::MAX),
+        error: "the pipeline is paused".into(),
+        first_failed_at: d.first_failed_at.unwrap_or(now),
+        held: Some(Hold::Paused),
+    }
+}
+
+/// A delivery that reached `stage` and was not attempted (an open circuit, no rate or call
+/// slot): it waits there, its attempts untouched.
+fn waiting(
+    d: &Delivery,
+    stage: usize,
+    event: hookline_plugin_api::Event,
+    until: Timestamp,
+    held: Option<Hold>,
+    error: String,
+) -> Continuation {
+    let same_stage = stage == d.stage;
+    Continuation::Retry {
+        stage,
+        event,
+        attempts: if same_stage { d.attempts } else { 0 },
+        next_attempt_at: until,
+        error,
+        first_failed_at: if same_stage {
+            d.first_failed_at.unwrap_or_else(Timestamp::now)
+        } else {
+            Timestamp::now()
+        },
+        held,
     }
 }
 
@@ -331,7 +550,11 @@ fn continuation(
     } else {
         now
     };
-    let policy = p.stages.get(stage).map(|s| s.retry).unwrap_or_default();
+    let policy = p
+        .stages
+        .get(stage)
+        .map(|s| s.retry.clone())
+        .unwrap_or_default();
     match error {
         StageError::Retryable {
             message,
@@ -346,6 +569,7 @@ fn continuation(
                     + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX),
                 error: message.clone(),
                 first_failed_at,
+                held: None,
             }
         }
         StageError::Retryable { message, .. } => {
