@@ -39,6 +39,8 @@ pub(crate) struct AppState {
     pub(crate) workers: Workers,
     /// Request bytes that may be held at once across all connections (`max_buffered`).
     pub(crate) budget: Budget,
+    /// The journal's disk and size limits.
+    pub(crate) floor: Arc<crate::storage::Floor>,
 }
 
 /// The `max_buffered` budget, in two pools so that large bodies cannot starve ordinary
@@ -87,6 +89,7 @@ impl AppState {
         runtime: Arc<ArcSwap<Runtime>>,
         journal: Arc<dyn Journal>,
         workers: Workers,
+        floor: Arc<crate::storage::Floor>,
     ) -> AppState {
         let budget = Budget::new(runtime.load().server.max_buffered.as_u64());
         AppState {
@@ -94,6 +97,7 @@ impl AppState {
             journal,
             workers,
             budget,
+            floor,
         }
     }
 }
@@ -226,9 +230,14 @@ async fn receive(
     check_content_type(headers, |essence| {
         source.verifier.accepts_content_type(essence)
     })?;
-    if state.journal.pending_hint() >= runtime.storage.max_pending {
+    if let Some(words) = state.floor.refusal() {
+        return Err(busy(words));
+    }
+    if let Some(max) = runtime.storage.max_pending
+        && state.journal.pending_hint() >= max
+    {
         if let Some(held_back) = lograte::allow(&format!("backpressure:{}", source.name)) {
-            warn!(source = %source.name, max_pending = runtime.storage.max_pending, held_back, "backpressure: too many pending deliveries; answered 503");
+            warn!(source = %source.name, max_pending = max, held_back, "backpressure: `max_pending` deliveries pending; answered 503");
         }
         return Err(busy("too many deliveries pending; retry later"));
     }
@@ -300,10 +309,15 @@ async fn receive(
         headers: kept_headers(headers, &source.verifier.signature_headers()),
         payload: verified.payload,
     };
-    let pipelines: Vec<String> = source
+    let (pipelines, order_keys): (Vec<String>, Vec<Option<String>>) = source
         .route(&event.event_type)
-        .map(|p| p.name.clone())
-        .collect();
+        .map(|p| (p.name.clone(), p.order_key_of(&event)))
+        .unzip();
+    let order_keys = if order_keys.iter().all(Option::is_none) {
+        Vec::new()
+    } else {
+        order_keys
+    };
     let dedupe_key = verified
         .idempotency_key
         .filter(|_| !source.dedupe_window.is_zero());
@@ -314,6 +328,7 @@ async fn receive(
             + jiff::SignedDuration::try_from(source.dedupe_window)
                 .unwrap_or(jiff::SignedDuration::MAX),
         pipelines,
+        order_keys,
     };
     let event = &new.event;
     match state.journal.accept(&new).await {
@@ -325,14 +340,18 @@ async fn receive(
             .emit();
             Ok(Receipt::Duplicate(first_id))
         }
-        Ok(Accepted::New { deliveries }) => {
+        Ok(Accepted::New { deliveries, queued }) => {
             EventAccepted {
                 source: &source.telemetry,
                 event_id: &event.id,
                 event_type: &event.event_type,
-                routed: deliveries.len(),
+                routed: deliveries.len() + queued,
             }
             .emit();
+            if queued > 0 {
+                // Ordered deliveries wait their turn in the journal.
+                state.workers.wake();
+            }
             let id = event.id.clone();
             // Each run gets its own copy; the last one takes the original.
             let mut event = Some(new.event);

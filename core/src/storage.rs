@@ -161,3 +161,146 @@ fn lock_journal(db: &Path) -> anyhow::Result<std::fs::File> {
         }
     }
 }
+
+/// Backpressure that follows what runs out: ingest refuses (`503`) while the SQLite
+/// journal's file system has less than `min_free_disk` free, or the journal (file and WAL)
+/// is larger than `max_size`. Checked once a second by a task, never per request. One
+/// pipeline's backlog is not a reason: it waits in the journal.
+#[derive(Debug, Default)]
+pub(crate) struct Floor {
+    /// 0: accepting; else a [`REASONS`] index + 1.
+    refusing: std::sync::atomic::AtomicUsize,
+}
+
+/// Why ingest refuses: the `reason` label and the answer's words.
+const REASONS: [(&str, &str); 2] = [
+    (
+        "disk",
+        "the journal's disk is nearly full (under `min_free_disk`); retry later",
+    ),
+    (
+        "journal_size",
+        "the journal is at its `max_size`; retry later",
+    ),
+];
+
+/// How often the floor is checked.
+const FLOOR_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Floor {
+    /// Watch the SQLite journal at `db` against the limits of the config in force; `None`
+    /// for NATS, whose server enforces its own limits.
+    pub(crate) fn watch(store: &Store, runtime: Arc<ArcSwap<Runtime>>) -> Arc<Floor> {
+        let floor = Arc::new(Floor::default());
+        if let Store::Sqlite { .. } = store {
+            let db = runtime.load().storage_path.clone();
+            let weak = Arc::downgrade(&floor);
+            tokio::spawn(async move {
+                loop {
+                    let Some(floor) = weak.upgrade() else { return };
+                    let storage = runtime.load().storage.clone();
+                    let db = db.clone();
+                    let measured =
+                        tokio::task::spawn_blocking(move || measure(&db)).await;
+                    if let Ok(Ok((free, size))) = measured {
+                        floor.update(&storage, free, size);
+                    }
+                    drop(floor);
+                    tokio::time::sleep(FLOOR_INTERVAL).await;
+                }
+            });
+        }
+        floor
+    }
+
+    fn update(&self, storage: &crate::config::StorageConfig, free: u64, size: u64) {
+        use std::sync::atomic::Ordering;
+        crate::internal_events::journal_disk_free(free);
+        let reason = if free < storage.min_free_disk.as_u64() {
+            Some(0)
+        } else if storage.max_size.is_some_and(|max| size >= max.as_u64()) {
+            Some(1)
+        } else {
+            None
+        };
+        let now = reason.map_or(0, |i| i + 1);
+        let before = self.refusing.swap(now, Ordering::Relaxed);
+        if before == now {
+            return;
+        }
+        for (i, (label, _)) in REASONS.iter().enumerate() {
+            crate::internal_events::ingest_refusing(label, reason == Some(i));
+        }
+        match reason {
+            Some(i) => tracing::warn!(
+                reason = REASONS[i].0,
+                free_bytes = free,
+                journal_bytes = size,
+                min_free_disk = %storage.min_free_disk,
+                max_size = ?storage.max_size.map(|m| m.to_string()),
+                "backpressure: ingest answers 503 until there is room"
+            ),
+            None => tracing::info!(
+                free_bytes = free,
+                journal_bytes = size,
+                "backpressure over: ingest accepts again"
+            ),
+        }
+    }
+
+    /// Why ingest must refuse now, in words for the sender; `None`: accept.
+    pub(crate) fn refusal(&self) -> Option<&'static str> {
+        let i = self.refusing.load(std::sync::atomic::Ordering::Relaxed);
+        i.checked_sub(1)
+            .and_then(|i| REASONS.get(i))
+            .map(|(_, words)| *words)
+    }
+}
+
+/// Free bytes on the journal's file system, and the journal's size (file + WAL).
+fn measure(db: &Path) -> std::io::Result<(u64, u64)> {
+    let dir = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stat = rustix::fs::statvfs(dir)?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    Ok((free, size(db.to_path_buf()) + size(PathBuf::from(wal))))
+}
+
+#[cfg(test)]
+mod floor_tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_refuses_under_the_free_space_or_over_the_size_and_recovers() {
+        let floor = Floor::default();
+        let storage = crate::config::StorageConfig {
+            min_free_disk: bytesize::ByteSize::mib(100),
+            max_size: Some(bytesize::ByteSize::mib(10)),
+            ..Default::default()
+        };
+        floor.update(&storage, 200 << 20, 1 << 20);
+        assert_eq!(floor.refusal(), None);
+        floor.update(&storage, 50 << 20, 1 << 20);
+        assert!(floor.refusal().is_some_and(|w| w.contains("min_free_disk")));
+        floor.update(&storage, 200 << 20, 20 << 20);
+        assert!(floor.refusal().is_some_and(|w| w.contains("max_size")));
+        floor.update(&storage, 200 << 20, 1 << 20);
+        assert_eq!(floor.refusal(), None);
+    }
+
+    #[test]
+    fn measuring_reads_the_file_system_and_the_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("j.db");
+        std::fs::write(&db, vec![0u8; 4096]).expect("write");
+        std::fs::write(dir.path().join("j.db-wal"), vec![0u8; 1024]).expect("write");
+        let (free, size) = measure(&db).expect("measure");
+        assert!(free > 0);
+        assert_eq!(size, 5120);
+    }
+}
