@@ -29,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "server",
             "dlq",
+            "pipelines_cmd",
             "pipetest",
             "send",
             "init",

@@ -35,6 +35,10 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/api/v1/dead-letters/replay", post(replay_many))
         .route("/api/v1/dead-letters/{id}", get(show).delete(purge_one))
         .route("/api/v1/dead-letters/{id}/replay", post(replay_one))
+        .route("/api/v1/pipelines", get(pipelines))
+        .route("/api/v1/pipelines/{name}", get(pipeline_one))
+        .route("/api/v1/pipelines/{name}/pause", post(pause))
+        .route("/api/v1/pipelines/{name}/resume", post(resume))
         .route("/api/v1/reload", post(reload))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -411,4 +415,88 @@ async fn purge_many(
     let ids = s.journal.dead_ids(q.filter()?).await.map_err(internal)?;
     let purged = s.journal.purge(ids).await.map_err(internal)?;
     Ok(axum::Json(json!({ "purged": purged })).into_response())
+}
+
+/// A pipeline as the admin API shows it: its stages, and for each sink its retry policy,
+/// limits and circuit.
+fn pipeline_view(p: &crate::runtime::Pipeline, paused: bool) -> serde_json::Value {
+    let stages: Vec<serde_json::Value> = p
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let kind = match s.op {
+                crate::runtime::StageOp::Filter(_) => "filter",
+                crate::runtime::StageOp::Transform(_) => "transform",
+                crate::runtime::StageOp::Sink(_) => "sink",
+            };
+            let mut v = json!({
+                "index": i,
+                "name": s.name,
+                "plugin": s.plugin,
+                "kind": kind,
+            });
+            if let Some(gate) = &s.gate {
+                let limits = gate.limits();
+                v["retry"] = json!(s.retry.describe());
+                v["rate"] = json!(limits.rate.map(|r| r.to_string()));
+                v["concurrency"] = json!(limits.concurrency.map(|c| c.get()));
+                v["circuit"] = json!(gate.view());
+            }
+            v
+        })
+        .collect();
+    json!({
+        "name": p.name,
+        "source": p.source,
+        "events": p.events,
+        "order_key": p.order_key,
+        "paused": paused,
+        "stages": stages,
+    })
+}
+
+async fn pipelines(State(s): State<AdminState>) -> Response {
+    let runtime = s.runtime.load();
+    let items: Vec<serde_json::Value> = runtime
+        .pipelines
+        .iter()
+        .map(|p| pipeline_view(p, s.workers.is_paused(&p.name)))
+        .collect();
+    axum::Json(json!({ "items": items })).into_response()
+}
+
+async fn pipeline_one(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let runtime = s.runtime.load();
+    let p = runtime.pipeline(&name).ok_or_else(no_pipeline)?;
+    Ok(axum::Json(pipeline_view(p, s.workers.is_paused(&p.name))).into_response())
+}
+
+fn no_pipeline() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such pipeline")
+}
+
+async fn pause(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    set_paused(s, name, true).await
+}
+
+async fn resume(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    set_paused(s, name, false).await
+}
+
+async fn set_paused(s: AdminState, name: String, paused: bool) -> Result<Response, ApiError> {
+    if s.runtime.load().pipeline(&name).is_none() {
+        return Err(no_pipeline());
+    }
+    match s.workers.set_paused(&name, paused).await {
+        Ok(changed) => Ok(axum::Json(json!({ "pipeline": name, "paused": paused, "changed": changed }))
+            .into_response()),
+        Err(crate::journal::JournalError::Unsupported(why)) => {
+            Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, why))
+        }
+        Err(e) => Err(internal(e)),
+    }
 }

@@ -70,6 +70,8 @@ pub enum Command {
     Verify(crate::verify_cmd::VerifyArgs),
     /// Inspect, replay and purge dead letters (works whether or not `serve` is running).
     Dlq(crate::dlq::DlqArgs),
+    /// Pause and resume pipelines (their events are journaled meanwhile), or list them.
+    Pipelines(crate::pipelines_cmd::PipelinesArgs),
     /// Write a commented starter pipeline.toml (and a test file) for a scheme and a sink.
     Init(crate::init::InitArgs),
     /// Run the pipeline tests written in TOML next to the config; sinks are replaced by
@@ -173,10 +175,12 @@ pub async fn serve(config: &Path, role: Role, registry: &Registry) -> anyhow::Re
     let reloader = Reloader::new(config, registry.clone(), runtime.clone());
     reloader.on_sighup();
     let _watcher = reloader.watch();
+    let floor = crate::storage::Floor::watch(&store, runtime.clone());
     let state = Arc::new(AppState::new(
         runtime.clone(),
         journal.clone(),
         workers.clone(),
+        floor,
     ));
     let stop = CancellationToken::new();
     let admin = tokio::spawn(crate::server::serve_admin(
@@ -289,10 +293,14 @@ pub fn check(config: &Path, registry: &Registry) -> anyhow::Result<()> {
     }
     for p in &parsed.pipelines {
         outln!(
-            "pipeline {}  source {}  events {}",
+            "pipeline {}  source {}  events {}{}",
             p.name,
             p.source,
-            p.events.join(", ")
+            p.events.join(", "),
+            p.order_key
+                .as_ref()
+                .map(|k| format!("  ordered by {k}"))
+                .unwrap_or_default()
         );
         for s in &p.stages {
             let wasm = match s.plugin.strip_prefix(crate::wasm::PREFIX) {
@@ -303,6 +311,9 @@ pub fn check(config: &Path, registry: &Registry) -> anyhow::Result<()> {
                 None => String::new(),
             };
             outln!("  {}. {} {} ({}){wasm}", s.index, s.kind, s.plugin, s.name);
+            if let Some(limits) = &s.limits {
+                outln!("     {}", limits.describe(&s.retry));
+            }
         }
     }
     for w in warnings {

@@ -121,10 +121,19 @@ pub(crate) enum DlqCommand {
 
 /// The journal the config names (or `--db`).
 async fn open(args: &DlqArgs) -> anyhow::Result<Box<dyn Journal>> {
-    let db = match &args.db {
-        Some(db) => db.clone(),
+    open_journal(&args.config, args.db.as_deref()).await
+}
+
+/// The journal `config` names (or the SQLite file `db`), opened beside a service that may
+/// be running.
+pub(crate) async fn open_journal(
+    config: &Path,
+    db: Option<&Path>,
+) -> anyhow::Result<Box<dyn Journal>> {
+    let db = match db {
+        Some(db) => db.to_path_buf(),
         None => {
-            let (storage, base_dir) = storage_config(&args.config)?;
+            let (storage, base_dir) = storage_config(config)?;
             if let (Backend::Nats, Some(nats)) = (storage.backend, &storage.nats) {
                 return Ok(Box::new(NatsJournal::open_existing(nats, &base_dir).await?));
             }

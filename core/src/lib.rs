@@ -37,6 +37,7 @@ pub mod journal;
 pub mod listener;
 pub mod lograte;
 pub mod metrics;
+pub mod pipelines_cmd;
 pub mod pipetest;
 pub mod reload;
 pub mod runtime;
