@@ -3,6 +3,7 @@
 
 mod cli;
 mod delivery;
+mod destinations;
 mod docs;
 mod first_week;
 mod hostile;
