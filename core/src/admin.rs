@@ -479,11 +479,17 @@ fn no_pipeline() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such pipeline")
 }
 
-async fn pause(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn pause(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     set_paused(s, name, true).await
 }
 
-async fn resume(State(s): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn resume(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     set_paused(s, name, false).await
 }
 
@@ -492,8 +498,10 @@ async fn set_paused(s: AdminState, name: String, paused: bool) -> Result<Respons
         return Err(no_pipeline());
     }
     match s.workers.set_paused(&name, paused).await {
-        Ok(changed) => Ok(axum::Json(json!({ "pipeline": name, "paused": paused, "changed": changed }))
-            .into_response()),
+        Ok(changed) => Ok(axum::Json(
+            json!({ "pipeline": name, "paused": paused, "changed": changed }),
+        )
+        .into_response()),
         Err(crate::journal::JournalError::Unsupported(why)) => {
             Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, why))
         }

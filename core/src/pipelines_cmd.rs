@@ -73,7 +73,11 @@ pub async fn run(args: PipelinesArgs) -> anyhow::Result<()> {
                 for n in &names {
                     outln!(
                         "{n}  {}",
-                        if paused.contains(n) { "paused" } else { "running" }
+                        if paused.contains(n) {
+                            "paused"
+                        } else {
+                            "running"
+                        }
                     );
                 }
             }
@@ -92,7 +96,9 @@ pub async fn run(args: PipelinesArgs) -> anyhow::Result<()> {
             outln!(
                 "{}",
                 if changed {
-                    format!("paused `{name}`: its events are journaled and wait; `hookline pipelines resume {name}` delivers them")
+                    format!(
+                        "paused `{name}`: its events are journaled and wait; `hookline pipelines resume {name}` delivers them"
+                    )
                 } else {
                     format!("`{name}` was already paused")
                 }

@@ -200,8 +200,7 @@ impl Floor {
                     let Some(floor) = weak.upgrade() else { return };
                     let storage = runtime.load().storage.clone();
                     let db = db.clone();
-                    let measured =
-                        tokio::task::spawn_blocking(move || measure(&db)).await;
+                    let measured = tokio::task::spawn_blocking(move || measure(&db)).await;
                     if let Ok(Ok((free, size))) = measured {
                         floor.update(&storage, free, size);
                     }

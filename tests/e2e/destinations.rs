@@ -121,7 +121,10 @@ circuit = {{ failures = 3, cooldown = "1s", max_cooldown = "2s" }}
         "missing events after the destination came back"
     );
     assert_eq!(dead_letters(&h), 0);
-    assert_eq!(pipeline_view(&h, "crm").await["stages"][0]["circuit"]["state"], "closed");
+    assert_eq!(
+        pipeline_view(&h, "crm").await["stages"][0]["circuit"]["state"],
+        "closed"
+    );
     assert!(h.log().contains("circuit opened"));
     assert!(h.log().contains("circuit closed"));
 }
@@ -212,8 +215,14 @@ stages = [{{ sink = "http", url = "http://{}/hook", rate = "10/s" }}]
     assert_eq!(fast.arrivals().len(), n as usize);
     assert_eq!(slow.arrivals().len(), n as usize);
     let most = fast.most_in_flight.load(Ordering::SeqCst);
-    assert!(most <= 3, "{most} calls in flight at once with `concurrency = 3`");
-    assert!(most >= 2, "the calls did not overlap at all ({most}): the test shows nothing");
+    assert!(
+        most <= 3,
+        "{most} calls in flight at once with `concurrency = 3`"
+    );
+    assert!(
+        most >= 2,
+        "the calls did not overlap at all ({most}): the test shows nothing"
+    );
     // Per second of the receiver's clock, as a receiver's own limiter counts.
     let mut per_second: HashMap<u64, usize> = HashMap::new();
     for t in slow.arrivals() {
@@ -225,7 +234,10 @@ stages = [{{ sink = "http", url = "http://{}/hook", rate = "10/s" }}]
     }
     let busiest = per_second.values().copied().max().unwrap_or(0);
     println!("rate: per second {per_second:?}");
-    assert!(busiest <= 10, "{busiest} calls in one second with `rate = \"10/s\"`");
+    assert!(
+        busiest <= 10,
+        "{busiest} calls in one second with `rate = \"10/s\"`"
+    );
     let first = slow.arrivals().into_iter().min().expect("arrivals");
     let last = slow.arrivals().into_iter().max().expect("arrivals");
     let span = last.duration_since(first).expect("order");
@@ -461,10 +473,7 @@ stages = [{{ sink = "stdout" }}]
         ),
     )
     .expect("write");
-    let out = run_cli(
-        &["check", "--config", config.to_str().expect("path")],
-        &[],
-    );
+    let out = run_cli(&["check", "--config", config.to_str().expect("path")], &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -549,5 +558,7 @@ stages = [{{ sink = "file", path = "up.jsonl" }}]
     }
     let lines = wait_for_lines(&h.path("up.jsonl"), sent_up as usize).await;
     assert_eq!(lines.len() as u64, sent_up);
-    println!("backlog {BACKLOG} pending behind a dead sink; {sent_up} events to the other source, all 2xx");
+    println!(
+        "backlog {BACKLOG} pending behind a dead sink; {sent_up} events to the other source, all 2xx"
+    );
 }

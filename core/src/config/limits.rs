@@ -137,9 +137,8 @@ pub struct Rate {
 
 impl Rate {
     pub(crate) fn parse(text: &str) -> Result<Rate, String> {
-        let bad = || {
-            format!("`rate` must look like \"50/s\", \"600/m\" or \"1000/h\", not \"{text}\"")
-        };
+        let bad =
+            || format!("`rate` must look like \"50/s\", \"600/m\" or \"1000/h\", not \"{text}\"");
         let (calls, unit) = text.split_once('/').ok_or_else(bad)?;
         let calls: u32 = calls.trim().parse().map_err(|_| bad())?;
         let calls = NonZeroU32::new(calls).ok_or("`rate` must allow at least 1 call")?;

@@ -22,8 +22,8 @@ use toml::de::DeTable;
 
 pub use diag::{Diagnostic, Diagnostics, Locator, line_col};
 pub use interp::{DefaultUsed, TEST_SECRET, expand, interpolate_table};
-pub use nats::{Backend, NatsConfig, Urls};
 pub use limits::{CircuitPolicy, Rate, SinkLimits};
+pub use nats::{Backend, NatsConfig, Urls};
 pub use retry::RetryPolicy;
 pub use sections::{AdminConfig, PluginsConfig, ServerConfig, SourceConfig, StorageConfig};
 

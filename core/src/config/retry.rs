@@ -191,10 +191,12 @@ impl RetryPolicy {
         let base = self.base(attempt);
         let jitter = jitter.clamp(0.0, 1.0);
         let jittered = match &self.backoff {
-            Backoff::Schedule(_) => base.mul_f64(1.0 - SCHEDULE_JITTER + 2.0 * SCHEDULE_JITTER * jitter),
-            Backoff::Exponential { initial, .. } => base
-                .mul_f64(0.5 + 0.5 * jitter)
-                .max((*initial).min(base)),
+            Backoff::Schedule(_) => {
+                base.mul_f64(1.0 - SCHEDULE_JITTER + 2.0 * SCHEDULE_JITTER * jitter)
+            }
+            Backoff::Exponential { initial, .. } => {
+                base.mul_f64(0.5 + 0.5 * jitter).max((*initial).min(base))
+            }
         };
         match retry_after {
             Some(wait) => jittered.max(wait.min(MAX_RETRY_AFTER)),

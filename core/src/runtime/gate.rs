@@ -108,8 +108,7 @@ impl SinkGate {
     pub(crate) fn new(limits: SinkLimits, telemetry: SinkTelemetry) -> Self {
         let rate = limits.rate.and_then(|Rate { calls, per }| {
             // Evenly spaced calls: one every `per / calls`, no burst on top.
-            governor::Quota::with_period(per / calls.get())
-                .map(governor::RateLimiter::direct)
+            governor::Quota::with_period(per / calls.get()).map(governor::RateLimiter::direct)
         });
         SinkGate {
             slots: limits
@@ -271,7 +270,12 @@ impl SinkGate {
                 .emit();
                 true
             }
-            (Circuit::HalfOpen { cooldown, since, .. }, true) if permit.probe => {
+            (
+                Circuit::HalfOpen {
+                    cooldown, since, ..
+                },
+                true,
+            ) if permit.probe => {
                 let next = cooldown.saturating_mul(2).min(policy.max_cooldown);
                 let since = *since;
                 *c = open(next, since, result);

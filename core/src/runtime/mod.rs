@@ -169,22 +169,15 @@ impl Runtime {
                         op,
                         retry: s.retry.clone(),
                         gate: s.limits.clone().map(|limits| {
-                            Arc::new(SinkGate::new(
-                                limits,
-                                SinkTelemetry::new(&p.name, &s.name),
-                            ))
+                            Arc::new(SinkGate::new(limits, SinkTelemetry::new(&p.name, &s.name)))
                         }),
                     }),
                 }
             }
-            pipelines.push(Arc::new(Pipeline::with_matcher(
-                &p.name,
-                &p.source,
-                &p.events,
-                p.matcher.clone(),
-                stages,
-            )
-            .with_order_key(p.order_key.clone())));
+            pipelines.push(Arc::new(
+                Pipeline::with_matcher(&p.name, &p.source, &p.events, p.matcher.clone(), stages)
+                    .with_order_key(p.order_key.clone()),
+            ));
         }
 
         let mut sources = HashMap::new();

@@ -226,7 +226,12 @@ impl Workers {
             }
         }
         crate::internal_events::pipeline_paused(pipeline, paused);
-        info!(pipeline, paused, "pipeline {}", if paused { "paused" } else { "resumed" });
+        info!(
+            pipeline,
+            paused,
+            "pipeline {}",
+            if paused { "paused" } else { "resumed" }
+        );
         if !paused {
             self.wake();
         }

@@ -258,7 +258,11 @@ pub(crate) fn release(c: &Connection, r: &Release) -> Result<u64, JournalError> 
 
 /// Pause (`true`) or resume a pipeline: the `paused` row, and its pending deliveries held or
 /// released. Returns whether the state changed.
-pub(crate) fn set_paused(c: &Connection, pipeline: &str, paused: bool) -> Result<bool, JournalError> {
+pub(crate) fn set_paused(
+    c: &Connection,
+    pipeline: &str,
+    paused: bool,
+) -> Result<bool, JournalError> {
     let now = ms(Timestamp::now());
     if paused {
         let changed = c

@@ -866,3 +866,158 @@ fn the_sql_spells_only_known_states() {
     }
     assert!(seen >= 6, "found only {seen} state words in the SQL");
 }
+
+fn held_retry(e: &str, hold: Option<crate::journal::Hold>) -> Continuation {
+    Continuation::Retry {
+        held: hold,
+        stage: 0,
+        event: event(e),
+        attempts: 0,
+        next_attempt_at: Timestamp::now(),
+        error: "circuit open".into(),
+        first_failed_at: Timestamp::now(),
+    }
+}
+
+#[tokio::test]
+async fn held_deliveries_are_not_claimed_until_released_one_probe_at_a_time() {
+    use crate::journal::{Hold, Release};
+    let (_dir, j) = journal();
+    let mut ids = Vec::new();
+    for e in ["e1", "e2", "e3"] {
+        let Accepted::New { deliveries, .. } =
+            j.accept(&new_event(e, None, &["p"])).await.expect("accept")
+        else {
+            panic!("new")
+        };
+        ids.push(deliveries[0].id);
+    }
+    for (id, e) in ids.iter().zip(["e1", "e2", "e3"]) {
+        j.settle(*id, vec![held_retry(e, Some(Hold::Circuit))])
+            .await
+            .expect("settle");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let far = Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    assert!(j.claim_due(far, 10).await.expect("claim").is_empty());
+    assert_eq!(j.pending_now(), 3, "held deliveries are still pending");
+    let probe = |limit| Release {
+        hold: Hold::Circuit,
+        pipeline: Some("p".into()),
+        stage: Some(0),
+        limit,
+    };
+    // A paused hold is not a circuit's.
+    let other = Release {
+        hold: Hold::Paused,
+        ..probe(None)
+    };
+    assert_eq!(j.release(other).await.expect("release"), 0);
+    assert_eq!(j.release(probe(Some(1))).await.expect("release"), 1);
+    let due = j.claim_due(far, 10).await.expect("claim");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].event.id, "e1", "the longest-waiting goes first");
+    // The probe fails and waits again: the next probe is another delivery.
+    j.settle(due[0].id, vec![held_retry("e1", Some(Hold::Circuit))])
+        .await
+        .expect("settle");
+    assert_eq!(j.release(probe(Some(1))).await.expect("release"), 1);
+    let due = j.claim_due(far, 10).await.expect("claim");
+    assert_eq!(due[0].event.id, "e2");
+    j.settle(due[0].id, vec![]).await.expect("delivered");
+    assert_eq!(j.release(probe(None)).await.expect("release"), 2);
+    assert_eq!(j.claim_due(far, 10).await.expect("claim").len(), 2);
+}
+
+#[tokio::test]
+async fn pausing_holds_a_pipelines_backlog_and_survives_reopening() {
+    let (dir, j) = journal();
+    for e in ["e1", "e2"] {
+        let Accepted::New { deliveries, .. } = j
+            .accept(&new_event(e, None, &["p", "q"]))
+            .await
+            .expect("accept")
+        else {
+            panic!("new")
+        };
+        j.defer(deliveries.iter().map(|d| d.id).collect())
+            .await
+            .expect("defer");
+    }
+    assert!(j.set_paused("p".into(), true).await.expect("pause"));
+    assert!(!j.set_paused("p".into(), true).await.expect("again"));
+    drop(j);
+    let j = SqliteJournal::open(&dir.path().join("j.db")).expect("reopen");
+    assert_eq!(j.paused().await.expect("paused"), vec!["p".to_string()]);
+    let far = Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let due = j.claim_due(far, 10).await.expect("claim");
+    assert!(due.iter().all(|d| d.pipeline == "q"), "{due:?}");
+    assert_eq!(due.len(), 2);
+    assert!(j.set_paused("p".into(), false).await.expect("resume"));
+    assert!(j.paused().await.expect("paused").is_empty());
+    let due = j.claim_due(far, 10).await.expect("claim");
+    assert_eq!(due.len(), 2);
+    assert!(due.iter().all(|d| d.pipeline == "p"));
+}
+
+#[tokio::test]
+async fn an_ordered_delivery_waits_for_every_earlier_one_with_its_key() {
+    let (_dir, j) = journal();
+    let ordered = |e: &str, key: &str| NewEvent {
+        order_keys: vec![Some(key.to_string())],
+        ..new_event(e, None, &["p"])
+    };
+    for (e, k) in [
+        ("a1", "a"),
+        ("b1", "b"),
+        ("a2", "a"),
+        ("b2", "b"),
+        ("a3", "a"),
+    ] {
+        let Accepted::New { deliveries, queued } = j.accept(&ordered(e, k)).await.expect("accept")
+        else {
+            panic!("new")
+        };
+        assert!(deliveries.is_empty(), "ordered deliveries are the poller's");
+        assert_eq!(queued, 1);
+    }
+    let now = Timestamp::now() + jiff::SignedDuration::from_secs(1);
+    let ids = |due: &[Delivery]| due.iter().map(|d| d.event.id.clone()).collect::<Vec<_>>();
+    let first = j.claim_due(now, 10).await.expect("claim");
+    assert_eq!(ids(&first), vec!["a1", "b1"], "one per key, the earliest");
+    // a1 fails and waits for its retry: a's later events wait with it, b goes on.
+    let a1 = first.iter().find(|d| d.event.id == "a1").expect("a1");
+    let b1 = first.iter().find(|d| d.event.id == "b1").expect("b1");
+    j.settle(
+        a1.id,
+        vec![Continuation::Retry {
+            held: None,
+            stage: 0,
+            event: event("a1"),
+            attempts: 1,
+            next_attempt_at: Timestamp::now() + jiff::SignedDuration::from_hours(1),
+            error: "503".into(),
+            first_failed_at: Timestamp::now(),
+        }],
+    )
+    .await
+    .expect("retry");
+    j.settle(b1.id, vec![]).await.expect("delivered");
+    assert_eq!(ids(&j.claim_due(now, 10).await.expect("claim")), vec!["b2"]);
+    // Once a1 is dead-lettered, a2 is next.
+    let later = Timestamp::now() + jiff::SignedDuration::from_hours(2);
+    let again = j.claim_due(later, 10).await.expect("claim");
+    assert_eq!(ids(&again), vec!["a1"]);
+    let letter = NewDeadLetter {
+        event_id: "a1".into(),
+        event: Some(event("a1")),
+        ..letter(1)
+    };
+    j.settle(again[0].id, vec![Continuation::Dead(letter)])
+        .await
+        .expect("dead");
+    assert_eq!(
+        ids(&j.claim_due(later, 10).await.expect("claim")),
+        vec!["a2"]
+    );
+}
