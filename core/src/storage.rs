@@ -193,6 +193,10 @@ impl Floor {
     pub(crate) fn watch(store: &Store, runtime: Arc<ArcSwap<Runtime>>) -> Arc<Floor> {
         let floor = Arc::new(Floor::default());
         if let Store::Sqlite { .. } = store {
+            // Every reason's series exists from the start, at 0.
+            for (label, _) in REASONS {
+                crate::internal_events::ingest_refusing(label, false);
+            }
             let db = runtime.load().storage_path.clone();
             let weak = Arc::downgrade(&floor);
             tokio::spawn(async move {

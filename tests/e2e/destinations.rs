@@ -562,3 +562,44 @@ stages = [{{ sink = "file", path = "up.jsonl" }}]
         "backlog {BACKLOG} pending behind a dead sink; {sent_up} events to the other source, all 2xx"
     );
 }
+
+#[tokio::test]
+async fn ingest_refuses_only_when_the_journals_disk_is_under_its_floor() {
+    // No disk has 100 TiB free: the floor is always under water.
+    let h = Hookline::start(&format!(
+        r#"{}
+[storage]
+min_free_disk = "100TiB"
+
+[[pipelines]]
+name = "archive"
+source = "leadshark"
+stages = [{{ sink = "file", path = "out.jsonl" }}]
+"#,
+        leadshark_source()
+    ));
+    let url = h.url("/webhooks/leadshark");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let r = post_signed(&url, &sample("new.like", 1)).await;
+        if r.status == 503 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused.status, 503, "{}", refused.json);
+    assert_eq!(refused.headers["retry-after"], "1");
+    assert!(
+        refused.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("min_free_disk")),
+        "{}",
+        refused.json
+    );
+    assert_eq!(
+        metric(&h, "hookline_ingest_refusing", &["reason=\"disk\""]).await,
+        1.0
+    );
+    assert!(metric(&h, "hookline_journal_disk_free_bytes", &[]).await > 0.0);
+    assert!(h.log().contains("backpressure: ingest answers 503"));
+}
