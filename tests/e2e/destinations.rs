@@ -155,13 +155,7 @@ impl Counting {
                 StatusCode::OK
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = serve_on_loopback(app).await;
         Counting {
             addr,
             arrivals,
@@ -370,13 +364,7 @@ impl Ordered {
                 StatusCode::OK
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = serve_on_loopback(app).await;
         Ordered {
             addr,
             delivered,

@@ -631,3 +631,15 @@ pub fn summary(out: &std::process::Output) -> serde_json::Value {
         )
     })
 }
+
+/// Serve `app` on 127.0.0.1 at a free port until the handle is dropped or aborted.
+pub async fn serve_on_loopback(app: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, task)
+}
