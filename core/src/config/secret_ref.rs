@@ -181,17 +181,17 @@ mod tests {
         assert_eq!(r.resolve("${OLD:-}", String::new()).expect("slot"), "");
         assert!(
             r.resolve("${NEW}", String::new())
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("is empty")
         );
         assert!(
             r.resolve("", String::new())
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("is empty")
         );
         assert!(
             r.resolve("${NEW}", "  ".into())
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("only whitespace")
         );
         assert_eq!(r.resolve("${NEW}", "k".into()).expect("set"), "k");
