@@ -315,7 +315,11 @@ fn storage_config(config: &Path) -> anyhow::Result<(StorageConfig, PathBuf)> {
     let mut doc = toml::de::DeTable::parse(&file.text)
         .map_err(|e| anyhow::anyhow!("{}: {}", config.display(), e.message()))?
         .into_inner();
-    let outcome = crate::config::interpolate_table(&mut doc, &|name| std::env::var(name).ok());
+    let outcome = crate::config::interpolate_table(
+        &mut doc,
+        &|name| std::env::var(name).ok(),
+        &file.base_dir(),
+    );
     let Some((_, storage)) = doc.iter().find(|(k, _)| k.get_ref() == "storage") else {
         return Ok((StorageConfig::default(), file.base_dir()));
     };

@@ -147,6 +147,10 @@ path = "/webhooks/{name}"
 # {note}
 # Without ${var} set, the default below is used and `serve` warns loudly. While rotating a
 # secret, list the old one too: both are accepted.
+# Or keep the secret in a file, read again on every reload (rewrite it, then
+# `systemctl reload hookline` or `kill -HUP`): secrets = ["file:/run/secrets/{name}"]; under
+# systemd with `LoadCredential={name}:/etc/hookline/{name}.secret`, secrets = ["credential:{name}"]
+# (docs/operations.md, "Secrets in files").
 {verify}
 
 [[pipelines]]

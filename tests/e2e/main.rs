@@ -13,6 +13,7 @@ mod operations;
 mod package;
 mod plugin_sdk;
 mod schemes;
+mod secrets;
 mod send_schemes;
 mod signers;
 mod sinks;

@@ -3,9 +3,12 @@
 //! span of the string it came from.
 
 use std::ops::Range;
+use std::path::Path;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
+
+use super::secret_ref::SecretRef;
 
 /// A `${VAR:-default}` whose variable was unset, so the default was used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,13 +28,21 @@ pub struct Outcome {
 /// scheme (and the `http` sink's `signing`) accepts it; long enough for an admin token.
 pub const TEST_SECRET: &str = "whsec_aG9va2xpbmUtdGVzdC1wbGFjZWhvbGRlcg==";
 
-/// Replace `${...}` in every string value of the document, in place.
+/// Replace `${...}` in every string value of the document, in place, and read secrets
+/// written `file:PATH` or `credential:NAME` (see [`super::secret_ref`]); relative paths
+/// resolve against `base_dir`.
 pub fn interpolate_table(
     table: &mut DeTable<'_>,
     lookup: &dyn Fn(&str) -> Option<String>,
+    base_dir: &Path,
 ) -> Outcome {
     let mut out = Outcome::default();
-    walk_table(table, "", lookup, false, &mut out);
+    let secrets = SecretRef {
+        lookup,
+        base_dir,
+        placeholders: false,
+    };
+    walk_table(table, "", lookup, &secrets, &mut out);
     out
 }
 
@@ -41,9 +52,15 @@ pub fn interpolate_table(
 pub(crate) fn interpolate_table_for_tests(
     table: &mut DeTable<'_>,
     lookup: &dyn Fn(&str) -> Option<String>,
+    base_dir: &Path,
 ) -> Outcome {
     let mut out = Outcome::default();
-    walk_table(table, "", lookup, true, &mut out);
+    let secrets = SecretRef {
+        lookup,
+        base_dir,
+        placeholders: true,
+    };
+    walk_table(table, "", lookup, &secrets, &mut out);
     out
 }
 
@@ -58,7 +75,7 @@ fn walk_table(
     table: &mut DeTable<'_>,
     path: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    placeholders: bool,
+    secrets: &SecretRef<'_>,
     out: &mut Outcome,
 ) {
     for (key, value) in table.iter_mut() {
@@ -67,7 +84,7 @@ fn walk_table(
         } else {
             format!("{path}.{}", key.get_ref())
         };
-        walk_value(value, &child, lookup, placeholders, out);
+        walk_value(value, &child, lookup, secrets, out);
     }
 }
 
@@ -75,17 +92,39 @@ fn walk_value(
     value: &mut Spanned<DeValue<'_>>,
     path: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    placeholders: bool,
+    secrets: &SecretRef<'_>,
     out: &mut Outcome,
 ) {
     let span = value.span();
     let with_placeholder = |name: &str| lookup(name).or_else(|| Some(TEST_SECRET.to_string()));
-    let lookup: &dyn Fn(&str) -> Option<String> = if placeholders && is_secret_key(path) {
+    let secret = is_secret_key(path);
+    let lookup: &dyn Fn(&str) -> Option<String> = if secrets.placeholders && secret {
         &with_placeholder
     } else {
         lookup
     };
     match value.get_mut() {
+        DeValue::String(s) if secret => {
+            let expanded = match s.contains('$') {
+                true => expand(s, lookup),
+                false => Ok((s.to_string(), Vec::new())),
+            };
+            let resolved = expanded.and_then(|(value, defaults)| {
+                // A default that names a file is not a secret written in the config.
+                if !value.starts_with("file:") && !value.starts_with("credential:") {
+                    out.defaults_used
+                        .extend(defaults.into_iter().map(|var| DefaultUsed {
+                            var,
+                            key: path.to_string(),
+                        }));
+                }
+                secrets.resolve(s, value)
+            });
+            match resolved {
+                Ok(value) => *s = value.into(),
+                Err(message) => out.errors.push((span, message)),
+            }
+        }
         DeValue::String(s) if s.contains('$') => match expand(s, lookup) {
             Ok((expanded, defaults)) => {
                 out.defaults_used
@@ -97,10 +136,10 @@ fn walk_value(
             }
             Err(message) => out.errors.push((span, message)),
         },
-        DeValue::Table(t) => walk_table(t, path, lookup, placeholders, out),
+        DeValue::Table(t) => walk_table(t, path, lookup, secrets, out),
         DeValue::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                walk_value(item, &format!("{path}[{i}]"), lookup, placeholders, out);
+                walk_value(item, &format!("{path}[{i}]"), lookup, secrets, out);
             }
         }
         _ => {}
@@ -237,21 +276,26 @@ mod tests {
     fn tests_get_a_placeholder_for_unset_secrets_only() {
         let text = "[[s]]\nverify = { secrets = [\"${PROD}\", \"${SET}\"] }\nurl = \"${URL}\"\n[admin]\ntoken = \"${TOKEN}\"\n";
         let mut doc = DeTable::parse(text).expect("parses").into_inner();
-        let out = interpolate_table_for_tests(&mut doc, &env);
+        let out = interpolate_table_for_tests(&mut doc, &env, Path::new("."));
         assert_eq!(out.errors.len(), 1, "only `url` is an error");
         assert_eq!(&text[out.errors[0].0.clone()], "\"${URL}\"");
         assert!(is_secret_key("sources[0].verify.secrets[1]"));
         assert!(is_secret_key("pipelines[0].stages[1].signing.secret"));
         assert!(!is_secret_key("pipelines[0].stages[1].url"));
         let mut doc = DeTable::parse(text).expect("parses").into_inner();
-        assert_eq!(interpolate_table(&mut doc, &env).errors.len(), 3);
+        assert_eq!(
+            interpolate_table(&mut doc, &env, Path::new("."))
+                .errors
+                .len(),
+            3
+        );
     }
 
     #[test]
     fn interpolates_nested_values_with_spans() {
         let text = "a = \"${SET}\"\n[[t]]\nb = [\"${MISSING}\", \"${X:-d}\"]\n";
         let mut doc = DeTable::parse(text).expect("parses").into_inner();
-        let out = interpolate_table(&mut doc, &env);
+        let out = interpolate_table(&mut doc, &env, Path::new("."));
         assert_eq!(out.errors.len(), 1);
         assert_eq!(&text[out.errors[0].0.clone()], "\"${MISSING}\"");
         assert_eq!(

@@ -10,6 +10,7 @@ mod interp;
 mod limits;
 mod nats;
 mod retry;
+mod secret_ref;
 mod sections;
 
 use std::collections::HashSet;
@@ -120,8 +121,8 @@ impl ConfigFile {
         // Spans are unchanged by interpolation, so the tree as written locates keys.
         let original = doc.clone();
         let interp = match test_secrets {
-            true => interp::interpolate_table_for_tests(&mut doc, env),
-            false => interp::interpolate_table(&mut doc, env),
+            true => interp::interpolate_table_for_tests(&mut doc, env, &self.base_dir()),
+            false => interp::interpolate_table(&mut doc, env, &self.base_dir()),
         };
         let locator = loc(Some(&original));
         let mut errors: Vec<Diagnostic> = interp

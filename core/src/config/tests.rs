@@ -230,3 +230,34 @@ fn plugins_section_rejects_unknown_keys() {
     assert!(errs[0].message.contains("dirr"), "{errs:?}");
     assert_eq!((errs[0].line, errs[0].column), (2, 1));
 }
+
+#[test]
+fn secrets_from_files_are_read_and_empty_ones_are_located_errors() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("ls.secret"), "from-file\n").expect("write");
+    std::fs::write(dir.path().join("empty.secret"), "").expect("write");
+    let at = |text: String| ConfigFile {
+        path: dir.path().join("pipeline.toml"),
+        text,
+    };
+    let f = at(GOOD.replace("${LS_SECRET}", "file:ls.secret"));
+    let cfg = f.parse_with_env(&env).expect("valid");
+    assert!(cfg.sources[0].verify.describe().contains("(2 of 3 set"));
+
+    let f = at(GOOD.replace("${LS_SECRET}", "file:empty.secret"));
+    let errs = f.parse_with_env(&env).expect_err("empty file").0;
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].key.as_deref(), Some("sources[0].verify.secrets[0]"));
+    assert_eq!((errs[0].line, errs[0].column), (9, 45));
+    assert!(
+        errs[0].message.contains("empty.secret is empty"),
+        "{errs:?}"
+    );
+
+    // A variable set to nothing is refused; the optional slot `${OLDER:-}` is not.
+    let set_empty = |name: &str| (name == "LS_SECRET").then(String::new);
+    let errs = file(GOOD).parse_with_env(&set_empty).expect_err("empty").0;
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].key.as_deref(), Some("sources[0].verify.secrets[0]"));
+    assert!(errs[0].message.contains("is empty"), "{errs:?}");
+}
