@@ -170,6 +170,7 @@ async fn handle(
                 axum::Json(json!({ "received": true, "id": id, "duplicate": true })),
             )
                 .into_response(),
+            Ok(Receipt::Handshake(answer)) => (StatusCode::OK, axum::Json(answer)).into_response(),
             Err(e) => e.into_response(),
         },
         // LeadShark's "Test webhook" button sends a GET: answer it, process nothing.
@@ -201,6 +202,8 @@ enum Receipt {
     Accepted(String),
     /// Seen within the dedupe window: the first event's id.
     Duplicate(String),
+    /// A provider's signed handshake, answered with this JSON; nothing journaled.
+    Handshake(serde_json::Value),
 }
 
 async fn receive(
@@ -286,6 +289,10 @@ async fn receive(
         }
         Err(r) => return Err(rejected(source, r)),
     };
+    if let Some(answer) = source.verifier.handshake(&verified) {
+        debug!(source = %source.name, event_type = %verified.event_type, "answered a signed handshake");
+        return Ok(Receipt::Handshake(answer));
+    }
     let problems = source.verifier.problems(&verified);
     if !problems.is_empty() {
         let reason = problems.join("; ");

@@ -243,6 +243,13 @@ pub trait Verifier: Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
+    /// A provider's handshake: a verified request that asks for a particular answer
+    /// rather than being an event (Slack's `url_verification` challenge). `Some(body)`:
+    /// answer `200` with this JSON, journal nothing. Asked only after verification.
+    fn handshake(&self, _verified: &Verified) -> Option<serde_json::Value> {
+        None
+    }
+
     /// Whether bodies of this media type (`Content-Type` without parameters, lower-cased)
     /// are accepted: JSON only, unless the scheme's provider sends others (Slack: forms).
     fn accepts_content_type(&self, essence: &str) -> bool {

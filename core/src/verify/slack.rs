@@ -104,6 +104,16 @@ impl Verifier for SlackVerifier {
         })
     }
 
+    /// Slack checks a Request URL by sending a signed `url_verification` event and waits for
+    /// its `challenge` back.
+    fn handshake(&self, verified: &Verified) -> Option<Value> {
+        if verified.event_type != "url_verification" {
+            return None;
+        }
+        let challenge = verified.payload.get("challenge")?.as_str()?;
+        Some(serde_json::json!({ "challenge": challenge }))
+    }
+
     fn accepts_content_type(&self, essence: &str) -> bool {
         is_json(essence) || essence == FORM
     }
@@ -216,12 +226,13 @@ mod tests {
             (TIMESTAMP_HEADER, ts.clone()),
         ];
         let h: Vec<_> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let handshake = verify(&v, &h, challenge.as_bytes(), at(T)).expect("valid");
+        assert_eq!(handshake.event_type, "url_verification");
         assert_eq!(
-            verify(&v, &h, challenge.as_bytes(), at(T))
-                .expect("valid")
-                .event_type,
-            "url_verification"
+            v.handshake(&handshake),
+            Some(serde_json::json!({"challenge": "3eZbrw1a"}))
         );
+        assert_eq!(v.handshake(&ok), None, "an event is no handshake");
 
         let interaction =
             "payload=%7B%22type%22%3A%22block_actions%22%2C%22trigger_id%22%3A%22tr1%22%7D";

@@ -212,3 +212,77 @@ stages = [{{ sink = "file", path = "example.jsonl", envelope = true }}]
         "approve"
     );
 }
+
+#[tokio::test]
+async fn slacks_url_verification_challenge_is_answered_after_verification_and_never_journaled() {
+    let source = format!(
+        r#"
+[[sources]]
+name = "src"
+path = "/webhooks/slack"
+verify = {{ scheme = "slack", secrets = ["{NEW}"] }}
+"#
+    );
+    let h = start(&source, r#"["app_mention"]"#);
+    let url = h.url("/webhooks/slack");
+    let t = now();
+    // What Slack sends when a Request URL is entered in the app's settings.
+    let challenge = json!({
+        "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+        "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+        "type": "url_verification"
+    })
+    .to_string();
+    let mention = json!({"type": "event_callback", "event_id": "Ev9", "event": {"type": "app_mention", "text": "hi"}}).to_string();
+    let sig = python_sign(
+        PYTHON,
+        &[
+            req(NEW, t, &challenge),
+            req("not-the-signing-secret", t, &challenge),
+            req(NEW, t, &mention),
+        ],
+    );
+    let headers = |sig: &str| {
+        vec![
+            ("X-Slack-Signature", sig.to_string()),
+            ("X-Slack-Request-Timestamp", t.to_string()),
+            ("Content-Type", "application/json".to_string()),
+        ]
+    };
+    let signed = headers(&sig[0]);
+    let pairs: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = post(&url, challenge.clone(), &pairs).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        r.json,
+        json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    );
+    // Never before verification: a wrong secret or a tampered challenge gets no answer.
+    let wrong = send(
+        &url,
+        &challenge,
+        &headers(&sig[1]),
+        401,
+        "invalid signature",
+        &[NEW],
+    )
+    .await;
+    assert!(wrong.json.get("challenge").is_none(), "{}", wrong.json);
+    let tampered = challenge.replace("3eZbrw1a", "attacker");
+    let r = send(
+        &url,
+        &tampered,
+        &headers(&sig[0]),
+        401,
+        "invalid signature",
+        &[NEW],
+    )
+    .await;
+    assert!(!r.json.to_string().contains("attacker"), "{}", r.json);
+    // The handshake is not an event: only the mention reaches the pipelines.
+    send(&url, &mention, &headers(&sig[2]), 200, "", &[NEW]).await;
+    expect_events(&h, "all.jsonl", &["app_mention"]).await;
+    let out = h.cli(&["dlq", "list", "--json"]);
+    let dlq: Value = serde_json::from_slice(&out.stdout).expect("dlq json");
+    assert_eq!(dlq["total"], 0, "{dlq}");
+}
