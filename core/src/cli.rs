@@ -61,6 +61,10 @@ pub enum Command {
     Check {
         #[arg(long, short, default_value = "pipeline.toml", env = "HOOKLINE_CONFIG")]
         config: PathBuf,
+        /// Also try to reach every sink's destination (connect, authenticate, find the table,
+        /// stream or exchange), without writing; say exactly what failed.
+        #[arg(long)]
+        connect: bool,
     },
     /// Sign and send LeadShark sample events, as LeadShark does (or as another scheme
     /// signs, `--scheme`); also a load generator.
@@ -253,7 +257,7 @@ pub async fn test(
 }
 
 /// `hookline check`: print what would run, with secrets masked.
-pub fn check(config: &Path, registry: &Registry) -> anyhow::Result<()> {
+pub fn check(config: &Path, connect: bool, registry: &Registry) -> anyhow::Result<()> {
     let Loaded {
         file,
         runtime,
@@ -318,6 +322,46 @@ pub fn check(config: &Path, registry: &Registry) -> anyhow::Result<()> {
     }
     for w in warnings {
         outln!("warning: {w}");
+    }
+    if connect {
+        probe_sinks(&runtime)?;
+    }
+    Ok(())
+}
+
+/// How long `check --connect` waits for one destination.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `check --connect`: ask every sink to reach its destination, one after another.
+fn probe_sinks(runtime: &crate::runtime::Runtime) -> anyhow::Result<()> {
+    use crate::runtime::StageOp;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut failed = 0;
+    for p in &runtime.pipelines {
+        for s in &p.stages {
+            let StageOp::Sink(sink) = &s.op else { continue };
+            let result = rt.block_on(async {
+                match tokio::time::timeout(PROBE_TIMEOUT, sink.probe()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!(
+                        "no answer within {}",
+                        humantime::format_duration(PROBE_TIMEOUT)
+                    )),
+                }
+            });
+            match result {
+                Ok(()) => outln!("connect {}/{} ({}): OK", p.name, s.name, s.plugin),
+                Err(e) => {
+                    failed += 1;
+                    outln!("connect {}/{} ({}): FAILED: {e}", p.name, s.name, s.plugin);
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} destination(s) could not be reached");
     }
     Ok(())
 }

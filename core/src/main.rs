@@ -28,7 +28,7 @@ fn main() -> std::process::ExitCode {
     }
     let registry = hookline_builtin::registry();
     let result = match cli.command {
-        Command::Check { config } => check(&config, &registry),
+        Command::Check { config, connect } => check(&config, connect, &registry),
         Command::Serve { config, role } => {
             runtime().and_then(|rt| rt.block_on(serve(&config, role, &registry)))
         }

@@ -17,4 +17,15 @@ pub trait Transform: Send + Sync + std::fmt::Debug {
 #[async_trait::async_trait]
 pub trait Sink: Send + Sync + std::fmt::Debug {
     async fn deliver(&self, event: &Event) -> Result<(), StageError>;
+
+    /// Tries to reach the destination, for `hookline check --connect`: connect, authenticate,
+    /// and check that what the sink writes to exists (a table, a stream, an exchange). `Err`
+    /// says exactly what failed, in words for the user. The default, for sinks with nothing
+    /// to reach ahead of a delivery, is `Ok`.
+    ///
+    /// Called on a sink built as a dry run (`BuildContext::dry_run`), so it must not rely on
+    /// anything a dry run skips; it must not write.
+    async fn probe(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
