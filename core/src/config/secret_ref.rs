@@ -5,8 +5,12 @@
 //! Every secret (a key named `secrets`, `secret` or `token`) is checked here, where its
 //! place in the file is known: an empty or whitespace-only secret is an error, except an
 //! optional rotation slot written `${OLD:-}`, which stays empty and is skipped.
+//! `literal:` before a value takes the rest verbatim, for a secret that begins with `file:`.
 
 use std::path::{Path, PathBuf};
+
+/// The prefix that makes the rest of a secret verbatim, so a secret may begin with `file:`.
+const LITERAL: &str = "literal:";
 
 /// How a secret's value (after `${VAR}` expansion) is resolved.
 pub(crate) struct SecretRef<'a> {
@@ -21,6 +25,10 @@ impl SecretRef<'_> {
     /// The secret for `value` (as expanded from `written`). Errors name the file and the OS
     /// error, never the content.
     pub(crate) fn resolve(&self, written: &str, value: String) -> Result<String, String> {
+        // The escape for a secret that really begins with `file:` or `credential:`.
+        if let Some(verbatim) = value.strip_prefix(LITERAL) {
+            return check_inline(written, verbatim.to_string());
+        }
         let Some(path) = self.path(&value)? else {
             return check_inline(written, value);
         };
@@ -173,6 +181,27 @@ mod tests {
             test.resolve(v, v.into()).expect("placeholder"),
             super::super::TEST_SECRET
         );
+    }
+
+    #[test]
+    fn literal_escapes_a_secret_that_looks_like_a_reference() {
+        let r = resolver(Path::new("/nonexistent"), &env);
+        for (value, secret) in [
+            ("literal:file:abc", "file:abc"),
+            ("literal:credential:x", "credential:x"),
+            ("literal:literal:y", "literal:y"),
+            ("literal:plain", "plain"),
+        ] {
+            assert_eq!(r.resolve(value, value.into()).expect(value), secret);
+        }
+        let err = r
+            .resolve("literal:${NEW}", "literal:".into())
+            .expect_err("empty");
+        assert!(err.contains("is empty"), "{err}");
+        let err = r
+            .resolve("literal: ", "literal: ".into())
+            .expect_err("blank");
+        assert!(err.contains("only whitespace"), "{err}");
     }
 
     #[test]
