@@ -29,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "server",
             "dlq",
+            "events_cmd",
             "pipelines_cmd",
             "pipetest",
             "send",

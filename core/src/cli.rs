@@ -74,6 +74,9 @@ pub enum Command {
     Verify(crate::verify_cmd::VerifyArgs),
     /// Inspect, replay and purge dead letters (works whether or not `serve` is running).
     Dlq(crate::dlq::DlqArgs),
+    /// Search the retained events and show one with where it went and every attempt
+    /// (works whether or not `serve` is running).
+    Events(crate::events_cmd::EventsArgs),
     /// Pause and resume pipelines (their events are journaled meanwhile), or list them.
     Pipelines(crate::pipelines_cmd::PipelinesArgs),
     /// Write a commented starter pipeline.toml (and a test file) for a scheme and a sink.
@@ -194,6 +197,7 @@ pub async fn serve(config: &Path, role: Role, registry: &Registry) -> anyhow::Re
             workers,
             runtime,
             reloader: Some(reloader),
+            registry: registry.clone(),
         },
         stop.clone(),
     ));

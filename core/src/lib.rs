@@ -27,6 +27,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod dlq;
+pub mod events_cmd;
 /// Harnesses for the fuzz targets in `fuzz/` and their stable replay test; not an API.
 #[doc(hidden)]
 pub mod fuzzing;

@@ -35,6 +35,9 @@ fn main() -> std::process::ExitCode {
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(hookline::send::run(args))),
         Command::Verify(args) => hookline::verify_cmd::run(args),
         Command::Dlq(args) => runtime().and_then(|rt| rt.block_on(hookline::dlq::run(args))),
+        Command::Events(args) => {
+            runtime().and_then(|rt| rt.block_on(hookline::events_cmd::run(args, &registry)))
+        }
         Command::Pipelines(args) => {
             runtime().and_then(|rt| rt.block_on(hookline::pipelines_cmd::run(args)))
         }

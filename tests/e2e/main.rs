@@ -6,6 +6,7 @@ mod delivery;
 mod destinations;
 mod docs;
 mod first_week;
+mod history;
 mod hostile;
 mod ingest;
 mod nats;

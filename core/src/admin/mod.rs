@@ -20,6 +20,8 @@ use crate::ingest::ApiError;
 use crate::journal::{DeadLetterFilter, Journal, Replayed};
 use crate::runtime::Workers;
 
+pub(crate) mod events;
+
 #[derive(Debug, Clone)]
 pub(crate) struct AdminState {
     pub(crate) journal: Arc<dyn Journal>,
@@ -27,6 +29,8 @@ pub(crate) struct AdminState {
     /// The running config: the token is read from it, so a reload can rotate it.
     pub(crate) runtime: Arc<arc_swap::ArcSwap<crate::runtime::Runtime>>,
     pub(crate) reloader: Option<Arc<crate::reload::Reloader>>,
+    /// The plugins, for a search's CEL expression (`q`), built as the `cel` filter.
+    pub(crate) registry: hookline_plugin_api::Registry,
 }
 
 pub(crate) fn router(state: AdminState) -> Router {
@@ -35,6 +39,8 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/api/v1/dead-letters/replay", post(replay_many))
         .route("/api/v1/dead-letters/{id}", get(show).delete(purge_one))
         .route("/api/v1/dead-letters/{id}/replay", post(replay_one))
+        .route("/api/v1/events", get(events::list))
+        .route("/api/v1/events/{id}", get(events::show))
         .route("/api/v1/pipelines", get(pipelines))
         .route("/api/v1/pipelines/{name}", get(pipeline_one))
         .route("/api/v1/pipelines/{name}/pause", post(pause))

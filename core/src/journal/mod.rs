@@ -89,6 +89,188 @@ pub enum Continuation {
     Dead(NewDeadLetter),
 }
 
+/// One run of a delivery that made an attempt, for its event's history: the stage the run
+/// ended at and how. Runs that made no attempt (a paused pipeline, an open circuit, no rate
+/// to spare) are not recorded; the delivery's state says where it waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub event_id: String,
+    pub pipeline: String,
+    /// The stage the run ended at: the last one when delivered.
+    pub stage: usize,
+    pub stage_name: String,
+    /// When the run ended.
+    pub at: Timestamp,
+    /// How long the run took, from the stage it started at to the one it ended at.
+    pub duration_us: u64,
+    pub result: AttemptResult,
+    /// Why it failed (`retry`, `dead`).
+    pub error: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptResult {
+    /// Went through every stage.
+    Delivered,
+    /// A filter (or a transform returning nothing) dropped it.
+    Dropped,
+    /// A stage failed; another attempt is scheduled.
+    Retry,
+    /// A stage failed for good: a dead letter.
+    Dead,
+}
+
+impl AttemptResult {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            AttemptResult::Delivered => "delivered",
+            AttemptResult::Dropped => "dropped",
+            AttemptResult::Retry => "retry",
+            AttemptResult::Dead => "dead",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "delivered" => AttemptResult::Delivered,
+            "dropped" => AttemptResult::Dropped,
+            "retry" => AttemptResult::Retry,
+            "dead" => AttemptResult::Dead,
+            _ => return None,
+        })
+    }
+}
+
+/// Which events to list (`GET /api/v1/events`, `hookline events list`). Every condition
+/// given must hold.
+#[derive(Clone, Default)]
+pub struct EventFilter {
+    pub source: Option<String>,
+    pub event_type: Option<String>,
+    /// Routed to this pipeline (and, with `outcome`, with that outcome there).
+    pub pipeline: Option<String>,
+    pub outcome: Option<EventOutcome>,
+    /// Received at or after.
+    pub since: Option<Timestamp>,
+    /// Received before.
+    pub until: Option<Timestamp>,
+    /// A condition on the whole event (the `q` CEL expression), evaluated by the reader on
+    /// each candidate: an error counts as no match.
+    pub matcher: Option<Matcher>,
+}
+
+/// A condition on a whole event, such as a compiled CEL expression.
+pub type Matcher = std::sync::Arc<dyn Fn(&Event) -> bool + Send + Sync>;
+
+impl std::fmt::Debug for EventFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventFilter")
+            .field("source", &self.source)
+            .field("event_type", &self.event_type)
+            .field("pipeline", &self.pipeline)
+            .field("outcome", &self.outcome)
+            .field("since", &self.since)
+            .field("until", &self.until)
+            .field("matcher", &self.matcher.is_some())
+            .finish()
+    }
+}
+
+/// Where an event stands in one pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventOutcome {
+    /// Went through every stage.
+    Delivered,
+    /// A filter dropped it at `stage`.
+    Dropped,
+    /// Failed at `stage`; another attempt is scheduled (or it waits for the sink's circuit).
+    Retrying,
+    /// Waits for its paused pipeline.
+    Paused,
+    /// Failed for good at `stage`: a dead letter.
+    DeadLettered,
+    /// Its first run is under way.
+    InFlight,
+    /// Finished (delivered or dropped) before this journal kept history.
+    Finished,
+}
+
+impl EventOutcome {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "delivered" => EventOutcome::Delivered,
+            "dropped" => EventOutcome::Dropped,
+            "retrying" => EventOutcome::Retrying,
+            "paused" => EventOutcome::Paused,
+            "dead_lettered" | "dead" => EventOutcome::DeadLettered,
+            "in_flight" => EventOutcome::InFlight,
+            "finished" => EventOutcome::Finished,
+            _ => return None,
+        })
+    }
+
+    /// The words [`EventOutcome::parse`] takes, for error messages.
+    pub const NAMES: &'static str =
+        "delivered, dropped, retrying, paused, dead_lettered, in_flight, finished";
+}
+
+/// An event's state in one pipeline it was routed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PipelineState {
+    pub pipeline: String,
+    pub outcome: EventOutcome,
+    /// Where it was dropped, waits or failed; the last stage when delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Attempts recorded in this pipeline.
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// One event in a listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSummary {
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub received_at: Timestamp,
+    pub pipelines: Vec<PipelineState>,
+}
+
+/// One event with everything the journal keeps of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    #[serde(flatten)]
+    pub summary: EventSummary,
+    /// As stored: signature headers are never stored.
+    pub headers: Vec<(String, String)>,
+    pub payload: serde_json::Value,
+    /// Every recorded attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// Ids of its dead letters.
+    pub dead_letters: Vec<String>,
+}
+
+/// A page of events, newest first. `next` continues the listing where this page stopped;
+/// `None` when nothing older is left. A page can hold fewer than asked (even none) when
+/// the reader stopped at its scan budget: follow `next`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventPage {
+    pub items: Vec<EventSummary>,
+    pub next: Option<String>,
+    /// Events looked at for this page.
+    pub scanned: u64,
+}
+
 /// Why a pending delivery is parked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
@@ -213,6 +395,9 @@ pub enum JournalError {
     Nats(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A request the journal cannot take as given (a bad cursor).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Counts the journal keeps current, for backpressure and metrics.
@@ -272,6 +457,17 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
         &self,
         delivery: i64,
         continuations: Vec<Continuation>,
+    ) -> Result<(), JournalError> {
+        self.settle_recorded(delivery, continuations, Vec::new())
+            .await
+    }
+    /// [`Journal::settle`], and add the run's attempts to its event's history in the same
+    /// commit.
+    async fn settle_recorded(
+        &self,
+        delivery: i64,
+        continuations: Vec<Continuation>,
+        attempts: Vec<Attempt>,
     ) -> Result<(), JournalError>;
     /// Counts for `/metrics` and `/readyz`, asked on every request to them: SQLite answers
     /// from counters without a query.
@@ -316,4 +512,22 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     async fn paused(&self) -> Result<Vec<String>, JournalError> {
         Ok(Vec::new())
     }
+    /// Retained events matching `filter`, newest first, from `cursor` (a page's `next`).
+    async fn list_events(
+        &self,
+        filter: EventFilter,
+        cursor: Option<String>,
+        limit: u64,
+    ) -> Result<EventPage, JournalError> {
+        let _ = (filter, cursor, limit);
+        Err(JournalError::Unsupported(HISTORY_NEEDS_SQLITE.into()))
+    }
+    /// One retained event with its history; `None` if unknown or pruned.
+    async fn get_event(&self, id: String) -> Result<Option<EventRecord>, JournalError> {
+        let _ = id;
+        Err(JournalError::Unsupported(HISTORY_NEEDS_SQLITE.into()))
+    }
 }
+
+/// What a journal without event history says.
+pub(crate) const HISTORY_NEEDS_SQLITE: &str = "event history needs the SQLite journal; with NATS, list dead letters (`hookline dlq`) and read the stream (docs/scale-out.md)";

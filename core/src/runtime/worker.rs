@@ -19,7 +19,9 @@ use tracing::{debug, error, info, warn};
 
 use super::{Outcome, Pipeline, Runtime};
 use crate::internal_events::{DeadLettered, Delivered, RetryScheduled};
-use crate::journal::{Continuation, Delivery, Hold, Journal, NewDeadLetter, Release};
+use crate::journal::{
+    Attempt, AttemptResult, Continuation, Delivery, Hold, Journal, NewDeadLetter, Release,
+};
 
 /// How often the poller looks for due deliveries when nothing wakes it.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -390,6 +392,8 @@ impl Workers {
 
     async fn run(&self, mut d: Delivery) {
         let runtime = self.inner.runtime.load_full();
+        let mut finished = Vec::new();
+        let mut run_took = Duration::ZERO;
         let continuations = match runtime.pipeline(&d.pipeline) {
             Some(_) if self.is_paused(&d.pipeline) => vec![(paused(&d), false)],
             None => vec![(
@@ -426,7 +430,20 @@ impl Workers {
                     headers: std::mem::take(&mut d.event.headers),
                     payload: std::mem::take(&mut d.event.payload),
                 };
+                let started = Instant::now();
                 let outcomes = p.run(event, d.stage).await;
+                let took = started.elapsed();
+                run_took = took;
+                for o in &outcomes {
+                    let (stage, result) = match o {
+                        Outcome::Completed => {
+                            (p.stages.len().saturating_sub(1), AttemptResult::Delivered)
+                        }
+                        Outcome::Dropped { stage } => (*stage, AttemptResult::Dropped),
+                        _ => continue,
+                    };
+                    finished.push(attempt(&d, p, stage, result, None, took));
+                }
                 if outcomes.iter().any(|o| matches!(o, Outcome::Completed)) {
                     Delivered {
                         event_id: &d.event.id,
@@ -469,13 +486,18 @@ impl Workers {
                     .collect()
             }
         };
-        // Only attempts are reported (logged, counted): a delivery that waits made none.
+        // Only attempts are reported (logged, counted) and recorded in the event's history:
+        // a delivery that waits made none.
         let pipeline = runtime.pipeline(&d.pipeline);
+        let mut attempts = finished;
         let continuations: Vec<Continuation> = continuations
             .into_iter()
             .map(|(c, attempted)| {
                 if attempted {
                     report(&d, pipeline, &c);
+                    if let Some(p) = pipeline {
+                        attempts.push(failed_attempt(&d, p, &c, run_took));
+                    }
                 }
                 c
             })
@@ -483,7 +505,12 @@ impl Workers {
         // The journal must learn the outcome; until it does the delivery stays claimed.
         let mut wait = Duration::from_millis(50);
         loop {
-            match self.inner.journal.settle(d.id, continuations.clone()).await {
+            match self
+                .inner
+                .journal
+                .settle_recorded(d.id, continuations.clone(), attempts.clone())
+                .await
+            {
                 Ok(()) => return,
                 Err(e) => {
                     error!(event_id = %d.event.id, pipeline = %d.pipeline, error = %e, "could not record a delivery's outcome; retrying");
@@ -495,6 +522,53 @@ impl Workers {
                 }
             }
         }
+    }
+}
+
+/// A run of `d` that ended at `stage`, for the event's history.
+fn attempt(
+    d: &Delivery,
+    p: &Pipeline,
+    stage: usize,
+    result: AttemptResult,
+    error: Option<String>,
+    took: Duration,
+) -> Attempt {
+    Attempt {
+        event_id: d.event.id.clone(),
+        pipeline: d.pipeline.clone(),
+        stage,
+        stage_name: p
+            .stages
+            .get(stage)
+            .map(|s| s.name.clone())
+            .unwrap_or_default(),
+        at: Timestamp::now(),
+        duration_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        result,
+        error,
+    }
+}
+
+/// The attempt behind a continuation that made one: a retry or a dead letter.
+fn failed_attempt(d: &Delivery, p: &Pipeline, c: &Continuation, took: Duration) -> Attempt {
+    match c {
+        Continuation::Retry { stage, error, .. } => attempt(
+            d,
+            p,
+            *stage,
+            AttemptResult::Retry,
+            Some(error.clone()),
+            took,
+        ),
+        Continuation::Dead(letter) => attempt(
+            d,
+            p,
+            letter.stage_index.unwrap_or(d.stage),
+            AttemptResult::Dead,
+            Some(letter.error.clone()),
+            took,
+        ),
     }
 }
 

@@ -28,8 +28,8 @@ use async_nats::jetstream::{self, message::PublishMessage, stream};
 use jiff::Timestamp;
 
 use super::{
-    Accepted, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Journal, JournalError,
-    LiveRoutes, NewDeadLetter, NewEvent, Page, Replayed,
+    Accepted, Attempt, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Journal,
+    JournalError, LiveRoutes, NewDeadLetter, NewEvent, Page, Replayed,
 };
 use crate::config::NatsConfig;
 
@@ -294,10 +294,12 @@ impl Journal for NatsJournal {
         self.inner.work.claim(now, limit, &self.inner.dead).await
     }
 
-    async fn settle(
+    async fn settle_recorded(
         &self,
         delivery: i64,
         continuations: Vec<Continuation>,
+        // Event history is kept by the SQLite journal only (docs/scale-out.md).
+        _attempts: Vec<Attempt>,
     ) -> Result<(), JournalError> {
         self.inner
             .work

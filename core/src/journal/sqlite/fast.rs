@@ -2,7 +2,8 @@
 //!
 //! An accepted event's first run through each pipeline is a *virtual* delivery: no
 //! `deliveries` row, only an entry here. It finishes in one of three ways:
-//! - delivered or dropped: the entry goes, and nothing is written for it;
+//! - delivered or dropped: the entry goes, and no delivery row is written for it (only its
+//!   attempt, to the event's history);
 //! - retry or dead letter: the settle writes a `deliveries` row (and a dead letter) as for
 //!   any delivery, in the same transaction that retires the entry;
 //! - still running after [`MATERIALISE_AFTER`]: the writer gives it a row (claimed by this

@@ -25,9 +25,9 @@ pub(crate) fn prune_events(
     after: PruneCursor,
     batch: usize,
 ) -> Result<(usize, Option<PruneCursor>), JournalError> {
-    let candidates: Vec<(i64, i64)> = c
+    let candidates: Vec<(i64, i64, String)> = c
         .prepare_cached(
-            "SELECT received_at, rowid FROM events
+            "SELECT received_at, rowid, id FROM events
              WHERE received_at < ?1 AND (received_at, rowid) > (?3, ?4)
                AND rowid < (SELECT done_below FROM progress WHERE id = 1)
                AND rowid < (SELECT MAX(rowid) FROM events)
@@ -38,16 +38,21 @@ pub(crate) fn prune_events(
         )?
         .query_map(
             params![ms(before), ms(now), after.0, after.1, batch as i64],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?
         .collect::<Result<_, _>>()?;
     let mut delete = c.prepare_cached("DELETE FROM events WHERE rowid = ?1")?;
-    for (_, rowid) in &candidates {
+    // The event's history goes with it.
+    let mut forget = c.prepare_cached("DELETE FROM attempts WHERE event_id = ?1")?;
+    for (_, rowid, id) in &candidates {
         delete.execute(params![rowid])?;
+        forget.execute(params![id])?;
     }
     Ok((
         candidates.len(),
-        candidates.last().map(|&(at, rowid)| PruneCursor(at, rowid)),
+        candidates
+            .last()
+            .map(|(at, rowid, _)| PruneCursor(*at, *rowid)),
     ))
 }
 

@@ -13,12 +13,14 @@
 //!
 //! The common case writes little: accepting an event inserts its row (its deduplication
 //! key with it, looked up in memory) and nothing else; a first run that is delivered
-//! writes nothing. See [`fast`] for how that stays crash-safe.
+//! writes only its attempt to the event's history ([`history`]), one appended row. See
+//! [`fast`] for how that stays crash-safe.
 
 mod dead;
 mod deliveries;
 mod events;
 pub(crate) mod fast;
+mod history;
 mod maintenance;
 mod read;
 mod rows;
@@ -37,8 +39,9 @@ use tokio::sync::{mpsc, oneshot};
 use read::{Health, Readers};
 
 use super::{
-    Accepted, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Hold, Journal,
-    JournalError, NewDeadLetter, NewEvent, Page, Release, Replayed,
+    Accepted, Attempt, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, EventFilter,
+    EventPage, EventRecord, Hold, Journal, JournalError, NewDeadLetter, NewEvent, Page, Release,
+    Replayed,
 };
 
 /// Most jobs committed together.
@@ -584,19 +587,24 @@ impl Journal for SqliteJournal {
             .await
     }
 
-    async fn settle(
+    async fn settle_recorded(
         &self,
         delivery: i64,
         continuations: Vec<Continuation>,
+        attempts: Vec<Attempt>,
     ) -> Result<(), JournalError> {
         let retries = continuations
             .iter()
             .filter(|c| matches!(c, Continuation::Retry { .. }))
             .count() as i64;
         let dead = (continuations.len() as i64) - retries;
-        // A first run that was delivered writes no SQL: no savepoint either.
-        let writes = !continuations.is_empty() || fast::split_virtual(delivery).is_none();
-        self.call_ctx(writes, move |ctx| {
+        // A first run that was delivered writes one history row, a statement atomic by
+        // itself: no savepoint.
+        let savepoint = !continuations.is_empty()
+            || fast::split_virtual(delivery).is_none()
+            || attempts.len() > 1;
+        self.call_ctx(savepoint, move |ctx| {
+            history::record(&ctx.conn, &attempts)?;
             deliveries::settle(ctx, delivery, &continuations)
         })
         .await?;
@@ -645,6 +653,20 @@ impl Journal for SqliteJournal {
 
     async fn get_dead(&self, id: String) -> Result<Option<DeadLetter>, JournalError> {
         self.read(move |c| dead::get_dead(c, &id)).await
+    }
+
+    async fn list_events(
+        &self,
+        filter: EventFilter,
+        cursor: Option<String>,
+        limit: u64,
+    ) -> Result<EventPage, JournalError> {
+        self.read(move |c| history::list_events(c, &filter, cursor.as_deref(), limit))
+            .await
+    }
+
+    async fn get_event(&self, id: String) -> Result<Option<EventRecord>, JournalError> {
+        self.read(move |c| history::get_event(c, &id)).await
     }
 
     async fn replay(&self, id: String, from_start: bool) -> Result<Replayed, JournalError> {

@@ -103,6 +103,23 @@ CREATE TABLE paused (
   paused_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 4: event history. Every run that made an attempt adds a row: where it ended and how.
+    // Appended in event-id order (ids are UUIDv7, time-ordered), so the index grows at its
+    // end; pruned with the event.
+    r#"
+CREATE TABLE attempts (
+  id          INTEGER PRIMARY KEY,
+  event_id    TEXT NOT NULL,
+  pipeline    TEXT NOT NULL,
+  stage       INTEGER NOT NULL,
+  stage_name  TEXT NOT NULL,
+  at          INTEGER NOT NULL,      -- unix ms, when the run ended
+  duration_us INTEGER NOT NULL,
+  result      TEXT NOT NULL,         -- delivered | dropped | retry | dead
+  error       TEXT
+);
+CREATE INDEX attempts_event ON attempts(event_id);
+"#,
 ];
 
 /// Migration 2's one step SQL cannot do: hash the dedupe keys it moved from the v1 table.

@@ -1021,3 +1021,100 @@ async fn an_ordered_delivery_waits_for_every_earlier_one_with_its_key() {
         vec!["a2"]
     );
 }
+
+fn attempt(event_id: &str, pipeline: &str, result: crate::journal::AttemptResult) -> Attempt {
+    Attempt {
+        event_id: event_id.into(),
+        pipeline: pipeline.into(),
+        stage: 0,
+        stage_name: "file".into(),
+        at: Timestamp::now(),
+        duration_us: 42,
+        result,
+        error: None,
+    }
+}
+
+#[tokio::test]
+async fn history_is_written_with_the_settle_read_back_and_pruned_with_the_event() {
+    use crate::journal::{AttemptResult, EventFilter, EventOutcome};
+    let (dir, j) = journal();
+    let Accepted::New { deliveries, .. } = j
+        .accept(&new_event("done", None, &["p", "q"]))
+        .await
+        .expect("accept")
+    else {
+        panic!()
+    };
+    j.settle_recorded(
+        deliveries[0].id,
+        vec![],
+        vec![attempt("done", "p", AttemptResult::Delivered)],
+    )
+    .await
+    .expect("settle");
+    j.settle_recorded(
+        deliveries[1].id,
+        vec![],
+        vec![attempt("done", "q", AttemptResult::Dropped)],
+    )
+    .await
+    .expect("settle");
+    j.accept(&new_event("running", None, &["p"]))
+        .await
+        .expect("accept");
+
+    let shown = j
+        .get_event("done".into())
+        .await
+        .expect("get")
+        .expect("found");
+    let outcomes: Vec<_> = shown
+        .summary
+        .pipelines
+        .iter()
+        .map(|p| (p.pipeline.as_str(), p.outcome, p.attempts))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("p", EventOutcome::Delivered, 1),
+            ("q", EventOutcome::Dropped, 1)
+        ]
+    );
+    assert_eq!(shown.attempts.len(), 2);
+    assert_eq!(shown.payload["n"], "done");
+
+    let page = j
+        .list_events(EventFilter::default(), None, 10)
+        .await
+        .expect("list");
+    let listed: Vec<_> = page.items.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(listed, ["running", "done"], "newest first");
+    assert_eq!(page.items[0].pipelines[0].outcome, EventOutcome::InFlight);
+    assert!(page.next.is_none());
+    let dropped = EventFilter {
+        outcome: Some(EventOutcome::Dropped),
+        ..EventFilter::default()
+    };
+    let page = j.list_events(dropped, None, 10).await.expect("list");
+    assert_eq!(page.items.len(), 1);
+    let err = j
+        .list_events(EventFilter::default(), Some("x".into()), 10)
+        .await
+        .expect_err("bad cursor");
+    assert!(matches!(err, JournalError::Invalid(_)), "{err}");
+
+    let future = Timestamp::now() + jiff::SignedDuration::from_hours(48);
+    assert_eq!(j.prune(future, future).await.expect("prune"), 1);
+    assert!(j.get_event("done".into()).await.expect("get").is_none());
+    let left: i64 = rusqlite::Connection::open(dir.path().join("j.db"))
+        .expect("open")
+        .query_row(
+            "SELECT COUNT(*) FROM attempts WHERE event_id = 'done'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(left, 0, "history is pruned with its event");
+}

@@ -1,0 +1,240 @@
+//! `hookline events`: search the retained events and show one with its history, straight on
+//! the journal (whether or not `serve` is running), with the filters of
+//! `GET /api/v1/events`.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use hookline_plugin_api::Registry;
+
+use crate::admin::events::EventsQuery;
+use crate::journal::{EventOutcome, EventRecord, EventSummary};
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Config whose `[storage]` names the journal.
+    #[arg(
+        long,
+        short,
+        default_value = "pipeline.toml",
+        env = "HOOKLINE_CONFIG",
+        global = true
+    )]
+    pub(crate) config: PathBuf,
+    /// The journal file itself (instead of reading it from the config).
+    #[arg(long, global = true)]
+    pub(crate) db: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: EventsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventsCommand {
+    /// List retained events, newest first, with where each stands in its pipelines.
+    List {
+        /// Only events of this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only events of this type.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Only events routed to this pipeline.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Only events with this outcome (in `--pipeline`, if given): delivered, dropped,
+        /// retrying, paused, dead_lettered, in_flight, finished.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Received since this RFC 3339 time, or this long ago (`1h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Received before this RFC 3339 time, or this long ago.
+        #[arg(long)]
+        until: Option<String>,
+        /// A CEL expression over the event, as the `cel` filter takes it:
+        /// `payload.data.lead.email.endsWith("@acme.com")`.
+        #[arg(long, short)]
+        q: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        /// Go on from an earlier listing (the cursor it printed).
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an event: headers as stored, payload, and per pipeline its outcome and attempts.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(args: EventsArgs, registry: &Registry) -> anyhow::Result<()> {
+    let journal = crate::dlq::open_journal(&args.config, args.db.as_deref()).await?;
+    match args.command {
+        EventsCommand::List {
+            source,
+            event_type,
+            pipeline,
+            outcome,
+            since,
+            until,
+            q,
+            limit,
+            cursor,
+            json,
+        } => {
+            let query = EventsQuery {
+                source,
+                event_type,
+                pipeline,
+                outcome,
+                since,
+                until,
+                q,
+                cursor,
+                limit: Some(limit),
+            };
+            let filter = query.to_filter(registry).map_err(anyhow::Error::msg)?;
+            let page = journal
+                .list_events(filter, query.cursor.clone(), limit.clamp(1, 500))
+                .await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&page)?);
+                return Ok(());
+            }
+            if page.items.is_empty() {
+                outln!("no events match (looked at {})", page.scanned);
+            } else {
+                outln!(
+                    "{:<36}  {:<19}  {:<14}  {:<22}  pipelines",
+                    "id",
+                    "received",
+                    "source",
+                    "type"
+                );
+                for e in &page.items {
+                    outln!(
+                        "{:<36}  {:<19}  {:<14}  {:<22}  {}",
+                        e.id,
+                        e.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+                        e.source,
+                        e.event_type,
+                        outcomes(e)
+                    );
+                }
+            }
+            if let Some(next) = page.next {
+                outln!("more: --cursor {next}");
+            }
+        }
+        EventsCommand::Show { id, json } => {
+            let Some(event) = journal.get_event(id.clone()).await? else {
+                bail!("no event {id} (never received, or pruned after `retain`)");
+            };
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&event)?);
+            } else {
+                show(&event)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `leads: delivered, archive: dropped at 0:only-new`.
+fn outcomes(e: &EventSummary) -> String {
+    if e.pipelines.is_empty() {
+        return "(none)".into();
+    }
+    e.pipelines
+        .iter()
+        .map(|p| {
+            let word = outcome_word(p.outcome);
+            match (p.outcome, p.stage, &p.stage_name) {
+                (EventOutcome::Delivered | EventOutcome::Finished, ..)
+                | (EventOutcome::InFlight, ..) => format!("{}: {word}", p.pipeline),
+                (_, Some(i), Some(name)) => format!("{}: {word} at {i}:{name}", p.pipeline),
+                (_, Some(i), None) => format!("{}: {word} at {i}", p.pipeline),
+                _ => format!("{}: {word}", p.pipeline),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn outcome_word(o: EventOutcome) -> &'static str {
+    match o {
+        EventOutcome::Delivered => "delivered",
+        EventOutcome::Dropped => "dropped",
+        EventOutcome::Retrying => "retrying",
+        EventOutcome::Paused => "paused",
+        EventOutcome::DeadLettered => "dead-lettered",
+        EventOutcome::InFlight => "in flight",
+        EventOutcome::Finished => "finished",
+    }
+}
+
+fn show(e: &EventRecord) -> anyhow::Result<()> {
+    let s = &e.summary;
+    outln!("event     {}", s.id);
+    outln!("source    {}", s.source);
+    outln!("type      {}", s.event_type);
+    outln!("received  {}", s.received_at);
+    outln!("headers");
+    for (name, value) in &e.headers {
+        outln!("  {name}: {value}");
+    }
+    outln!("pipelines");
+    for p in &s.pipelines {
+        let mut line = format!("  {:<16} {}", p.pipeline, outcome_word(p.outcome));
+        if let Some(i) = p.stage {
+            line.push_str(&format!(
+                " at stage {i}{}",
+                p.stage_name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ));
+        }
+        line.push_str(&format!(
+            ", {} attempt{}",
+            p.attempts,
+            if p.attempts == 1 { "" } else { "s" }
+        ));
+        if let Some(next) = p.next_attempt_at {
+            line.push_str(&format!(", next at {next}"));
+        }
+        if let Some(error) = &p.error {
+            line.push_str(&format!(": {error}"));
+        }
+        outln!("{line}");
+    }
+    if !e.attempts.is_empty() {
+        outln!("attempts");
+        for a in &e.attempts {
+            outln!(
+                "  {}  {:<16} stage {} ({})  {:?}  {:.1} ms{}",
+                a.at.strftime("%Y-%m-%d %H:%M:%S%.3f"),
+                a.pipeline,
+                a.stage,
+                a.stage_name,
+                a.result,
+                a.duration_us as f64 / 1000.0,
+                a.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if !e.dead_letters.is_empty() {
+        outln!("dead letters  {}", e.dead_letters.join(", "));
+    }
+    outln!("payload");
+    outln!("{}", serde_json::to_string_pretty(&e.payload)?);
+    Ok(())
+}

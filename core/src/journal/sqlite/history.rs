@@ -1,0 +1,358 @@
+//! Event history: each run's attempt is written by the settle that ends it (same commit);
+//! listings and an event's page are read on the read-only connections, and say where the
+//! event stands in each pipeline from its delivery rows, its attempts and the watermark.
+
+use std::collections::HashMap;
+
+use hookline_plugin_api::Event;
+use rusqlite::{Connection, params};
+
+use super::rows::{event_from_row, from_json, ms, ts};
+use crate::journal::{
+    Attempt, AttemptResult, EventFilter, EventOutcome, EventPage, EventRecord, EventSummary,
+    JournalError, PipelineState,
+};
+
+/// Events a listing looks at, at most, before it answers with what it found and a cursor.
+pub(crate) const SCAN_BUDGET: u64 = 10_000;
+
+/// Rows read from `events` per query while filling a page.
+const CHUNK: u64 = 500;
+
+pub(crate) fn record(c: &Connection, attempts: &[Attempt]) -> Result<(), JournalError> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let mut insert = c.prepare_cached(
+        "INSERT INTO attempts (event_id, pipeline, stage, stage_name, at, duration_us, result, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for a in attempts {
+        insert.execute(params![
+            a.event_id,
+            a.pipeline,
+            a.stage as i64,
+            a.stage_name,
+            ms(a.at),
+            i64::try_from(a.duration_us).unwrap_or(i64::MAX),
+            a.result.as_str(),
+            a.error,
+        ])?;
+    }
+    Ok(())
+}
+
+/// The cursor a page hands out: the rowid below which the listing goes on.
+fn parse_cursor(cursor: Option<&str>) -> Result<i64, JournalError> {
+    match cursor {
+        None => Ok(i64::MAX),
+        Some(c) => c.parse::<i64>().ok().filter(|r| *r > 0).ok_or_else(|| {
+            JournalError::Invalid(format!(
+                "`{c}` is not a cursor: pass the `next` of the previous page"
+            ))
+        }),
+    }
+}
+
+pub(crate) fn list_events(
+    c: &Connection,
+    filter: &EventFilter,
+    cursor: Option<&str>,
+    limit: u64,
+) -> Result<EventPage, JournalError> {
+    let mut below = parse_cursor(cursor)?;
+    let limit = limit.clamp(1, 1000);
+    let done_below = watermark(c)?;
+    let with_body = filter.matcher.is_some();
+    let sql = format!(
+        "SELECT rowid, id, source, type, received_at, pipelines{body} FROM events
+         WHERE rowid < ?1 AND (?2 IS NULL OR source = ?2) AND (?3 IS NULL OR type = ?3)
+           AND (?4 IS NULL OR received_at >= ?4) AND (?5 IS NULL OR received_at < ?5)
+         ORDER BY rowid DESC LIMIT ?6",
+        body = if with_body { ", headers, payload" } else { "" }
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut items = Vec::new();
+    let mut scanned = 0u64;
+    loop {
+        let want = CHUNK.min(SCAN_BUDGET - scanned);
+        let mut rows = stmt.query(params![
+            below,
+            filter.source,
+            filter.event_type,
+            filter.since.map(ms),
+            filter.until.map(ms),
+            want as i64,
+        ])?;
+        let mut read = 0u64;
+        let mut full = false;
+        while let Some(row) = rows.next()? {
+            read += 1;
+            scanned += 1;
+            let rowid: i64 = row.get(0)?;
+            below = rowid;
+            if let Some(matcher) = &filter.matcher {
+                let event = Event {
+                    id: row.get(1)?,
+                    source: row.get(2)?,
+                    event_type: row.get(3)?,
+                    received_at: ts(row.get(4)?),
+                    headers: from_json(&row.get::<_, String>(6)?)?,
+                    payload: from_json(&row.get::<_, String>(7)?)?,
+                };
+                if !matcher(&event) {
+                    continue;
+                }
+            }
+            let summary = summarise(
+                c,
+                rowid,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                done_below,
+            )?;
+            if wanted(&summary, filter) {
+                items.push(summary);
+                if items.len() as u64 == limit {
+                    full = true;
+                    break;
+                }
+            }
+        }
+        drop(rows);
+        let exhausted = !full && read < want;
+        if full || exhausted || scanned >= SCAN_BUDGET {
+            let next = match exhausted {
+                true => None,
+                false => has_older(c, below)?.then(|| below.to_string()),
+            };
+            return Ok(EventPage {
+                items,
+                next,
+                scanned,
+            });
+        }
+    }
+}
+
+fn has_older(c: &Connection, below: i64) -> Result<bool, JournalError> {
+    Ok(
+        c.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE rowid < ?1)")?
+            .query_row(params![below], |r| r.get(0))?,
+    )
+}
+
+fn wanted(summary: &EventSummary, filter: &EventFilter) -> bool {
+    if filter.pipeline.is_none() && filter.outcome.is_none() {
+        return true;
+    }
+    summary.pipelines.iter().any(|p| {
+        filter
+            .pipeline
+            .as_deref()
+            .is_none_or(|want| p.pipeline == want)
+            && filter.outcome.is_none_or(|want| p.outcome == want)
+    })
+}
+
+fn watermark(c: &Connection) -> Result<i64, JournalError> {
+    Ok(
+        c.prepare_cached("SELECT done_below FROM progress WHERE id = 1")?
+            .query_row([], |r| r.get(0))?,
+    )
+}
+
+pub(crate) fn get_event(c: &Connection, id: &str) -> Result<Option<EventRecord>, JournalError> {
+    let found = c
+        .prepare_cached(
+            "SELECT rowid, id, source, type, received_at, headers, payload, pipelines FROM events WHERE id = ?1",
+        )?
+        .query_row(params![id], |r| {
+            Ok((r.get::<_, i64>(0)?, event_from_row(r, 1), r.get::<_, Option<String>>(7)?))
+        });
+    let (rowid, event, routed) = match found {
+        Ok(found) => found,
+        Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let event = event?;
+    let summary = summarise(
+        c,
+        rowid,
+        event.id.clone(),
+        event.source.clone(),
+        event.event_type.clone(),
+        ms(event.received_at),
+        routed,
+        watermark(c)?,
+    )?;
+    let dead_letters = c
+        .prepare_cached("SELECT id FROM dead_letters WHERE event_id = ?1 ORDER BY created_at")?
+        .query_map(params![id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(EventRecord {
+        summary,
+        headers: event.headers,
+        payload: event.payload,
+        attempts: attempts(c, id)?,
+        dead_letters,
+    }))
+}
+
+fn attempts(c: &Connection, event_id: &str) -> Result<Vec<Attempt>, JournalError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT pipeline, stage, stage_name, at, duration_us, result, error FROM attempts
+         WHERE event_id = ?1 ORDER BY id",
+    )?;
+    let mut rows = stmt.query(params![event_id])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let result: String = r.get(5)?;
+        out.push(Attempt {
+            event_id: event_id.to_string(),
+            pipeline: r.get(0)?,
+            stage: r.get::<_, i64>(1)?.max(0) as usize,
+            stage_name: r.get(2)?,
+            at: ts(r.get(3)?),
+            duration_us: r.get::<_, i64>(4)?.max(0) as u64,
+            result: AttemptResult::parse(&result)
+                .ok_or_else(|| JournalError::Corrupt(format!("attempt result `{result}`")))?,
+            error: r.get(6)?,
+        });
+    }
+    Ok(out)
+}
+
+/// A delivery row of the event, as the summary needs it.
+struct Row {
+    pipeline: String,
+    stage: usize,
+    state: String,
+    held: Option<String>,
+    error: Option<String>,
+    next_attempt_at: i64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarise(
+    c: &Connection,
+    rowid: i64,
+    id: String,
+    source: String,
+    event_type: String,
+    received_at: i64,
+    routed: Option<String>,
+    done_below: i64,
+) -> Result<EventSummary, JournalError> {
+    let mut order: Vec<String> = match &routed {
+        Some(json) => from_json(json)?,
+        None => Vec::new(),
+    };
+    let rows: Vec<Row> = c
+        .prepare_cached(
+            "SELECT pipeline, stage, state, held, last_error, next_attempt_at FROM deliveries
+             WHERE event_id = ?1 ORDER BY id",
+        )?
+        .query_map(params![id], |r| {
+            Ok(Row {
+                pipeline: r.get(0)?,
+                stage: r.get::<_, i64>(1)?.max(0) as usize,
+                state: r.get(2)?,
+                held: r.get(3)?,
+                error: r.get(4)?,
+                next_attempt_at: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let history = attempts(c, &id)?;
+    for name in rows
+        .iter()
+        .map(|r| &r.pipeline)
+        .chain(history.iter().map(|a| &a.pipeline))
+    {
+        if !order.contains(name) {
+            order.push(name.clone());
+        }
+    }
+    let in_flight = routed.is_some() && rowid >= done_below;
+    let mut by_pipeline: HashMap<&str, Vec<&Attempt>> = HashMap::new();
+    for a in &history {
+        by_pipeline.entry(a.pipeline.as_str()).or_default().push(a);
+    }
+    let pipelines = order
+        .iter()
+        .map(|name| {
+            let mine: Vec<&Row> = rows.iter().filter(|r| &r.pipeline == name).collect();
+            let tried = by_pipeline.get(name.as_str()).cloned().unwrap_or_default();
+            state_in(name, &mine, &tried, in_flight)
+        })
+        .collect();
+    Ok(EventSummary {
+        id,
+        source,
+        event_type,
+        received_at: ts(received_at),
+        pipelines,
+    })
+}
+
+/// Where an event stands in one pipeline: a pending row (waiting or retrying) first, then a
+/// dead one, then the last attempt; with neither, its first run is under way or finished
+/// before history was kept.
+fn state_in(name: &str, rows: &[&Row], tried: &[&Attempt], in_flight: bool) -> PipelineState {
+    let mut state = PipelineState {
+        pipeline: name.to_string(),
+        outcome: EventOutcome::Finished,
+        stage: None,
+        stage_name: None,
+        error: None,
+        attempts: tried.len() as u32,
+        next_attempt_at: None,
+    };
+    let stage_name = |stage: usize| {
+        tried
+            .iter()
+            .rev()
+            .find(|a| a.stage == stage)
+            .map(|a| a.stage_name.clone())
+    };
+    if let Some(r) = rows.iter().find(|r| r.state == "pending") {
+        state.outcome = match r.held.as_deref() {
+            Some("paused") => EventOutcome::Paused,
+            _ => EventOutcome::Retrying,
+        };
+        state.stage = Some(r.stage);
+        state.stage_name = stage_name(r.stage);
+        state.error = r.error.clone();
+        if r.held.is_none() {
+            state.next_attempt_at = Some(ts(r.next_attempt_at));
+        }
+        return state;
+    }
+    if let Some(r) = rows.iter().find(|r| r.state == "dead") {
+        state.outcome = EventOutcome::DeadLettered;
+        state.stage = Some(r.stage);
+        state.stage_name = stage_name(r.stage);
+        state.error = r.error.clone();
+        return state;
+    }
+    if let Some(last) = tried.last() {
+        state.outcome = match last.result {
+            AttemptResult::Delivered => EventOutcome::Delivered,
+            AttemptResult::Dropped => EventOutcome::Dropped,
+            AttemptResult::Retry => EventOutcome::Retrying,
+            AttemptResult::Dead => EventOutcome::DeadLettered,
+        };
+        state.stage = Some(last.stage);
+        state.stage_name = Some(last.stage_name.clone());
+        state.error = last.error.clone();
+        return state;
+    }
+    if in_flight && rows.is_empty() {
+        state.outcome = EventOutcome::InFlight;
+    }
+    state
+}

@@ -1,0 +1,246 @@
+//! Event history and search: `GET /api/v1/events[/{id}]` and `hookline events list|show`
+//! over a real service whose pipelines deliver, drop, retry and dead-letter.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// `email.captured` sample `i` whose lead's email is `email`.
+fn lead(i: u64, email: &str) -> String {
+    let mut v: Value = serde_json::from_str(&sample("email.captured", i)).expect("json");
+    v["data"]["lead"]["email"] = json!(email);
+    v.to_string()
+}
+
+async fn events(h: &Hookline, query: &str) -> Value {
+    get_json(&h.admin_url(&format!("/api/v1/events{query}"))).await
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+fn outcome<'a>(event: &'a Value, pipeline: &str) -> &'a Value {
+    event["pipelines"]
+        .as_array()
+        .expect("pipelines")
+        .iter()
+        .find(|p| p["pipeline"] == pipeline)
+        .unwrap_or_else(|| panic!("no pipeline {pipeline} in {event}"))
+}
+
+#[tokio::test]
+async fn events_are_searchable_by_every_filter_and_show_each_pipelines_outcome_and_attempts() {
+    let refuse = Receiver::start(vec![400; 64]).await;
+    let busy = Receiver::start(vec![503; 64]).await;
+    let h = Hookline::start(&format!(
+        r#"{}
+[[pipelines]]
+name = "archive"
+source = "leadshark"
+stages = [{{ sink = "file", path = "archive.jsonl" }}]
+
+[[pipelines]]
+name = "only-likes"
+source = "leadshark"
+stages = [
+  {{ filter = "event", events = ["new.like"], name = "likes" }},
+  {{ sink = "file", path = "likes.jsonl" }},
+]
+
+[[pipelines]]
+name = "crm"
+source = "leadshark"
+stages = [{{ sink = "http", url = "{}", timeout = "2s" }}]
+
+[[pipelines]]
+name = "slow"
+source = "leadshark"
+stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5, initial = "1h", max = "1h" }} }}]
+"#,
+        leadshark_source(),
+        refuse.url(),
+        busy.url(),
+    ));
+    let url = h.url("/webhooks/leadshark");
+    let before = jiff::Timestamp::now();
+    let mut sent = Vec::new();
+    for (i, email) in ["ada@acme.com", "bob@example.com", "cy@acme.com"]
+        .iter()
+        .enumerate()
+    {
+        let r = post_signed(&url, &lead(i as u64, email)).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        sent.push(r.json["id"].as_str().expect("id").to_string());
+    }
+    // Every first run settles: delivered, dropped, dead-lettered (400), retrying (503).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = events(&h, "?outcome=retrying&pipeline=slow").await;
+        let dead = events(&h, "?outcome=dead_lettered").await;
+        if ids(&page).len() == 3 && ids(&dead).len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "runs did not settle: {page} {dead}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Newest first, everything.
+    let all = events(&h, "").await;
+    let newest_first: Vec<String> = sent.iter().rev().cloned().collect();
+    assert_eq!(ids(&all), newest_first, "{all}");
+    assert_eq!(all["next"], Value::Null);
+    let e = &all["items"][0];
+    assert_eq!(e["source"], "leadshark");
+    assert_eq!(e["type"], "email.captured");
+    assert_eq!(outcome(e, "archive")["outcome"], "delivered");
+    let dropped = outcome(e, "only-likes");
+    assert_eq!(dropped["outcome"], "dropped");
+    assert_eq!(
+        (dropped["stage"].clone(), dropped["stage_name"].clone()),
+        (json!(0), json!("likes"))
+    );
+    let crm = outcome(e, "crm");
+    assert_eq!(crm["outcome"], "dead_lettered");
+    assert!(
+        crm["error"].as_str().expect("error").contains("400"),
+        "{crm}"
+    );
+    let slow = outcome(e, "slow");
+    assert_eq!(slow["outcome"], "retrying");
+    assert_eq!(slow["attempts"], 1);
+    assert!(slow["next_attempt_at"].is_string(), "{slow}");
+    assert!(e.get("payload").is_none(), "a listing carries no payloads");
+
+    // Each filter.
+    assert_eq!(ids(&events(&h, "?source=leadshark").await).len(), 3);
+    assert_eq!(ids(&events(&h, "?source=other").await).len(), 0);
+    assert_eq!(ids(&events(&h, "?type=email.captured").await).len(), 3);
+    assert_eq!(ids(&events(&h, "?type=new.like").await).len(), 0);
+    assert_eq!(
+        ids(&events(&h, "?pipeline=only-likes&outcome=dropped").await).len(),
+        3
+    );
+    assert_eq!(
+        ids(&events(&h, "?pipeline=only-likes&outcome=delivered").await).len(),
+        0
+    );
+    assert_eq!(ids(&events(&h, "?outcome=delivered").await).len(), 3);
+    assert_eq!(ids(&events(&h, "?outcome=paused").await).len(), 0);
+    let since = (before - jiff::SignedDuration::from_secs(1)).to_string();
+    assert_eq!(ids(&events(&h, &format!("?since={since}")).await).len(), 3);
+    assert_eq!(ids(&events(&h, "?since=1h").await).len(), 3);
+    assert_eq!(ids(&events(&h, &format!("?until={since}")).await).len(), 0);
+    let acme = events(&h, "?q=payload.data.lead.email.endsWith(%22%40acme.com%22)").await;
+    assert_eq!(ids(&acme), vec![sent[2].clone(), sent[0].clone()], "{acme}");
+
+    // Paging by cursor: one at a time, every event once, in order.
+    let mut walked = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..5 {
+        let page = events(&h, &format!("?limit=1{cursor}")).await;
+        walked.extend(ids(&page));
+        match page["next"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, newest_first);
+
+    // Bad input is a 400 that says why.
+    for (query, says) in [
+        ("?outcome=lost", "not an outcome"),
+        ("?cursor=abc", "not a cursor"),
+        ("?q=paylod.x", "paylod"),
+        ("?since=soon", "RFC 3339"),
+        ("?colour=red", "unknown field"),
+    ] {
+        let r = client()
+            .get(h.admin_url(&format!("/api/v1/events{query}")))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 400, "{query}");
+        let body = r.text().await.expect("body");
+        assert!(body.contains(says), "{query}: {body}");
+    }
+
+    // One event: headers as stored (never the signature), payload, attempts.
+    let one = get_json(&h.admin_url(&format!("/api/v1/events/{}", sent[0]))).await;
+    assert_eq!(one["id"], sent[0].as_str());
+    assert_eq!(one["payload"]["data"]["lead"]["email"], "ada@acme.com");
+    let headers = one["headers"].to_string().to_lowercase();
+    assert!(headers.contains("x-webhook-event"), "{headers}");
+    assert!(!headers.contains("x-webhook-signature"), "{headers}");
+    let attempts = one["attempts"].as_array().expect("attempts");
+    let result = |p: &str| {
+        attempts
+            .iter()
+            .filter(|a| a["pipeline"] == p)
+            .map(|a| a["result"].as_str().expect("result").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(result("archive"), ["delivered"]);
+    assert_eq!(result("only-likes"), ["dropped"]);
+    assert_eq!(result("crm"), ["dead"]);
+    assert_eq!(result("slow"), ["retry"]);
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["duration_us"].is_u64() && a["at"].is_string())
+    );
+    assert_eq!(one["dead_letters"].as_array().expect("letters").len(), 1);
+    let missing = client()
+        .get(h.admin_url("/api/v1/events/0190b7e4-0000-7000-8000-000000000000"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(missing.status(), 404);
+
+    // The CLI reads the same, straight from the journal.
+    let out = h.cli(&["events", "list", "--outcome", "dropped", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(ids(&page), newest_first);
+    let out = h.cli(&[
+        "events",
+        "list",
+        "-q",
+        r#"payload.data.lead.email == "bob@example.com""#,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&sent[1]) && !text.contains(&sent[0]),
+        "{text}"
+    );
+    assert!(text.contains("only-likes: dropped at 0:likes"), "{text}");
+    let out = h.cli(&["events", "show", &sent[1]]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for want in [
+        "bob@example.com",
+        "crm",
+        "dead-lettered",
+        "Retry",
+        "payload",
+    ] {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+    let out = h.cli(&["events", "list", "--outcome", "lost"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an outcome"));
+}
