@@ -49,6 +49,11 @@ pub struct VerifyArgs {
     /// request line are skipped).
     #[arg(long, value_name = "FILE")]
     pub headers_file: Option<PathBuf>,
+    /// The request target as received, path and query (`/webhooks/twilio?bodySHA256=…`),
+    /// for schemes that sign the URL (Twilio). Default: the target of an HTTP request line
+    /// in the headers, if there.
+    #[arg(long, value_name = "PATH")]
+    pub target: Option<String>,
     /// The time of receipt that signed timestamps are checked against (RFC 3339, e.g.
     /// `2026-12-01T10:00:00Z`). Default: now.
     #[arg(long, value_name = "TIME")]
@@ -132,13 +137,14 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     }
     lines.extend(args.headers.iter().cloned());
     let headers = parse_headers(&lines)?;
+    let target = args.target.clone().or_else(|| request_target(&lines));
     let now = match &args.at {
         Some(text) => text
             .parse::<jiff::Timestamp>()
             .with_context(|| format!("--at `{text}`: expected an RFC 3339 time"))?,
         None => jiff::Timestamp::now(),
     };
-    let report = explain(&config, source, &headers, &body, now)?;
+    let report = explain(&config, source, &headers, target.as_deref(), &body, now)?;
     if args.json {
         outln!("{}", serde_json::to_string(&report)?);
     } else {
@@ -200,16 +206,32 @@ pub fn parse_headers(lines: &[String]) -> anyhow::Result<http::HeaderMap> {
     Ok(headers)
 }
 
+/// The target of an HTTP request line (`POST /path?q HTTP/1.1` → `/path?q`), if one is
+/// among the header lines.
+fn request_target(lines: &[String]) -> Option<String> {
+    lines.iter().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let (_method, target, version) = (words.next()?, words.next()?, words.next()?);
+        (target.starts_with('/') && version.starts_with("HTTP/")).then(|| target.to_string())
+    })
+}
+
 /// The verdict on one request. Pure: the caller reads the files and the clock.
 pub(crate) fn explain(
     config: &VerifyConfig,
     source: Option<String>,
     headers: &http::HeaderMap,
+    target: Option<&str>,
     body: &[u8],
     now: jiff::Timestamp,
 ) -> anyhow::Result<Report> {
     let verifier = config.build().map_err(anyhow::Error::msg)?;
-    let req = Unverified { headers, body, now };
+    let req = Unverified {
+        headers,
+        body,
+        target,
+        now,
+    };
     let outcome = verifier.verify(&req);
     let secrets: Vec<&Secret> = config
         .secrets()
@@ -479,12 +501,12 @@ mod tests {
         let sig = hookline_leadshark::sign(secret, python);
         let h = parse_headers(&[format!("X-Webhook-Signature: {sig}")]).expect("h");
         let now = jiff::Timestamp::now();
-        let ok = explain(&config, None, &h, body.as_bytes(), now).expect("report");
+        let ok = explain(&config, None, &h, None, body.as_bytes(), now).expect("report");
         assert!(ok.verified, "{ok:?}");
         let over = ok.signed_over.expect("which form");
         assert_eq!((over.form, over.secret), ("python", fingerprint(secret)));
         let wrong = VerifyConfig::for_scheme("leadshark", &["other".into()]).expect("table");
-        let r = explain(&wrong, None, &h, body.as_bytes(), now).expect("report");
+        let r = explain(&wrong, None, &h, None, body.as_bytes(), now).expect("report");
         assert_eq!((r.verified, r.reason), (false, Some("bad_signature")));
         let forms: Vec<&str> = r.expected.iter().map(|e| e.form).collect();
         assert_eq!(forms, ["raw", "python"], "Node's form is the body itself");
