@@ -29,7 +29,7 @@ pub struct VerifyArgs {
     #[arg(long, conflicts_with = "scheme", required_unless_present = "scheme")]
     pub source: Option<String>,
     /// Verify with this scheme's defaults instead of a configured source (`leadshark`,
-    /// `github`, `stripe`, `standard-webhooks`, `slack`, `shopify`, `hmac`).
+    /// `github`, `stripe`, `standard-webhooks`, `slack`, `shopify`, `twilio`, `hmac`).
     #[arg(long, requires = "secrets")]
     pub scheme: Option<String>,
     /// A secret for `--scheme`; repeat for several.
