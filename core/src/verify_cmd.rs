@@ -188,7 +188,7 @@ pub fn parse_headers(lines: &[String]) -> anyhow::Result<http::HeaderMap> {
     let mut headers = http::HeaderMap::new();
     for line in lines {
         let line = line.trim_end_matches(['\r', '\n']);
-        if line.trim().is_empty() || line.starts_with('#') {
+        if line.trim().is_empty() || line.starts_with('#') || request_line_target(line).is_some() {
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
@@ -209,11 +209,21 @@ pub fn parse_headers(lines: &[String]) -> anyhow::Result<http::HeaderMap> {
 /// The target of an HTTP request line (`POST /path?q HTTP/1.1` → `/path?q`), if one is
 /// among the header lines.
 fn request_target(lines: &[String]) -> Option<String> {
-    lines.iter().find_map(|line| {
-        let mut words = line.split_whitespace();
-        let (_method, target, version) = (words.next()?, words.next()?, words.next()?);
-        (target.starts_with('/') && version.starts_with("HTTP/")).then(|| target.to_string())
-    })
+    lines
+        .iter()
+        .find_map(|line| request_line_target(line))
+        .map(str::to_string)
+}
+
+/// `POST /path?q HTTP/1.1` → `/path?q` (its target may hold a `:`, a header never starts so).
+fn request_line_target(line: &str) -> Option<&str> {
+    let mut words = line.split_whitespace();
+    let (method, target, version) = (words.next()?, words.next()?, words.next()?);
+    let is_line = !method.contains(':')
+        && target.starts_with('/')
+        && version.starts_with("HTTP/")
+        && words.next().is_none();
+    is_line.then_some(target)
 }
 
 /// The verdict on one request. Pure: the caller reads the files and the clock.
@@ -489,6 +499,17 @@ mod tests {
         assert_eq!(h["x-webhook-signature"], "abc");
         assert_eq!(h["x-webhook-event"], "new.like");
         assert!(parse_headers(&lines(&["no colon"])).is_err());
+        let with_query = lines(&["POST /t?at=10:30&b=1 HTTP/1.1", "Host: h:8080"]);
+        let h = parse_headers(&with_query).expect("a request line with a colon");
+        assert_eq!((h.len(), h["host"].to_str().ok()), (1, Some("h:8080")));
+        assert_eq!(
+            request_target(&with_query).as_deref(),
+            Some("/t?at=10:30&b=1")
+        );
+        assert_eq!(
+            request_target(&lines(&["Host: h", "X: GET /a HTTP/1.1"])),
+            None
+        );
         assert!(parse_headers(&lines(&["bad name: x"])).is_err());
     }
 
