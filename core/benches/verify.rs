@@ -72,6 +72,7 @@ fn verify(c: &mut Criterion) {
             let req = Unverified {
                 headers: &h,
                 body,
+                target: None,
                 now,
             };
             assert!(verifier.verify(&req).is_ok(), "{case} {label} must verify");
@@ -84,6 +85,7 @@ fn verify(c: &mut Criterion) {
         let req = Unverified {
             headers: &forged,
             body: &compact,
+            target: None,
             now,
         };
         group.bench_with_input(BenchmarkId::new("rejected", label), &req, |b, req| {

@@ -159,7 +159,7 @@ async fn handle(
         .into_response();
     };
     let response = match method {
-        Method::POST => match receive(&state, &runtime, source, &headers, body).await {
+        Method::POST => match receive(&state, &runtime, source, &uri, &headers, body).await {
             Ok(Receipt::Accepted(id)) => (
                 StatusCode::OK,
                 axum::Json(json!({ "received": true, "id": id })),
@@ -210,6 +210,7 @@ async fn receive(
     state: &AppState,
     runtime: &Runtime,
     source: &Arc<Source>,
+    uri: &Uri,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Receipt, ApiError> {
@@ -280,7 +281,8 @@ async fn receive(
     };
 
     let received_at = jiff::Timestamp::now();
-    let verified = match verify(source, headers, &bytes, received_at).await? {
+    let target = uri.path_and_query().map(|p| p.as_str());
+    let verified = match verify(source, target, headers, &bytes, received_at).await? {
         Ok(v) => v,
         Err(r) if r.authenticated() => {
             let reason = r.to_string();
@@ -468,6 +470,7 @@ const VERIFY_INLINE: usize = 64 * 1024;
 
 async fn verify(
     source: &Arc<Source>,
+    target: Option<&str>,
     headers: &HeaderMap,
     bytes: &bytes::Bytes,
     now: jiff::Timestamp,
@@ -476,6 +479,7 @@ async fn verify(
         return Ok(source.verifier.verify(&Unverified {
             headers,
             body: bytes,
+            target,
             now,
         }));
     }
@@ -489,11 +493,13 @@ async fn verify(
         .and_then(Result::ok)
         .ok_or_else(|| busy("too many large requests being verified; retry later"))?;
     let (source, headers, bytes) = (source.clone(), headers.clone(), bytes.clone());
+    let target = target.map(str::to_string);
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         source.verifier.verify(&Unverified {
             headers: &headers,
             body: &bytes,
+            target: target.as_deref(),
             now,
         })
     })

@@ -16,6 +16,7 @@ pub(crate) enum Scheme {
     Slack,
     Shopify,
     Hmac,
+    Twilio,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,6 +102,13 @@ fn source(
             r#"verify = { scheme = "hmac", secrets = ["${PARTNER_SECRET:-change-me}"], header = "X-Signature", algorithm = "sha256", encoding = "hex", prefix = "sha256=", event_field = "type" }"#.into(),
             "A sender that puts an HMAC of the body in a header: set the header, algorithm, encoding and prefix it uses.",
             "order.paid",
+        ),
+        Scheme::Twilio => (
+            "twilio",
+            "TWILIO_AUTH_TOKEN",
+            r#"verify = { scheme = "twilio", secrets = ["${TWILIO_AUTH_TOKEN:-change-me}"], public_url = "https://hooks.example.com/webhooks/twilio" }"#.into(),
+            "The account's Auth Token (Console → Account info). Twilio signs the URL it calls:\n# set public_url to the webhook URL exactly as entered in Twilio's console.",
+            "received",
         ),
     }
 }

@@ -10,7 +10,7 @@
 //! duplicates apart from new events, and shows the response body of every non-2xx kind.
 //!
 //! `--scheme` signs as another provider's sender does (GitHub, Stripe, Standard Webhooks,
-//! Slack, Shopify, generic HMAC), through the scheme's own verifier
+//! Slack, Shopify, Twilio, generic HMAC), through the scheme's own verifier
 //! ([`crate::verify::Verifier::sign`]): the same payloads, the event type put where the
 //! scheme reads it.
 
@@ -40,7 +40,8 @@ pub struct SendArgs {
     #[arg(long, env = "LEADSHARK_SECRET", hide_env_values = true)]
     pub(crate) secret: String,
     /// Sign as this scheme's sender does: `leadshark`, `github`, `stripe`,
-    /// `standard-webhooks` (secret `whsec_<base64>`), `slack`, `shopify`, or `hmac` (hex
+    /// `standard-webhooks` (secret `whsec_<base64>`), `slack`, `shopify`, `twilio` (a JSON
+    /// body, `bodySHA256` added to the URL, which is signed), or `hmac` (hex
     /// HMAC-SHA256 of the body in `X-Signature`, event type in the payload's `event`).
     #[arg(long, default_value = "leadshark")]
     pub(crate) scheme: String,
@@ -198,8 +199,14 @@ impl Signer {
 }
 
 impl Bodies {
-    /// Request `i`'s body and headers (`Content-Type` aside), signed by `signer`.
-    fn request(&self, i: u64, signer: &Signer) -> anyhow::Result<(Vec<u8>, Vec<Header>)> {
+    /// Request `i`'s URL (`url`, or what the scheme's sender makes of it), body and headers
+    /// (`Content-Type` aside), signed by `signer`.
+    fn request(
+        &self,
+        i: u64,
+        url: &reqwest::Url,
+        signer: &Signer,
+    ) -> anyhow::Result<(reqwest::Url, Vec<u8>, Vec<Header>)> {
         let (verifier, event_field) = match signer {
             Signer::Leadshark(secret) => {
                 let (event, body, signature) = self.signed(i, secret);
@@ -207,7 +214,7 @@ impl Bodies {
                     ("x-webhook-event".into(), event.to_string()),
                     ("x-webhook-signature".into(), signature),
                 ];
-                return Ok((body, headers));
+                return Ok((url.clone(), body, headers));
             }
             Signer::Scheme {
                 verifier,
@@ -229,15 +236,20 @@ impl Bodies {
         // delivery, as the schemes that sign an id deduplicate on it.
         let digest = hex::encode(sha2::Sha256::digest(&body));
         let id = format!("msg_{}", &digest[..24]);
+        let target = verifier.sender_url(url.as_str(), &body);
         let headers = verifier
             .sign(&Signing {
                 body: &body,
                 timestamp: jiff::Timestamp::now().as_second(),
                 id: &id,
                 event: Some(event),
+                url: Some(&target),
             })
             .map_err(anyhow::Error::msg)?;
-        Ok((body, headers))
+        let target = target
+            .parse()
+            .with_context(|| format!("the scheme's URL `{target}`"))?;
+        Ok((target, body, headers))
     }
 }
 
@@ -389,7 +401,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
                 if i >= total || deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
-                let (body, headers) = match bodies.request(i, signer) {
+                let (target, body, headers) = match bodies.request(i, url, signer) {
                     Ok(request) => request,
                     Err(e) => {
                         *tally.errors.entry(format!("signing: {e}")).or_default() += 1;
@@ -398,7 +410,7 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
                 };
                 let t0 = Instant::now();
                 let mut request = client
-                    .post(url.clone())
+                    .post(target)
                     .header("content-type", "application/json");
                 for (name, value) in headers {
                     request = request.header(name, value);

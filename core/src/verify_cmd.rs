@@ -29,7 +29,7 @@ pub struct VerifyArgs {
     #[arg(long, conflicts_with = "scheme", required_unless_present = "scheme")]
     pub source: Option<String>,
     /// Verify with this scheme's defaults instead of a configured source (`leadshark`,
-    /// `github`, `stripe`, `standard-webhooks`, `slack`, `shopify`, `hmac`).
+    /// `github`, `stripe`, `standard-webhooks`, `slack`, `shopify`, `twilio`, `hmac`).
     #[arg(long, requires = "secrets")]
     pub scheme: Option<String>,
     /// A secret for `--scheme`; repeat for several.
@@ -49,6 +49,11 @@ pub struct VerifyArgs {
     /// request line are skipped).
     #[arg(long, value_name = "FILE")]
     pub headers_file: Option<PathBuf>,
+    /// The request target as received, path and query (`/webhooks/twilio?bodySHA256=…`),
+    /// for schemes that sign the URL (Twilio). Default: the target of an HTTP request line
+    /// in the headers, if there.
+    #[arg(long, value_name = "PATH")]
+    pub target: Option<String>,
     /// The time of receipt that signed timestamps are checked against (RFC 3339, e.g.
     /// `2026-12-01T10:00:00Z`). Default: now.
     #[arg(long, value_name = "TIME")]
@@ -132,13 +137,14 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     }
     lines.extend(args.headers.iter().cloned());
     let headers = parse_headers(&lines)?;
+    let target = args.target.clone().or_else(|| request_target(&lines));
     let now = match &args.at {
         Some(text) => text
             .parse::<jiff::Timestamp>()
             .with_context(|| format!("--at `{text}`: expected an RFC 3339 time"))?,
         None => jiff::Timestamp::now(),
     };
-    let report = explain(&config, source, &headers, &body, now)?;
+    let report = explain(&config, source, &headers, target.as_deref(), &body, now)?;
     if args.json {
         outln!("{}", serde_json::to_string(&report)?);
     } else {
@@ -182,7 +188,7 @@ pub fn parse_headers(lines: &[String]) -> anyhow::Result<http::HeaderMap> {
     let mut headers = http::HeaderMap::new();
     for line in lines {
         let line = line.trim_end_matches(['\r', '\n']);
-        if line.trim().is_empty() || line.starts_with('#') {
+        if line.trim().is_empty() || line.starts_with('#') || request_line_target(line).is_some() {
             continue;
         }
         let Some((name, value)) = line.split_once(':') else {
@@ -200,16 +206,42 @@ pub fn parse_headers(lines: &[String]) -> anyhow::Result<http::HeaderMap> {
     Ok(headers)
 }
 
+/// The target of an HTTP request line (`POST /path?q HTTP/1.1` → `/path?q`), if one is
+/// among the header lines.
+fn request_target(lines: &[String]) -> Option<String> {
+    lines
+        .iter()
+        .find_map(|line| request_line_target(line))
+        .map(str::to_string)
+}
+
+/// `POST /path?q HTTP/1.1` → `/path?q` (its target may hold a `:`, a header never starts so).
+fn request_line_target(line: &str) -> Option<&str> {
+    let mut words = line.split_whitespace();
+    let (method, target, version) = (words.next()?, words.next()?, words.next()?);
+    let is_line = !method.contains(':')
+        && target.starts_with('/')
+        && version.starts_with("HTTP/")
+        && words.next().is_none();
+    is_line.then_some(target)
+}
+
 /// The verdict on one request. Pure: the caller reads the files and the clock.
 pub(crate) fn explain(
     config: &VerifyConfig,
     source: Option<String>,
     headers: &http::HeaderMap,
+    target: Option<&str>,
     body: &[u8],
     now: jiff::Timestamp,
 ) -> anyhow::Result<Report> {
     let verifier = config.build().map_err(anyhow::Error::msg)?;
-    let req = Unverified { headers, body, now };
+    let req = Unverified {
+        headers,
+        body,
+        target,
+        now,
+    };
     let outcome = verifier.verify(&req);
     let secrets: Vec<&Secret> = config
         .secrets()
@@ -467,6 +499,17 @@ mod tests {
         assert_eq!(h["x-webhook-signature"], "abc");
         assert_eq!(h["x-webhook-event"], "new.like");
         assert!(parse_headers(&lines(&["no colon"])).is_err());
+        let with_query = lines(&["POST /t?at=10:30&b=1 HTTP/1.1", "Host: h:8080"]);
+        let h = parse_headers(&with_query).expect("a request line with a colon");
+        assert_eq!((h.len(), h["host"].to_str().ok()), (1, Some("h:8080")));
+        assert_eq!(
+            request_target(&with_query).as_deref(),
+            Some("/t?at=10:30&b=1")
+        );
+        assert_eq!(
+            request_target(&lines(&["Host: h", "X: GET /a HTTP/1.1"])),
+            None
+        );
         assert!(parse_headers(&lines(&["bad name: x"])).is_err());
     }
 
@@ -479,12 +522,12 @@ mod tests {
         let sig = hookline_leadshark::sign(secret, python);
         let h = parse_headers(&[format!("X-Webhook-Signature: {sig}")]).expect("h");
         let now = jiff::Timestamp::now();
-        let ok = explain(&config, None, &h, body.as_bytes(), now).expect("report");
+        let ok = explain(&config, None, &h, None, body.as_bytes(), now).expect("report");
         assert!(ok.verified, "{ok:?}");
         let over = ok.signed_over.expect("which form");
         assert_eq!((over.form, over.secret), ("python", fingerprint(secret)));
         let wrong = VerifyConfig::for_scheme("leadshark", &["other".into()]).expect("table");
-        let r = explain(&wrong, None, &h, body.as_bytes(), now).expect("report");
+        let r = explain(&wrong, None, &h, None, body.as_bytes(), now).expect("report");
         assert_eq!((r.verified, r.reason), (false, Some("bad_signature")));
         let forms: Vec<&str> = r.expected.iter().map(|e| e.form).collect();
         assert_eq!(forms, ["raw", "python"], "Node's form is the body itself");

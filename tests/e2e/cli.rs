@@ -132,6 +132,7 @@ fn init_writes_a_starter_that_passes_check_and_test_for_every_scheme_and_sink() 
         "slack",
         "shopify",
         "hmac",
+        "twilio",
     ];
     for scheme in schemes {
         for sink in ["file", "http", "stdout", "sqlite"] {

@@ -9,6 +9,7 @@ use hookline::config::{
 use hookline::verify::{
     github::GithubConfig, hmac::HmacConfig, leadshark::LeadsharkConfig, shopify::ShopifyConfig,
     slack::SlackConfig, standard_webhooks::StandardWebhooksConfig, stripe::StripeConfig,
+    twilio::TwilioConfig,
 };
 use hookline_builtin::filter::{
     cel::CelFilterConfig, event::EventFilterConfig, field::FieldFilterConfig,
@@ -174,5 +175,10 @@ fn every_verification_key_has_an_entry() {
         "verification.md",
         "`hmac`",
         serde_introspect::<HmacConfig>(),
+    );
+    assert_documented(
+        "verification.md",
+        "`twilio`",
+        serde_introspect::<TwilioConfig>(),
     );
 }

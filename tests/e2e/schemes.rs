@@ -1,7 +1,7 @@
 //! Every signature scheme through the real binary over HTTP, signed by the providers' own
 //! SDKs where one signs: `standardwebhooks` (PyPI and npm), `@octokit/webhooks-methods`,
-//! the `stripe` package's test-header helper and `slack_sdk`; Slack's and Shopify's published
-//! examples. For each scheme: valid, rotated secret, tampered body, wrong secret, expired and
+//! the `stripe` package's test-header helper, `slack_sdk` and `twilio`'s `RequestValidator`;
+//! Slack's and Shopify's published examples. For each scheme: valid, rotated secret, tampered body, wrong secret, expired and
 //! future timestamps (where signed), malformed and missing headers, several signatures, and
 //! where the event type and the idempotency key come from (routing and dedupe).
 //!
@@ -14,6 +14,7 @@ mod shopify;
 mod slack;
 mod standard_webhooks;
 mod stripe;
+mod twilio;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

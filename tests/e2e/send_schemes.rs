@@ -13,6 +13,8 @@ const SCHEMES: &[(&str, &str, &str)] = &[
     ("standard-webhooks", STANDARD_SECRET, ""),
     ("slack", SECRET, ""),
     ("shopify", SECRET, ""),
+    // No public_url: the URL `send` calls (with its `bodySHA256`) is the Host and path.
+    ("twilio", SECRET, ""),
     (
         "hmac",
         SECRET,

@@ -270,3 +270,80 @@ fn a_stale_timestamp_is_named_as_such() {
     let (ok, text) = verify(&[&args[..8], &["--at", &fresh][..]].concat());
     assert!(ok, "within tolerance: {text}");
 }
+
+/// Twilio signs the URL: the target comes from the captured request line (or `--target`),
+/// the URL from `public_url` (or `Host`). Signed by twilio-python's `RequestValidator`.
+#[test]
+fn a_twilio_request_verifies_with_its_target_and_a_wrong_token_shows_the_expected_signature() {
+    let dir = tempfile::tempdir().expect("dir");
+    let public = "https://hooks.example.com/twilio/sms";
+    let body = "MessageSid=SM1&SmsStatus=received&Body=hello+there&From=%2B15005550006";
+    let script = r#"
+import json, sys
+from urllib.parse import parse_qsl
+from twilio.request_validator import RequestValidator
+r = json.load(sys.stdin)
+params = dict(parse_qsl(r['body'], keep_blank_values=True))
+print(json.dumps([RequestValidator(t).compute_signature(r['url'], params) for t in r['tokens']]))
+"#;
+    let input = serde_json::json!({
+        "body": body, "url": format!("{public}?tenant=acme"), "tokens": [SECRET, WRONG],
+    });
+    let sigs: Vec<String> =
+        serde_json::from_str(&run_script("python3", script, &input.to_string(), &[]))
+            .expect("signatures");
+    let body_file = dir.path().join("body.txt");
+    std::fs::write(&body_file, body).expect("body");
+    let headers_file = dir.path().join("headers.txt");
+    std::fs::write(
+        &headers_file,
+        format!(
+            "POST /webhooks/twilio?tenant=acme HTTP/1.1\nHost: 127.0.0.1:8080\nContent-Type: application/x-www-form-urlencoded\nX-Twilio-Signature: {}\n",
+            sigs[0]
+        ),
+    )
+    .expect("headers");
+    let config = dir.path().join("pipeline.toml");
+    let source = format!(
+        "[[sources]]\nname = \"twilio\"\npath = \"/webhooks/twilio\"\nverify = {{ scheme = \"twilio\", secrets = [\"{SECRET}\"], public_url = \"{public}\" }}\n"
+    );
+    std::fs::write(&config, config_text(&source, "")).expect("config");
+    let (body_file, headers_file) = (path_str(&body_file), path_str(&headers_file));
+    let (ok, text) = verify(&[
+        "--config",
+        &path_str(&config),
+        "--source",
+        "twilio",
+        "--body",
+        &body_file,
+        "--headers-file",
+        &headers_file,
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("verifies: a `received` event"), "{text}");
+
+    // Without public_url the URL is Host + target: given here, and the token is wrong.
+    let (ok, r) = report(&[
+        "--scheme",
+        "twilio",
+        "--secret",
+        WRONG,
+        "--body",
+        &body_file,
+        "-H",
+        "Host: hooks.example.com",
+        "-H",
+        "Content-Type: application/x-www-form-urlencoded",
+        "-H",
+        &format!("X-Twilio-Signature: {}", sigs[0]),
+        "--target",
+        "/twilio/sms?tenant=acme",
+    ]);
+    assert!(!ok, "{r}");
+    assert_eq!(
+        (r["status"].as_u64(), r["reason"].as_str()),
+        (Some(401), Some("bad_signature"))
+    );
+    assert_eq!(r["expected"][0]["value"], sigs[1].as_str(), "{r}");
+    assert!(!r.to_string().contains(WRONG));
+}

@@ -114,6 +114,7 @@ fn verify(
     v.verify(&Unverified {
         headers: &headers,
         body,
+        target: None,
         now,
     })
 }

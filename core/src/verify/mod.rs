@@ -8,7 +8,7 @@
 //! pipelines.
 //!
 //! Each scheme lives in its own file and adds one [`VerifyConfig`] variant: [`leadshark`],
-//! [`standard_webhooks`], [`github`], [`stripe`], [`slack`], [`shopify`] and the generic
+//! [`standard_webhooks`], [`github`], [`stripe`], [`slack`], [`shopify`], [`twilio`] and the generic
 //! [`hmac`]. Every scheme:
 //! - compares signatures in constant time, over the raw body bytes first;
 //! - accepts several secrets at once, so a secret can be rotated without dropping events;
@@ -38,6 +38,7 @@ pub mod standard_webhooks;
 pub mod stripe;
 #[cfg(test)]
 mod testing;
+pub mod twilio;
 
 pub(crate) use common::{is_json, string_at};
 
@@ -46,6 +47,9 @@ pub(crate) use common::{is_json, string_at};
 pub struct Unverified<'a> {
     pub headers: &'a http::HeaderMap,
     pub body: &'a [u8],
+    /// The request target as received, path and query (`/webhooks/twilio?a=1`), for the
+    /// schemes that sign the URL (Twilio); `None` where unknown.
+    pub target: Option<&'a str>,
     /// When the request arrived: signed timestamps are checked against it. The caller reads
     /// the clock, so verification stays pure and testable at any instant.
     pub now: jiff::Timestamp,
@@ -124,6 +128,11 @@ pub enum Rejection {
     #[error("malformed JSON: {0}")]
     MalformedJson(serde_json::Error),
 
+    /// The signature covers the body only through a hash of it (Twilio's `bodySHA256`
+    /// query parameter), and that hash is absent or is not the body's.
+    #[error("{0}")]
+    UnsignedBody(&'static str),
+
     #[error("payload is not a JSON object")]
     NotAnObject,
 
@@ -162,7 +171,8 @@ impl Rejection {
             | Rejection::MalformedTimestamp { .. }
             | Rejection::TimestampExpired { .. }
             | Rejection::TimestampInFuture { .. }
-            | Rejection::NotWhatWasSigned(_) => 401,
+            | Rejection::NotWhatWasSigned(_)
+            | Rejection::UnsignedBody(_) => 401,
             Rejection::MalformedJson(_)
             | Rejection::NotAnObject
             | Rejection::MissingEvent { .. }
@@ -196,6 +206,7 @@ impl Rejection {
             Rejection::TimestampExpired { .. } => "timestamp_expired",
             Rejection::TimestampInFuture { .. } => "timestamp_in_future",
             Rejection::NotWhatWasSigned(_) => "not_what_was_signed",
+            Rejection::UnsignedBody(_) => "body_hash_mismatch",
             Rejection::MalformedJson(_) => "malformed_json",
             Rejection::NotAnObject => "not_an_object",
             Rejection::MissingEvent { .. } => "missing_event",
@@ -215,6 +226,7 @@ impl Rejection {
         "timestamp_expired",
         "timestamp_in_future",
         "not_what_was_signed",
+        "body_hash_mismatch",
         "malformed_json",
         "not_an_object",
         "missing_event",
@@ -248,6 +260,12 @@ pub trait Verifier: Send + Sync + std::fmt::Debug {
     /// answer `200` with this JSON, journal nothing. Asked only after verification.
     fn handshake(&self, _verified: &Verified) -> Option<serde_json::Value> {
         None
+    }
+
+    /// The URL a sender of this scheme posts `body` to, given the endpoint's `url`: Twilio
+    /// adds the body's hash (`bodySHA256`), which its signature covers. Default: `url`.
+    fn sender_url(&self, url: &str, _body: &[u8]) -> String {
+        url.to_string()
     }
 
     /// Whether bodies of this media type (`Content-Type` without parameters, lower-cased)
@@ -284,6 +302,8 @@ pub(crate) enum VerifyConfig {
     Shopify(shopify::ShopifyConfig),
     /// Any HMAC in a header: algorithm, encoding, prefix and signed template configurable.
     Hmac(hmac::HmacConfig),
+    /// `X-Twilio-Signature`: base64 HMAC-SHA1 of the public URL and the sorted form fields.
+    Twilio(twilio::TwilioConfig),
 }
 
 impl VerifyConfig {
@@ -297,6 +317,7 @@ impl VerifyConfig {
             VerifyConfig::Slack(_) => "slack",
             VerifyConfig::Shopify(_) => "shopify",
             VerifyConfig::Hmac(_) => "hmac",
+            VerifyConfig::Twilio(_) => "twilio",
         }
     }
 
@@ -311,6 +332,7 @@ impl VerifyConfig {
             VerifyConfig::Slack(c) => (&c.secrets, Some(c.tolerance)),
             VerifyConfig::Shopify(c) => (&c.secrets, None),
             VerifyConfig::Hmac(c) => (&c.secrets, c.tolerance),
+            VerifyConfig::Twilio(c) => (&c.secrets, None),
         };
         let set = secrets.iter().filter(|s| !s.expose().is_empty()).count();
         let mut text = format!("{} signature, secrets ***", self.scheme());
@@ -347,6 +369,7 @@ impl VerifyConfig {
                 Box::new(common::BodySignedVerifier::build(&shopify::SHOPIFY, c)?)
             }
             VerifyConfig::Hmac(c) => Box::new(hmac::HmacVerifier::build(c)?),
+            VerifyConfig::Twilio(c) => Box::new(twilio::TwilioVerifier::build(c)?),
         })
     }
 }

@@ -26,6 +26,9 @@ pub struct Signing<'a> {
     pub id: &'a str,
     /// The event type, for schemes that send it in a header.
     pub event: Option<&'a str>,
+    /// The URL the request is sent to, for schemes that sign it (Twilio): as
+    /// [`super::Verifier::sender_url`] made it.
+    pub url: Option<&'a str>,
 }
 
 /// A header to send, name as the provider spells it.
@@ -48,6 +51,7 @@ impl VerifyConfig {
             VerifyConfig::Slack(c) => &c.secrets,
             VerifyConfig::Shopify(c) => &c.secrets,
             VerifyConfig::Hmac(c) => &c.secrets,
+            VerifyConfig::Twilio(c) => &c.secrets,
         }
     }
 
@@ -62,6 +66,7 @@ impl VerifyConfig {
             VerifyConfig::Slack(c) => &mut c.secrets,
             VerifyConfig::Shopify(c) => &mut c.secrets,
             VerifyConfig::Hmac(c) => &mut c.secrets,
+            VerifyConfig::Twilio(c) => &mut c.secrets,
         };
         *secrets = vec![secret.clone()];
         one
@@ -78,7 +83,7 @@ impl VerifyConfig {
         }
         serde_json::from_value(table).map_err(|e| {
             format!(
-                "{e} (schemes: leadshark, standard-webhooks, github, stripe, slack, shopify, hmac)"
+                "{e} (schemes: leadshark, standard-webhooks, github, stripe, slack, shopify, hmac, twilio)"
             )
         })
     }
@@ -90,6 +95,7 @@ impl VerifyConfig {
             VerifyConfig::StandardWebhooks(c) => Some(&c.event_field),
             VerifyConfig::Stripe(_) | VerifyConfig::Slack(_) => Some("type"),
             VerifyConfig::Hmac(c) => c.event_field.as_deref(),
+            VerifyConfig::Twilio(c) => Some(c.event_field.as_deref().unwrap_or("EventType")),
             VerifyConfig::Github(_) | VerifyConfig::Shopify(_) => None,
         }
     }
@@ -132,25 +138,35 @@ mod tests {
             "slack",
             "shopify",
             "hmac",
+            "twilio",
         ] {
             let secret = match scheme {
                 "standard-webhooks" => "whsec_c2lnbmluZy1rZXk=",
                 _ => SECRET,
             };
             let config = VerifyConfig::for_scheme(scheme, &[secret.into()]).expect("table");
-            let signed = signer(&config, secret)
-                .expect("signer")
+            let sender = signer(&config, secret).expect("signer");
+            // Twilio signs the URL (with `bodySHA256`): the request goes where it says.
+            let url = sender.sender_url("https://hooks.example.com/webhooks/src", body);
+            let signed = sender
                 .sign(&Signing {
                     body,
                     timestamp: now.as_second(),
                     id: "msg_1",
                     event: Some("new.like"),
+                    url: Some(&url),
                 })
                 .expect("signs");
-            let h = headers(&signed);
+            let mut h = headers(&signed);
+            h.insert("host", http::HeaderValue::from_static("hooks.example.com"));
+            h.insert(
+                "content-type",
+                http::HeaderValue::from_static("application/json"),
+            );
             let req = Unverified {
                 headers: &h,
                 body,
+                target: url.strip_prefix("https://hooks.example.com"),
                 now,
             };
             let verified = config.build().expect("builds").verify(&req);

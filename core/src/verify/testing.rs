@@ -29,6 +29,7 @@ pub(crate) fn verify(
     v.verify(&Unverified {
         headers: &headers(pairs),
         body,
+        target: None,
         now,
     })
 }
@@ -74,6 +75,7 @@ pub(crate) fn never_panics(v: &dyn Verifier, names: &[&str], values: &[Vec<u8>],
         match v.verify(&Unverified {
             headers: &h,
             body,
+            target: None,
             now,
         }) {
             Ok(verified) => assert!(verified.payload.is_object()),

@@ -71,6 +71,7 @@ fn build_rejects_empty_secrets_without_printing_them() {
     let unverified = Unverified {
         headers: &headers,
         body,
+        target: None,
         now: jiff::Timestamp::now(),
     };
     assert!(
@@ -119,6 +120,7 @@ fn reasons_are_a_closed_set_with_statuses() {
             tolerance_secs: 300,
         },
         Rejection::NotWhatWasSigned("the value at `data.n` is not the one that was signed".into()),
+        Rejection::UnsignedBody("the body was changed"),
         Rejection::MalformedJson(json_err),
         Rejection::NotAnObject,
         Rejection::MissingEvent {
@@ -140,7 +142,7 @@ fn reasons_are_a_closed_set_with_statuses() {
     assert_eq!(
         statuses,
         [
-            401, 401, 401, 401, 401, 401, 401, 401, 401, 400, 400, 400, 400, 400
+            401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 400, 400, 400, 400, 400
         ]
     );
     let messages: Vec<_> = all.iter().map(ToString::to_string).collect();
@@ -151,7 +153,7 @@ fn reasons_are_a_closed_set_with_statuses() {
         "timestamp is 301 s in the future, more than the 300 s tolerance"
     );
     assert_eq!(
-        messages[12],
+        messages[13],
         "X-GitHub-Event header is missing: it names the event type"
     );
 }
@@ -199,6 +201,12 @@ fn tables(secret: &str) -> Vec<(&'static str, String)> {
                 r#"{{ scheme = "hmac", secrets = ["{s}"], header = "X-Sig", event_field = "type" }}"#
             ),
         ),
+        (
+            "twilio",
+            format!(
+                r#"{{ scheme = "twilio", secrets = ["{s}"], public_url = "https://h.example/t" }}"#
+            ),
+        ),
     ]
 }
 
@@ -215,7 +223,10 @@ fn every_scheme_parses_builds_and_hides_its_secrets() {
         }
         let json = verifier.accepts_content_type("application/json");
         let form = verifier.accepts_content_type("application/x-www-form-urlencoded");
-        assert!(json && form == (scheme == "slack"), "{scheme}");
+        assert!(
+            json && form == matches!(scheme, "slack" | "twilio"),
+            "{scheme}"
+        );
     }
 }
 
@@ -280,4 +291,28 @@ fn tolerances_default_to_five_minutes_and_parse_human_durations() {
     let err = parse(r#"verify = { scheme = "slack", secrets = ["s"], tolerance = "soon" }"#)
         .expect_err("not a duration");
     assert!(err.contains("tolerance") || err.contains("soon"), "{err}");
+}
+
+#[test]
+fn twilio_table_parses_and_describes_itself() {
+    let cfg = parse(
+        r#"verify = { scheme = "twilio", secrets = ["tok", "old"], public_url = "https://hooks.example.com/twilio/sms", event_field = "CallStatus" }"#,
+    )
+    .expect("parses");
+    assert_eq!(cfg.scheme(), "twilio");
+    assert_eq!(cfg.event_field(), Some("CallStatus"));
+    assert_eq!(
+        cfg.describe(),
+        "twilio signature, secrets *** (2 secrets), no timestamp check"
+    );
+    assert!(cfg.build().is_ok());
+    let cfg = parse(r#"verify = { scheme = "twilio", secrets = ["tok"] }"#).expect("parses");
+    assert_eq!(cfg.event_field(), Some("EventType"));
+    let err = parse(r#"verify = { scheme = "twilio", secrets = ["t"], url = "https://x/y" }"#)
+        .expect_err("unknown key");
+    assert!(err.contains("url"), "{err}");
+    let cfg = parse(r#"verify = { scheme = "twilio", secrets = ["t"], public_url = "x" }"#)
+        .expect("parses");
+    let err = cfg.build().expect_err("not a URL");
+    assert!(err.contains("`public_url`"), "{err}");
 }

@@ -161,7 +161,12 @@ fn verify(
     body: &[u8],
     now: jiff::Timestamp,
 ) -> Result<Verified, Rejection> {
-    v.verify(&Unverified { headers, body, now })
+    v.verify(&Unverified {
+        headers,
+        body,
+        target: None,
+        now,
+    })
 }
 
 /// Every value of a header, trimmed as the verifiers trim it.

@@ -114,6 +114,7 @@ fn check(v: &LeadsharkVerifier, body: &[u8], sig: &str) -> Result<Verified, Reje
     v.verify(&Unverified {
         headers: &headers(&[sig.as_bytes()], &[]),
         body,
+        target: None,
         now: jiff::Timestamp::UNIX_EPOCH,
     })
 }
@@ -360,6 +361,7 @@ fn missing_and_malformed_signature_headers_are_401() {
     let no_header = v.verify(&Unverified {
         headers: &HeaderMap::new(),
         body,
+        target: None,
         now: jiff::Timestamp::UNIX_EPOCH,
     });
     let r = rejected(no_header, body);
@@ -382,6 +384,7 @@ fn missing_and_malformed_signature_headers_are_401() {
             v.verify(&Unverified {
                 headers: &h,
                 body,
+                target: None,
                 now: jiff::Timestamp::UNIX_EPOCH,
             }),
             body,
@@ -399,6 +402,7 @@ fn missing_and_malformed_signature_headers_are_401() {
         v.verify(&Unverified {
             headers: &twice,
             body,
+            target: None,
             now: jiff::Timestamp::UNIX_EPOCH,
         }),
         body,
@@ -420,6 +424,7 @@ fn verify_signed(body: &[u8], events: &[&str]) -> Result<Verified, Rejection> {
     verifier(&[SECRET], true).verify(&Unverified {
         headers: &h,
         body,
+        target: None,
         now: jiff::Timestamp::UNIX_EPOCH,
     })
 }
@@ -552,6 +557,7 @@ fn arbitrary_bytes_never_panic() {
             match v.verify(&Unverified {
                 headers: &h,
                 body,
+                target: None,
                 now: jiff::Timestamp::UNIX_EPOCH,
             }) {
                 Ok(verified) => {
