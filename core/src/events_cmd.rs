@@ -2,14 +2,14 @@
 //! the journal (whether or not `serve` is running), with the filters of
 //! `GET /api/v1/events`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use hookline_plugin_api::Registry;
 
 use crate::admin::events::EventsQuery;
-use crate::journal::{EventOutcome, EventRecord, EventSummary};
+use crate::journal::{EventOutcome, EventRecord, EventSummary, Replayed};
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
@@ -29,33 +29,57 @@ pub struct EventsArgs {
     pub(crate) command: EventsCommand,
 }
 
+/// The filters of `list` and `erase` (those of `GET /api/v1/events`).
+#[derive(Debug, Args, Default)]
+pub(crate) struct EventFilters {
+    /// Only events of this source.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only events of this type.
+    #[arg(long = "type")]
+    event_type: Option<String>,
+    /// Only events routed to this pipeline.
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// Only events with this outcome (in `--pipeline`, if given): delivered, dropped,
+    /// retrying, paused, dead_lettered, in_flight, finished.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Received since this RFC 3339 time, or this long ago (`1h`, `7d`).
+    #[arg(long)]
+    since: Option<String>,
+    /// Received before this RFC 3339 time, or this long ago.
+    #[arg(long)]
+    until: Option<String>,
+    /// A CEL expression over the event, as the `cel` filter takes it:
+    /// `payload.data.lead.email.endsWith("@acme.com")`.
+    #[arg(long, short)]
+    q: Option<String>,
+}
+
+impl EventFilters {
+    fn query(self, cursor: Option<String>, limit: Option<u64>, all: bool) -> EventsQuery {
+        EventsQuery {
+            source: self.source,
+            event_type: self.event_type,
+            pipeline: self.pipeline,
+            outcome: self.outcome,
+            since: self.since,
+            until: self.until,
+            q: self.q,
+            cursor,
+            limit,
+            all,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum EventsCommand {
     /// List retained events, newest first, with where each stands in its pipelines.
     List {
-        /// Only events of this source.
-        #[arg(long)]
-        source: Option<String>,
-        /// Only events of this type.
-        #[arg(long = "type")]
-        event_type: Option<String>,
-        /// Only events routed to this pipeline.
-        #[arg(long)]
-        pipeline: Option<String>,
-        /// Only events with this outcome (in `--pipeline`, if given): delivered, dropped,
-        /// retrying, paused, dead_lettered, in_flight, finished.
-        #[arg(long)]
-        outcome: Option<String>,
-        /// Received since this RFC 3339 time, or this long ago (`1h`, `7d`).
-        #[arg(long)]
-        since: Option<String>,
-        /// Received before this RFC 3339 time, or this long ago.
-        #[arg(long)]
-        until: Option<String>,
-        /// A CEL expression over the event, as the `cel` filter takes it:
-        /// `payload.data.lead.email.endsWith("@acme.com")`.
-        #[arg(long, short)]
-        q: Option<String>,
+        #[command(flatten)]
+        filters: EventFilters,
         #[arg(long, default_value_t = 20)]
         limit: u64,
         /// Go on from an earlier listing (the cursor it printed).
@@ -70,34 +94,39 @@ pub(crate) enum EventsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Send a retained event into a pipeline of its source again, or for the first time
+    /// (a pipeline added after it arrived).
+    Replay {
+        id: String,
+        /// The pipeline to send it into.
+        #[arg(long)]
+        pipeline: String,
+        /// Resume at the stage where it was dead-lettered in that pipeline, instead of the
+        /// first stage.
+        #[arg(long)]
+        from_failed: bool,
+    },
+    /// Delete matching events and everything kept of them (history, deliveries, dead
+    /// letters), e.g. to forget a person: `--q 'payload.data.lead.email == "ada@acme.com"'`.
+    Erase {
+        #[command(flatten)]
+        filters: EventFilters,
+        /// Every event, when no filter is given.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 pub async fn run(args: EventsArgs, registry: &Registry) -> anyhow::Result<()> {
     let journal = crate::dlq::open_journal(&args.config, args.db.as_deref()).await?;
     match args.command {
         EventsCommand::List {
-            source,
-            event_type,
-            pipeline,
-            outcome,
-            since,
-            until,
-            q,
+            filters,
             limit,
             cursor,
             json,
         } => {
-            let query = EventsQuery {
-                source,
-                event_type,
-                pipeline,
-                outcome,
-                since,
-                until,
-                q,
-                cursor,
-                limit: Some(limit),
-            };
+            let query = filters.query(cursor, Some(limit), false);
             let filter = query.to_filter(registry).map_err(anyhow::Error::msg)?;
             let page = journal
                 .list_events(filter, query.cursor.clone(), limit.clamp(1, 500))
@@ -141,6 +170,76 @@ pub async fn run(args: EventsArgs, registry: &Registry) -> anyhow::Result<()> {
                 show(&event)?;
             }
         }
+        EventsCommand::Replay {
+            id,
+            pipeline,
+            from_failed,
+        } => {
+            let Some(event) = journal.get_event(id.clone()).await? else {
+                bail!("no event {id} (never received, or pruned after `retain`)");
+            };
+            check_pipeline(&args.config, &pipeline, &event.summary.source)?;
+            match journal
+                .replay_event(id.clone(), pipeline.clone(), from_failed)
+                .await?
+            {
+                Replayed::Queued { .. } => outln!(
+                    "queued {id} for `{pipeline}`; a running `hookline serve` picks it up now, a stopped one at its next start"
+                ),
+                Replayed::NotFound => bail!("no event {id}"),
+                Replayed::Skipped { reason } => bail!("not replayed: {reason}"),
+            }
+        }
+        EventsCommand::Erase { filters, all } => {
+            let query = filters.query(None, None, all);
+            if query.is_unfiltered() && !all {
+                bail!(
+                    "name what to erase with --source, --type, --pipeline, --outcome, --since, --until or -q; or --all for every event"
+                );
+            }
+            let filter = query.to_filter(registry).map_err(anyhow::Error::msg)?;
+            let ids = crate::admin::events::select_ids(journal.as_ref(), filter).await?;
+            let erased = journal.erase_events(ids).await?;
+            outln!(
+                "erased {} events and {} dead letters",
+                erased.events,
+                erased.dead_letters
+            );
+            if erased.busy > 0 {
+                bail!(
+                    "{} matching events had a delivery under way and were left; run this again in a moment",
+                    erased.busy
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The pipeline must be in the config and take the event's source (read from the file alone,
+/// so no secret is needed).
+fn check_pipeline(config: &Path, pipeline: &str, source: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(config)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
+    let doc: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", config.display(), e.message()))?;
+    let found = doc
+        .get("pipelines")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|p| p.get("name").and_then(toml::Value::as_str) == Some(pipeline));
+    let Some(found) = found else {
+        bail!("{} has no pipeline `{pipeline}`", config.display());
+    };
+    let takes = found
+        .get("source")
+        .and_then(toml::Value::as_str)
+        .unwrap_or_default();
+    if takes != source {
+        bail!(
+            "pipeline `{pipeline}` takes events of source `{takes}`, and this event came from `{source}`"
+        );
     }
     Ok(())
 }

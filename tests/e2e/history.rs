@@ -244,3 +244,170 @@ stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5,
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an outcome"));
 }
+
+async fn post_admin(h: &Hookline, path: &str) -> (u16, Value) {
+    let r = client().post(h.admin_url(path)).send().await.expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn delete_admin(h: &Hookline, path: &str) -> (u16, Value) {
+    let r = client()
+        .delete(h.admin_url(path))
+        .send()
+        .await
+        .expect("delete");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_delivered_event_replays_into_a_pipeline_added_after_it_arrived_and_erasure_forgets_a_person()
+ {
+    let crm = Receiver::start(vec![]).await;
+    let strict = Receiver::start(vec![400; 16]).await;
+    let first = format!(
+        r#"{}
+[[pipelines]]
+name = "archive"
+source = "leadshark"
+stages = [{{ sink = "file", path = "archive.jsonl" }}]
+
+[[pipelines]]
+name = "strict"
+source = "leadshark"
+stages = [{{ sink = "http", url = "{}", timeout = "2s" }}]
+"#,
+        leadshark_source(),
+        strict.url()
+    );
+    let h = Hookline::start(&first);
+    let url = h.url("/webhooks/leadshark");
+    let mut sent = Vec::new();
+    for (i, email) in ["ada@acme.com", "bob@example.com"].iter().enumerate() {
+        let r = post_signed(&url, &lead(i as u64, email)).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        sent.push(r.json["id"].as_str().expect("id").to_string());
+    }
+    wait_for_lines(&h.path("archive.jsonl"), 2).await;
+    strict.wait_for(2).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ids(&events(&h, "?pipeline=strict&outcome=dead_lettered").await).len() < 2 {
+        assert!(Instant::now() < deadline, "no dead letters");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A pipeline added by a reload, after the events arrived.
+    let text = std::fs::read_to_string(&h.config_path).expect("config");
+    let added = format!(
+        "{text}\n[[pipelines]]\nname = \"crm\"\nsource = \"leadshark\"\nstages = [{{ sink = \"http\", url = \"{}\", timeout = \"2s\" }}]\n",
+        crm.url()
+    );
+    std::fs::write(&h.config_path, added).expect("write config");
+    let (status, body) = post_admin(&h, "/api/v1/reload").await;
+    assert_eq!(status, 200, "{body}");
+
+    // Backfill one event into it over the API, the other with the CLI.
+    let (status, body) = post_admin(
+        &h,
+        &format!("/api/v1/events/{}/replay?pipeline=crm", sent[0]),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let got = crm.wait_for(1).await;
+    assert_eq!(got.len(), 1);
+    let delivered: Value = serde_json::from_slice(&got[0].body).expect("json");
+    assert!(
+        delivered.to_string().contains("ada@acme.com"),
+        "{delivered}"
+    );
+    let out = h.cli(&["events", "replay", &sent[1], "--pipeline", "crm"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(crm.wait_for(2).await.len(), 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let one = get_json(&h.admin_url(&format!("/api/v1/events/{}", sent[0]))).await;
+        if outcome(&one, "crm")["outcome"] == "delivered" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "crm outcome not recorded: {one}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Replays that cannot be: no such pipeline, no such event, nothing to resume from.
+    let (status, _) = post_admin(
+        &h,
+        &format!("/api/v1/events/{}/replay?pipeline=nope", sent[0]),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = post_admin(
+        &h,
+        "/api/v1/events/0190b7e4-0000-7000-8000-000000000000/replay?pipeline=crm",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, body) = post_admin(
+        &h,
+        &format!("/api/v1/events/{}/replay?pipeline=crm&from=failed", sent[0]),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let out = h.cli(&["events", "replay", &sent[0], "--pipeline", "nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no pipeline `nope`"));
+
+    // Erasure: a filter is required; then one person is gone from events, history and dead
+    // letters, and the other is untouched.
+    let (status, body) = delete_admin(&h, "/api/v1/events").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = delete_admin(
+        &h,
+        "/api/v1/events?q=payload.data.lead.email%20%3D%3D%20%22ada%40acme.com%22",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["events"].clone(),
+            body["dead_letters"].clone(),
+            body["busy"].clone()
+        ),
+        (json!(1), json!(1), json!(0))
+    );
+    let r = client()
+        .get(h.admin_url(&format!("/api/v1/events/{}", sent[0])))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+    let letters = get_json(&h.admin_url("/api/v1/dead-letters")).await;
+    let letters = letters["items"].to_string();
+    assert!(
+        !letters.contains(&sent[0]) && letters.contains(&sent[1]),
+        "{letters}"
+    );
+    assert_eq!(ids(&events(&h, "").await), vec![sent[1].clone()]);
+
+    let out = h.cli(&["events", "erase"]);
+    assert!(!out.status.success(), "erase without a filter is refused");
+    let out = h.cli(&[
+        "events",
+        "erase",
+        "-q",
+        r#"payload.data.lead.email == "bob@example.com""#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("erased 1 events and 1 dead letters"));
+    assert!(ids(&events(&h, "").await).is_empty());
+    let letters = get_json(&h.admin_url("/api/v1/dead-letters")).await;
+    assert_eq!(letters["total"], 0, "{letters}");
+}

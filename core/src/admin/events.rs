@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hookline_plugin_api::{BuildContext, Event, PluginConfig, Registry};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::{AdminState, internal};
 use crate::ingest::ApiError;
@@ -33,9 +34,27 @@ pub(crate) struct EventsQuery {
     pub(crate) q: Option<String>,
     pub(crate) cursor: Option<String>,
     pub(crate) limit: Option<u64>,
+    /// Erasure without any filter must say so.
+    #[serde(default)]
+    pub(crate) all: bool,
 }
 
 impl EventsQuery {
+    /// No filter at all: every value missing or empty.
+    pub(crate) fn is_unfiltered(&self) -> bool {
+        [
+            &self.source,
+            &self.event_type,
+            &self.pipeline,
+            &self.outcome,
+            &self.since,
+            &self.until,
+            &self.q,
+        ]
+        .iter()
+        .all(|v| given(v).is_none())
+    }
+
     /// The filter this query asks for; `Err` says which value is wrong and why (the admin API
     /// answers it with 400, `hookline events` prints it).
     pub(crate) fn to_filter(&self, registry: &Registry) -> Result<EventFilter, String> {
@@ -117,6 +136,129 @@ pub(super) async fn show(
     }
 }
 
+/// Query string of `POST /api/v1/events/{id}/replay`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReplayQuery {
+    /// Any pipeline of the event's source, including one added after it arrived.
+    pipeline: String,
+    /// `start` (default): from the first stage; `failed`: from the stage where it was
+    /// dead-lettered in that pipeline.
+    #[serde(default)]
+    from: From,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum From {
+    #[default]
+    Start,
+    Failed,
+}
+
+pub(super) async fn replay(
+    State(s): State<AdminState>,
+    Path(id): Path<String>,
+    q: Result<Query<ReplayQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Some(event) = s
+        .journal
+        .get_event(id.clone())
+        .await
+        .map_err(journal_error)?
+    else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such event"));
+    };
+    {
+        let runtime = s.runtime.load();
+        let pipeline = runtime.pipeline(&q.pipeline).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no pipeline `{}`", q.pipeline),
+            )
+        })?;
+        if pipeline.source != event.summary.source {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "pipeline `{}` takes events of source `{}`, and this event came from `{}`",
+                    q.pipeline, pipeline.source, event.summary.source
+                ),
+            ));
+        }
+    }
+    let from_failed = matches!(q.from, From::Failed);
+    match s
+        .journal
+        .replay_event(id, q.pipeline.clone(), from_failed)
+        .await
+        .map_err(journal_error)?
+    {
+        crate::journal::Replayed::Queued { delivery_id } => {
+            s.workers.wake();
+            Ok((
+                StatusCode::ACCEPTED,
+                axum::Json(
+                    json!({ "replayed": true, "pipeline": q.pipeline, "delivery_id": delivery_id }),
+                ),
+            )
+                .into_response())
+        }
+        crate::journal::Replayed::NotFound => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "no such event"))
+        }
+        crate::journal::Replayed::Skipped { reason } => {
+            Err(ApiError::new(StatusCode::CONFLICT, reason))
+        }
+    }
+}
+
+/// Every id a filter selects, page by page (each page a bounded read).
+pub(crate) async fn select_ids(
+    journal: &dyn crate::journal::Journal,
+    filter: EventFilter,
+) -> Result<Vec<String>, JournalError> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = journal.list_events(filter.clone(), cursor, 500).await?;
+        ids.extend(page.items.into_iter().map(|e| e.id));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(ids),
+        }
+    }
+}
+
+/// `DELETE /api/v1/events?<filters>`: erase matching events and everything kept of them.
+pub(super) async fn erase(
+    State(s): State<AdminState>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    if q.is_unfiltered() && !q.all {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "erasing needs a filter (source, type, pipeline, outcome, since, until, q), or all=true for every event",
+        ));
+    }
+    let filter = q
+        .to_filter(&s.registry)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let ids = select_ids(s.journal.as_ref(), filter)
+        .await
+        .map_err(journal_error)?;
+    let erased = s.journal.erase_events(ids).await.map_err(journal_error)?;
+    tracing::info!(
+        events = erased.events,
+        dead_letters = erased.dead_letters,
+        busy = erased.busy,
+        "erased events on request"
+    );
+    Ok(axum::Json(erased).into_response())
+}
+
 fn journal_error(e: JournalError) -> ApiError {
     match e {
         JournalError::Unsupported(why) => ApiError::new(StatusCode::NOT_IMPLEMENTED, why),
@@ -127,8 +269,6 @@ fn journal_error(e: JournalError) -> ApiError {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     fn event(email: &str) -> Event {

@@ -527,6 +527,34 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
         let _ = id;
         Err(JournalError::Unsupported(HISTORY_NEEDS_SQLITE.into()))
     }
+    /// Send a retained event into `pipeline` (one of its source's, perhaps added after it
+    /// arrived): from the first stage, or (`from_failed`) from the stage where it was
+    /// dead-lettered in that pipeline.
+    async fn replay_event(
+        &self,
+        event_id: String,
+        pipeline: String,
+        from_failed: bool,
+    ) -> Result<Replayed, JournalError> {
+        let _ = (event_id, pipeline, from_failed);
+        Err(JournalError::Unsupported(HISTORY_NEEDS_SQLITE.into()))
+    }
+    /// Delete these events and everything kept of them: history, deliveries, dead letters.
+    async fn erase_events(&self, ids: Vec<String>) -> Result<Erased, JournalError> {
+        let _ = ids;
+        Err(JournalError::Unsupported(HISTORY_NEEDS_SQLITE.into()))
+    }
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Erased {
+    /// Events deleted, with their history, deliveries and dead letters.
+    pub events: u64,
+    /// Dead letters deleted with them.
+    pub dead_letters: u64,
+    /// Events left alone because a run of theirs was under way: erase again in a moment.
+    pub busy: u64,
 }
 
 /// What a journal without event history says.

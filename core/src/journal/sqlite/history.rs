@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 
 use hookline_plugin_api::Event;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::rows::{event_from_row, from_json, ms, ts};
+use super::rows::{NewDelivery, event_from_row, from_json, insert_delivery, ms, ts};
 use crate::journal::{
-    Attempt, AttemptResult, EventFilter, EventOutcome, EventPage, EventRecord, EventSummary,
-    JournalError, PipelineState,
+    Attempt, AttemptResult, Erased, EventFilter, EventOutcome, EventPage, EventRecord,
+    EventSummary, JournalError, PipelineState, Replayed,
 };
 
 /// Events a listing looks at, at most, before it answers with what it found and a cursor.
@@ -355,4 +355,99 @@ fn state_in(name: &str, rows: &[&Row], tried: &[&Attempt], in_flight: bool) -> P
         state.outcome = EventOutcome::InFlight;
     }
     state
+}
+
+/// Send a retained event into `pipeline` again (or for the first time: a pipeline added after
+/// it arrived): from its first stage, or from the stage where it was dead-lettered there.
+pub(crate) fn replay_event(
+    c: &Connection,
+    event_id: &str,
+    pipeline: &str,
+    from_failed: bool,
+) -> Result<Replayed, JournalError> {
+    let known: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE id = ?1)")?
+        .query_row(params![event_id], |r| r.get(0))?;
+    if !known {
+        return Ok(Replayed::NotFound);
+    }
+    if from_failed {
+        let letter: Option<String> = c
+            .prepare_cached(
+                "SELECT id FROM dead_letters WHERE event_id = ?1 AND pipeline = ?2 AND state = 'dead'
+                 ORDER BY created_at DESC LIMIT 1",
+            )?
+            .query_row(params![event_id, pipeline], |r| r.get(0))
+            .optional()?;
+        return match letter {
+            Some(id) => super::dead::replay(c, &id, false),
+            None => Ok(Replayed::Skipped {
+                reason: format!(
+                    "the event has no dead letter in `{pipeline}` to resume from; replay it from the first stage"
+                ),
+            }),
+        };
+    }
+    let pending: bool = c
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND pipeline = ?2 AND state = 'pending')",
+        )?
+        .query_row(params![event_id, pipeline], |r| r.get(0))?;
+    if pending {
+        return Ok(Replayed::Skipped {
+            reason: format!("the event is already waiting for delivery in `{pipeline}`"),
+        });
+    }
+    let now = ms(jiff::Timestamp::now());
+    let delivery_id = insert_delivery(c, NewDelivery::pending(event_id, pipeline, now))?;
+    Ok(Replayed::Queued { delivery_id })
+}
+
+/// Delete events with everything kept of them: delivery rows, history, dead letters. An
+/// event with a run under way (its first run in flight, or a claimed delivery) is left, so
+/// that the run cannot write it back; it is counted as `busy`.
+/// Returns what was erased, and how many pending deliveries and dead (not replayed) letters
+/// went with it, for the journal's counters.
+pub(crate) fn erase(
+    ctx: &mut super::Ctx,
+    ids: &[String],
+) -> Result<(Erased, i64, i64), JournalError> {
+    let c = &ctx.conn;
+    let mut out = Erased::default();
+    let (mut pending_gone, mut dead_gone) = (0i64, 0i64);
+    for id in ids {
+        let rowid: Option<i64> = c
+            .prepare_cached("SELECT rowid FROM events WHERE id = ?1")?
+            .query_row(params![id], |r| r.get(0))
+            .optional()?;
+        let Some(rowid) = rowid else { continue };
+        let claimed: bool = c
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND state = 'pending' AND claimed_by IS NOT NULL)",
+            )?
+            .query_row(params![id], |r| r.get(0))?;
+        if claimed || ctx.fast.outstanding.contains_key(&rowid) {
+            out.busy += 1;
+            continue;
+        }
+        pending_gone += c
+            .prepare_cached("DELETE FROM deliveries WHERE event_id = ?1 AND state = 'pending'")?
+            .execute(params![id])? as i64;
+        c.prepare_cached("DELETE FROM deliveries WHERE event_id = ?1")?
+            .execute(params![id])?;
+        dead_gone += c
+            .prepare_cached(
+                "SELECT COUNT(*) FROM dead_letters WHERE event_id = ?1 AND state = 'dead'",
+            )?
+            .query_row(params![id], |r| r.get::<_, i64>(0))?;
+        out.dead_letters += c
+            .prepare_cached("DELETE FROM dead_letters WHERE event_id = ?1")?
+            .execute(params![id])? as u64;
+        c.prepare_cached("DELETE FROM attempts WHERE event_id = ?1")?
+            .execute(params![id])?;
+        c.prepare_cached("DELETE FROM events WHERE rowid = ?1")?
+            .execute(params![rowid])?;
+        out.events += 1;
+    }
+    Ok((out, pending_gone, dead_gone))
 }

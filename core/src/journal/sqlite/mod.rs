@@ -39,9 +39,9 @@ use tokio::sync::{mpsc, oneshot};
 use read::{Health, Readers};
 
 use super::{
-    Accepted, Attempt, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, EventFilter,
-    EventPage, EventRecord, Hold, Journal, JournalError, NewDeadLetter, NewEvent, Page, Release,
-    Replayed,
+    Accepted, Attempt, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Erased,
+    EventFilter, EventPage, EventRecord, Hold, Journal, JournalError, NewDeadLetter, NewEvent,
+    Page, Release, Replayed,
 };
 
 /// Most jobs committed together.
@@ -667,6 +667,41 @@ impl Journal for SqliteJournal {
 
     async fn get_event(&self, id: String) -> Result<Option<EventRecord>, JournalError> {
         self.read(move |c| history::get_event(c, &id)).await
+    }
+
+    async fn replay_event(
+        &self,
+        event_id: String,
+        pipeline: String,
+        from_failed: bool,
+    ) -> Result<Replayed, JournalError> {
+        let replayed = self
+            .call(move |c| history::replay_event(c, &event_id, &pipeline, from_failed))
+            .await?;
+        if matches!(replayed, Replayed::Queued { .. }) {
+            self.add_pending(1);
+            if from_failed {
+                self.add_dead(-1);
+            }
+        }
+        Ok(replayed)
+    }
+
+    async fn erase_events(&self, ids: Vec<String>) -> Result<Erased, JournalError> {
+        let mut total = Erased::default();
+        // A batch per writer job, so accepts commit in between.
+        for batch in ids.chunks(PRUNE_BATCH) {
+            let batch = batch.to_vec();
+            let (erased, pending, dead) = self
+                .call_ctx(true, move |ctx| history::erase(ctx, &batch))
+                .await?;
+            self.add_pending(-pending);
+            self.add_dead(-dead);
+            total.events += erased.events;
+            total.dead_letters += erased.dead_letters;
+            total.busy += erased.busy;
+        }
+        Ok(total)
     }
 
     async fn replay(&self, id: String, from_start: bool) -> Result<Replayed, JournalError> {
