@@ -193,7 +193,8 @@ pub fn build(config: &PluginConfig<'_>, ctx: &BuildContext) -> Result<Arc<dyn Si
     if pg.get_user().is_none() {
         return Err(config.error_at("url", "the url names no user (postgres://USER@HOST:5432/DB)"));
     }
-    if let Some(password) = &cfg.password {
+    // An empty password (`"${PGPASSWORD:-}"` with the variable unset) is no password.
+    if let Some(password) = cfg.password.as_ref().filter(|p| !p.expose().is_empty()) {
         pg.password(password.expose());
     }
     pg.connect_timeout(cfg.timeout).application_name("hookline");
