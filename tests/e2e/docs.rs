@@ -14,8 +14,8 @@ use hookline_builtin::filter::{
     cel::CelFilterConfig, event::EventFilterConfig, field::FieldFilterConfig,
 };
 use hookline_builtin::sink::{
-    file::FileSinkConfig, http::HttpSinkConfig, http::SigningConfig,
-    postgres::PostgresSinkConfig, sqlite::SqliteSinkConfig, stdout::StdoutSinkConfig,
+    file::FileSinkConfig, http::HttpSinkConfig, http::SigningConfig, postgres::PostgresSinkConfig,
+    sqlite::SqliteSinkConfig, stdout::StdoutSinkConfig,
 };
 use hookline_builtin::transform::{
     remove::RemoveConfig, rename::RenameConfig, set::SetConfig, template::TemplateConfig,

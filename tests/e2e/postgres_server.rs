@@ -74,11 +74,29 @@ fn as_server_user(program: &Path) -> Command {
 impl PgServer {
     /// A new cluster on a free port, accepting connections.
     pub fn start() -> PgServer {
+        Self::start_with(false)
+    }
+
+    /// A cluster that accepts TCP connections over TLS only (`hostssl`), with a certificate
+    /// for `127.0.0.1` issued by a CA of its own ([`PgServer::ca_file`]).
+    pub fn start_tls() -> PgServer {
+        Self::start_with(true)
+    }
+
+    /// The CA certificate that issued the server's (TLS clusters only).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.crt")
+    }
+
+    fn start_with(tls: bool) -> PgServer {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         std::fs::create_dir_all(dir.path().join("sock")).expect("sock dir");
         std::fs::create_dir_all(&data).expect("data dir");
+        if tls {
+            make_certificates(&dir.path().join("tls"));
+        }
         if is_root() {
             let status = Command::new("chmod")
                 .arg("755")
@@ -90,6 +108,7 @@ impl PgServer {
                 .args(["-R", "postgres:postgres"])
                 .arg(dir.path().join("data"))
                 .arg(dir.path().join("sock"))
+                .args(tls.then(|| dir.path().join("tls")))
                 .status()
                 .expect("chown");
             assert!(status.success());
@@ -105,10 +124,20 @@ impl PgServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let host = if tls { "hostssl" } else { "host" };
         let hba = format!(
-            "local all all trust\nhost all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n"
+            "local all all trust\n{host} all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n{host} all all 127.0.0.1/32 trust\n"
         );
         std::fs::write(data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
+        if tls {
+            let conf = format!(
+                "ssl = on\nssl_cert_file = '{0}/server.crt'\nssl_key_file = '{0}/server.key'\n",
+                dir.path().join("tls").display()
+            );
+            let mut text = std::fs::read_to_string(data.join("postgresql.conf")).expect("conf");
+            text.push_str(&conf);
+            std::fs::write(data.join("postgresql.conf"), text).expect("conf");
+        }
         let mut server = PgServer {
             child: None,
             bin,
@@ -120,7 +149,10 @@ impl PgServer {
             "CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'"
         ));
         server.sql("CREATE DATABASE crm");
-        server.sql_in("crm", &format!("GRANT ALL ON SCHEMA public TO {PASSWORD_USER}"));
+        server.sql_in(
+            "crm",
+            &format!("GRANT ALL ON SCHEMA public TO {PASSWORD_USER}"),
+        );
         server
     }
 
@@ -215,8 +247,25 @@ impl PgServer {
 
     pub fn sql_in(&self, db: &str, sql: &str) -> String {
         let out = Command::new("psql")
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .output()
             .expect("run psql");
         assert!(
@@ -246,6 +295,89 @@ impl Drop for PgServer {
             let _ = child.wait();
         }
     }
+}
+
+/// `ca.crt` (a CA of its own) and `server.crt`/`server.key` for 127.0.0.1, with openssl.
+fn make_certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("tls dir");
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\n",
+    )
+    .expect("ext");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=hookline test CA",
+            ],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The server refuses a key others can read.
+    let status = Command::new("chmod")
+        .args(["600"])
+        .arg(dir.join("server.key"))
+        .status()
+        .expect("chmod");
+    assert!(status.success());
 }
 
 fn free_port() -> u16 {

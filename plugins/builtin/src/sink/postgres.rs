@@ -185,13 +185,23 @@ pub fn build(config: &PluginConfig<'_>, ctx: &BuildContext) -> Result<Arc<dyn Si
     if cfg.timeout.is_zero() {
         return Err(config.error_at("timeout", "timeout must be more than 0s"));
     }
-    let mut pg = tokio_postgres::Config::from_str(cfg.url.expose())
-        .map_err(|e| config.error_at("url", format!("not a postgres URL or connection string: {e}")))?;
+    let mut pg = tokio_postgres::Config::from_str(cfg.url.expose()).map_err(|e| {
+        config.error_at(
+            "url",
+            format!("not a postgres URL or connection string: {e}"),
+        )
+    })?;
     if pg.get_hosts().is_empty() {
-        return Err(config.error_at("url", "the url names no host (postgres://USER@HOST:5432/DB)"));
+        return Err(config.error_at(
+            "url",
+            "the url names no host (postgres://USER@HOST:5432/DB)",
+        ));
     }
     if pg.get_user().is_none() {
-        return Err(config.error_at("url", "the url names no user (postgres://USER@HOST:5432/DB)"));
+        return Err(config.error_at(
+            "url",
+            "the url names no user (postgres://USER@HOST:5432/DB)",
+        ));
     }
     // An empty password (`"${PGPASSWORD:-}"` with the variable unset) is no password.
     if let Some(password) = cfg.password.as_ref().filter(|p| !p.expose().is_empty()) {
@@ -218,7 +228,9 @@ pub fn build(config: &PluginConfig<'_>, ctx: &BuildContext) -> Result<Arc<dyn Si
     let insert_sql = format!(
         "INSERT INTO {table_sql} ({names}) SELECT {names} FROM jsonb_populate_recordset(NULL::{table_sql}, $1::jsonb) ON CONFLICT DO NOTHING"
     );
-    let create_sql = cfg.create.then(|| create_sql(&cfg.table, &table_sql, &columns));
+    let create_sql = cfg
+        .create
+        .then(|| create_sql(&cfg.table, &table_sql, &columns));
     let target = Target {
         connect,
         table: cfg.table,

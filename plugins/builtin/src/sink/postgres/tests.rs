@@ -11,12 +11,27 @@ fn build_text(text: &str) -> Result<Arc<dyn Sink>, ConfigError> {
 #[test]
 fn config_errors_are_located() {
     let cases = [
-        ("url = \"postgres://u@h/db\"\ntable = \"drop table\"\n", "\"drop table\""),
-        ("url = \"postgres://u@h/db\"\ntable = \"a.b.c\"\n", "\"a.b.c\""),
+        (
+            "url = \"postgres://u@h/db\"\ntable = \"drop table\"\n",
+            "\"drop table\"",
+        ),
+        (
+            "url = \"postgres://u@h/db\"\ntable = \"a.b.c\"\n",
+            "\"a.b.c\"",
+        ),
         ("url = \"postgres://u@h/db\"\nbatch_size = 0\n", "0"),
-        ("url = \"postgres://u@h/db\"\nbatch_wait = \"2s\"\n", "\"2s\""),
-        ("url = \"postgres://u@h/db\"\ntls = \"maybe\"\n", "\"maybe\""),
-        ("url = \"postgres://u@h/db\"\nca_file = \"ca.pem\"\n", "\"ca.pem\""),
+        (
+            "url = \"postgres://u@h/db\"\nbatch_wait = \"2s\"\n",
+            "\"2s\"",
+        ),
+        (
+            "url = \"postgres://u@h/db\"\ntls = \"maybe\"\n",
+            "\"maybe\"",
+        ),
+        (
+            "url = \"postgres://u@h/db\"\nca_file = \"ca.pem\"\n",
+            "\"ca.pem\"",
+        ),
         ("url = \"mysql://u@h/db\"\n", "\"mysql://u@h/db\""),
         ("url = \"postgres://h/db\"\n", "\"postgres://h/db\""),
     ];
@@ -29,9 +44,15 @@ fn config_errors_are_located() {
     assert!(err.message.contains("payload"), "{}", err.message);
     let err = build_text("url = \"postgres://u@h/db\"\ncolour = 1\n").expect_err("unknown");
     assert!(err.message.contains("colour"), "{}", err.message);
-    let err = build_text("url = \"postgres://u@h/db\"\ntls = \"verify-full\"\nca_file = \"/nonexistent/ca.pem\"\n")
-        .expect_err("unreadable CA");
-    assert!(err.message.contains("/nonexistent/ca.pem"), "{}", err.message);
+    let err = build_text(
+        "url = \"postgres://u@h/db\"\ntls = \"verify-full\"\nca_file = \"/nonexistent/ca.pem\"\n",
+    )
+    .expect_err("unreadable CA");
+    assert!(
+        err.message.contains("/nonexistent/ca.pem"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
@@ -43,7 +64,10 @@ fn builds_without_connecting_and_never_shows_the_password() {
     let debug = format!("{sink:?}");
     assert!(!debug.contains("hunter2"), "{debug}");
     assert!(debug.contains("127.0.0.1:1 as hookline"), "{debug}");
-    assert!(debug.contains(r#"INSERT INTO \"crm\".\"leads\""#), "{debug}");
+    assert!(
+        debug.contains(r#"INSERT INTO \"crm\".\"leads\""#),
+        "{debug}"
+    );
 }
 
 #[test]
@@ -77,7 +101,8 @@ async fn an_unreachable_server_is_retryable_and_named() {
         .expect_err("nothing listens");
     assert!(err.is_retryable(), "{err:?}");
     assert!(
-        err.message().contains(&format!("127.0.0.1:{port} as hookline")),
+        err.message()
+            .contains(&format!("127.0.0.1:{port} as hookline")),
         "{}",
         err.message()
     );

@@ -107,7 +107,9 @@ async fn insert(
                 .await
                 .map_err(|e| match classify(target, e, "cannot create table") {
                     // Two sinks creating the same table at once: the loser retries.
-                    Failure::Row(e) => Failure::Retry(table_message(target, "cannot create table", &e)),
+                    Failure::Row(e) => {
+                        Failure::Retry(table_message(target, "cannot create table", &e))
+                    }
                     other => other,
                 })?;
             *created = true;
@@ -115,7 +117,9 @@ async fn insert(
         let insert = bounded(target, client.prepare(&target.insert_sql))
             .await
             .map_err(|e| match classify(target, e, "cannot insert into table") {
-                Failure::Row(e) => Failure::Table(table_message(target, "cannot insert into table", &e)),
+                Failure::Row(e) => {
+                    Failure::Table(table_message(target, "cannot insert into table", &e))
+                }
                 other => other,
             })?;
         *conn = Some(Conn { client, insert });
@@ -206,11 +210,7 @@ fn table_message(target: &Target, doing: &str, e: &tokio_postgres::Error) -> Str
         Some("42703") => " (add the column, or change `columns`)",
         _ => "",
     };
-    format!(
-        "{doing} \"{}\": {}{hint}",
-        target.table,
-        pg_message(e)
-    )
+    format!("{doing} \"{}\": {}{hint}", target.table, pg_message(e))
 }
 
 /// The server's message and SQLSTATE (and detail), or the client's error with its causes.
@@ -263,7 +263,8 @@ async fn diagnose(
             continue;
         };
         let alone = Value::Object(Map::from_iter([(column.clone(), value.clone())]));
-        let Ok(Err(err)) = tokio::time::timeout(target.timeout, c.client.query_one(&check, &[&alone])).await
+        let Ok(Err(err)) =
+            tokio::time::timeout(target.timeout, c.client.query_one(&check, &[&alone])).await
         else {
             continue;
         };
