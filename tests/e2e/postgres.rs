@@ -171,6 +171,10 @@ async fn a_missing_table_or_a_value_of_the_wrong_type_dead_letters_only_those_ev
     }
     let counts = rows_per_event(&pg);
     assert_eq!(counts.len(), 9, "every good event stored: {counts:?}");
+    assert!(
+        h.log().contains("inserting its rows one by one"),
+        "the bad row shared a batch with good ones"
+    );
     assert!(!counts.contains_key(&ids[4]));
 
     // Fix the table, replay: stored once.

@@ -69,6 +69,12 @@ async fn write(target: &Target, conn: &mut Option<Conn>, created: &mut bool, bat
         return answer_all(batch, || Err(StageError::fatal(message.clone())));
     }
     // Some row spoiled the batch: insert them one by one, failing only the bad ones.
+    tracing::debug!(
+        table = %target.table,
+        rows = batch.len(),
+        error = %pg_message(&failure),
+        "postgres batch refused; inserting its rows one by one"
+    );
     for row in batch {
         let value = Value::Array(vec![Value::Object(row.values.clone())]);
         let result = match insert(target, conn, created, value).await {
