@@ -90,7 +90,11 @@ impl PgServer {
 
     fn start_with(tls: bool) -> PgServer {
         let bin = bin_dir();
-        let dir = tempfile::tempdir().expect("temp dir");
+        // Under /tmp, whatever $TMPDIR says: the server's user must be able to reach it.
+        let dir = tempfile::Builder::new()
+            .prefix("hookline-pg-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
         let data = dir.path().join("data");
         std::fs::create_dir_all(dir.path().join("sock")).expect("sock dir");
         std::fs::create_dir_all(&data).expect("data dir");
