@@ -23,6 +23,7 @@ pub(crate) enum Scheme {
 pub(crate) enum SinkKind {
     File,
     Http,
+    Postgres,
     Stdout,
     Sqlite,
 }
@@ -118,6 +119,11 @@ fn sink(kind: SinkKind) -> &'static str {
         SinkKind::File => r#"{ sink = "file", path = "data/events.jsonl", envelope = true }"#,
         SinkKind::Stdout => r#"{ sink = "stdout", envelope = true }"#,
         SinkKind::Sqlite => r#"{ sink = "sqlite", path = "data/events.db", table = "events" }"#,
+        // `create = true` makes the table on first use; `hookline check --connect` tries the
+        // server. The password may be `file:PATH` or `credential:NAME` (docs/plugins.md).
+        SinkKind::Postgres => {
+            r#"{ sink = "postgres", url = "${DATABASE_URL:-postgres://hookline@127.0.0.1:5432/hookline}", password = "${PGPASSWORD:-}", tls = "prefer", table = "events", create = true }"#
+        }
         SinkKind::Http => {
             r#"{ sink = "http", url = "${TARGET_URL:-http://127.0.0.1:3000/webhooks}", timeout = "10s", retry = { attempts = 8, initial = "1s", max = "5m" } }"#
         }

@@ -15,8 +15,8 @@ use hookline_builtin::filter::{
     cel::CelFilterConfig, event::EventFilterConfig, field::FieldFilterConfig,
 };
 use hookline_builtin::sink::{
-    file::FileSinkConfig, http::HttpSinkConfig, http::SigningConfig, sqlite::SqliteSinkConfig,
-    stdout::StdoutSinkConfig,
+    file::FileSinkConfig, http::HttpSinkConfig, http::SigningConfig, postgres::PostgresSinkConfig,
+    sqlite::SqliteSinkConfig, stdout::StdoutSinkConfig,
 };
 use hookline_builtin::transform::{
     remove::RemoveConfig, rename::RenameConfig, set::SetConfig, template::TemplateConfig,
@@ -136,6 +136,11 @@ fn every_plugin_key_has_an_entry() {
         "plugins.md",
         "`sqlite`",
         serde_introspect::<SqliteSinkConfig>(),
+    );
+    assert_documented(
+        "plugins.md",
+        "`postgres`",
+        serde_introspect::<PostgresSinkConfig>(),
     );
 }
 

@@ -13,6 +13,8 @@ mod nats;
 mod operations;
 mod package;
 mod plugin_sdk;
+mod postgres;
+mod postgres_server;
 mod schemes;
 mod secrets;
 mod send_schemes;

@@ -18,6 +18,7 @@
 //! | sink | `stdout` | prints JSON Lines |
 //! | sink | `http` | sends JSON to a URL, optionally signed (Standard Webhooks) |
 //! | sink | `sqlite` | inserts rows into an SQLite table, payload fields as columns |
+//! | sink | `postgres` | inserts rows into a PostgreSQL table in batches, once per event |
 //!
 //! # Design
 //!
@@ -53,7 +54,8 @@ pub fn register(registry: &mut Registry) {
         .sink("file", sink::file::build)
         .sink("stdout", sink::stdout::build)
         .sink("http", sink::http::build)
-        .sink("sqlite", sink::sqlite::build);
+        .sink("sqlite", sink::sqlite::build)
+        .sink("postgres", sink::postgres::build);
 }
 
 /// A fresh registry holding the built-ins.
@@ -77,7 +79,7 @@ mod tests {
         );
         assert_eq!(
             r.names(StageKind::Sink),
-            ["file", "http", "sqlite", "stdout"]
+            ["file", "http", "postgres", "sqlite", "stdout"]
         );
     }
 }

@@ -2,5 +2,6 @@
 
 pub mod file;
 pub mod http;
+pub mod postgres;
 pub mod sqlite;
 pub mod stdout;
