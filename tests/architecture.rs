@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// or below, never above; within a layer, no two modules may use each other.
 const LAYERS: &[(&str, &[&str])] = &[
     ("helpers and pure rules", &["out", "lograte", "verify"]),
-    ("telemetry", &["metrics", "internal_events"]),
+    ("telemetry", &["metrics", "tap", "internal_events"]),
     ("configuration as data", &["config"]),
     ("stores and plugin hosts", &["journal", "wasm"]),
     ("the engine", &["runtime"]),

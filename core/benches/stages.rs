@@ -23,7 +23,7 @@ const STAGES: &[(&str, &str)] = &[
     ),
     (
         "field",
-        r#"{ filter = "field", path = "data.lead.connection_status", in = ["Connected", "1st"] }"#,
+        r#"{ filter = "field", path = "event", in = ["email.captured", "new.like"] }"#,
     ),
     (
         "cel",

@@ -17,6 +17,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::lograte;
 use crate::metrics::{OUTCOME_DROPPED, OUTCOME_FAILED, OUTCOME_PASSED, metrics};
+use crate::tap::{self, Tapped};
 
 /// A source's series.
 #[derive(Debug, Clone)]
@@ -107,6 +108,15 @@ impl EventAccepted<'_> {
         // Debug, not info: one line per event costs more CPU than verifying it
         // (docs/performance.md); `hookline_events_accepted_total` counts them.
         debug!(event_id = %self.event_id, source = %self.source.name, event_type = %self.event_type, routed = self.routed, "accepted");
+        if tap::listening() {
+            tap::publish(Tapped::Accepted {
+                at: jiff::Timestamp::now(),
+                event_id: self.event_id.to_string(),
+                source: self.source.name.clone(),
+                event_type: self.event_type.to_string(),
+                routed: self.routed,
+            });
+        }
     }
 }
 
@@ -164,6 +174,7 @@ impl UnprocessableDeadLettered<'_> {
 /// A stage's series.
 #[derive(Debug, Clone)]
 pub(crate) struct StageTelemetry {
+    pub(crate) source: String,
     pub(crate) pipeline: String,
     pub(crate) stage: String,
     pub(crate) index: usize,
@@ -178,10 +189,11 @@ pub(crate) struct StageTelemetry {
 }
 
 impl StageTelemetry {
-    pub(crate) fn new(pipeline: &str, stage: &str, index: usize, sink: bool) -> Self {
+    pub(crate) fn new(source: &str, pipeline: &str, stage: &str, index: usize, sink: bool) -> Self {
         let m = metrics();
         let outcome = |o: &str| m.stage_outcomes.with_label_values(&[pipeline, stage, o]);
         StageTelemetry {
+            source: source.to_string(),
             pipeline: pipeline.to_string(),
             stage: stage.to_string(),
             index,
@@ -226,11 +238,31 @@ pub(crate) struct StageRan<'a> {
     pub(crate) stage: &'a StageTelemetry,
     pub(crate) outcome: StageOutcome,
     pub(crate) elapsed: Duration,
+    /// For the live tail: the event's id (given only while [`tap::listening`]) and what
+    /// failed.
+    pub(crate) tapped: Option<(&'a str, Option<&'a hookline_plugin_api::StageError>)>,
 }
 
 impl StageRan<'_> {
     pub(crate) fn emit(self) {
         let s = self.stage;
+        if let Some((event_id, error)) = self.tapped {
+            tap::publish(Tapped::Stage {
+                at: jiff::Timestamp::now(),
+                event_id: event_id.to_string(),
+                source: s.source.clone(),
+                pipeline: s.pipeline.clone(),
+                stage: s.index,
+                stage_name: s.stage.clone(),
+                outcome: match self.outcome {
+                    StageOutcome::Passed => "passed",
+                    StageOutcome::Dropped => "dropped",
+                    StageOutcome::Failed => "failed",
+                },
+                error: error.map(ToString::to_string),
+                duration_us: u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX),
+            });
+        }
         s.duration.observe(self.elapsed.as_secs_f64());
         match self.outcome {
             StageOutcome::Passed => {

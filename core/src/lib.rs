@@ -46,6 +46,7 @@ pub mod scaffold;
 pub mod send;
 pub mod server;
 pub mod storage;
+pub mod tap;
 pub mod verify;
 pub mod verify_cmd;
 pub mod wasm;

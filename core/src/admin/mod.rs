@@ -21,6 +21,7 @@ use crate::journal::{DeadLetterFilter, Journal, Replayed};
 use crate::runtime::Workers;
 
 pub(crate) mod events;
+mod tail;
 
 #[derive(Debug, Clone)]
 pub(crate) struct AdminState {
@@ -42,6 +43,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/api/v1/events", get(events::list).delete(events::erase))
         .route("/api/v1/events/{id}", get(events::show))
         .route("/api/v1/events/{id}/replay", post(events::replay))
+        .route("/api/v1/tail", get(tail::tail))
         .route("/api/v1/pipelines", get(pipelines))
         .route("/api/v1/pipelines/{name}", get(pipeline_one))
         .route("/api/v1/pipelines/{name}/pause", post(pause))

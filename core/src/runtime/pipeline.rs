@@ -116,7 +116,7 @@ impl Pipeline {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
-                    StageTelemetry::new(name, &s.name, i, matches!(s.op, StageOp::Sink(_)))
+                    StageTelemetry::new(source, name, &s.name, i, matches!(s.op, StageOp::Sink(_)))
                 })
                 .collect(),
             stages,
@@ -184,6 +184,8 @@ impl Pipeline {
                 continue;
             };
             let input = observer.is_some().then(|| event.clone());
+            // The live tail's only cost while nobody listens: this check.
+            let tapped_id = crate::tap::listening().then(|| event.id.clone());
             let started = std::time::Instant::now();
             let mut permit = None;
             if let (StageOp::Sink(_), Some(gate)) = (&stage.op, &stage.gate) {
@@ -253,6 +255,13 @@ impl Pipeline {
                     Err(_) => StageOutcome::Failed,
                 },
                 elapsed: started.elapsed(),
+                tapped: tapped_id.as_deref().map(|id| {
+                    let error = match &result {
+                        Err((e, _)) => Some(e),
+                        Ok(_) => None,
+                    };
+                    (id, error)
+                }),
             }
             .emit();
             if let (Some(observe), Some(input)) = (observer.as_mut(), input) {

@@ -1,0 +1,97 @@
+//! `GET /api/v1/tail`: the live tail as server-sent events, one JSON object per event
+//! accepted and per stage outcome, filtered by source, pipeline and stage.
+//!
+//! A listener costs the flow nothing it would wait for: it reads a ring (see [`crate::tap`]),
+//! and one that falls behind gets a `lagged` entry saying how many it missed. At most
+//! [`MAX_TAILS`] listen at once.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+
+use super::AdminState;
+use crate::ingest::ApiError;
+use crate::tap::{Listener, Tapped};
+
+/// Tail listeners at once; more are answered 503.
+pub(crate) const MAX_TAILS: usize = 16;
+
+fn slots() -> &'static Arc<Semaphore> {
+    static SLOTS: std::sync::OnceLock<Arc<Semaphore>> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| Arc::new(Semaphore::new(MAX_TAILS)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TailQuery {
+    source: Option<String>,
+    pipeline: Option<String>,
+    /// A stage name: only that stage's outcomes (and no `accepted` entries).
+    stage: Option<String>,
+}
+
+impl TailQuery {
+    fn wants(&self, t: &Tapped) -> bool {
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|s| !s.is_empty())
+        }
+        if given(&self.source).is_some_and(|s| s != t.source()) {
+            return false;
+        }
+        match (t.stage(), given(&self.pipeline), given(&self.stage)) {
+            (None, None, None) => true,
+            // An accepted event has no pipeline or stage yet.
+            (None, ..) => false,
+            (Some((pipeline, stage)), want_pipeline, want_stage) => {
+                want_pipeline.is_none_or(|p| p == pipeline) && want_stage.is_none_or(|s| s == stage)
+            }
+        }
+    }
+}
+
+struct Tail {
+    listener: Listener,
+    query: TailQuery,
+    _slot: OwnedSemaphorePermit,
+}
+
+pub(super) async fn tail(
+    State(_): State<AdminState>,
+    q: Result<Query<TailQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let slot = slots().clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_TAILS} tails are open already; close one"),
+        )
+    })?;
+    let state = Tail {
+        listener: Listener::new(),
+        query,
+        _slot: slot,
+    };
+    let stream = futures::stream::unfold(state, |mut tail| async move {
+        loop {
+            let item = match tail.listener.rx.recv().await {
+                Ok(t) if tail.query.wants(&t) => Event::default().json_data(t.as_ref()),
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(skipped)) => Event::default()
+                    .json_data(serde_json::json!({ "kind": "lagged", "skipped": skipped })),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            let event = item.unwrap_or_else(|e| Event::default().comment(e.to_string()));
+            return Some((Ok::<_, Infallible>(event), tail));
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
