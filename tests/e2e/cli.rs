@@ -132,6 +132,7 @@ fn init_writes_a_starter_that_passes_check_and_test_for_every_scheme_and_sink() 
         "slack",
         "shopify",
         "hmac",
+        "ed25519",
     ];
     for scheme in schemes {
         for sink in ["file", "http", "stdout", "sqlite"] {
@@ -151,6 +152,13 @@ fn init_writes_a_starter_that_passes_check_and_test_for_every_scheme_and_sink() 
                 text.lines().filter(|l| l.starts_with('#')).count() >= 5,
                 "commented"
             );
+            if scheme == "ed25519" {
+                // Discord flavoured: its PING is answered with the PONG.
+                assert!(
+                    text.contains("respond = ") && text.contains(r#"{"type": 1}"#),
+                    "{text}"
+                );
+            }
             let out = run_cli(&["--log-level", "error", "check", "--config", c], &[]);
             assert!(
                 out.status.success(),

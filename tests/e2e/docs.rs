@@ -3,6 +3,8 @@
 //! field cannot be added without its documentation.
 
 use hookline::config::RetryPolicy;
+use hookline::respond::RespondConfig;
+use hookline::verify::ed25519::Ed25519Config;
 use hookline::config::{
     AdminConfig, ServerConfig, SourceConfig, StorageConfig, pipeline_keys, stage_keys,
 };
@@ -174,5 +176,15 @@ fn every_verification_key_has_an_entry() {
         "verification.md",
         "`hmac`",
         serde_introspect::<HmacConfig>(),
+    );
+    assert_documented(
+        "verification.md",
+        "`ed25519`",
+        serde_introspect::<Ed25519Config>(),
+    );
+    assert_documented(
+        "verification.md",
+        "Answering with `respond`",
+        serde_introspect::<RespondConfig>(),
     );
 }
