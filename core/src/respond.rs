@@ -111,7 +111,12 @@ impl Responder {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_none_or(|v| {
-                let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let essence = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 crate::verify::is_json(&essence)
             });
         let body = match &c.body {
@@ -194,7 +199,11 @@ mod tests {
             .await
             .expect("body")
             .to_bytes();
-        (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+        (
+            status,
+            headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
     }
 
     const PONG: &str = r#"body = '''{% if payload.type == 1 %}{"type": 1}{% else %}{"type": 5, "id": "{{ event.id }}", "src": "{{ event.source }}", "h": "{{ headers["x-thing"] }}"}{% endif %}'''"#;
@@ -202,15 +211,30 @@ mod tests {
     #[tokio::test]
     async fn renders_json_over_the_event() {
         let r = responder(PONG).expect("builds");
-        let (status, headers, body) = parts(r.answer(&event(json!({"type": 1})), json!({})).expect("renders")).await;
+        let (status, headers, body) = parts(
+            r.answer(&event(json!({"type": 1})), json!({}))
+                .expect("renders"),
+        )
+        .await;
         assert_eq!((status, body.as_str()), (200, r#"{"type": 1}"#));
         assert_eq!(headers[header::CONTENT_TYPE], "application/json");
-        let (_, _, body) = parts(r.answer(&event(json!({"type": 2})), json!({})).expect("renders")).await;
+        let (_, _, body) = parts(
+            r.answer(&event(json!({"type": 2})), json!({}))
+                .expect("renders"),
+        )
+        .await;
         let body: serde_json::Value = serde_json::from_str(&body).expect("json");
-        assert_eq!(body, json!({"type": 5, "id": "evt_1", "src": "discord", "h": "v"}));
+        assert_eq!(
+            body,
+            json!({"type": 5, "id": "evt_1", "src": "discord", "h": "v"})
+        );
         // Payload text cannot break out of a JSON string.
         let r = responder(r#"body = '{"echo": "{{ payload.s }}"}'"#).expect("builds");
-        let (_, _, body) = parts(r.answer(&event(json!({"s": "a\", \"x\": \"y"})), json!({})).expect("renders")).await;
+        let (_, _, body) = parts(
+            r.answer(&event(json!({"s": "a\", \"x\": \"y"})), json!({}))
+                .expect("renders"),
+        )
+        .await;
         let body: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert_eq!(body, json!({"echo": "a\", \"x\": \"y"}));
     }
@@ -218,28 +242,51 @@ mod tests {
     #[tokio::test]
     async fn status_headers_text_and_the_default_body() {
         let r = responder("status = 202\nheaders = { \"Content-Type\" = \"text/plain\", \"X-A\" = \"b\" }\nbody = 'got {{ event.type }}'").expect("builds");
-        let (status, headers, body) = parts(r.answer(&event(json!({})), json!({})).expect("renders")).await;
+        let (status, headers, body) =
+            parts(r.answer(&event(json!({})), json!({})).expect("renders")).await;
         assert_eq!((status, body.as_str()), (202, "got 1"));
-        assert_eq!((headers[header::CONTENT_TYPE].to_str().ok(), headers["x-a"].to_str().ok()), (Some("text/plain"), Some("b")));
+        assert_eq!(
+            (
+                headers[header::CONTENT_TYPE].to_str().ok(),
+                headers["x-a"].to_str().ok()
+            ),
+            (Some("text/plain"), Some("b"))
+        );
         let r = responder("status = 201\nheaders = { \"X-A\" = \"b\" }").expect("builds");
-        let (status, headers, body) = parts(r.answer(&event(json!({})), json!({"received": true})).expect("answers")).await;
-        assert_eq!((status, body.as_str(), headers["x-a"].to_str().ok()), (201, r#"{"received":true}"#, Some("b")));
+        let (status, headers, body) = parts(
+            r.answer(&event(json!({})), json!({"received": true}))
+                .expect("answers"),
+        )
+        .await;
+        assert_eq!(
+            (status, body.as_str(), headers["x-a"].to_str().ok()),
+            (201, r#"{"received":true}"#, Some("b"))
+        );
     }
 
     #[test]
     fn render_errors_are_errors_not_panics() {
         // Not JSON once rendered.
         let r = responder("body = '{\"a\": {{ payload.s }}'").expect("builds");
-        let err = r.answer(&event(json!({"s": "x"})), json!({})).expect_err("not json");
+        let err = r
+            .answer(&event(json!({"s": "x"})), json!({}))
+            .expect_err("not json");
         assert!(err.contains("not valid JSON"), "{err}");
         // Out of fuel.
-        let r = responder("body = '{% for a in payload.xs %}{% for b in payload.xs %}{% endfor %}{% endfor %}{}'").expect("builds");
+        let r = responder(
+            "body = '{% for a in payload.xs %}{% for b in payload.xs %}{% endfor %}{% endfor %}{}'",
+        )
+        .expect("builds");
         let xs: Vec<u32> = (0..1000).collect();
-        let err = r.answer(&event(json!({"xs": xs})), json!({})).expect_err("fuel");
+        let err = r
+            .answer(&event(json!({"xs": xs})), json!({}))
+            .expect_err("fuel");
         assert!(err.contains("fuel"), "{err}");
         // Too large.
         let r = responder("headers = { \"Content-Type\" = \"text/plain\" }\nbody = '{{ payload.s }}{{ payload.s }}'").expect("builds");
-        let err = r.answer(&event(json!({"s": "x".repeat(MAX_BODY)})), json!({})).expect_err("size");
+        let err = r
+            .answer(&event(json!({"s": "x".repeat(MAX_BODY)})), json!({}))
+            .expect_err("size");
         assert!(err.contains("limit"), "{err}");
     }
 
@@ -250,11 +297,23 @@ mod tests {
             ("status = 99", "`status` 99 must be a 2xx status"),
             ("status = 204\nbody = 'x'", "a 204 answer has no body"),
             ("headers = { \"a b\" = \"x\" }", "invalid header name `a b`"),
-            ("headers = { \"X-A\" = \"x\\ny\" }", "invalid value for `X-A`"),
-            ("headers = { \"Content-Length\" = \"3\" }", "`Content-Length` is set by the server"),
-            ("body = '{{ paylod.x }}'", "respond: `body`: unknown variable(s) in template: paylod"),
+            (
+                "headers = { \"X-A\" = \"x\\ny\" }",
+                "invalid value for `X-A`",
+            ),
+            (
+                "headers = { \"Content-Length\" = \"3\" }",
+                "`Content-Length` is set by the server",
+            ),
+            (
+                "body = '{{ paylod.x }}'",
+                "respond: `body`: unknown variable(s) in template: paylod",
+            ),
             ("body = '{% if %}'", "respond: `body`: invalid template"),
-            ("body = '{{ payload | nosuchfilter }}'", "respond: `body`: invalid template"),
+            (
+                "body = '{{ payload | nosuchfilter }}'",
+                "respond: `body`: invalid template",
+            ),
             ("bodyy = 'x'", "unknown field `bodyy`"),
         ] {
             let err = responder(table).expect_err(table);

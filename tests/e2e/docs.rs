@@ -3,11 +3,11 @@
 //! field cannot be added without its documentation.
 
 use hookline::config::RetryPolicy;
-use hookline::respond::RespondConfig;
-use hookline::verify::ed25519::Ed25519Config;
 use hookline::config::{
     AdminConfig, ServerConfig, SourceConfig, StorageConfig, pipeline_keys, stage_keys,
 };
+use hookline::respond::RespondConfig;
+use hookline::verify::ed25519::Ed25519Config;
 use hookline::verify::{
     github::GithubConfig, hmac::HmacConfig, leadshark::LeadsharkConfig, shopify::ShopifyConfig,
     slack::SlackConfig, standard_webhooks::StandardWebhooksConfig, stripe::StripeConfig,

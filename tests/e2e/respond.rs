@@ -47,14 +47,26 @@ async fn respond_answers_after_journaling_and_falls_back_when_it_cannot_render()
         json!({"ok": true, "type": "email.captured", "id": id, "who": "email.captured"})
     );
     let lines = wait_for_lines(&h.path("custom.jsonl"), 1).await;
-    assert_eq!(lines[0]["id"], id.as_str(), "the answer names the journaled event");
+    assert_eq!(
+        lines[0]["id"],
+        id.as_str(),
+        "the answer names the journaled event"
+    );
 
     // The same delivery again: a duplicate, answered the same way (the first id).
     let again = post_signed(&url, &body).await;
     assert_eq!((again.status, again.json.clone()), (202, r.json.clone()));
 
     // A request that does not verify never sees the configured answer.
-    let forged = post(&url, body.as_str(), &[("x-webhook-signature", "00"), ("x-webhook-event", "email.captured")]).await;
+    let forged = post(
+        &url,
+        body.as_str(),
+        &[
+            ("x-webhook-signature", "00"),
+            ("x-webhook-event", "email.captured"),
+        ],
+    )
+    .await;
     assert_eq!(forged.status, 401, "{}", forged.json);
     assert!(forged.json["error"].is_string() && forged.headers.get("x-reply").is_none());
 
@@ -65,7 +77,10 @@ async fn respond_answers_after_journaling_and_falls_back_when_it_cannot_render()
     let id = r.json["id"].as_str().expect("id").to_string();
     let lines = wait_for_lines(&h.path("broken.jsonl"), 1).await;
     assert_eq!(lines[0]["id"], id.as_str());
-    wait_until("the warning", || h.log().contains("`respond` body could not be rendered")).await;
+    wait_until("the warning", || {
+        h.log().contains("`respond` body could not be rendered")
+    })
+    .await;
     assert!(h.log().contains("not valid JSON"), "{}", h.log());
 
     // Exactly one event per source: the duplicate and the forgery were not journaled.
@@ -79,11 +94,20 @@ fn respond_mistakes_are_config_errors_with_their_place() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("pipeline.toml");
     for (respond, says) in [
-        (r#"{ body = '{{ paylod.x }}' }"#, "unknown variable(s) in template: paylod"),
+        (
+            r#"{ body = '{{ paylod.x }}' }"#,
+            "unknown variable(s) in template: paylod",
+        ),
         (r#"{ body = '{% if %}' }"#, "invalid template"),
         (r#"{ status = 302 }"#, "`status` 302 must be a 2xx status"),
-        (r#"{ headers = { "Content-Length" = "1" } }"#, "set by the server"),
-        (r#"{ headers = { "bad header" = "1" } }"#, "invalid header name"),
+        (
+            r#"{ headers = { "Content-Length" = "1" } }"#,
+            "set by the server",
+        ),
+        (
+            r#"{ headers = { "bad header" = "1" } }"#,
+            "invalid header name",
+        ),
         (r#"{ stauts = 200 }"#, "unknown field `stauts`"),
     ] {
         std::fs::write(&path, config_text(&source("custom", respond), "")).expect("write");
@@ -102,5 +126,9 @@ fn respond_mistakes_are_config_errors_with_their_place() {
     let good = r#"{ status = 200, headers = { "Cache-Control" = "no-store" }, body = '{"type": {{ payload.type | tojson }}}' }"#;
     std::fs::write(&path, config_text(&source("custom", good), "")).expect("write");
     let out = run_cli(&["check", "--config", path.to_str().expect("utf-8")], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -306,7 +306,11 @@ mod tests {
         // An unset private key becomes a usable one; a set one is kept.
         let keys = "signing = { private_key = \"${PROD}\", secret = \"${PROD}\" }\nother = { private_key = \"${SET}\" }\n";
         let mut keyed = DeTable::parse(keys).expect("parses").into_inner();
-        assert!(interpolate_table_for_tests(&mut keyed, &env, Path::new(".")).errors.is_empty());
+        assert!(
+            interpolate_table_for_tests(&mut keyed, &env, Path::new("."))
+                .errors
+                .is_empty()
+        );
         let get = |table: &str, key: &str| match keyed.get(table).map(|v| v.get_ref()) {
             Some(DeValue::Table(t)) => t
                 .get(key)
@@ -314,9 +318,15 @@ mod tests {
                 .map(str::to_string),
             _ => None,
         };
-        assert_eq!(get("signing", "private_key").as_deref(), Some(TEST_PRIVATE_KEY));
+        assert_eq!(
+            get("signing", "private_key").as_deref(),
+            Some(TEST_PRIVATE_KEY)
+        );
         assert_eq!(get("signing", "secret").as_deref(), Some(TEST_SECRET));
-        assert_ne!(get("other", "private_key").as_deref(), Some(TEST_PRIVATE_KEY));
+        assert_ne!(
+            get("other", "private_key").as_deref(),
+            Some(TEST_PRIVATE_KEY)
+        );
         let mut doc = DeTable::parse(text).expect("parses").into_inner();
         assert_eq!(
             interpolate_table(&mut doc, &env, Path::new("."))

@@ -201,7 +201,9 @@ impl Ed25519Verifier {
     pub(crate) fn parse_signature(&self, value: &[u8]) -> Result<[u8; 64], &'static str> {
         let mut sig = [0u8; 64];
         match self.encoding {
-            Encoding::Hex if value.len() == 128 && hex::decode_to_slice(value, &mut sig).is_ok() => {
+            Encoding::Hex
+                if value.len() == 128 && hex::decode_to_slice(value, &mut sig).is_ok() =>
+            {
                 Ok(sig)
             }
             Encoding::Hex => Err("expected 128 hexadecimal characters (an Ed25519 signature)"),

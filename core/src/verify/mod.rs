@@ -328,7 +328,9 @@ impl VerifyConfig {
         match (set, secrets.len()) {
             (_, 0) => {}
             (1, 1) => text.push_str(", secrets *** (1 secret)"),
-            (set, total) if set == total => text.push_str(&format!(", secrets *** ({set} secrets)")),
+            (set, total) if set == total => {
+                text.push_str(&format!(", secrets *** ({set} secrets)"))
+            }
             (set, total) => text.push_str(&format!(
                 ", secrets *** ({set} of {total} set; empty slots are skipped)"
             )),

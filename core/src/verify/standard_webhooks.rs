@@ -29,11 +29,11 @@ use base64::prelude::{BASE64_STANDARD, Engine as _};
 use hookline_plugin_api::Secret;
 use serde::Deserialize;
 
-use super::ed25519::PublicKeys;
 use super::common::{
     Algorithm, Keyring, check_age, default_tolerance, event_at, json_object, malformed, one_header,
     signature_header, timestamp_header,
 };
+use super::ed25519::PublicKeys;
 use super::sign::{Header, Signing};
 use super::{Rejection, Unverified, Verified, Verifier, check_secrets};
 
@@ -544,10 +544,16 @@ mod tests {
     }
 
     fn whpk(k: &ed25519_dalek::SigningKey) -> String {
-        format!("whpk_{}", BASE64_STANDARD.encode(k.verifying_key().as_bytes()))
+        format!(
+            "whpk_{}",
+            BASE64_STANDARD.encode(k.verifying_key().as_bytes())
+        )
     }
 
-    fn asymmetric(secrets: &[&str], public_keys: &[String]) -> Result<StandardWebhooksVerifier, String> {
+    fn asymmetric(
+        secrets: &[&str],
+        public_keys: &[String],
+    ) -> Result<StandardWebhooksVerifier, String> {
         StandardWebhooksVerifier::build(&StandardWebhooksConfig {
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             public_keys: public_keys.to_vec(),
@@ -566,10 +572,17 @@ mod tests {
         let good = v1a(&k, "msg_1", T, BODY);
         // Public keys only; the prefix is optional; rotation with an empty slot.
         let bare = whpk(&k).trim_start_matches("whpk_").to_string();
-        for keys in [vec![whpk(&k)], vec![bare], vec![whpk(&other), String::new(), whpk(&k)]] {
+        for keys in [
+            vec![whpk(&k)],
+            vec![bare],
+            vec![whpk(&other), String::new(), whpk(&k)],
+        ] {
             let v = asymmetric(&[], &keys).expect("builds");
             let ok = send(&v, &good, &ts, BODY, T).expect("valid");
-            assert_eq!((ok.event_type.as_str(), ok.idempotency_key.as_deref()), ("invoice.paid", Some("msg_1")));
+            assert_eq!(
+                (ok.event_type.as_str(), ok.idempotency_key.as_deref()),
+                ("invoice.paid", Some("msg_1"))
+            );
         }
         let v = asymmetric(&[], &[whpk(&k)]).expect("builds");
         // Several entries: one good is enough, whatever the others are.
@@ -577,40 +590,84 @@ mod tests {
         let several = format!("{hmac} {} v1a,!!! {good}", v1a(&other, "msg_1", T, BODY));
         assert!(send(&v, &several, &ts, BODY, T).is_ok());
         // A v1 entry alone cannot pass a source without secrets.
-        assert_eq!(outcome(send(&v, &hmac, &ts, BODY, T), &[]), (401, "bad_signature"));
+        assert_eq!(
+            outcome(send(&v, &hmac, &ts, BODY, T), &[]),
+            (401, "bad_signature")
+        );
         // Tampered body, another key, a moved id or timestamp, a stale timestamp.
         let tampered = BODY.replace("in_1", "in_2");
-        assert_eq!(outcome(send(&v, &good, &ts, &tampered, T), &[]), (401, "bad_signature"));
+        assert_eq!(
+            outcome(send(&v, &good, &ts, &tampered, T), &[]),
+            (401, "bad_signature")
+        );
         let wrong = v1a(&other, "msg_1", T, BODY);
-        assert_eq!(outcome(send(&v, &wrong, &ts, BODY, T), &[]), (401, "bad_signature"));
+        assert_eq!(
+            outcome(send(&v, &wrong, &ts, BODY, T), &[]),
+            (401, "bad_signature")
+        );
         let later = (T + 1).to_string();
-        assert_eq!(outcome(send(&v, &good, &later, BODY, T), &[]), (401, "bad_signature"));
-        let h = [("webhook-id", "msg_2"), ("webhook-timestamp", ts.as_str()), ("webhook-signature", good.as_str())];
-        assert_eq!(outcome(verify(&v, &h, BODY.as_bytes(), at(T)), &[]), (401, "bad_signature"));
-        assert_eq!(outcome(send(&v, &good, &ts, BODY, T + 301), &[]), (401, "timestamp_expired"));
+        assert_eq!(
+            outcome(send(&v, &good, &later, BODY, T), &[]),
+            (401, "bad_signature")
+        );
+        let h = [
+            ("webhook-id", "msg_2"),
+            ("webhook-timestamp", ts.as_str()),
+            ("webhook-signature", good.as_str()),
+        ];
+        assert_eq!(
+            outcome(verify(&v, &h, BODY.as_bytes(), at(T)), &[]),
+            (401, "bad_signature")
+        );
+        assert_eq!(
+            outcome(send(&v, &good, &ts, BODY, T + 301), &[]),
+            (401, "timestamp_expired")
+        );
         // A signature cut short or too long is no entry at all.
         let short = format!("v1a,{}", BASE64_STANDARD.encode([1u8; 63]));
         let long = format!("v1a,{}", BASE64_STANDARD.encode([1u8; 65]));
         for bad in [short, long] {
-            assert_eq!(outcome(send(&v, &bad, &ts, BODY, T), &[]), (401, "malformed_signature"));
+            assert_eq!(
+                outcome(send(&v, &bad, &ts, BODY, T), &[]),
+                (401, "malformed_signature")
+            );
         }
         // Secrets and public keys together: either kind of entry passes.
         let both = asymmetric(&[SECRET], &[whpk(&k)]).expect("builds");
         assert!(send(&both, &hmac, &ts, BODY, T).is_ok());
         assert!(send(&both, &good, &ts, BODY, T).is_ok());
         // Hookline signs `v1` with a secret, and refuses to sign with public keys only.
-        let s = Signing { body: BODY.as_bytes(), timestamp: T, id: "msg_1", event: None };
+        let s = Signing {
+            body: BODY.as_bytes(),
+            timestamp: T,
+            id: "msg_1",
+            event: None,
+        };
         assert!(v.sign(&s).is_err());
-        assert!(v.expected(&Unverified { headers: &headers(&h), body: BODY.as_bytes(), now: at(T) }).is_empty());
+        assert!(
+            v.expected(&Unverified {
+                headers: &headers(&h),
+                body: BODY.as_bytes(),
+                now: at(T)
+            })
+            .is_empty()
+        );
         assert!(both.sign(&s).is_ok());
     }
 
     #[test]
     fn public_keys_are_checked_at_build() {
         let err = asymmetric(&[], &["whpk_c2hvcnQ=".into()]).expect_err("short");
-        assert_eq!(err, "standard-webhooks: `public_keys[0]` is not a 32-byte Ed25519 public key in hex or base64 (after `whpk_`)");
+        assert_eq!(
+            err,
+            "standard-webhooks: `public_keys[0]` is not a 32-byte Ed25519 public key in hex or base64 (after `whpk_`)"
+        );
         let err = asymmetric(&[], &[]).expect_err("nothing");
-        assert!(err.contains("`secrets` must list at least one secret") && err.contains("`public_keys`"), "{err}");
+        assert!(
+            err.contains("`secrets` must list at least one secret")
+                && err.contains("`public_keys`"),
+            "{err}"
+        );
         let err = asymmetric(&[], &[String::new()]).expect_err("only empty");
         assert!(err.contains("at least one non-empty public key"), "{err}");
     }

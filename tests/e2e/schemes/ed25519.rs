@@ -77,8 +77,16 @@ respond = {{ body = '''{{% if payload.type == 1 %}}{{"type": 1}}{{% else %}}{{"t
     let h = start(&source, r#"["2"]"#);
     let url = h.url("/webhooks/discord");
     let t = now();
-    let (ts, stale, ahead) = (t.to_string(), (t - 3600).to_string(), (t + 3600).to_string());
-    let (ping, cmd, cmd2) = (ping(), command("1150000000000000002"), command("1150000000000000003"));
+    let (ts, stale, ahead) = (
+        t.to_string(),
+        (t - 3600).to_string(),
+        (t + 3600).to_string(),
+    );
+    let (ping, cmd, cmd2) = (
+        ping(),
+        command("1150000000000000002"),
+        command("1150000000000000003"),
+    );
     let signed = pynacl(&[
         (NEW, format!("{ts}{ping}")),
         (OLD, format!("{ts}{cmd}")),
@@ -89,11 +97,21 @@ respond = {{ body = '''{{% if payload.type == 1 %}}{{"type": 1}}{{% else %}}{{"t
         (NEW, format!("{ts}{cmd2}")),
     ]);
     let sig = |i: usize| text(&signed[i], "hex");
-    let discord = |sig: String, ts: &str| vec![("X-Signature-Ed25519", sig), ("X-Signature-Timestamp", ts.to_string())];
+    let discord = |sig: String, ts: &str| {
+        vec![
+            ("X-Signature-Ed25519", sig),
+            ("X-Signature-Timestamp", ts.to_string()),
+        ]
+    };
 
     // The PING, signed with the current key: answered with the PONG, as Discord requires.
     let r = post_with(&url, &ping, &discord(sig(0), &ts)).await;
-    assert_eq!((r.status, r.json.clone()), (200, json!({"type": 1})), "{}", r.json);
+    assert_eq!(
+        (r.status, r.json.clone()),
+        (200, json!({"type": 1})),
+        "{}",
+        r.json
+    );
     assert_eq!(r.headers["content-type"], "application/json");
     // A command signed with the previous key (rotation): the template's other answer.
     let reply = json!({"type": 4, "data": {"content": "Received hello"}});
@@ -106,21 +124,41 @@ respond = {{ body = '''{{% if payload.type == 1 %}}{{"type": 1}}{{% else %}}{{"t
 
     // Refusals: never the PONG, and nothing journaled.
     let tampered = cmd2.replace("hello", "admin");
-    let cases: Vec<(String, Vec<(&'static str, String)>, &str)> = vec![
+    let cases: Vec<(String, Headers, &str)> = vec![
         (tampered, discord(sig(6), &ts), "invalid signature"),
         (cmd2.clone(), discord(sig(3), &ts), "invalid signature"),
         (cmd2.clone(), discord(sig(4), &stale), "timestamp expired"),
         (cmd2.clone(), discord(sig(5), &ahead), "in the future"),
         (cmd2.clone(), discord(sig(6), &later), "invalid signature"),
-        (cmd2.clone(), vec![("X-Signature-Timestamp", ts.clone())], "missing X-Signature-Ed25519 header"),
-        (cmd2.clone(), vec![("X-Signature-Ed25519", sig(6))], "missing X-Signature-Timestamp header"),
-        (cmd2.clone(), discord(sig(6)[..100].to_string(), &ts), "malformed X-Signature-Ed25519"),
+        (
+            cmd2.clone(),
+            vec![("X-Signature-Timestamp", ts.clone())],
+            "missing X-Signature-Ed25519 header",
+        ),
+        (
+            cmd2.clone(),
+            vec![("X-Signature-Ed25519", sig(6))],
+            "missing X-Signature-Timestamp header",
+        ),
+        (
+            cmd2.clone(),
+            discord(sig(6)[..100].to_string(), &ts),
+            "malformed X-Signature-Ed25519",
+        ),
     ];
     for (body, headers, says) in &cases {
         send(&url, body, headers, 401, says, &[]).await;
     }
     // The base64 form of the same signature is refused: this source expects hex.
-    send(&url, &cmd2, &discord(text(&signed[6], "b64"), &ts), 401, "malformed", &[]).await;
+    send(
+        &url,
+        &cmd2,
+        &discord(text(&signed[6], "b64"), &ts),
+        401,
+        "malformed",
+        &[],
+    )
+    .await;
     // Finally the valid one.
     let r = post_with(&url, &cmd2, &discord(sig(6), &ts)).await;
     assert_eq!(r.status, 200, "{}", r.json);
@@ -131,6 +169,9 @@ respond = {{ body = '''{{% if payload.type == 1 %}}{{"type": 1}}{{% else %}}{{"t
     assert_eq!(all[0]["payload"]["application_id"], "99");
     expect_events(&h, "routed.jsonl", &["2", "2"]).await;
 }
+
+/// Header names and values, owned.
+type Headers = Vec<(&'static str, String)>;
 
 /// POST with owned header values.
 async fn post_with(url: &str, body: &str, headers: &[(&str, String)]) -> Reply {
@@ -183,27 +224,87 @@ verify = {{ scheme = "standard-webhooks", secrets = ["{hmac_secret}"], public_ke
     let first = send(&url, &paid, &h3("msg_1", &ts, v1a(0)), 200, "", &[]).await;
     send(&url, &created, &h3("msg_2", &ts, v1a(1)), 200, "", &[]).await;
     // Several entries, the good one last: a `v1` this source has no secret for, a stranger's.
-    let several = format!("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= {} {}", v1a(2), v1a(5));
+    let several = format!(
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= {} {}",
+        v1a(2),
+        v1a(5)
+    );
     send(&url, &created, &h3("msg_6", &ts, several), 200, "", &[]).await;
     // The same webhook-id again: a duplicate.
     let again = send(&url, &paid, &h3("msg_1", &ts, v1a(0)), 200, "", &[]).await;
-    assert_eq!((again.json["duplicate"].clone(), again.json["id"].clone()), (json!(true), first.json["id"].clone()));
+    assert_eq!(
+        (again.json["duplicate"].clone(), again.json["id"].clone()),
+        (json!(true), first.json["id"].clone())
+    );
 
     let tampered = paid.replace("1}", "2}");
-    send(&url, &tampered, &h3("msg_5", &ts, v1a(4)), 401, "invalid signature", &[]).await;
-    send(&url, &paid, &h3("msg_3", &ts, v1a(2)), 401, "invalid signature", &[]).await;
-    send(&url, &paid, &h3("msg_4", &stale, v1a(3)), 401, "timestamp expired", &[]).await;
+    send(
+        &url,
+        &tampered,
+        &h3("msg_5", &ts, v1a(4)),
+        401,
+        "invalid signature",
+        &[],
+    )
+    .await;
+    send(
+        &url,
+        &paid,
+        &h3("msg_3", &ts, v1a(2)),
+        401,
+        "invalid signature",
+        &[],
+    )
+    .await;
+    send(
+        &url,
+        &paid,
+        &h3("msg_4", &stale, v1a(3)),
+        401,
+        "timestamp expired",
+        &[],
+    )
+    .await;
     // The id is signed: another id with the same signature fails.
-    send(&url, &paid, &h3("msg_9", &ts, v1a(4)), 401, "invalid signature", &[]).await;
-    let no_sig = vec![("webhook-id", "msg_5".to_string()), ("webhook-timestamp", ts.clone())];
-    send(&url, &paid, &no_sig, 401, "missing webhook-signature header", &[]).await;
-    send(&url, &paid, &h3("msg_5", &ts, "v1a,!!!".into()), 401, "malformed webhook-signature", &[]).await;
+    send(
+        &url,
+        &paid,
+        &h3("msg_9", &ts, v1a(4)),
+        401,
+        "invalid signature",
+        &[],
+    )
+    .await;
+    let no_sig = vec![
+        ("webhook-id", "msg_5".to_string()),
+        ("webhook-timestamp", ts.clone()),
+    ];
+    send(
+        &url,
+        &paid,
+        &no_sig,
+        401,
+        "missing webhook-signature header",
+        &[],
+    )
+    .await;
+    send(
+        &url,
+        &paid,
+        &h3("msg_5", &ts, "v1a,!!!".into()),
+        401,
+        "malformed webhook-signature",
+        &[],
+    )
+    .await;
 
     // A source with both a secret and a public key takes either kind of entry.
     let both = h.url("/webhooks/both");
     send(&both, &paid, &h3("msg_5", &ts, v1a(4)), 200, "", &[]).await;
     let hmac_sig = {
-        let key = BASE64.decode(&hmac_secret["whsec_".len()..]).expect("base64");
+        let key = BASE64
+            .decode(&hmac_secret["whsec_".len()..])
+            .expect("base64");
         use ::hmac::{KeyInit, Mac};
         let mut mac = ::hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
         mac.update(m("msg_7", &ts, &paid).as_bytes());
@@ -212,7 +313,12 @@ verify = {{ scheme = "standard-webhooks", secrets = ["{hmac_secret}"], public_ke
     send(&both, &paid, &h3("msg_7", &ts, hmac_sig), 200, "", &[]).await;
 
     // `both` feeds no pipeline; `src` gave three events, one of them routed.
-    expect_events(&h, "all.jsonl", &["invoice.paid", "invoice.created", "invoice.created"]).await;
+    expect_events(
+        &h,
+        "all.jsonl",
+        &["invoice.paid", "invoice.created", "invoice.created"],
+    )
+    .await;
     expect_events(&h, "routed.jsonl", &["invoice.paid"]).await;
 }
 
@@ -267,7 +373,10 @@ stages = [{{ sink = "http", url = "{}", signing = {{ secret = "whsec_MfKQ9r8GKYq
     for r in &got {
         let header = |n: &str| r.headers[n].to_str().expect("ascii").to_string();
         let signature = header("webhook-signature");
-        assert!(signature.starts_with("v1,") && signature.contains(" v1a,"), "{signature}");
+        assert!(
+            signature.starts_with("v1,") && signature.contains(" v1a,"),
+            "{signature}"
+        );
         let message = format!(
             "{}.{}.{}",
             header("webhook-id"),
@@ -279,7 +388,12 @@ stages = [{{ sink = "http", url = "{}", signing = {{ secret = "whsec_MfKQ9r8GKYq
         checks.push(json!({"public_b64": text(&keys[1], "public_b64"), "message": message, "signature": signature}));
         checks.push(json!({"public_b64": text(&keys[0], "public_b64"), "message": format!("{message} "), "signature": signature}));
     }
-    let out = run_script("python3", PYNACL_VERIFY, &Value::from(checks).to_string(), &[]);
+    let out = run_script(
+        "python3",
+        PYNACL_VERIFY,
+        &Value::from(checks).to_string(),
+        &[],
+    );
     let verdicts: Vec<bool> = serde_json::from_str(&out).expect("JSON array");
     assert_eq!(verdicts, [true, false, false, true, false, false]);
     assert!(!h.log().contains(&private), "the private key is logged");

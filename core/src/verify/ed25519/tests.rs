@@ -31,11 +31,14 @@ fn sign(k: &SigningKey, ts: &str, body: &str) -> String {
     hex::encode(k.sign(format!("{ts}{body}").as_bytes()).to_bytes())
 }
 
-fn send(v: &Ed25519Verifier, sig: &str, ts: &str, body: &str, now: i64) -> Result<Verified, Rejection> {
-    let h = [
-        ("X-Signature-Ed25519", sig),
-        ("X-Signature-Timestamp", ts),
-    ];
+fn send(
+    v: &Ed25519Verifier,
+    sig: &str,
+    ts: &str,
+    body: &str,
+    now: i64,
+) -> Result<Verified, Rejection> {
+    let h = [("X-Signature-Ed25519", sig), ("X-Signature-Timestamp", ts)];
     verify(v, &h, body.as_bytes(), at(now))
 }
 
@@ -90,15 +93,30 @@ fn tampered_wrong_key_moved_stale_and_future_are_401() {
     let ts = T.to_string();
     let good = sign(&k, &ts, PING);
     let tampered = PING.replace("1234", "1235");
-    assert_eq!(outcome(send(&v, &good, &ts, &tampered, T), &[]), (401, "bad_signature"));
-    let r = rejected(send(&verifier(&[public_hex(&key(8))]), &good, &ts, PING, T), &[]);
+    assert_eq!(
+        outcome(send(&v, &good, &ts, &tampered, T), &[]),
+        (401, "bad_signature")
+    );
+    let r = rejected(
+        send(&verifier(&[public_hex(&key(8))]), &good, &ts, PING, T),
+        &[],
+    );
     assert_eq!(r.to_string(), "invalid signature");
     // The timestamp is signed: moving it breaks the signature.
     let moved = (T + 1).to_string();
-    assert_eq!(outcome(send(&v, &good, &moved, PING, T), &[]), (401, "bad_signature"));
+    assert_eq!(
+        outcome(send(&v, &good, &moved, PING, T), &[]),
+        (401, "bad_signature")
+    );
     assert!(send(&v, &good, &ts, PING, T + 300).is_ok());
-    assert_eq!(outcome(send(&v, &good, &ts, PING, T + 301), &[]), (401, "timestamp_expired"));
-    assert_eq!(outcome(send(&v, &good, &ts, PING, T - 301), &[]), (401, "timestamp_in_future"));
+    assert_eq!(
+        outcome(send(&v, &good, &ts, PING, T + 301), &[]),
+        (401, "timestamp_expired")
+    );
+    assert_eq!(
+        outcome(send(&v, &good, &ts, PING, T - 301), &[]),
+        (401, "timestamp_in_future")
+    );
 }
 
 #[test]
@@ -107,20 +125,49 @@ fn missing_malformed_and_repeated_headers() {
     let v = verifier(&[public_hex(&k)]);
     let ts = T.to_string();
     let good = sign(&k, &ts, PING);
-    let r = rejected(verify(&v, &[("X-Signature-Timestamp", &ts)], PING.as_bytes(), at(T)), &[]);
-    assert_eq!((r.status(), r.to_string().as_str()), (401, "missing X-Signature-Ed25519 header"));
-    let r = rejected(verify(&v, &[("X-Signature-Ed25519", &good)], PING.as_bytes(), at(T)), &[]);
+    let r = rejected(
+        verify(
+            &v,
+            &[("X-Signature-Timestamp", &ts)],
+            PING.as_bytes(),
+            at(T),
+        ),
+        &[],
+    );
+    assert_eq!(
+        (r.status(), r.to_string().as_str()),
+        (401, "missing X-Signature-Ed25519 header")
+    );
+    let r = rejected(
+        verify(
+            &v,
+            &[("X-Signature-Ed25519", &good)],
+            PING.as_bytes(),
+            at(T),
+        ),
+        &[],
+    );
     assert_eq!((r.status(), r.reason()), (401, "missing_timestamp"));
     for bad in [&good[..126], "zz", "", &format!("{good}00")] {
-        assert_eq!(outcome(send(&v, bad, &ts, PING, T), &[]), (401, "malformed_signature"), "{bad}");
+        assert_eq!(
+            outcome(send(&v, bad, &ts, PING, T), &[]),
+            (401, "malformed_signature"),
+            "{bad}"
+        );
     }
-    assert_eq!(outcome(send(&v, &good, "soon", PING, T), &[]), (401, "malformed_timestamp"));
+    assert_eq!(
+        outcome(send(&v, &good, "soon", PING, T), &[]),
+        (401, "malformed_timestamp")
+    );
     let h = [
         ("X-Signature-Ed25519", good.as_str()),
         ("X-Signature-Ed25519", good.as_str()),
         ("X-Signature-Timestamp", ts.as_str()),
     ];
-    assert_eq!(outcome(verify(&v, &h, PING.as_bytes(), at(T)), &[]), (401, "malformed_signature"));
+    assert_eq!(
+        outcome(verify(&v, &h, PING.as_bytes(), at(T)), &[]),
+        (401, "malformed_signature")
+    );
     // Signed, but no event type: authenticated, so dead-lettered rather than refused.
     let body = r#"{"kind":1}"#;
     let r = rejected(send(&v, &sign(&k, &ts, body), &ts, body, T), &[]);
@@ -146,30 +193,53 @@ fn custom_headers_base64_encoding_and_paths() {
     let sig = BASE64_STANDARD.encode(k.sign(format!("{ts}{body}").as_bytes()).to_bytes());
     let h = [("X-Sig", sig.as_str()), ("X-Time", ts.as_str())];
     let ok = verify(&v, &h, body.as_bytes(), at(T)).expect("valid");
-    assert_eq!((ok.event_type.as_str(), ok.idempotency_key.as_deref()), ("x", Some("42")));
-    assert_eq!(outcome(verify(&v, &h, body.as_bytes(), at(T + 61)), &[]), (401, "timestamp_expired"));
+    assert_eq!(
+        (ok.event_type.as_str(), ok.idempotency_key.as_deref()),
+        ("x", Some("42"))
+    );
+    assert_eq!(
+        outcome(verify(&v, &h, body.as_bytes(), at(T + 61)), &[]),
+        (401, "timestamp_expired")
+    );
     assert_eq!(v.signature_headers(), ["x-sig"]);
 }
 
 #[test]
 fn config_errors_name_the_key() {
-    let build = |value: serde_json::Value| Ed25519Verifier::build(&serde_json::from_value(value).expect("config"));
+    let build = |value: serde_json::Value| {
+        Ed25519Verifier::build(&serde_json::from_value(value).expect("config"))
+    };
     let err = build(serde_json::json!({"public_keys": [RFC_PUBLIC, "abc"]})).expect_err("bad key");
-    assert_eq!(err, "ed25519: `public_keys[1]` is not a 32-byte Ed25519 public key in hex or base64");
+    assert_eq!(
+        err,
+        "ed25519: `public_keys[1]` is not a 32-byte Ed25519 public key in hex or base64"
+    );
     let err = build(serde_json::json!({"public_keys": ["", ""]})).expect_err("none");
     assert!(err.contains("at least one non-empty public key"), "{err}");
-    let err = build(serde_json::json!({"public_keys": [RFC_PUBLIC], "signature_header": "a b"})).expect_err("header");
+    let err = build(serde_json::json!({"public_keys": [RFC_PUBLIC], "signature_header": "a b"}))
+        .expect_err("header");
     assert!(err.contains("`signature_header`"), "{err}");
-    let err = build(serde_json::json!({"public_keys": [RFC_PUBLIC], "event_field": ""})).expect_err("field");
+    let err = build(serde_json::json!({"public_keys": [RFC_PUBLIC], "event_field": ""}))
+        .expect_err("field");
     assert!(err.contains("`event_field`"), "{err}");
     // A small-order point is no key.
     let weak = format!("01{}", "0".repeat(62));
     let err = build(serde_json::json!({"public_keys": [weak]})).expect_err("weak");
     assert!(err.contains("not a usable"), "{err}");
-    assert!(serde_json::from_value::<Ed25519Config>(serde_json::json!({"public_keys": [], "secrets": []})).is_err());
+    assert!(
+        serde_json::from_value::<Ed25519Config>(
+            serde_json::json!({"public_keys": [], "secrets": []})
+        )
+        .is_err()
+    );
     // Hookline cannot sign with a public key.
     let v = build(serde_json::json!({"public_keys": [RFC_PUBLIC]})).expect("builds");
-    let s = Signing { body: b"{}", timestamp: T, id: "1", event: None };
+    let s = Signing {
+        body: b"{}",
+        timestamp: T,
+        id: "1",
+        event: None,
+    };
     assert!(v.sign(&s).is_err());
 }
 

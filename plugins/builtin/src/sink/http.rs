@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use ed25519_dalek::{Signer as _, SigningKey};
 use hmac::{Hmac, KeyInit, Mac};
 use hookline_plugin_api::{
     BuildContext, ConfigError, Event, PluginConfig, Secret, Sink, StageError, async_trait,
@@ -36,7 +37,6 @@ use hookline_plugin_api::{
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
-use ed25519_dalek::{Signer as _, SigningKey};
 use sha2::Sha256;
 
 use crate::support::truncate;
@@ -182,7 +182,9 @@ struct Signer {
 impl Signer {
     fn new(config: &SigningConfig) -> Result<Self, String> {
         if config.secret.is_none() && config.private_key.is_none() {
-            return Err("`signing` needs `secret` (whsec_…, `v1`) or `private_key` (whsk_…, `v1a`)".into());
+            return Err(
+                "`signing` needs `secret` (whsec_…, `v1`) or `private_key` (whsk_…, `v1a`)".into(),
+            );
         }
         let mac = match &config.secret {
             Some(secret) => {

@@ -204,8 +204,16 @@ fn signs_v1a_with_a_private_key() {
         .expect("key");
         let header = signer.sign("msg_1", 1614265330, br#"{"a":1}"#);
         let sig = header.strip_prefix("v1a,").expect("v1a entry");
-        let sig: [u8; 64] = BASE64.decode(sig).expect("base64").try_into().expect("64 bytes");
-        assert!(key.verifying_key().verify(message, &Signature::from_bytes(&sig)).is_ok());
+        let sig: [u8; 64] = BASE64
+            .decode(sig)
+            .expect("base64")
+            .try_into()
+            .expect("64 bytes");
+        assert!(
+            key.verifying_key()
+                .verify(message, &Signature::from_bytes(&sig))
+                .is_ok()
+        );
         assert!(!header.contains(' '), "{header}");
     }
     let both = Signer::new(&SigningConfig {
@@ -213,10 +221,20 @@ fn signs_v1a_with_a_private_key() {
         private_key: Some(Secret::new(seed)),
     })
     .expect("keys");
-    let header = both.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+    let header = both.sign(
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        1614265330,
+        br#"{"test": 2432232314}"#,
+    );
     let entries: Vec<&str> = header.split(' ').collect();
-    assert_eq!(entries[0], "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-    assert!(entries[1].starts_with("v1a,") && entries.len() == 2, "{header}");
+    assert_eq!(
+        entries[0],
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    );
+    assert!(
+        entries[1].starts_with("v1a,") && entries.len() == 2,
+        "{header}"
+    );
 }
 
 #[test]
@@ -227,14 +245,21 @@ fn private_keys_are_checked_and_never_echoed() {
     for (key, message) in [
         ("whsk_c2hvcnQ=".to_string(), "32-byte Ed25519 seed"),
         ("whsk_!!!".to_string(), "32-byte Ed25519 seed"),
-        (format!("whsk_{}", BASE64.encode(mismatched)), "does not belong"),
+        (
+            format!("whsk_{}", BASE64.encode(mismatched)),
+            "does not belong",
+        ),
     ] {
         let text = format!("url = \"https://x.test\"\nsigning = {{ private_key = \"{key}\" }}");
         let err = build(&config("http", &text), &ctx()).expect_err(&text);
         assert!(err.message.contains(message), "{text}: {}", err.message);
         assert!(!err.message.contains(&key[5..]), "{}", err.message);
     }
-    let err = build(&config("http", "url = \"https://x.test\"\nsigning = {}"), &ctx()).expect_err("empty");
+    let err = build(
+        &config("http", "url = \"https://x.test\"\nsigning = {}"),
+        &ctx(),
+    )
+    .expect_err("empty");
     assert!(err.message.contains("`private_key`"), "{}", err.message);
 }
 
