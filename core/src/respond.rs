@@ -68,6 +68,23 @@ fn default_status() -> u16 {
     200
 }
 
+impl RespondConfig {
+    /// One line for `hookline check`: the status, the headers' names and whether a body
+    /// template is set.
+    pub(crate) fn describe(&self) -> String {
+        let mut text = self.status.to_string();
+        if !self.headers.is_empty() {
+            let names: Vec<&str> = self.headers.keys().map(String::as_str).collect();
+            text.push_str(&format!(", headers {}", names.join(", ")));
+        }
+        text.push_str(match self.body {
+            Some(_) => ", body from a template (after the event is journaled)",
+            None => ", Hookline's JSON body",
+        });
+        text
+    }
+}
+
 /// A source's answer, compiled.
 #[derive(Debug)]
 pub(crate) struct Responder {
@@ -320,5 +337,12 @@ mod tests {
             assert!(err.contains(expected), "{table}: {err}");
         }
         assert!(responder("status = 204").is_ok());
+        let c: RespondConfig =
+            toml::from_str("status = 202\nheaders = { \"X-A\" = \"1\" }\nbody = '{}'")
+                .expect("toml");
+        assert_eq!(
+            c.describe(),
+            "202, headers X-A, body from a template (after the event is journaled)"
+        );
     }
 }

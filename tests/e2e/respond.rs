@@ -131,4 +131,9 @@ fn respond_mistakes_are_config_errors_with_their_place() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("respond 200, headers Cache-Control, body from a template"),
+        "{stdout}"
+    );
 }
