@@ -360,8 +360,12 @@ stages = [{{ sink = "http", url = "{}", signing = {{ secret = "whsec_MfKQ9r8GKYq
         leadshark_source(),
         receiver.url()
     );
-    let private_key = format!("whsk_{private}");
-    let h = Hookline::start_with(&config, "", &[("SINK_PRIVATE_KEY", &private_key)]);
+    // The private key is a secret: here read from a file (`file:`), named by a variable.
+    let keys_dir = tempfile::tempdir().expect("dir");
+    let key_file = keys_dir.path().join("sink.key");
+    std::fs::write(&key_file, format!("whsk_{private}\n")).expect("write key");
+    let reference = format!("file:{}", key_file.display());
+    let h = Hookline::start_with(&config, "", &[("SINK_PRIVATE_KEY", &reference)]);
     let url = h.url("/webhooks/leadshark");
     for i in 0..2 {
         let r = post_signed(&url, &sample("email.captured", i)).await;
