@@ -373,7 +373,8 @@ async fn receive(
                 first_id: &first_id,
             }
             .emit();
-            // The same answer as the first time: rendered over this copy, under the first id.
+            // Answered like the first: rendered over this copy (a retry carries the same
+            // payload) under the first event's id.
             let answer = source.responder.as_ref().and_then(|_| {
                 let mut first = new.event.clone();
                 first.id = first_id.clone();
