@@ -298,6 +298,9 @@ pub fn check(config: &Path, connect: bool, registry: &Registry) -> anyhow::Resul
             s.path,
             s.verify.describe()
         );
+        if let Some(respond) = &s.respond {
+            outln!("  respond {}", respond.describe());
+        }
     }
     for p in &parsed.pipelines {
         outln!(

@@ -5,8 +5,9 @@
 //! [`Event`]. The 2xx is sent only after the event, with the pipelines it was routed to,
 //! is committed to the journal (see `journal::Journal::accept`); a request that is authenticated but cannot be processed is committed as a dead
 //! letter and also answered 2xx (nothing authenticated is lost, and the sender has nothing
-//! to fix by retrying). Every rejection is a status code with a JSON `{"error": "..."}`
-//! body; nothing here panics on any input.
+//! to fix by retrying). A source's `respond` (see [`crate::respond`]) replaces the 2xx of a
+//! committed event (or a duplicate), never an earlier answer. Every rejection is a status
+//! code with a JSON `{"error": "..."}` body; nothing here panics on any input.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,8 @@ use tokio::sync::Semaphore;
 use tracing::{debug, error, warn};
 
 use crate::internal_events::{
-    DuplicateReceived, EventAccepted, RequestRejected, TestPingAnswered, UnprocessableDeadLettered,
+    DuplicateReceived, EventAccepted, RequestRejected, ResponseRenderFailed, TestPingAnswered,
+    UnprocessableDeadLettered,
 };
 use crate::journal::{Accepted, Delivery, Journal, NewDeadLetter, NewEvent};
 use crate::runtime::{Runtime, Source, Workers};
@@ -171,6 +173,7 @@ async fn handle(
             )
                 .into_response(),
             Ok(Receipt::Handshake(answer)) => (StatusCode::OK, axum::Json(answer)).into_response(),
+            Ok(Receipt::Answer(response)) => response,
             Err(e) => e.into_response(),
         },
         // LeadShark's "Test webhook" button sends a GET: answer it, process nothing.
@@ -204,6 +207,31 @@ enum Receipt {
     Duplicate(String),
     /// A provider's signed handshake, answered with this JSON; nothing journaled.
     Handshake(serde_json::Value),
+    /// Journaled (or a duplicate), answered as the source's `respond` says.
+    Answer(Response),
+}
+
+/// The source's `respond` answer for a committed event (`None`: the default answer). A
+/// body that cannot be rendered is logged, and the default answer is sent: the event is
+/// accepted either way.
+fn custom_answer(source: &Source, event: &Event, duplicate: bool) -> Option<Receipt> {
+    let responder = source.responder.as_ref()?;
+    let mut default = json!({ "received": true, "id": event.id });
+    if duplicate {
+        default["duplicate"] = true.into();
+    }
+    match responder.answer(event, default) {
+        Ok(response) => Some(Receipt::Answer(response)),
+        Err(error) => {
+            ResponseRenderFailed {
+                source: &source.name,
+                event_id: &event.id,
+                error: &error,
+            }
+            .emit();
+            None
+        }
+    }
 }
 
 async fn receive(
@@ -347,7 +375,14 @@ async fn receive(
                 first_id: &first_id,
             }
             .emit();
-            Ok(Receipt::Duplicate(first_id))
+            // Answered like the first: rendered over this copy (a retry carries the same
+            // payload) under the first event's id.
+            let answer = source.responder.as_ref().and_then(|_| {
+                let mut first = new.event.clone();
+                first.id = first_id.clone();
+                custom_answer(source, &first, true)
+            });
+            Ok(answer.unwrap_or(Receipt::Duplicate(first_id)))
         }
         Ok(Accepted::New { deliveries, queued }) => {
             EventAccepted {
@@ -361,6 +396,8 @@ async fn receive(
                 // Ordered deliveries wait their turn in the journal.
                 state.workers.wake();
             }
+            // Rendered now, while the event is at hand; sent once the runs are started.
+            let answer = custom_answer(source, event, false);
             let id = event.id.clone();
             // Each run gets its own copy; the last one takes the original.
             let mut event = Some(new.event);
@@ -401,7 +438,7 @@ async fn receive(
                     }
                 }
             }
-            Ok(Receipt::Accepted(id))
+            Ok(answer.unwrap_or(Receipt::Accepted(id)))
         }
         Err(e) => {
             if let Some(held_back) = lograte::allow(&format!("journal:{}", source.name)) {

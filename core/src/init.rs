@@ -17,6 +17,8 @@ pub(crate) enum Scheme {
     Shopify,
     Hmac,
     Twilio,
+    /// Ed25519 public-key signatures, Discord flavoured (answers its PING).
+    Ed25519,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -111,6 +113,20 @@ fn source(
             "The account's Auth Token (Console → Account info). Twilio signs the URL it calls:\n# set public_url to the webhook URL exactly as entered in Twilio's console.",
             "received",
         ),
+        Scheme::Ed25519 => (
+            "discord",
+            "DISCORD_PUBLIC_KEY",
+            r#"verify = { scheme = "ed25519", public_keys = ["${DISCORD_PUBLIC_KEY:-d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a}", "${DISCORD_PUBLIC_KEY_OLD:-}"], tolerance = "5m" }
+# Discord checks the endpoint with a signed PING (`{"type": 1}`) and wants `{"type": 1}`
+# (PONG) back; every other interaction is answered "Received." while the pipeline runs.
+# The answer is sent only once the event is verified and journaled (docs/verification.md).
+respond = { body = '''
+{% if payload.type == 1 %}{"type": 1}{% else %}{"type": 4, "data": {"content": "Received."}}{% endif %}
+''' }"#
+                .into(),
+            "The application's Public Key (Developer Portal → General Information); Discord signs with its private half.",
+            "2",
+        ),
     }
 }
 
@@ -134,6 +150,21 @@ fn sink(kind: SinkKind) -> &'static str {
 pub(crate) fn config_text(scheme: Scheme, kind: SinkKind) -> String {
     let (name, var, verify, note, _) = source(scheme);
     let sink = sink(kind);
+    let keys = if scheme == Scheme::Ed25519 {
+        format!(
+            "# Without ${{{var}}} set, the sample key below is used and `serve` warns loudly. While the\n\
+             # sender rotates its key pair, list the old public key too: both are accepted."
+        )
+    } else {
+        format!(
+            "# Without ${{{var}}} set, the default below is used and `serve` warns loudly. While rotating a\n\
+             # secret, list the old one too: both are accepted.\n\
+             # Or keep the secret in a file, read again on every reload (rewrite it, then\n\
+             # `systemctl reload hookline` or `kill -HUP`): secrets = [\"file:/run/secrets/{name}\"]; under\n\
+             # systemd with `LoadCredential={name}:/etc/hookline/{name}.secret`, secrets = [\"credential:{name}\"]\n\
+             # (docs/operations.md, \"Secrets in files\")."
+        )
+    };
     format!(
         r#"# Hookline pipeline, written by `hookline init`.
 # Check it:   hookline check --config pipeline.toml
@@ -159,12 +190,7 @@ listen = "127.0.0.1:9090"
 name = "{name}"
 path = "/webhooks/{name}"
 # {note}
-# Without ${var} set, the default below is used and `serve` warns loudly. While rotating a
-# secret, list the old one too: both are accepted.
-# Or keep the secret in a file, read again on every reload (rewrite it, then
-# `systemctl reload hookline` or `kill -HUP`): secrets = ["file:/run/secrets/{name}"]; under
-# systemd with `LoadCredential={name}:/etc/hookline/{name}.secret`, secrets = ["credential:{name}"]
-# (docs/operations.md, "Secrets in files").
+{keys}
 {verify}
 
 [[pipelines]]
@@ -186,6 +212,11 @@ pub(crate) fn test_text(scheme: Scheme) -> String {
     let (name, _, _, _, event_type) = source(scheme);
     let input = if scheme == Scheme::Leadshark {
         format!("sample = \"{event_type}\"   # one of LeadShark's documented sample payloads")
+    } else if scheme == Scheme::Ed25519 {
+        // Discord's interaction types are numbers: 2 is an application command.
+        format!(
+            "type = \"{event_type}\"\npayload = {{ type = {event_type}, id = \"1\", data = {{ name = \"hello\" }} }}"
+        )
     } else {
         format!(
             "type = \"{event_type}\"\npayload = {{ type = \"{event_type}\", data = {{ id = \"evt_1\" }} }}"

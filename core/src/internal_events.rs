@@ -171,6 +171,23 @@ impl UnprocessableDeadLettered<'_> {
     }
 }
 
+/// A source's `respond` body could not be rendered for an accepted event: the default
+/// answer was sent (the event is committed all the same).
+#[derive(Debug)]
+pub(crate) struct ResponseRenderFailed<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) event_id: &'a str,
+    pub(crate) error: &'a str,
+}
+
+impl ResponseRenderFailed<'_> {
+    pub(crate) fn emit(self) {
+        if let Some(held_back) = lograte::allow(&format!("respond:{}", self.source)) {
+            warn!(event_id = %self.event_id, source = %self.source, error = %self.error, held_back, "`respond` body could not be rendered; answered with the default");
+        }
+    }
+}
+
 /// A stage's series.
 #[derive(Debug, Clone)]
 pub(crate) struct StageTelemetry {

@@ -133,6 +133,7 @@ fn init_writes_a_starter_that_passes_check_and_test_for_every_scheme_and_sink() 
         "shopify",
         "hmac",
         "twilio",
+        "ed25519",
     ];
     for scheme in schemes {
         for sink in ["file", "http", "postgres", "stdout", "sqlite"] {
@@ -152,6 +153,13 @@ fn init_writes_a_starter_that_passes_check_and_test_for_every_scheme_and_sink() 
                 text.lines().filter(|l| l.starts_with('#')).count() >= 5,
                 "commented"
             );
+            if scheme == "ed25519" {
+                // Discord flavoured: its PING is answered with the PONG.
+                assert!(
+                    text.contains("respond = ") && text.contains(r#"{"type": 1}"#),
+                    "{text}"
+                );
+            }
             let out = run_cli(&["--log-level", "error", "check", "--config", c], &[]);
             assert!(
                 out.status.success(),

@@ -6,6 +6,8 @@ use hookline::config::RetryPolicy;
 use hookline::config::{
     AdminConfig, ServerConfig, SourceConfig, StorageConfig, pipeline_keys, stage_keys,
 };
+use hookline::respond::RespondConfig;
+use hookline::verify::ed25519::Ed25519Config;
 use hookline::verify::{
     github::GithubConfig, hmac::HmacConfig, leadshark::LeadsharkConfig, shopify::ShopifyConfig,
     slack::SlackConfig, standard_webhooks::StandardWebhooksConfig, stripe::StripeConfig,
@@ -185,5 +187,15 @@ fn every_verification_key_has_an_entry() {
         "verification.md",
         "`twilio`",
         serde_introspect::<TwilioConfig>(),
+    );
+    assert_documented(
+        "verification.md",
+        "`ed25519`",
+        serde_introspect::<Ed25519Config>(),
+    );
+    assert_documented(
+        "verification.md",
+        "Answering with `respond`",
+        serde_introspect::<RespondConfig>(),
     );
 }

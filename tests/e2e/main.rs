@@ -15,6 +15,7 @@ mod package;
 mod plugin_sdk;
 mod postgres;
 mod postgres_server;
+mod respond;
 mod schemes;
 mod secrets;
 mod send_schemes;

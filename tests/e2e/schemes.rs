@@ -8,6 +8,7 @@
 //! The npm SDKs are pinned in `tests/node/package-lock.json` (`npm ci --prefix tests/node`,
 //! done by `.ci/run`); `tests/node/sign.mjs` calls them.
 
+mod ed25519;
 mod generic;
 mod github;
 mod shopify;

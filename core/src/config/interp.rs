@@ -28,6 +28,10 @@ pub struct Outcome {
 /// scheme (and the `http` sink's `signing`) accepts it; long enough for an admin token.
 pub const TEST_SECRET: &str = "whsec_aG9va2xpbmUtdGVzdC1wbGFjZWhvbGRlcg==";
 
+/// What an unset `private_key` (the `http` sink's `v1a` signing key) becomes in `hookline
+/// test`: `whsk_` and a 32-byte Ed25519 seed, so the sink builds.
+pub const TEST_PRIVATE_KEY: &str = "whsk_aG9va2xpbmUtdGVzdC1wbGFjZWhvbGRlci1rZXktMzI=";
+
 /// Replace `${...}` in every string value of the document, in place, and read secrets
 /// written `file:PATH` or `credential:NAME` (see [`super::secret_ref`]); relative paths
 /// resolve against `base_dir`.
@@ -66,9 +70,16 @@ pub(crate) fn interpolate_table_for_tests(
 
 /// Whether a dotted key path (`sources[0].verify.secrets[1]`) names a secret.
 fn is_secret_key(path: &str) -> bool {
+    matches!(
+        key_name(path),
+        "secrets" | "secret" | "token" | "password" | "private_key"
+    )
+}
+
+/// The last key of a dotted path, without an index (`secrets` for `verify.secrets[1]`).
+fn key_name(path: &str) -> &str {
     let last = path.rsplit('.').next().unwrap_or(path);
-    let name = last.split('[').next().unwrap_or(last);
-    matches!(name, "secrets" | "secret" | "token" | "password")
+    last.split('[').next().unwrap_or(last)
 }
 
 fn walk_table(
@@ -121,6 +132,14 @@ fn walk_value(
                 secrets.resolve(s, value)
             });
             match resolved {
+                // A placeholder for a private key must be one.
+                Ok(value)
+                    if secrets.placeholders
+                        && value == TEST_SECRET
+                        && key_name(path) == "private_key" =>
+                {
+                    *s = TEST_PRIVATE_KEY.into()
+                }
                 Ok(value) => *s = value.into(),
                 Err(message) => out.errors.push((span, message)),
             }
@@ -281,9 +300,35 @@ mod tests {
         assert_eq!(&text[out.errors[0].0.clone()], "\"${URL}\"");
         assert!(is_secret_key("sources[0].verify.secrets[1]"));
         assert!(is_secret_key("pipelines[0].stages[1].signing.secret"));
+        assert!(is_secret_key("pipelines[0].stages[1].signing.private_key"));
+        assert!(!is_secret_key("sources[0].verify.public_keys[0]"));
         assert!(!is_secret_key("pipelines[0].stages[1].url"));
         assert!(is_secret_key("pipelines[0].stages[2].password"));
         assert!(is_secret_key("storage.nats.password"));
+        // An unset private key becomes a usable one; a set one is kept.
+        let keys = "signing = { private_key = \"${PROD}\", secret = \"${PROD}\" }\nother = { private_key = \"${SET}\" }\n";
+        let mut keyed = DeTable::parse(keys).expect("parses").into_inner();
+        assert!(
+            interpolate_table_for_tests(&mut keyed, &env, Path::new("."))
+                .errors
+                .is_empty()
+        );
+        let get = |table: &str, key: &str| match keyed.get(table).map(|v| v.get_ref()) {
+            Some(DeValue::Table(t)) => t
+                .get(key)
+                .and_then(|v| v.get_ref().as_str())
+                .map(str::to_string),
+            _ => None,
+        };
+        assert_eq!(
+            get("signing", "private_key").as_deref(),
+            Some(TEST_PRIVATE_KEY)
+        );
+        assert_eq!(get("signing", "secret").as_deref(), Some(TEST_SECRET));
+        assert_ne!(
+            get("other", "private_key").as_deref(),
+            Some(TEST_PRIVATE_KEY)
+        );
         let mut doc = DeTable::parse(text).expect("parses").into_inner();
         assert_eq!(
             interpolate_table(&mut doc, &env, Path::new("."))

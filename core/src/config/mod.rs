@@ -193,14 +193,18 @@ impl Config<'_> {
         }
     }
 
-    /// Secrets (or tokens) that came from a default written in the file: anyone who can read
-    /// the file can forge webhooks, so `serve` warns loudly.
+    /// Secrets (or tokens, private keys) that came from a default written in the file:
+    /// anyone who can read the file can forge webhooks, so `serve` warns loudly. So do
+    /// public keys from a default: a sample key (`hookline init`'s is RFC 8032's, whose
+    /// private half is published) lets anyone sign.
     pub(crate) fn insecure_defaults(&self) -> Vec<&DefaultUsed> {
         self.defaults_used
             .iter()
             .filter(|d| {
                 let key = d.key.to_ascii_lowercase();
-                key.contains("secret") || key.contains("token")
+                ["secret", "token", "private_key", "public_keys"]
+                    .iter()
+                    .any(|k| key.contains(k))
             })
             .collect()
     }

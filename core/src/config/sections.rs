@@ -135,6 +135,12 @@ pub struct SourceConfig {
     /// and not processed again (`"0s"` turns deduplication off).
     #[serde(default = "default_dedupe_window", with = "humantime_serde")]
     pub(crate) dedupe_window: Duration,
+    /// The answer to an accepted event, instead of Hookline's own (see `respond.rs`).
+    #[serde(default)]
+    pub(crate) respond: Option<crate::respond::RespondConfig>,
+    /// `respond`, compiled by the checker.
+    #[serde(skip)]
+    pub(crate) responder: Option<std::sync::Arc<crate::respond::Responder>>,
     /// `verify`, built by the checker (a source whose verifier cannot be built is an error
     /// of the file): the runtime uses this one rather than building it again.
     #[serde(skip)]

@@ -32,6 +32,8 @@ pub(crate) struct Source {
     pub(crate) path: String,
     pub(crate) verifier: Arc<dyn Verifier>,
     pub(crate) dedupe_window: std::time::Duration,
+    /// `respond`: the answer to an accepted event, when not Hookline's own.
+    pub(crate) responder: Option<Arc<crate::respond::Responder>>,
     /// Event types used as metric labels; anything else is `other`.
     pub(crate) declared: Vec<String>,
     /// Pipelines fed by this source, in config order.
@@ -201,6 +203,7 @@ impl Runtime {
                             path: s.path.clone(),
                             verifier,
                             dedupe_window: s.dedupe_window,
+                            responder: s.responder.clone(),
                             telemetry: SourceTelemetry::new(
                                 &s.name,
                                 declared.iter().map(String::as_str),

@@ -8,8 +8,8 @@
 //! pipelines.
 //!
 //! Each scheme lives in its own file and adds one [`VerifyConfig`] variant: [`leadshark`],
-//! [`standard_webhooks`], [`github`], [`stripe`], [`slack`], [`shopify`], [`twilio`] and the generic
-//! [`hmac`]. Every scheme:
+//! [`standard_webhooks`], [`github`], [`stripe`], [`slack`], [`shopify`], [`twilio`] and the
+//! generic [`hmac`]; [`ed25519`] verifies with the sender's public keys. Every scheme:
 //! - compares signatures in constant time, over the raw body bytes first;
 //! - accepts several secrets at once, so a secret can be rotated without dropping events;
 //! - checks the signed timestamp against a tolerance where the scheme signs one;
@@ -28,6 +28,7 @@ use hookline_plugin_api::Secret;
 use serde::Deserialize;
 
 pub(crate) mod common;
+pub mod ed25519;
 pub mod github;
 pub mod hmac;
 pub mod leadshark;
@@ -304,6 +305,8 @@ pub(crate) enum VerifyConfig {
     Hmac(hmac::HmacConfig),
     /// `X-Twilio-Signature`: base64 HMAC-SHA1 of the public URL and the sorted form fields.
     Twilio(twilio::TwilioConfig),
+    /// An Ed25519 signature of `timestamp + body` (Discord), checked with public keys.
+    Ed25519(ed25519::Ed25519Config),
 }
 
 impl VerifyConfig {
@@ -318,6 +321,7 @@ impl VerifyConfig {
             VerifyConfig::Shopify(_) => "shopify",
             VerifyConfig::Hmac(_) => "hmac",
             VerifyConfig::Twilio(_) => "twilio",
+            VerifyConfig::Ed25519(_) => "ed25519",
         }
     }
 
@@ -333,15 +337,28 @@ impl VerifyConfig {
             VerifyConfig::Shopify(c) => (&c.secrets, None),
             VerifyConfig::Hmac(c) => (&c.secrets, c.tolerance),
             VerifyConfig::Twilio(c) => (&c.secrets, None),
+            VerifyConfig::Ed25519(c) => (&[], Some(c.tolerance)),
         };
         let set = secrets.iter().filter(|s| !s.expose().is_empty()).count();
-        let mut text = format!("{} signature, secrets ***", self.scheme());
+        let public_keys: &[String] = match self {
+            VerifyConfig::Ed25519(c) => &c.public_keys,
+            VerifyConfig::StandardWebhooks(c) => &c.public_keys,
+            _ => &[],
+        };
+        let public_keys = public_keys.iter().filter(|k| !k.is_empty()).count();
+        let mut text = format!("{} signature", self.scheme());
         match (set, secrets.len()) {
-            (1, 1) => text.push_str(" (1 secret)"),
-            (set, total) if set == total => text.push_str(&format!(" ({set} secrets)")),
-            (set, total) => {
-                text.push_str(&format!(" ({set} of {total} set; empty slots are skipped)"))
+            (_, 0) => {}
+            (1, 1) => text.push_str(", secrets *** (1 secret)"),
+            (set, total) if set == total => {
+                text.push_str(&format!(", secrets *** ({set} secrets)"))
             }
+            (set, total) => text.push_str(&format!(
+                ", secrets *** ({set} of {total} set; empty slots are skipped)"
+            )),
+        }
+        if public_keys > 0 {
+            text.push_str(&format!(", {public_keys} public key(s)"));
         }
         match tolerance {
             Some(t) => text.push_str(&format!(
@@ -370,6 +387,7 @@ impl VerifyConfig {
             }
             VerifyConfig::Hmac(c) => Box::new(hmac::HmacVerifier::build(c)?),
             VerifyConfig::Twilio(c) => Box::new(twilio::TwilioVerifier::build(c)?),
+            VerifyConfig::Ed25519(c) => Box::new(ed25519::Ed25519Verifier::build(c)?),
         })
     }
 }

@@ -52,13 +52,16 @@ impl VerifyConfig {
             VerifyConfig::Shopify(c) => &c.secrets,
             VerifyConfig::Hmac(c) => &c.secrets,
             VerifyConfig::Twilio(c) => &c.secrets,
+            VerifyConfig::Ed25519(_) => &[],
         }
     }
 
     /// The same table with only `secret`: a verifier that checks (and signs) with it alone.
+    /// A table without secrets (`ed25519`) is returned as it is: it cannot sign.
     pub fn with_secret(&self, secret: &Secret) -> VerifyConfig {
         let mut one = self.clone();
         let secrets = match &mut one {
+            VerifyConfig::Ed25519(_) => return one,
             VerifyConfig::Leadshark(c) => &mut c.secrets,
             VerifyConfig::StandardWebhooks(c) => &mut c.secrets,
             VerifyConfig::Github(c) => &mut c.secrets,
@@ -76,6 +79,12 @@ impl VerifyConfig {
     /// generic `hmac` scheme has no defaults of its own; here it means hex HMAC-SHA256 of
     /// the body in `X-Signature`, the event type in the payload's `event`.
     pub fn for_scheme(scheme: &str, secrets: &[String]) -> Result<VerifyConfig, String> {
+        if scheme == "ed25519" {
+            return Err(
+                "ed25519: a source of this scheme holds only the sender's public keys, so Hookline cannot sign for it"
+                    .into(),
+            );
+        }
         let mut table = serde_json::json!({ "scheme": scheme, "secrets": secrets });
         if scheme == "hmac" {
             table["header"] = "X-Signature".into();
@@ -94,6 +103,7 @@ impl VerifyConfig {
             VerifyConfig::Leadshark(_) => Some("event"),
             VerifyConfig::StandardWebhooks(c) => Some(&c.event_field),
             VerifyConfig::Stripe(_) | VerifyConfig::Slack(_) => Some("type"),
+            VerifyConfig::Ed25519(c) => Some(&c.event_field),
             VerifyConfig::Hmac(c) => c.event_field.as_deref(),
             VerifyConfig::Twilio(c) => Some(c.event_field.as_deref().unwrap_or("EventType")),
             VerifyConfig::Github(_) | VerifyConfig::Shopify(_) => None,

@@ -6,6 +6,11 @@
 //! Svix's `svix-id`, `svix-timestamp` and `svix-signature` are read the same way when the
 //! `webhook-*` ones are absent.
 //!
+//! Asymmetric signatures (`v1a`) are accepted too when the source lists the sender's
+//! public keys, `public_keys = ["whpk_<base64>"]`: a `v1a,<base64>` entry is the Ed25519
+//! signature of the same `{webhook-id}.{webhook-timestamp}.{body}`. A source may list
+//! secrets, public keys or both; any one entry that matches any one key is enough.
+//!
 //! ```toml
 //! [[sources]]
 //! name = "billing"
@@ -28,6 +33,7 @@ use super::common::{
     Algorithm, Keyring, check_age, default_tolerance, event_at, json_object, malformed, one_header,
     signature_header, timestamp_header,
 };
+use super::ed25519::PublicKeys;
 use super::sign::{Header, Signing};
 use super::{Rejection, Unverified, Verified, Verifier, check_secrets};
 
@@ -35,8 +41,12 @@ use super::{Rejection, Unverified, Verified, Verifier, check_secrets};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StandardWebhooksConfig {
-    /// Every secret accepted, `whsec_<base64>` (the prefix is optional).
+    /// Every secret accepted, `whsec_<base64>` (the prefix is optional): `v1` entries.
+    #[serde(default)]
     pub(crate) secrets: Vec<Secret>,
+    /// Every public key accepted, `whpk_<base64>` (the prefix is optional): `v1a` entries.
+    #[serde(default)]
+    pub(crate) public_keys: Vec<String>,
     /// How far `webhook-timestamp` may be from now, either way. Default 5 minutes.
     #[serde(default = "default_tolerance", with = "humantime_serde")]
     pub(crate) tolerance: Duration,
@@ -71,7 +81,10 @@ const SVIX: Names = Names {
 
 #[derive(Debug, Clone)]
 pub(crate) struct StandardWebhooksVerifier {
-    keys: Keyring,
+    /// `v1`: HMAC secrets; none when the source lists only public keys.
+    keys: Option<Keyring>,
+    /// `v1a`: Ed25519 public keys.
+    public_keys: Option<PublicKeys>,
     tolerance: Duration,
     event_field: String,
 }
@@ -79,17 +92,33 @@ pub(crate) struct StandardWebhooksVerifier {
 impl StandardWebhooksVerifier {
     pub(crate) fn build(config: &StandardWebhooksConfig) -> Result<Self, String> {
         const SCHEME: &str = "standard-webhooks";
-        let keys = check_secrets(SCHEME, &config.secrets)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| decode_secret(s.expose()).ok_or_else(|| bad_secret(i)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let public_keys = match config.public_keys.is_empty() {
+            true => None,
+            false => Some(PublicKeys::parse(
+                SCHEME,
+                "public_keys",
+                &config.public_keys,
+                Some("whpk_"),
+            )?),
+        };
+        let keys = if public_keys.is_some() && config.secrets.is_empty() {
+            None
+        } else {
+            let keys = check_secrets(SCHEME, &config.secrets)
+                .map_err(|e| format!("{e} (or `public_keys`, for `v1a` signatures)"))?
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| decode_secret(s.expose()).ok_or_else(|| bad_secret(i)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            Some(Keyring::from_bytes(SCHEME, Algorithm::Sha256, &keys)?)
+        };
         if config.event_field.is_empty() {
             return Err(format!("{SCHEME}: `event_field` must not be empty"));
         }
         Ok(StandardWebhooksVerifier {
-            keys: Keyring::from_bytes(SCHEME, Algorithm::Sha256, &keys)?,
+            keys,
+            public_keys,
             tolerance: config.tolerance,
             event_field: config.event_field.clone(),
         })
@@ -127,25 +156,26 @@ fn names(headers: &http::HeaderMap) -> Names {
 }
 
 impl StandardWebhooksVerifier {
-    /// `v1,<base64>` with the first secret.
-    fn signature(&self, id: &[u8], timestamp: i64, body: &[u8]) -> String {
+    /// `v1,<base64>` with the first secret; `None` without secrets (public keys only).
+    fn signature(&self, id: &[u8], timestamp: i64, body: &[u8]) -> Option<String> {
         let timestamp = timestamp.to_string();
         let tag = self
             .keys
+            .as_ref()?
             .sign_with_first(&message(id, timestamp.as_bytes(), body));
-        format!("v1,{}", BASE64_STANDARD.encode(tag))
+        Some(format!("v1,{}", BASE64_STANDARD.encode(tag)))
     }
 }
 
 impl Verifier for StandardWebhooksVerifier {
     fn sign(&self, s: &Signing<'_>) -> Result<Vec<Header>, String> {
+        let signature = self
+            .signature(s.id.as_bytes(), s.timestamp, s.body)
+            .ok_or("standard-webhooks: this source lists only public keys (`v1a`), so Hookline cannot sign for it")?;
         Ok(vec![
             (STANDARD.id.into(), s.id.into()),
             (STANDARD.timestamp.into(), s.timestamp.to_string()),
-            (
-                STANDARD.signature.into(),
-                self.signature(s.id.as_bytes(), s.timestamp, s.body),
-            ),
+            (STANDARD.signature.into(), signature),
         ])
     }
 
@@ -155,17 +185,24 @@ impl Verifier for StandardWebhooksVerifier {
             one_header(req.headers, names.id),
             timestamp_header(req.headers, names.timestamp),
         ) {
-            (Ok(Some(id)), Ok((_, t))) if !id.is_empty() => {
-                vec![(names.signature.into(), self.signature(id, t, req.body))]
-            }
+            (Ok(Some(id)), Ok((_, t))) if !id.is_empty() => self
+                .signature(id, t, req.body)
+                .map(|sig| vec![(names.signature.into(), sig)])
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }
 
     fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
         let names = names(req.headers);
-        let signatures = parse_signatures(signature_header(req.headers, names.signature)?)
-            .map_err(|problem| malformed(names.signature, problem))?;
+        let value = signature_header(req.headers, names.signature)?;
+        let (signatures, asymmetric) = (v1_entries(value), v1a_entries(value));
+        if signatures.is_empty() && asymmetric.is_empty() {
+            return Err(malformed(
+                names.signature,
+                "expected space-separated `v1,<base64>` or `v1a,<base64>` entries",
+            ));
+        }
         let id = match one_header(req.headers, names.id) {
             Ok(Some(id)) if !id.is_empty() => id,
             Ok(_) => {
@@ -179,10 +216,18 @@ impl Verifier for StandardWebhooksVerifier {
         // The libraries sign the timestamp as they print an integer, so do the same.
         let timestamp = signed_at.to_string();
         let candidates: Vec<&[u8]> = signatures.iter().map(|s| s.as_slice()).collect();
-        if !self
+        let parts = message(id, timestamp.as_bytes(), req.body);
+        let symmetric = self
             .keys
-            .matches(&message(id, timestamp.as_bytes(), req.body), &candidates)
-        {
+            .as_ref()
+            .is_some_and(|keys| keys.matches(&parts, &candidates));
+        let asymmetric = !symmetric
+            && !asymmetric.is_empty()
+            && self
+                .public_keys
+                .as_ref()
+                .is_some_and(|keys| keys.verify(&parts.concat(), &asymmetric));
+        if !(symmetric || asymmetric) {
             return Err(Rejection::BadSignature);
         }
         check_age(signed_at, req.now, self.tolerance)?;
@@ -199,24 +244,40 @@ impl Verifier for StandardWebhooksVerifier {
 /// Every `v1,<base64>` entry of a signature header. Entries of other versions (`v1a` is an
 /// asymmetric signature) and undecodable ones are skipped; none usable is malformed.
 pub(crate) fn parse_signatures(value: &[u8]) -> Result<Vec<[u8; 32]>, &'static str> {
-    let signatures: Vec<[u8; 32]> = value
-        .split(|b| *b == b' ')
-        .filter_map(|entry| {
-            let (version, signature) = entry.split_at(entry.iter().position(|b| *b == b',')?);
-            if version != b"v1" {
-                return None;
-            }
-            let mut tag = [0u8; 32];
-            match BASE64_STANDARD.decode_slice(&signature[1..], &mut tag) {
-                Ok(32) => Some(tag),
-                _ => None,
-            }
-        })
-        .collect();
+    let signatures = v1_entries(value);
     if signatures.is_empty() {
         return Err("expected space-separated `v1,<base64 HMAC-SHA256>` entries");
     }
     Ok(signatures)
+}
+
+/// The decoded `{version},<base64>` entries of `N` bytes; others are skipped.
+fn entries<const N: usize>(value: &[u8], version: &[u8]) -> Vec<[u8; N]> {
+    value
+        .split(|b| *b == b' ')
+        .filter_map(|entry| {
+            let (v, signature) = entry.split_at(entry.iter().position(|b| *b == b',')?);
+            if v != version {
+                return None;
+            }
+            // Room for more than expected, so that a longer value is refused, not cut.
+            let mut buf = [0u8; 72];
+            match BASE64_STANDARD.decode_slice(&signature[1..], &mut buf) {
+                Ok(n) if n == N => buf[..N].try_into().ok(),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// `v1,<base64 HMAC-SHA256>` entries.
+fn v1_entries(value: &[u8]) -> Vec<[u8; 32]> {
+    entries(value, b"v1")
+}
+
+/// `v1a,<base64 Ed25519 signature>` entries.
+pub(crate) fn v1a_entries(value: &[u8]) -> Vec<[u8; 64]> {
+    entries(value, b"v1a")
 }
 
 #[cfg(test)]
@@ -250,6 +311,7 @@ mod tests {
     fn verifier(secrets: &[&str], event_field: &str) -> StandardWebhooksVerifier {
         StandardWebhooksVerifier::build(&StandardWebhooksConfig {
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            public_keys: Vec::new(),
             tolerance: default_tolerance(),
             event_field: event_field.into(),
         })
@@ -457,6 +519,7 @@ mod tests {
         for bad in ["whsec_not base64!", "whsec_", "hunter2!"] {
             let err = StandardWebhooksVerifier::build(&StandardWebhooksConfig {
                 secrets: vec![Secret::new(SECRET), Secret::new(bad)],
+                public_keys: Vec::new(),
                 tolerance: default_tolerance(),
                 event_field: "type".into(),
             })
@@ -472,6 +535,143 @@ mod tests {
         assert!(send(&verifier(&[bare], "type"), &good, &T.to_string(), BODY, T).is_ok());
         let debug = format!("{:?}", verifier(&[SECRET], "type"));
         assert!(!debug.contains(bare), "{debug}");
+    }
+
+    fn v1a(k: &ed25519_dalek::SigningKey, id: &str, ts: i64, body: &str) -> String {
+        use ed25519_dalek::Signer as _;
+        let sig = k.sign(format!("{id}.{ts}.{body}").as_bytes());
+        format!("v1a,{}", BASE64_STANDARD.encode(sig.to_bytes()))
+    }
+
+    fn whpk(k: &ed25519_dalek::SigningKey) -> String {
+        format!(
+            "whpk_{}",
+            BASE64_STANDARD.encode(k.verifying_key().as_bytes())
+        )
+    }
+
+    fn asymmetric(
+        secrets: &[&str],
+        public_keys: &[String],
+    ) -> Result<StandardWebhooksVerifier, String> {
+        StandardWebhooksVerifier::build(&StandardWebhooksConfig {
+            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            public_keys: public_keys.to_vec(),
+            tolerance: default_tolerance(),
+            event_field: "type".into(),
+        })
+    }
+
+    #[test]
+    fn v1a_entries_verify_with_public_keys() {
+        let (k, other) = (
+            ed25519_dalek::SigningKey::from_bytes(&[5; 32]),
+            ed25519_dalek::SigningKey::from_bytes(&[6; 32]),
+        );
+        let ts = T.to_string();
+        let good = v1a(&k, "msg_1", T, BODY);
+        // Public keys only; the prefix is optional; rotation with an empty slot.
+        let bare = whpk(&k).trim_start_matches("whpk_").to_string();
+        for keys in [
+            vec![whpk(&k)],
+            vec![bare],
+            vec![whpk(&other), String::new(), whpk(&k)],
+        ] {
+            let v = asymmetric(&[], &keys).expect("builds");
+            let ok = send(&v, &good, &ts, BODY, T).expect("valid");
+            assert_eq!(
+                (ok.event_type.as_str(), ok.idempotency_key.as_deref()),
+                ("invoice.paid", Some("msg_1"))
+            );
+        }
+        let v = asymmetric(&[], &[whpk(&k)]).expect("builds");
+        // Several entries: one good is enough, whatever the others are.
+        let hmac = sign(SECRET, "msg_1", T, BODY);
+        let several = format!("{hmac} {} v1a,!!! {good}", v1a(&other, "msg_1", T, BODY));
+        assert!(send(&v, &several, &ts, BODY, T).is_ok());
+        // A v1 entry alone cannot pass a source without secrets.
+        assert_eq!(
+            outcome(send(&v, &hmac, &ts, BODY, T), &[]),
+            (401, "bad_signature")
+        );
+        // Tampered body, another key, a moved id or timestamp, a stale timestamp.
+        let tampered = BODY.replace("in_1", "in_2");
+        assert_eq!(
+            outcome(send(&v, &good, &ts, &tampered, T), &[]),
+            (401, "bad_signature")
+        );
+        let wrong = v1a(&other, "msg_1", T, BODY);
+        assert_eq!(
+            outcome(send(&v, &wrong, &ts, BODY, T), &[]),
+            (401, "bad_signature")
+        );
+        let later = (T + 1).to_string();
+        assert_eq!(
+            outcome(send(&v, &good, &later, BODY, T), &[]),
+            (401, "bad_signature")
+        );
+        let h = [
+            ("webhook-id", "msg_2"),
+            ("webhook-timestamp", ts.as_str()),
+            ("webhook-signature", good.as_str()),
+        ];
+        assert_eq!(
+            outcome(verify(&v, &h, BODY.as_bytes(), at(T)), &[]),
+            (401, "bad_signature")
+        );
+        assert_eq!(
+            outcome(send(&v, &good, &ts, BODY, T + 301), &[]),
+            (401, "timestamp_expired")
+        );
+        // A signature cut short or too long is no entry at all.
+        let short = format!("v1a,{}", BASE64_STANDARD.encode([1u8; 63]));
+        let long = format!("v1a,{}", BASE64_STANDARD.encode([1u8; 65]));
+        for bad in [short, long] {
+            assert_eq!(
+                outcome(send(&v, &bad, &ts, BODY, T), &[]),
+                (401, "malformed_signature")
+            );
+        }
+        // Secrets and public keys together: either kind of entry passes.
+        let both = asymmetric(&[SECRET], &[whpk(&k)]).expect("builds");
+        assert!(send(&both, &hmac, &ts, BODY, T).is_ok());
+        assert!(send(&both, &good, &ts, BODY, T).is_ok());
+        // Hookline signs `v1` with a secret, and refuses to sign with public keys only.
+        let s = Signing {
+            body: BODY.as_bytes(),
+            timestamp: T,
+            id: "msg_1",
+            event: None,
+            url: None,
+        };
+        assert!(v.sign(&s).is_err());
+        assert!(
+            v.expected(&Unverified {
+                headers: &headers(&h),
+                body: BODY.as_bytes(),
+                now: at(T),
+                target: None,
+            })
+            .is_empty()
+        );
+        assert!(both.sign(&s).is_ok());
+    }
+
+    #[test]
+    fn public_keys_are_checked_at_build() {
+        let err = asymmetric(&[], &["whpk_c2hvcnQ=".into()]).expect_err("short");
+        assert_eq!(
+            err,
+            "standard-webhooks: `public_keys[0]` is not a 32-byte Ed25519 public key in hex or base64 (after `whpk_`)"
+        );
+        let err = asymmetric(&[], &[]).expect_err("nothing");
+        assert!(
+            err.contains("`secrets` must list at least one secret")
+                && err.contains("`public_keys`"),
+            "{err}"
+        );
+        let err = asymmetric(&[], &[String::new()]).expect_err("only empty");
+        assert!(err.contains("at least one non-empty public key"), "{err}");
     }
 
     proptest! {

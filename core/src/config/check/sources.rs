@@ -59,6 +59,12 @@ impl Checker<'_, '_> {
                 Ok(verifier) => source.verifier = Some(verifier.into()),
                 Err(e) => self.err(entry_span(item, "verify"), None, e),
             }
+            if let Some(respond) = &source.respond {
+                match crate::respond::Responder::build(respond) {
+                    Ok(responder) => source.responder = Some(responder.into()),
+                    Err(e) => self.err(entry_span(item, "respond"), None, e),
+                }
+            }
             out.push(source);
         }
         (out, broken)

@@ -168,6 +168,7 @@ pub fn standard_webhooks(data: &[u8]) {
     let v = standard_webhooks::StandardWebhooksVerifier::build(
         &standard_webhooks::StandardWebhooksConfig {
             secrets: vec![Secret::new(SECRET)],
+            public_keys: Vec::new(),
             tolerance: Duration::from_secs(300),
             event_field: "type".into(),
         },

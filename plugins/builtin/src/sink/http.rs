@@ -1,4 +1,5 @@
-//! `http` sink: sends each event as JSON to a URL, optionally signed the Standard Webhooks way.
+//! `http` sink: sends each event as JSON to a URL, optionally signed the Standard Webhooks way
+//! (symmetric `v1`, asymmetric `v1a`, or both).
 //!
 //! ```toml
 //! { sink = "http", url = "https://crm.internal/leads", timeout = "5s",
@@ -11,6 +12,10 @@
 //! carries `webhook-id` (the event id), `webhook-timestamp` (unix seconds) and
 //! `webhook-signature` = `v1,` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")), the key
 //! being the secret's base64 after `whsec_` — what Standard Webhooks receivers verify.
+//! With `signing = { private_key = "whsk_…" }` (an Ed25519 key: the base64 of its 32-byte
+//! seed, or of the 64-byte seed and public key), the signature is `v1a,` + base64(Ed25519
+//! signature of the same "{id}.{timestamp}.{body}"), which receivers verify with the
+//! `whpk_…` public key. With both, the header carries both entries, space-separated.
 //!
 //! Outcomes: 2xx delivers; a connection error, a timeout, 408, 429 or 5xx is retryable (with
 //! the peer's `Retry-After`, in seconds or as an HTTP date); any other status — redirects
@@ -24,6 +29,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use ed25519_dalek::{Signer as _, SigningKey};
 use hmac::{Hmac, KeyInit, Mac};
 use hookline_plugin_api::{
     BuildContext, ConfigError, Event, PluginConfig, Secret, Sink, StageError, async_trait,
@@ -63,12 +69,14 @@ pub struct HttpSinkConfig {
     pub signing: Option<SigningConfig>,
 }
 
-/// `signing = { secret = "whsec_…" }`.
+/// `signing = { secret = "whsec_…" }`, `{ private_key = "whsk_…" }`, or both.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningConfig {
-    /// `whsec_` followed by the base64 key (the prefix is optional).
-    pub secret: Secret,
+    /// `whsec_` followed by the base64 key (the prefix is optional): `v1` signatures.
+    pub secret: Option<Secret>,
+    /// `whsk_` followed by the base64 Ed25519 private key (the prefix is optional): `v1a`.
+    pub private_key: Option<Secret>,
 }
 
 fn default_method() -> String {
@@ -96,7 +104,7 @@ pub fn build(config: &PluginConfig<'_>, _ctx: &BuildContext) -> Result<Arc<dyn S
         return Err(config.error_at("timeout", "`timeout` must be more than zero"));
     }
     let signer = match &cfg.signing {
-        Some(s) => Some(Signer::new(&s.secret).map_err(|e| config.error_at("signing", e))?),
+        Some(s) => Some(Signer::new(s).map_err(|e| config.error_at("signing", e))?),
         None => None,
     };
     let headers =
@@ -120,7 +128,12 @@ pub fn build(config: &PluginConfig<'_>, _ctx: &BuildContext) -> Result<Arc<dyn S
         })
         .chain(url.query_pairs().map(|(_, v)| v.into_owned()))
         .chain(url.password().map(str::to_string))
-        .chain(cfg.signing.as_ref().map(|s| s.secret.expose().to_string()))
+        .chain(cfg.signing.iter().flat_map(|s| {
+            [&s.secret, &s.private_key]
+                .into_iter()
+                .flatten()
+                .map(|k| k.expose().to_string())
+        }))
         .filter(|s| s.len() >= 6)
         .collect();
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -159,31 +172,83 @@ fn headers(configured: &BTreeMap<String, Secret>, signing: bool) -> Result<Heade
     Ok(map)
 }
 
-/// A Standard Webhooks signing key, decoded and keyed once.
+/// Standard Webhooks signing keys, decoded and keyed once.
 #[derive(Clone)]
-struct Signer(Hmac<Sha256>);
+struct Signer {
+    mac: Option<Hmac<Sha256>>,
+    ed25519: Option<SigningKey>,
+}
 
 impl Signer {
-    fn new(secret: &Secret) -> Result<Self, String> {
-        let encoded = secret.expose();
-        let encoded = encoded.strip_prefix("whsec_").unwrap_or(encoded);
-        let key = BASE64
-            .decode(encoded)
-            .map_err(|_| "the signing secret must be `whsec_` followed by base64".to_string())?;
-        if key.is_empty() {
-            return Err("the signing secret is empty".into());
+    fn new(config: &SigningConfig) -> Result<Self, String> {
+        if config.secret.is_none() && config.private_key.is_none() {
+            return Err(
+                "`signing` needs `secret` (whsec_…, `v1`) or `private_key` (whsk_…, `v1a`)".into(),
+            );
         }
-        let mac =
-            Hmac::<Sha256>::new_from_slice(&key).map_err(|_| "unusable signing key".to_string())?;
-        Ok(Signer(mac))
+        let mac = match &config.secret {
+            Some(secret) => {
+                let encoded = secret.expose();
+                let encoded = encoded.strip_prefix("whsec_").unwrap_or(encoded);
+                let key = BASE64.decode(encoded).map_err(|_| {
+                    "`signing.secret` must be `whsec_` followed by base64".to_string()
+                })?;
+                if key.is_empty() {
+                    return Err("`signing.secret` is empty".into());
+                }
+                Some(
+                    Hmac::<Sha256>::new_from_slice(&key)
+                        .map_err(|_| "unusable signing key".to_string())?,
+                )
+            }
+            None => None,
+        };
+        let ed25519 = match &config.private_key {
+            Some(key) => Some(private_key(key.expose())?),
+            None => None,
+        };
+        Ok(Signer { mac, ed25519 })
     }
 
-    /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
+    /// The `webhook-signature` value: `v1,<base64 HMAC-SHA256>` and/or `v1a,<base64
+    /// Ed25519>`, each over `"{id}.{timestamp}.{body}"`, space-separated.
     fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        let mut mac = self.0.clone();
-        mac.update(format!("{id}.{timestamp}.").as_bytes());
-        mac.update(body);
-        format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+        let head = format!("{id}.{timestamp}.");
+        let mut entries = Vec::with_capacity(2);
+        if let Some(mac) = &self.mac {
+            let mut mac = mac.clone();
+            mac.update(head.as_bytes());
+            mac.update(body);
+            entries.push(format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())));
+        }
+        if let Some(key) = &self.ed25519 {
+            let signature = key.sign(&[head.as_bytes(), body].concat());
+            entries.push(format!("v1a,{}", BASE64.encode(signature.to_bytes())));
+        }
+        entries.join(" ")
+    }
+}
+
+/// An Ed25519 private key: `whsk_` (optional) and the base64 of the 32-byte seed, or of the
+/// 64-byte seed and public key (libsodium's form, whose public half must match).
+fn private_key(text: &str) -> Result<SigningKey, String> {
+    let bad = || {
+        "`signing.private_key` must be `whsk_` followed by the base64 of a 32-byte Ed25519 seed (or of 64 bytes: seed and public key)".to_string()
+    };
+    let encoded = text.strip_prefix("whsk_").unwrap_or(text);
+    let bytes = BASE64.decode(encoded).map_err(|_| bad())?;
+    match bytes.len() {
+        32 => {
+            let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| bad())?;
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        64 => {
+            let pair: [u8; 64] = bytes.as_slice().try_into().map_err(|_| bad())?;
+            SigningKey::from_keypair_bytes(&pair).map_err(|_| {
+                "`signing.private_key`: its public half does not belong to its seed".to_string()
+            })
+        }
+        _ => Err(bad()),
     }
 }
 

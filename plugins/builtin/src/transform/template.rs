@@ -75,22 +75,9 @@ pub fn build(
     _ctx: &BuildContext,
 ) -> Result<Arc<dyn Transform>, ConfigError> {
     let cfg: TemplateConfig = config.parse()?;
-    let behavior = if cfg.strict {
-        UndefinedBehavior::Strict
-    } else {
-        UndefinedBehavior::Chainable
-    };
-    let mut env = environment(&cfg.template, behavior)
-        .map_err(|e| config.error_at("template", format!("invalid template: {e}")))?;
-    if cfg.format == Format::Json {
-        env.set_formatter(json_formatter);
-    }
-    env.set_fuel(Some(FUEL));
-    check(&env).map_err(|e| config.error_at("template", e))?;
-    Ok(Arc::new(TemplateTransform {
-        env,
-        format: cfg.format,
-    }))
+    let transform = TemplateTransform::compile(&cfg.template, cfg.format, cfg.strict, FUEL)
+        .map_err(|e| config.error_at("template", e))?;
+    Ok(Arc::new(transform))
 }
 
 fn environment(
@@ -179,6 +166,42 @@ pub struct TemplateTransform {
 }
 
 impl TemplateTransform {
+    /// Compile and check a template, for this transform or for a template outside a
+    /// pipeline (a source's `respond` body): same variables, checks and JSON escaping
+    /// (`format = Json`), with `fuel` instructions per render.
+    pub fn compile(source: &str, format: Format, strict: bool, fuel: u64) -> Result<Self, String> {
+        let behavior = if strict {
+            UndefinedBehavior::Strict
+        } else {
+            UndefinedBehavior::Chainable
+        };
+        let mut env =
+            environment(source, behavior).map_err(|e| format!("invalid template: {e}"))?;
+        if format == Format::Json {
+            env.set_formatter(json_formatter);
+        }
+        env.set_fuel(Some(fuel));
+        check(&env)?;
+        Ok(TemplateTransform { env, format })
+    }
+
+    /// The rendered text for `event`, within the fuel budget; with `Format::Json`, checked
+    /// to be JSON.
+    pub fn render_text(&self, event: &Event) -> Result<String, String> {
+        let text = self
+            .render(event)
+            .map_err(|e| format!("template rendering failed: {e}"))?;
+        if self.format == Format::Json
+            && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text)
+        {
+            return Err(format!(
+                "template output is not valid JSON ({e}); it begins: {}",
+                truncate(&text, 200)
+            ));
+        }
+        Ok(text)
+    }
+
     fn render(&self, event: &Event) -> Result<String, minijinja::Error> {
         let ctx = context! {
             payload => Value::from(Serde(&event.payload)),

@@ -174,13 +174,93 @@ async fn signs_like_standard_webhooks() {
 #[test]
 fn signature_matches_the_official_vector() {
     // standard-webhooks libraries/python/tests/test_webhooks.py (see shared/signature-vectors.json).
-    let signer = Signer::new(&Secret::new(SECRET)).expect("key");
+    let signer = Signer::new(&SigningConfig {
+        secret: Some(Secret::new(SECRET)),
+        private_key: None,
+    })
+    .expect("key");
     let sig = signer.sign(
         "msg_p5jXN8AQM9LWM0D4loKWxJek",
         1614265330,
         br#"{"test": 2432232314}"#,
     );
     assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+}
+
+/// `v1a`: an Ed25519 signature of the same message, checked here with the public key (the
+/// e2e suite checks it with PyNaCl); with both keys, both entries.
+#[test]
+fn signs_v1a_with_a_private_key() {
+    use ed25519_dalek::{Signature, SigningKey, Verifier as _};
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let seed = format!("whsk_{}", BASE64.encode(key.to_bytes()));
+    let pair = BASE64.encode(key.to_keypair_bytes());
+    let message = b"msg_1.1614265330.{\"a\":1}";
+    for private_key in [seed.clone(), pair] {
+        let signer = Signer::new(&SigningConfig {
+            secret: None,
+            private_key: Some(Secret::new(private_key)),
+        })
+        .expect("key");
+        let header = signer.sign("msg_1", 1614265330, br#"{"a":1}"#);
+        let sig = header.strip_prefix("v1a,").expect("v1a entry");
+        let sig: [u8; 64] = BASE64
+            .decode(sig)
+            .expect("base64")
+            .try_into()
+            .expect("64 bytes");
+        assert!(
+            key.verifying_key()
+                .verify(message, &Signature::from_bytes(&sig))
+                .is_ok()
+        );
+        assert!(!header.contains(' '), "{header}");
+    }
+    let both = Signer::new(&SigningConfig {
+        secret: Some(Secret::new(SECRET)),
+        private_key: Some(Secret::new(seed)),
+    })
+    .expect("keys");
+    let header = both.sign(
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        1614265330,
+        br#"{"test": 2432232314}"#,
+    );
+    let entries: Vec<&str> = header.split(' ').collect();
+    assert_eq!(
+        entries[0],
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    );
+    assert!(
+        entries[1].starts_with("v1a,") && entries.len() == 2,
+        "{header}"
+    );
+}
+
+#[test]
+fn private_keys_are_checked_and_never_echoed() {
+    let other = SigningKey::from_bytes(&[4; 32]);
+    let mut mismatched = SigningKey::from_bytes(&[3; 32]).to_keypair_bytes();
+    mismatched[32..].copy_from_slice(other.verifying_key().as_bytes());
+    for (key, message) in [
+        ("whsk_c2hvcnQ=".to_string(), "32-byte Ed25519 seed"),
+        ("whsk_!!!".to_string(), "32-byte Ed25519 seed"),
+        (
+            format!("whsk_{}", BASE64.encode(mismatched)),
+            "does not belong",
+        ),
+    ] {
+        let text = format!("url = \"https://x.test\"\nsigning = {{ private_key = \"{key}\" }}");
+        let err = build(&config("http", &text), &ctx()).expect_err(&text);
+        assert!(err.message.contains(message), "{text}: {}", err.message);
+        assert!(!err.message.contains(&key[5..]), "{}", err.message);
+    }
+    let err = build(
+        &config("http", "url = \"https://x.test\"\nsigning = {}"),
+        &ctx(),
+    )
+    .expect_err("empty");
+    assert!(err.message.contains("`private_key`"), "{}", err.message);
 }
 
 #[tokio::test]
