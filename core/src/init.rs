@@ -24,6 +24,7 @@ pub(crate) enum SinkKind {
     Http,
     Stdout,
     Sqlite,
+    Nats,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,6 +111,9 @@ fn sink(kind: SinkKind) -> &'static str {
         SinkKind::File => r#"{ sink = "file", path = "data/events.jsonl", envelope = true }"#,
         SinkKind::Stdout => r#"{ sink = "stdout", envelope = true }"#,
         SinkKind::Sqlite => r#"{ sink = "sqlite", path = "data/events.db", table = "events" }"#,
+        SinkKind::Nats => {
+            r#"{ sink = "nats", url = "${NATS_URL:-nats://127.0.0.1:4222}", subject = "webhooks.{{ event.source }}.{{ event.type }}", timeout = "10s" }"#
+        }
         SinkKind::Http => {
             r#"{ sink = "http", url = "${TARGET_URL:-http://127.0.0.1:3000/webhooks}", timeout = "10s", retry = { attempts = 8, initial = "1s", max = "5m" } }"#
         }

@@ -47,7 +47,7 @@ pub fn interpolate_table(
 }
 
 /// Like [`interpolate_table`], but an unset variable in a secret's place (a key named
-/// `secrets`, `secret` or `token`) becomes [`TEST_SECRET`] instead of an error: pipeline
+/// `secrets`, `secret`, `token` or `password`) becomes [`TEST_SECRET`] instead of an error: pipeline
 /// tests never check a signature, so they must not need the production secrets.
 pub(crate) fn interpolate_table_for_tests(
     table: &mut DeTable<'_>,
@@ -68,7 +68,7 @@ pub(crate) fn interpolate_table_for_tests(
 fn is_secret_key(path: &str) -> bool {
     let last = path.rsplit('.').next().unwrap_or(path);
     let name = last.split('[').next().unwrap_or(last);
-    matches!(name, "secrets" | "secret" | "token")
+    matches!(name, "secrets" | "secret" | "token" | "password")
 }
 
 fn walk_table(

@@ -2,7 +2,7 @@
 //! `credential:leadshark` (the file `$CREDENTIALS_DIRECTORY/leadshark` that `LoadCredential=`
 //! provides). Read each time the config is loaded, so a reload picks up a rotated secret.
 //!
-//! Every secret (a key named `secrets`, `secret` or `token`) is checked here, where its
+//! Every secret (a key named `secrets`, `secret`, `token` or `password`) is checked here, where its
 //! place in the file is known: an empty or whitespace-only secret is an error, except an
 //! optional rotation slot written `${OLD:-}`, which stays empty and is skipped.
 

@@ -18,6 +18,7 @@
 //! | sink | `stdout` | prints JSON Lines |
 //! | sink | `http` | sends JSON to a URL, optionally signed (Standard Webhooks) |
 //! | sink | `sqlite` | inserts rows into an SQLite table, payload fields as columns |
+//! | sink | `nats` | publishes to a NATS JetStream subject named from the event |
 //!
 //! # Design
 //!
@@ -35,6 +36,7 @@ pub mod filter;
 pub mod sink;
 pub mod transform;
 
+mod name_template;
 mod path;
 mod support;
 #[cfg(test)]
@@ -53,7 +55,8 @@ pub fn register(registry: &mut Registry) {
         .sink("file", sink::file::build)
         .sink("stdout", sink::stdout::build)
         .sink("http", sink::http::build)
-        .sink("sqlite", sink::sqlite::build);
+        .sink("sqlite", sink::sqlite::build)
+        .sink("nats", sink::nats::build);
 }
 
 /// A fresh registry holding the built-ins.
@@ -77,7 +80,7 @@ mod tests {
         );
         assert_eq!(
             r.names(StageKind::Sink),
-            ["file", "http", "sqlite", "stdout"]
+            ["file", "http", "nats", "sqlite", "stdout"]
         );
     }
 }

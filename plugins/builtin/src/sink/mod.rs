@@ -2,5 +2,6 @@
 
 pub mod file;
 pub mod http;
+pub mod nats;
 pub mod sqlite;
 pub mod stdout;
