@@ -25,6 +25,7 @@ pub(crate) enum SinkKind {
     Stdout,
     Sqlite,
     Nats,
+    Amqp,
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,6 +114,9 @@ fn sink(kind: SinkKind) -> &'static str {
         SinkKind::Sqlite => r#"{ sink = "sqlite", path = "data/events.db", table = "events" }"#,
         SinkKind::Nats => {
             r#"{ sink = "nats", url = "${NATS_URL:-nats://127.0.0.1:4222}", subject = "webhooks.{{ event.source }}.{{ event.type }}", timeout = "10s" }"#
+        }
+        SinkKind::Amqp => {
+            r#"{ sink = "amqp", url = "${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}", exchange = "webhooks", routing_key = "{{ event.source }}.{{ event.type }}", timeout = "10s" }"#
         }
         SinkKind::Http => {
             r#"{ sink = "http", url = "${TARGET_URL:-http://127.0.0.1:3000/webhooks}", timeout = "10s", retry = { attempts = 8, initial = "1s", max = "5m" } }"#

@@ -14,8 +14,8 @@ use hookline_builtin::filter::{
     cel::CelFilterConfig, event::EventFilterConfig, field::FieldFilterConfig,
 };
 use hookline_builtin::sink::{
-    file::FileSinkConfig, http::HttpSinkConfig, http::SigningConfig, sqlite::SqliteSinkConfig,
-    stdout::StdoutSinkConfig,
+    amqp::AmqpSinkConfig, file::FileSinkConfig, http::HttpSinkConfig, http::SigningConfig,
+    nats::NatsSinkConfig, sqlite::SqliteSinkConfig, stdout::StdoutSinkConfig,
 };
 use hookline_builtin::transform::{
     remove::RemoveConfig, rename::RenameConfig, set::SetConfig, template::TemplateConfig,
@@ -135,6 +135,16 @@ fn every_plugin_key_has_an_entry() {
         "plugins.md",
         "`sqlite`",
         serde_introspect::<SqliteSinkConfig>(),
+    );
+    assert_documented(
+        "plugins.md",
+        "`nats` —",
+        serde_introspect::<NatsSinkConfig>(),
+    );
+    assert_documented(
+        "plugins.md",
+        "`amqp` —",
+        serde_introspect::<AmqpSinkConfig>(),
     );
 }
 

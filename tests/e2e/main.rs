@@ -12,6 +12,7 @@ mod nats;
 mod operations;
 mod package;
 mod plugin_sdk;
+mod queues;
 mod schemes;
 mod secrets;
 mod send_schemes;

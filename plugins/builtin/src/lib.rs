@@ -19,6 +19,7 @@
 //! | sink | `http` | sends JSON to a URL, optionally signed (Standard Webhooks) |
 //! | sink | `sqlite` | inserts rows into an SQLite table, payload fields as columns |
 //! | sink | `nats` | publishes to a NATS JetStream subject named from the event |
+//! | sink | `amqp` | publishes to a RabbitMQ exchange with publisher confirms |
 //!
 //! # Design
 //!
@@ -56,7 +57,8 @@ pub fn register(registry: &mut Registry) {
         .sink("stdout", sink::stdout::build)
         .sink("http", sink::http::build)
         .sink("sqlite", sink::sqlite::build)
-        .sink("nats", sink::nats::build);
+        .sink("nats", sink::nats::build)
+        .sink("amqp", sink::amqp::build);
 }
 
 /// A fresh registry holding the built-ins.
@@ -80,7 +82,7 @@ mod tests {
         );
         assert_eq!(
             r.names(StageKind::Sink),
-            ["file", "http", "nats", "sqlite", "stdout"]
+            ["amqp", "file", "http", "nats", "sqlite", "stdout"]
         );
     }
 }

@@ -45,8 +45,8 @@ impl NameTemplate {
                 unknown.join(", ")
             ));
         }
-        let constant = (!source.contains("{{") && !source.contains("{%"))
-            .then(|| source.to_string());
+        let constant =
+            (!source.contains("{{") && !source.contains("{%")).then(|| source.to_string());
         let out = NameTemplate { env, constant };
         match out.wildcard("x") {
             Err(e) if e.starts_with("unknown") => Err(format!("invalid template: {e}")),
@@ -105,8 +105,9 @@ mod tests {
 
     #[test]
     fn renders_event_fields_and_wildcards() {
-        let t = NameTemplate::compile("leads.{{ event.type }}.{{ payload.data.lead.email | lower }}")
-            .expect("compiles");
+        let t =
+            NameTemplate::compile("leads.{{ event.type }}.{{ payload.data.lead.email | lower }}")
+                .expect("compiles");
         assert_eq!(
             t.render(&event("email.captured", leadshark_v1())),
             Ok("leads.email.captured.john.doe@example.com".into())
@@ -127,7 +128,10 @@ mod tests {
     fn bad_templates_are_refused() {
         for (text, message) in [
             ("leads.{{ event.type ", "invalid template"),
-            ("leads.{{ evnt.type }}", "unknown variable(s) in template: evnt"),
+            (
+                "leads.{{ evnt.type }}",
+                "unknown variable(s) in template: evnt",
+            ),
             ("leads.{{ event.type | lowr }}", "unknown filter"),
         ] {
             let err = NameTemplate::compile(text).expect_err(text);

@@ -122,9 +122,9 @@ fn origin(url: &str) -> String {
 fn check_subject(subject: &str) -> Result<(), String> {
     let bad = subject.is_empty()
         || subject.len() > 4096
-        || subject.split('.').any(|t| {
-            t.is_empty() || t == "*" || t == ">" || t.chars().any(|c| c.is_whitespace())
-        });
+        || subject
+            .split('.')
+            .any(|t| t.is_empty() || t == "*" || t == ">" || t.chars().any(|c| c.is_whitespace()));
     if bad {
         return Err(format!(
             "`{subject}` is not a subject to publish to (dot-separated tokens, no spaces, no `*` or `>`)"
@@ -220,9 +220,10 @@ impl NatsSink {
             options = options.user_and_password(user.clone(), password.expose().to_string());
         }
         if let Some(path) = &self.creds {
-            options = options.credentials_file(path).await.map_err(|e| {
-                format!("cannot read the NATS credentials {}: {e}", path.display())
-            })?;
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| format!("cannot read the NATS credentials {}: {e}", path.display()))?;
         }
         options
             .connect(self.url.as_str())
@@ -322,19 +323,45 @@ mod tests {
 
     #[test]
     fn builds_without_a_server() {
-        build_text("subject = \"leads.{{ event.type }}\"\nurl = \"nats://127.0.0.1:1\"\ntoken = \"t\"")
-            .expect("no connection at build");
+        build_text(
+            "subject = \"leads.{{ event.type }}\"\nurl = \"nats://127.0.0.1:1\"\ntoken = \"t\"",
+        )
+        .expect("no connection at build");
     }
 
     #[test]
     fn config_errors_are_located() {
         for (text, quoted, message) in [
-            ("subject = \"leads.{{ evnt.type }}\"", "\"leads.{{ evnt.type }}\"", "unknown variable"),
-            ("subject = \"leads.>\"", "\"leads.>\"", "not a subject to publish to"),
-            ("subject = \"a\"\nurl = \"nats://[::1\"", "\"nats://[::1\"", "invalid NATS URL"),
-            ("subject = \"a\"\ntimeout = \"0s\"", "\"0s\"", "more than zero"),
-            ("subject = \"a\"\nuser = \"u\"", "\"u\"", "needs a `password`"),
-            ("subject = \"a\"\ncreds = \"nope.creds\"", "\"nope.creds\"", "not found"),
+            (
+                "subject = \"leads.{{ evnt.type }}\"",
+                "\"leads.{{ evnt.type }}\"",
+                "unknown variable",
+            ),
+            (
+                "subject = \"leads.>\"",
+                "\"leads.>\"",
+                "not a subject to publish to",
+            ),
+            (
+                "subject = \"a\"\nurl = \"nats://[::1\"",
+                "\"nats://[::1\"",
+                "invalid NATS URL",
+            ),
+            (
+                "subject = \"a\"\ntimeout = \"0s\"",
+                "\"0s\"",
+                "more than zero",
+            ),
+            (
+                "subject = \"a\"\nuser = \"u\"",
+                "\"u\"",
+                "needs a `password`",
+            ),
+            (
+                "subject = \"a\"\ncreds = \"nope.creds\"",
+                "\"nope.creds\"",
+                "not found",
+            ),
             ("subject = \"a\"\nstream = \"s\"", "stream", "unknown field"),
         ] {
             let err = build_text(text).expect_err(text);
@@ -353,7 +380,10 @@ mod tests {
 
     #[test]
     fn messages_name_the_server_without_credentials() {
-        assert_eq!(origin("nats://u:secret@10.0.0.1:4222/x"), "nats://10.0.0.1:4222");
+        assert_eq!(
+            origin("nats://u:secret@10.0.0.1:4222/x"),
+            "nats://10.0.0.1:4222"
+        );
         assert_eq!(origin("127.0.0.1:4222"), "127.0.0.1:4222");
     }
 
@@ -368,12 +398,16 @@ mod tests {
         ))
         .expect("builds");
         let err = sink
-            .deliver(&crate::testutil::event("email.captured", crate::testutil::leadshark_v1()))
+            .deliver(&crate::testutil::event(
+                "email.captured",
+                crate::testutil::leadshark_v1(),
+            ))
             .await
             .expect_err("nothing listens");
         assert!(err.is_retryable());
         assert!(
-            err.message().starts_with(&format!("cannot connect to nats://127.0.0.1:{port}")),
+            err.message()
+                .starts_with(&format!("cannot connect to nats://127.0.0.1:{port}")),
             "{}",
             err.message()
         );
