@@ -28,6 +28,8 @@ pub(crate) enum SinkKind {
     Postgres,
     Stdout,
     Sqlite,
+    Nats,
+    Amqp,
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,6 +141,12 @@ fn sink(kind: SinkKind) -> &'static str {
         // server. The password may be `file:PATH` or `credential:NAME` (docs/plugins.md).
         SinkKind::Postgres => {
             r#"{ sink = "postgres", url = "${DATABASE_URL:-postgres://hookline@127.0.0.1:5432/hookline}", password = "${PGPASSWORD:-}", tls = "prefer", table = "events", create = true }"#
+        }
+        SinkKind::Nats => {
+            r#"{ sink = "nats", url = "${NATS_URL:-nats://127.0.0.1:4222}", subject = "webhooks.{{ event.source }}.{{ event.type }}", timeout = "10s" }"#
+        }
+        SinkKind::Amqp => {
+            r#"{ sink = "amqp", url = "${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}", exchange = "webhooks", routing_key = "{{ event.source }}.{{ event.type }}", timeout = "10s" }"#
         }
         SinkKind::Http => {
             r#"{ sink = "http", url = "${TARGET_URL:-http://127.0.0.1:3000/webhooks}", timeout = "10s", retry = { attempts = 8, initial = "1s", max = "5m" } }"#

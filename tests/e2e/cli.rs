@@ -136,7 +136,9 @@ fn init_writes_a_starter_that_passes_check_and_test_for_every_scheme_and_sink() 
         "ed25519",
     ];
     for scheme in schemes {
-        for sink in ["file", "http", "postgres", "stdout", "sqlite"] {
+        for sink in [
+            "file", "http", "postgres", "stdout", "sqlite", "nats", "amqp",
+        ] {
             let config = dir.path().join(format!("{scheme}-{sink}/pipeline.toml"));
             let c = config.to_str().expect("utf-8");
             let out = run_cli(

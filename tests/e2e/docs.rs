@@ -17,8 +17,9 @@ use hookline_builtin::filter::{
     cel::CelFilterConfig, event::EventFilterConfig, field::FieldFilterConfig,
 };
 use hookline_builtin::sink::{
-    file::FileSinkConfig, http::HttpSinkConfig, http::SigningConfig, postgres::PostgresSinkConfig,
-    sqlite::SqliteSinkConfig, stdout::StdoutSinkConfig,
+    amqp::AmqpSinkConfig, file::FileSinkConfig, http::HttpSinkConfig, http::SigningConfig,
+    nats::NatsSinkConfig, postgres::PostgresSinkConfig, sqlite::SqliteSinkConfig,
+    stdout::StdoutSinkConfig,
 };
 use hookline_builtin::transform::{
     remove::RemoveConfig, rename::RenameConfig, set::SetConfig, template::TemplateConfig,
@@ -143,6 +144,16 @@ fn every_plugin_key_has_an_entry() {
         "plugins.md",
         "`postgres`",
         serde_introspect::<PostgresSinkConfig>(),
+    );
+    assert_documented(
+        "plugins.md",
+        "`nats` —",
+        serde_introspect::<NatsSinkConfig>(),
+    );
+    assert_documented(
+        "plugins.md",
+        "`amqp` —",
+        serde_introspect::<AmqpSinkConfig>(),
     );
 }
 

@@ -15,6 +15,7 @@ mod package;
 mod plugin_sdk;
 mod postgres;
 mod postgres_server;
+mod queues;
 mod respond;
 mod schemes;
 mod secrets;

@@ -19,6 +19,8 @@
 //! | sink | `http` | sends JSON to a URL, optionally signed (Standard Webhooks) |
 //! | sink | `sqlite` | inserts rows into an SQLite table, payload fields as columns |
 //! | sink | `postgres` | inserts rows into a PostgreSQL table in batches, once per event |
+//! | sink | `nats` | publishes to a NATS JetStream subject named from the event |
+//! | sink | `amqp` | publishes to a RabbitMQ exchange with publisher confirms |
 //!
 //! # Design
 //!
@@ -36,6 +38,7 @@ pub mod filter;
 pub mod sink;
 pub mod transform;
 
+mod name_template;
 mod path;
 mod support;
 #[cfg(test)]
@@ -55,7 +58,9 @@ pub fn register(registry: &mut Registry) {
         .sink("stdout", sink::stdout::build)
         .sink("http", sink::http::build)
         .sink("sqlite", sink::sqlite::build)
-        .sink("postgres", sink::postgres::build);
+        .sink("postgres", sink::postgres::build)
+        .sink("nats", sink::nats::build)
+        .sink("amqp", sink::amqp::build);
 }
 
 /// A fresh registry holding the built-ins.
@@ -79,7 +84,9 @@ mod tests {
         );
         assert_eq!(
             r.names(StageKind::Sink),
-            ["file", "http", "postgres", "sqlite", "stdout"]
+            [
+                "amqp", "file", "http", "nats", "postgres", "sqlite", "stdout"
+            ]
         );
     }
 }

@@ -50,6 +50,17 @@ pub(crate) fn headers_map(event: &Event) -> Map<String, Value> {
     map
 }
 
+/// The id a message-queue sink gives what it publishes (`Nats-Msg-Id`, AMQP `message_id`):
+/// `<event id>:<pipeline>:<stage>:<16 hex digits of SHA-256 of the body>`. A redelivery of
+/// the same event by the same stage has the same id, so brokers and consumers can drop the
+/// copy; branches of a split (same event id, different bodies) and other stages do not.
+pub(crate) fn delivery_id(event: &Event, pipeline: &str, stage: &str, body: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}:{pipeline}:{stage}:{hash}", event.id)
+}
+
 /// For a dry run (`hookline check`): whether `path` could be opened for writing, without
 /// creating it or its folders. An existing file is opened for append (which changes
 /// nothing); otherwise the nearest existing ancestor must be a folder.
@@ -107,6 +118,16 @@ mod tests {
     fn truncate_respects_char_boundaries() {
         assert_eq!(truncate("héllo", 2), "hé…");
         assert_eq!(truncate("hi", 2), "hi");
+    }
+
+    #[test]
+    fn delivery_ids_differ_by_stage_and_body_only() {
+        let e = crate::testutil::event("t", json!({}));
+        let id = delivery_id(&e, "p", "s", b"{}");
+        assert_eq!(id, delivery_id(&e, "p", "s", b"{}"));
+        assert!(id.starts_with("01J00000000000000000000000:p:s:"), "{id}");
+        assert_ne!(id, delivery_id(&e, "p", "t", b"{}"));
+        assert_ne!(id, delivery_id(&e, "p", "s", b"[]"));
     }
 
     #[test]

@@ -100,6 +100,17 @@ impl NatsServer {
         }
     }
 
+    /// SIGTERM: a clean shutdown that flushes the store; waits for the exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+
     /// Start again on the same port and store.
     pub fn restart(&mut self) {
         self.kill();
