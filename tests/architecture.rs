@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 /// Top-level modules of `core/src`, bottom first. A module may use modules of its own layer
 /// or below, never above; within a layer, no two modules may use each other.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("helpers and pure rules", &["out", "lograte", "verify"]),
+    (
+        "helpers and pure rules",
+        &["out", "lograte", "verify", "respond"],
+    ),
     ("telemetry", &["metrics", "tap", "internal_events"]),
     ("configuration as data", &["config"]),
     ("stores and plugin hosts", &["journal", "wasm"]),
@@ -30,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "server",
             "dlq",
             "events_cmd",
+            "tail_cmd",
             "pipelines_cmd",
             "pipetest",
             "send",

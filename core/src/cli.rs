@@ -77,6 +77,9 @@ pub enum Command {
     /// Search the retained events and show one with where it went and every attempt
     /// (works whether or not `serve` is running).
     Events(crate::events_cmd::EventsArgs),
+    /// Follow a running service live: each event as it is accepted and each stage's outcome
+    /// as it happens.
+    Tail(crate::tail_cmd::TailArgs),
     /// Pause and resume pipelines (their events are journaled meanwhile), or list them.
     Pipelines(crate::pipelines_cmd::PipelinesArgs),
     /// Write a commented starter pipeline.toml (and a test file) for a scheme and a sink.

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 
 use crate::config::ConfigFile;
 use crate::config::{Backend, StorageConfig};
@@ -311,6 +310,16 @@ fn one_line(s: &str, max: usize) -> String {
 /// validating the rest (an operator inspecting dead letters need not have every secret in
 /// their environment; only the ones `[storage]` uses).
 fn storage_config(config: &Path) -> anyhow::Result<(StorageConfig, PathBuf)> {
+    section(config, "storage")
+}
+
+/// One top-level section of a config (`[storage]`, `[admin]`), its variables expanded, and
+/// the directory its paths resolve against — without validating the rest of the file, so
+/// only the secrets that section uses need be set. A missing section is its default.
+pub(crate) fn section<T: serde::de::DeserializeOwned + Default>(
+    config: &Path,
+    name: &str,
+) -> anyhow::Result<(T, PathBuf)> {
     let file = ConfigFile::read(config)?;
     let mut doc = toml::de::DeTable::parse(&file.text)
         .map_err(|e| anyhow::anyhow!("{}: {}", config.display(), e.message()))?
@@ -320,19 +329,19 @@ fn storage_config(config: &Path) -> anyhow::Result<(StorageConfig, PathBuf)> {
         &|name| std::env::var(name).ok(),
         &file.base_dir(),
     );
-    let Some((_, storage)) = doc.iter().find(|(k, _)| k.get_ref() == "storage") else {
-        return Ok((StorageConfig::default(), file.base_dir()));
+    let Some((_, table)) = doc.iter().find(|(k, _)| k.get_ref() == name) else {
+        return Ok((T::default(), file.base_dir()));
     };
-    let span = storage.span();
+    let span = table.span();
     if let Some((_, e)) = outcome
         .errors
         .iter()
         .find(|(at, _)| at.start >= span.start && at.end <= span.end)
     {
-        bail!("{}: [storage]: {e}", config.display());
+        bail!("{}: [{name}]: {e}", config.display());
     }
-    let parsed = StorageConfig::deserialize(toml::de::ValueDeserializer::from(storage.clone()))
-        .map_err(|e| anyhow::anyhow!("{}: [storage]: {}", config.display(), e.message().trim()))
-        .context("reading the journal settings")?;
+    let parsed = T::deserialize(toml::de::ValueDeserializer::from(table.clone()))
+        .map_err(|e| anyhow::anyhow!("{}: [{name}]: {}", config.display(), e.message().trim()))
+        .with_context(|| format!("reading the [{name}] settings"))?;
     Ok((parsed, file.base_dir()))
 }

@@ -47,6 +47,7 @@ pub mod scaffold;
 pub mod send;
 pub mod server;
 pub mod storage;
+pub mod tail_cmd;
 pub mod tap;
 pub mod verify;
 pub mod verify_cmd;

@@ -38,6 +38,7 @@ fn main() -> std::process::ExitCode {
         Command::Events(args) => {
             runtime().and_then(|rt| rt.block_on(hookline::events_cmd::run(args, &registry)))
         }
+        Command::Tail(args) => runtime().and_then(|rt| rt.block_on(hookline::tail_cmd::run(args))),
         Command::Pipelines(args) => {
             runtime().and_then(|rt| rt.block_on(hookline::pipelines_cmd::run(args)))
         }

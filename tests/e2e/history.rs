@@ -411,3 +411,166 @@ stages = [{{ sink = "http", url = "{}", timeout = "2s" }}]
     let letters = get_json(&h.admin_url("/api/v1/dead-letters")).await;
     assert_eq!(letters["total"], 0, "{letters}");
 }
+
+/// Reads server-sent `data:` entries from a streaming response.
+struct Sse {
+    response: reqwest::Response,
+    pending: String,
+}
+
+impl Sse {
+    async fn open(url: &str) -> Sse {
+        let response = client().get(url).send().await.expect("tail");
+        assert_eq!(response.status(), 200);
+        Sse {
+            response,
+            pending: String::new(),
+        }
+    }
+
+    /// The next entry, within 20 s.
+    async fn next(&mut self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let entry: String = self.pending.drain(..end + 2).collect();
+                if let Some(data) = entry.lines().find_map(|l| l.strip_prefix("data:")) {
+                    return serde_json::from_str(data.trim()).expect("json entry");
+                }
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = tokio::time::timeout(left, self.response.chunk())
+                .await
+                .expect("an entry within 20 s")
+                .expect("read")
+                .expect("stream open");
+            self.pending.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+#[tokio::test]
+async fn tail_streams_accepted_events_and_each_stage_outcome_filtered_and_bounded() {
+    let h = Hookline::start(&format!(
+        r#"{}
+[[pipelines]]
+name = "archive"
+source = "leadshark"
+stages = [{{ sink = "file", path = "archive.jsonl" }}]
+
+[[pipelines]]
+name = "only-likes"
+source = "leadshark"
+stages = [
+  {{ filter = "event", events = ["new.like"], name = "likes" }},
+  {{ sink = "file", path = "likes.jsonl" }},
+]
+"#,
+        leadshark_source()
+    ));
+    let mut everything = Sse::open(&h.admin_url("/api/v1/tail")).await;
+    let mut likes = Sse::open(&h.admin_url("/api/v1/tail?pipeline=only-likes&stage=likes")).await;
+    let mut cli = std::process::Command::new(bin())
+        // The test's config listens on port 0: name the port it got.
+        .args(["tail", "--json", "--pipeline", "archive", "--admin"])
+        .arg(format!("http://{}", h.admin_addr))
+        .arg("--config")
+        .arg(&h.config_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hookline tail");
+    let cli_out = cli.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(cli_out)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // The CLI is listening once the service counts it; give it a moment to connect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let r = post_signed(&h.url("/webhooks/leadshark"), &lead(1, "ada@acme.com")).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let id = r.json["id"].as_str().expect("id").to_string();
+
+    let accepted = everything.next().await;
+    assert_eq!(accepted["kind"], "accepted", "{accepted}");
+    assert_eq!(accepted["event_id"], id.as_str());
+    assert_eq!(accepted["type"], "email.captured");
+    assert_eq!(accepted["routed"], 2);
+    let mut stages = Vec::new();
+    while stages.len() < 2 {
+        let e = everything.next().await;
+        assert_eq!(e["kind"], "stage", "{e}");
+        assert_eq!(e["event_id"], id.as_str());
+        stages.push((
+            e["pipeline"].as_str().expect("p").to_string(),
+            e["outcome"].as_str().expect("o").to_string(),
+        ));
+    }
+    stages.sort();
+    assert_eq!(
+        stages,
+        [
+            ("archive".to_string(), "passed".to_string()),
+            ("only-likes".to_string(), "dropped".to_string())
+        ]
+    );
+    let like = likes.next().await;
+    assert_eq!(
+        (
+            like["pipeline"].clone(),
+            like["stage_name"].clone(),
+            like["outcome"].clone()
+        ),
+        (json!("only-likes"), json!("likes"), json!("dropped"))
+    );
+
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("hookline tail prints the stage");
+    let entry: Value = serde_json::from_str(&line).expect("json line");
+    assert_eq!(
+        (entry["pipeline"].clone(), entry["event_id"].clone()),
+        (json!("archive"), json!(id))
+    );
+    let _ = cli.kill();
+    let _ = cli.wait();
+
+    // Bounded: at most 16 tails at once; the 17th is told so.
+    let mut open = Vec::new();
+    while open.len() < 16 {
+        let r = client()
+            .get(h.admin_url("/api/v1/tail"))
+            .send()
+            .await
+            .expect("tail");
+        if r.status() == 503 {
+            break;
+        }
+        open.push(r);
+    }
+    // Two are still open above (and the CLI's may not be released yet).
+    assert!(open.len() <= 14, "{}", open.len());
+    let r = client()
+        .get(h.admin_url("/api/v1/tail"))
+        .send()
+        .await
+        .expect("tail");
+    assert_eq!(r.status(), 503);
+    assert!(
+        r.text()
+            .await
+            .expect("body")
+            .contains("tails are open already")
+    );
+    drop(open);
+    drop(everything);
+    drop(likes);
+}
