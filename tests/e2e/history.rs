@@ -492,9 +492,6 @@ stages = [
             let _ = tx.send(line);
         }
     });
-    // The CLI is listening once the service counts it; give it a moment to connect.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
     let r = post_signed(&h.url("/webhooks/leadshark"), &lead(1, "ada@acme.com")).await;
     assert_eq!(r.status, 200, "{}", r.json);
     let id = r.json["id"].as_str().expect("id").to_string();
@@ -532,13 +529,27 @@ stages = [
         (json!("only-likes"), json!("likes"), json!("dropped"))
     );
 
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("hookline tail prints the stage");
+    // The CLI sees events from when it has connected: send until it prints one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sent = vec![id];
+    let line = loop {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "hookline tail printed nothing");
+        let r = post_signed(
+            &h.url("/webhooks/leadshark"),
+            &lead(sent.len() as u64 + 1, "bob@example.com"),
+        )
+        .await;
+        sent.push(r.json["id"].as_str().expect("id").to_string());
+    };
     let entry: Value = serde_json::from_str(&line).expect("json line");
-    assert_eq!(
-        (entry["pipeline"].clone(), entry["event_id"].clone()),
-        (json!("archive"), json!(id))
+    assert_eq!(entry["kind"], "stage", "{entry}");
+    assert_eq!(entry["pipeline"], "archive", "{entry}");
+    assert!(
+        sent.iter().any(|id| entry["event_id"] == id.as_str()),
+        "{entry}"
     );
     let _ = cli.kill();
     let _ = cli.wait();
