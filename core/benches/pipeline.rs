@@ -9,11 +9,12 @@
 //!
 //! `cargo bench -p hookline --bench pipeline`
 
+mod common;
+
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hookline::config::ConfigFile;
-use hookline::runtime::{Pipeline, Runtime, Stage, StageOp};
+use hookline::runtime::{Pipeline, Stage, StageOp};
 use hookline_plugin_api::{Event, Sink, StageError, async_trait};
 
 #[derive(Debug)]
@@ -47,37 +48,6 @@ stages = [
 ]
 "#;
 
-fn runtime() -> Runtime {
-    let file = ConfigFile {
-        path: std::env::temp_dir().join("hookline-bench-pipeline.toml"),
-        text: CONFIG.to_string(),
-    };
-    let config = match file.parse() {
-        Ok(c) => c,
-        Err(d) => panic!("{d}"),
-    };
-    match Runtime::build(&config, &hookline_builtin::registry()) {
-        Ok(r) => r,
-        Err(d) => panic!("{d}"),
-    }
-}
-
-fn event() -> Event {
-    let payload = hookline_leadshark::samples::sample("email.captured", 42)
-        .unwrap_or_else(|| panic!("sample"));
-    Event {
-        id: "0190b7e4-7f8a-7000-8000-000000000000".into(),
-        source: "leadshark".into(),
-        event_type: "email.captured".into(),
-        received_at: jiff::Timestamp::now(),
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("x-webhook-event".into(), "email.captured".into()),
-        ],
-        payload,
-    }
-}
-
 fn chain(c: &mut Criterion) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("info")
@@ -90,7 +60,7 @@ fn chain(c: &mut Criterion) {
         Ok(rt) => rt,
         Err(e) => panic!("{e}"),
     };
-    let built = runtime();
+    let built = common::runtime("pipeline", CONFIG.to_string());
     let file_chain = Arc::clone(&built.pipelines[0]);
     let mut stages: Vec<Stage> = file_chain.stages[..2].to_vec();
     stages.push(Stage::new(
@@ -102,7 +72,7 @@ fn chain(c: &mut Criterion) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     };
-    let event = event();
+    let event = common::event();
 
     let mut group = c.benchmark_group("stage_chain");
     group.bench_function("cel+set+discard", |b| {

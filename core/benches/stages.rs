@@ -8,11 +8,12 @@
 //!
 //! `cargo bench -p hookline --bench stages`
 
+mod common;
+
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hookline::config::ConfigFile;
-use hookline::runtime::{Runtime, StageOp};
+use hookline::runtime::StageOp;
 use hookline_plugin_api::{Event, Filter, StageError, Transform};
 
 /// One pipeline per stage; the pipeline's name is the row's name.
@@ -67,37 +68,6 @@ verify = { scheme = "leadshark", secrets = ["bench-secret"] }
     text
 }
 
-fn runtime() -> Runtime {
-    let file = ConfigFile {
-        path: std::env::temp_dir().join("hookline-bench-stages.toml"),
-        text: config(),
-    };
-    let config = match file.parse() {
-        Ok(c) => c,
-        Err(d) => panic!("{d}"),
-    };
-    match Runtime::build(&config, &hookline_builtin::registry()) {
-        Ok(r) => r,
-        Err(d) => panic!("{d}"),
-    }
-}
-
-fn event() -> Event {
-    let payload = hookline_leadshark::samples::sample("email.captured", 42)
-        .unwrap_or_else(|| panic!("sample"));
-    Event {
-        id: "0190b7e4-7f8a-7000-8000-000000000000".into(),
-        source: "leadshark".into(),
-        event_type: "email.captured".into(),
-        received_at: jiff::Timestamp::now(),
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("x-webhook-event".into(), "email.captured".into()),
-        ],
-        payload,
-    }
-}
-
 #[derive(Debug)]
 struct KeepAll;
 
@@ -133,8 +103,8 @@ fn run(op: &StageOp, event: &Event) {
 }
 
 fn stages(c: &mut Criterion) {
-    let built = runtime();
-    let event = event();
+    let built = common::runtime("stages", config());
+    let event = common::event();
     let mut group = c.benchmark_group("stage");
     let keep_all = StageOp::Filter(Arc::new(KeepAll));
     let identity = StageOp::Transform(Arc::new(Identity));

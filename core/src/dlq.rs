@@ -14,6 +14,15 @@ use crate::journal::{DeadLetter, DeadLetterFilter, Journal, NatsJournal, Replaye
 
 #[derive(Debug, Args)]
 pub struct DlqArgs {
+    #[command(flatten)]
+    pub(crate) journal: JournalArgs,
+    #[command(subcommand)]
+    pub(crate) command: DlqCommand,
+}
+
+/// Where the commands that work straight on the journal (`dlq`, `events`) find it.
+#[derive(Debug, Args)]
+pub struct JournalArgs {
     /// Config whose `[storage]` names the journal.
     #[arg(
         long,
@@ -26,8 +35,13 @@ pub struct DlqArgs {
     /// The journal file itself (instead of reading it from the config).
     #[arg(long, global = true)]
     pub(crate) db: Option<PathBuf>,
-    #[command(subcommand)]
-    pub(crate) command: DlqCommand,
+}
+
+impl JournalArgs {
+    /// The journal, opened beside a service that may be running.
+    pub(crate) async fn open(&self) -> anyhow::Result<Box<dyn Journal>> {
+        open_journal(&self.config, self.db.as_deref()).await
+    }
 }
 
 #[derive(Debug, Args, Default)]
@@ -118,11 +132,6 @@ pub(crate) enum DlqCommand {
     },
 }
 
-/// The journal the config names (or `--db`).
-async fn open(args: &DlqArgs) -> anyhow::Result<Box<dyn Journal>> {
-    open_journal(&args.config, args.db.as_deref()).await
-}
-
 /// The journal `config` names (or the SQLite file `db`), opened beside a service that may
 /// be running.
 pub(crate) async fn open_journal(
@@ -153,7 +162,7 @@ pub(crate) async fn open_journal(
 }
 
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
-    let journal = open(&args).await?;
+    let journal = args.journal.open().await?;
     let journal = journal.as_ref();
     match args.command {
         DlqCommand::List {

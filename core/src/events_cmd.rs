@@ -2,7 +2,7 @@
 //! the journal (whether or not `serve` is running), with the filters of
 //! `GET /api/v1/events`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
@@ -13,18 +13,8 @@ use crate::journal::{EventOutcome, EventRecord, EventSummary, Replayed};
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
-    /// Config whose `[storage]` names the journal.
-    #[arg(
-        long,
-        short,
-        default_value = "pipeline.toml",
-        env = "HOOKLINE_CONFIG",
-        global = true
-    )]
-    pub(crate) config: PathBuf,
-    /// The journal file itself (instead of reading it from the config).
-    #[arg(long, global = true)]
-    pub(crate) db: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) journal: crate::dlq::JournalArgs,
     #[command(subcommand)]
     pub(crate) command: EventsCommand,
 }
@@ -118,7 +108,7 @@ pub(crate) enum EventsCommand {
 }
 
 pub async fn run(args: EventsArgs, registry: &Registry) -> anyhow::Result<()> {
-    let journal = crate::dlq::open_journal(&args.config, args.db.as_deref()).await?;
+    let journal = args.journal.open().await?;
     match args.command {
         EventsCommand::List {
             filters,
@@ -178,7 +168,7 @@ pub async fn run(args: EventsArgs, registry: &Registry) -> anyhow::Result<()> {
             let Some(event) = journal.get_event(id.clone()).await? else {
                 bail!("no event {id} (never received, or pruned after `retain`)");
             };
-            check_pipeline(&args.config, &pipeline, &event.summary.source)?;
+            check_pipeline(&args.journal.config, &pipeline, &event.summary.source)?;
             match journal
                 .replay_event(id.clone(), pipeline.clone(), from_failed)
                 .await?

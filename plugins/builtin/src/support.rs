@@ -1,7 +1,7 @@
 //! Small helpers shared by several built-ins.
 
 pub(crate) use hookline_plugin_api::toml_to_json;
-use hookline_plugin_api::{ConfigError, Event, PluginConfig};
+use hookline_plugin_api::{ConfigError, Event, PluginConfig, StageError};
 use serde_json::{Map, Value};
 
 /// An error about the stage's table as a whole (no single key is at fault).
@@ -94,6 +94,18 @@ pub(crate) fn check_writable(path: &std::path::Path) -> Result<(), String> {
         at = dir.parent();
     }
     Ok(())
+}
+
+/// The bytes a sink sends for `event`: the payload as JSON, or with `envelope` the whole event
+/// (`id`, `source`, `type`, `received_at`, `payload`). Encoding cannot fail for a JSON value;
+/// if it ever did, retrying would not help.
+pub(crate) fn encode(event: &Event, envelope: bool) -> Result<Vec<u8>, StageError> {
+    if envelope {
+        serde_json::to_vec(&event.envelope())
+    } else {
+        serde_json::to_vec(&event.payload)
+    }
+    .map_err(|e| StageError::fatal(format!("cannot encode event: {e}")))
 }
 
 #[cfg(test)]

@@ -360,12 +360,7 @@ impl Sink for AmqpSink {
             .render(event)
             .map_err(|e| StageError::fatal(format!("cannot render the routing key: {e}")))?;
         check_routing_key(&routing_key).map_err(StageError::fatal)?;
-        let body = if self.envelope {
-            serde_json::to_vec(&event.envelope())
-        } else {
-            serde_json::to_vec(&event.payload)
-        }
-        .map_err(|e| StageError::fatal(format!("cannot encode event: {e}")))?;
+        let body = crate::support::encode(event, self.envelope)?;
         let mut headers = FieldTable::default();
         headers.insert(
             "event-id".into(),

@@ -148,12 +148,7 @@ pub struct FileSink {
 #[async_trait]
 impl Sink for FileSink {
     async fn deliver(&self, event: &Event) -> Result<(), StageError> {
-        let mut bytes = if self.envelope {
-            serde_json::to_vec(&event.envelope())
-        } else {
-            serde_json::to_vec(&event.payload)
-        }
-        .map_err(|e| StageError::fatal(format!("cannot encode event: {e}")))?;
+        let mut bytes = crate::support::encode(event, self.envelope)?;
         bytes.push(b'\n');
         let failed = |e: &dyn std::fmt::Display| {
             StageError::retryable(format!("cannot write to {}: {e}", self.path.display()))

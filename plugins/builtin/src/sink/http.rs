@@ -283,12 +283,7 @@ impl std::fmt::Debug for HttpSink {
 #[async_trait]
 impl Sink for HttpSink {
     async fn deliver(&self, event: &Event) -> Result<(), StageError> {
-        let body = if self.envelope {
-            serde_json::to_vec(&event.envelope())
-        } else {
-            serde_json::to_vec(&event.payload)
-        }
-        .map_err(|e| StageError::fatal(format!("cannot encode event: {e}")))?;
+        let body = crate::support::encode(event, self.envelope)?;
         let mut request = self
             .client
             .request(self.method.clone(), self.url.clone())

@@ -255,12 +255,7 @@ impl Sink for NatsSink {
             .render(event)
             .map_err(|e| StageError::fatal(format!("cannot render the subject: {e}")))?;
         check_subject(&subject).map_err(StageError::fatal)?;
-        let body = if self.envelope {
-            serde_json::to_vec(&event.envelope())
-        } else {
-            serde_json::to_vec(&event.payload)
-        }
-        .map_err(|e| StageError::fatal(format!("cannot encode event: {e}")))?;
+        let body = crate::support::encode(event, self.envelope)?;
         let id = delivery_id(event, &self.pipeline, &self.stage, &body);
         let js = self.context().await.map_err(StageError::retryable)?;
         let publish = PublishMessage::build()
