@@ -13,7 +13,9 @@
 //! and non-negative JSON integers are `uint`, so write `payload.n + 1u` or `int(payload.n) + 1`.
 //!
 //! The expression is compiled at start-up, and a name other than the three variables (a
-//! typo such as `paylod`) is refused then. At run time, an evaluation error or a result that
+//! typo such as `paylod`) is refused then. Each evaluation binds only what the expression
+//! reads of the event (see [`reads`]): a variable it never names is not built, and of the
+//! payload only the fields it selects are converted. At run time, an evaluation error or a result that
 //! is not a bool is a fatal error: the event is dead-lettered with the reason.
 //!
 //! **Budget.** The `cel` crate cannot stop an evaluation once it runs, so the cost is bounded
@@ -23,7 +25,7 @@
 //! the reason instead of evaluated. One loop over any list a 1 MiB body can hold fits; a
 //! loop inside a loop over thousands of elements does not.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use ::cel::common::ast::{EntryExpr, Expr};
@@ -33,6 +35,9 @@ use hookline_plugin_api::{BuildContext, ConfigError, Event, Filter, PluginConfig
 use serde::Deserialize;
 
 use crate::support::{event_meta, headers_map, truncate};
+
+mod reads;
+use reads::Need;
 
 /// Evaluation steps an expression may be estimated to take on one event.
 pub const BUDGET: u64 = 2_000_000;
@@ -116,12 +121,32 @@ pub fn build(
         ));
     }
     let largest_literal = largest_literal(program.expression());
+    let reads = reads::reads(program.expression(), &VARIABLES);
+    // Without a loop the cost does not depend on the event: no need to measure it each time.
+    let fixed_cost = (!has_loop(program.expression())).then(|| cost(program.expression(), 1));
     Ok(Arc::new(CelFilter {
         source: cfg.expr,
         env,
         program,
         largest_literal,
+        reads,
+        fixed_cost,
     }))
+}
+
+/// Whether the expression holds a comprehension (`all`, `exists`, `map`, …).
+fn has_loop(expr: &Expression) -> bool {
+    let any =
+        |mut exprs: &mut dyn Iterator<Item = &Expression>| Iterator::any(&mut exprs, has_loop);
+    match &expr.expr {
+        Expr::Comprehension(_) => true,
+        Expr::Call(call) => any(&mut call.target.iter().map(|t| &**t).chain(call.args.iter())),
+        Expr::List(list) => any(&mut list.elements.iter()),
+        Expr::Map(map) => any(&mut map.entries.iter().flat_map(|e| entry_parts(&e.expr))),
+        Expr::Struct(s) => any(&mut s.entries.iter().flat_map(|e| entry_parts(&e.expr))),
+        Expr::Select(select) => has_loop(&select.operand),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => false,
+    }
 }
 
 /// The longest list or map literal in the expression.
@@ -262,6 +287,10 @@ pub struct CelFilter {
     program: Program,
     /// The longest list written in the expression itself.
     largest_literal: u64,
+    /// What the expression reads of each variable it names.
+    reads: HashMap<String, Need>,
+    /// The cost bound when the expression has no loop (then the same for every event).
+    fixed_cost: Option<u64>,
 }
 
 impl std::fmt::Debug for CelFilter {
@@ -274,23 +303,34 @@ impl std::fmt::Debug for CelFilter {
 
 impl Filter for CelFilter {
     fn keep(&self, event: &Event) -> Result<bool, StageError> {
-        let n = largest_collection(&event.payload)
-            .max(event.headers.len() as u64)
-            .max(self.largest_literal);
-        let estimate = cost(self.program.expression(), n);
-        if estimate > BUDGET {
-            return Err(StageError::fatal(format!(
-                "CEL budget exceeded: on this event (its largest list or map has {n} elements) the expression could take up to {estimate} steps, over the budget of {BUDGET}; loops inside loops over large lists are refused"
-            )));
+        if self.fixed_cost.is_none_or(|c| c > BUDGET) {
+            let n = largest_collection(&event.payload)
+                .max(event.headers.len() as u64)
+                .max(self.largest_literal);
+            let estimate = cost(self.program.expression(), n);
+            if estimate > BUDGET {
+                return Err(StageError::fatal(format!(
+                    "CEL budget exceeded: on this event (its largest list or map has {n} elements) the expression could take up to {estimate} steps, over the budget of {BUDGET}; loops inside loops over large lists are refused"
+                )));
+            }
         }
+        // Built only when the expression names them; bound borrowing from here.
+        let meta = self.reads.contains_key("event").then(|| event_meta(event));
+        let headers = self
+            .reads
+            .contains_key("headers")
+            .then(|| serde_json::Value::Object(headers_map(event)));
         let mut ctx = Context::with_env(Arc::clone(&self.env));
-        let bind = |e: ::cel::SerializationError| {
-            StageError::fatal(format!("cannot pass the event to CEL: {e}"))
-        };
-        ctx.add_variable("payload", &event.payload).map_err(bind)?;
-        ctx.add_variable("event", event_meta(event)).map_err(bind)?;
-        ctx.add_variable("headers", headers_map(event))
-            .map_err(bind)?;
+        for (name, need) in &self.reads {
+            let value = match name.as_str() {
+                "event" => meta.as_ref(),
+                "headers" => headers.as_ref(),
+                _ => Some(&event.payload),
+            };
+            if let Some(value) = value {
+                ctx.add_variable_as_val(name.as_str(), reads::to_cel(value, need));
+            }
+        }
         match self.program.execute(&ctx) {
             Ok(Value::Bool(keep)) => Ok(keep),
             Ok(other) => Err(StageError::fatal(format!(
@@ -352,6 +392,66 @@ mod tests {
                 Ok(true)
             );
             assert_eq!(keeps("event.received_at.startsWith('1970-')", p), Ok(true));
+        }
+    }
+
+    /// The whole event bound as the `cel` crate converts it: what evaluations saw before
+    /// they bound only what they read.
+    fn reference(expr: &str, event: &Event) -> Result<Value, String> {
+        let env = Arc::new(Env::stdlib());
+        let program = env.compile(expr).expect("compiles");
+        let mut ctx = Context::with_env(Arc::clone(&env));
+        ctx.add_variable("payload", &event.payload).expect("binds");
+        ctx.add_variable("event", event_meta(event)).expect("binds");
+        ctx.add_variable("headers", headers_map(event))
+            .expect("binds");
+        program.execute(&ctx).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn binding_only_what_is_read_evaluates_as_binding_everything() {
+        let payloads = [
+            leadshark_v1(),
+            leadshark_v2(),
+            json!({"data": "not an object", "items": [1, 2]}),
+            json!({"data": {"lead": null, "tags": ["a", "b"], "n": -2, "x": 1.5}}),
+        ];
+        let exprs = [
+            "has(payload.data.lead.email) && !payload.data.lead.email.endsWith('@test.invalid')",
+            "payload.data.lead.email",
+            "has(payload.data.lead)",
+            "has(payload.data.tags) && payload.data.tags.exists(t, t == 'b')",
+            "payload.data.n < 0",
+            "payload.data.x > 1.0",
+            "payload.data == 'not an object'",
+            "payload.data.lead == null",
+            "size(payload.data) > 1",
+            "type(payload.data) == map",
+            "payload.items.size() == 2",
+            "has(payload.data.payload_version) && payload.data.payload_version >= 2u",
+            "event.type == 'email.captured' && headers['x-webhook-event'] == event.type",
+            "payload.data.lead.email.endsWith(event.source)",
+            "{'k': payload.data.n}.k == -2",
+        ];
+        for payload in payloads {
+            let ev = event("email.captured", payload.clone());
+            for expr in exprs {
+                let ours = filter(expr).keep(&ev);
+                let want = reference(expr, &ev);
+                match (&ours, &want) {
+                    (Ok(k), Ok(v)) => assert_eq!(&Value::Bool(*k), v, "{expr} on {payload}"),
+                    (Err(e), Ok(v)) => assert!(
+                        !matches!(v, Value::Bool(_))
+                            && e.message().contains("must evaluate to a bool"),
+                        "{expr} on {payload}: {e:?} vs {v:?}"
+                    ),
+                    (Err(e), Err(w)) => assert!(
+                        e.message().contains(&truncate(w, 300)),
+                        "{expr} on {payload}: {e:?} vs {w}"
+                    ),
+                    (Ok(k), Err(w)) => panic!("{expr} on {payload}: {k} vs error {w}"),
+                }
+            }
         }
     }
 
