@@ -100,12 +100,12 @@ fn walk<'e>(
     out: &mut HashMap<String, Need>,
 ) {
     let free = |name: &str, bound: &[&str]| variables.contains(&name) && !bound.contains(&name);
-    if let Some((root, fields, test)) = selection(expr) {
-        if free(root, bound) {
-            let last = if test { Need::Present } else { Need::Whole };
-            record(out, root, Need::along(&fields, last));
-            return;
-        }
+    if let Some((root, fields, test)) = selection(expr)
+        && free(root, bound)
+    {
+        let last = if test { Need::Present } else { Need::Whole };
+        record(out, root, Need::along(&fields, last));
+        return;
     }
     match &expr.expr {
         Expr::Ident(name) => {
