@@ -8,6 +8,11 @@ row as a ratio to the baseline measured beside it:
   baseline          tests/bench/baseline: axum + constant-time HMAC check + append to a file
   hookline-file     Hookline, SQLite journal (2xx after the commit) + `file` sink
   hookline-fanout3  Hookline, every event to three pipelines (file; set→file; cel→file)
+  hookline-pipelines3, hookline-pipelines10
+                    Hookline, every event to 3 / 10 pipelines, each a `file` sink (the
+                    cost of an extra pipeline: compare with hookline-file)
+  hookline-celset   Hookline, a `cel` filter and a `set` transform before the `file` sink
+                    (two native stages under load: compare with hookline-file)
   hookline-wasm     Hookline, `wasm:redact` transform in front of the file sink (skipped,
                     with the reason, while the build has no WASM plugins)
 
@@ -68,6 +73,22 @@ CANDIDATES = {
         "kind": "hookline",
         "config": "fanout3.toml",
         "sinks": ["out/archive.jsonl", "out/tagged.jsonl", "out/filtered.jsonl"],
+    },
+    # The scale rows: cost per extra pipeline, and two native stages under load.
+    "hookline-pipelines3": {
+        "kind": "hookline",
+        "config": "pipelines3.toml",
+        "sinks": [f"out/p{i}.jsonl" for i in range(1, 4)],
+    },
+    "hookline-pipelines10": {
+        "kind": "hookline",
+        "config": "pipelines10.toml",
+        "sinks": [f"out/p{i}.jsonl" for i in range(1, 11)],
+    },
+    "hookline-celset": {
+        "kind": "hookline",
+        "config": "celset.toml",
+        "sinks": ["out/archive.jsonl"],
     },
     "hookline-wasm": {
         "kind": "hookline",
