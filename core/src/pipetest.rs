@@ -22,6 +22,9 @@
 //! reached = true
 //! ```
 
+mod compare;
+pub mod from_journal;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
