@@ -137,10 +137,7 @@ pub(crate) fn diff_line(
     was: Option<&PipelineState>,
     now: Option<&Now>,
 ) -> String {
-    let was = was.map_or_else(
-        || "not routed".to_string(),
-        crate::events_cmd::state_text,
-    );
+    let was = was.map_or_else(|| "not routed".to_string(), crate::events_cmd::state_text);
     let now = now.map_or_else(|| "not routed".to_string(), Now::text);
     format!("{event_id}  {pipeline}: was {was}, now {now}")
 }
@@ -294,7 +291,7 @@ mod tests {
         });
         let fail = Outcome::Failed {
             stage: 2,
-            error: StageError::retryable("503"),
+            error: StageError::retryable("boom"),
             event,
         };
         let drop = Outcome::Dropped { stage: 1 };

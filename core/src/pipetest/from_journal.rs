@@ -66,6 +66,8 @@ pub(crate) struct Report {
     pub(crate) events: u64,
     /// Listed but pruned before they could be read.
     pub(crate) vanished: u64,
+    /// `--source`, `--type` or `--since` narrowed the sample.
+    pub(crate) filtered: bool,
     pub(crate) oldest: Option<Timestamp>,
     pub(crate) newest: Option<Timestamp>,
     /// The tested config's pipelines in config order, then those only in the history.
@@ -145,7 +147,8 @@ pub(crate) async fn run(
     let filter = query.to_filter(registry).map_err(anyhow::Error::msg)?;
     let journal = crate::dlq::open_journal(config, args.db.as_deref()).await?;
     let sample = newest(journal.as_ref(), filter, n).await?;
-    let report = replay(journal.as_ref(), runtime, n, &sample).await?;
+    let mut report = replay(journal.as_ref(), runtime, n, &sample).await?;
+    report.filtered = !query.is_unfiltered();
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -364,10 +367,10 @@ fn print(r: &Report) -> anyhow::Result<()> {
         ),
         _ => String::new(),
     };
-    let fewer = if r.events + r.vanished < r.requested {
-        " (the journal holds no more)"
-    } else {
-        ""
+    let fewer = match (r.events + r.vanished < r.requested, r.filtered) {
+        (false, _) => "",
+        (true, false) => " (the journal holds no more)",
+        (true, true) => " (no more match the filters)",
     };
     outln!(
         "ran {} of the newest {} journaled events{fewer}{span}; sinks recorded, nothing sent",
@@ -375,7 +378,10 @@ fn print(r: &Report) -> anyhow::Result<()> {
         r.requested
     );
     if r.vanished > 0 {
-        outln!("{} listed events were pruned before they could be read", r.vanished);
+        outln!(
+            "{} listed events were pruned before they could be read",
+            r.vanished
+        );
     }
     for p in &r.pipelines {
         let tag = match (p.in_config, p.new) {
@@ -424,4 +430,29 @@ fn print(r: &Report) -> anyhow::Result<()> {
         if events.len() == 1 { "" } else { "s" }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_without_history_is_a_clear_error_naming_the_option() {
+        let e = history_error(JournalError::Unsupported(
+            crate::journal::HISTORY_NEEDS_SQLITE.into(),
+        ));
+        let text = e.to_string();
+        assert!(
+            text.starts_with("--from-journal reads the journal's event history: "),
+            "{text}"
+        );
+        assert!(text.contains("needs the SQLite journal"), "{text}");
+        let other = history_error(JournalError::Closed).to_string();
+        assert_eq!(other, "journal is closed");
+    }
+
+    #[test]
+    fn one_line_keeps_an_error_on_its_line() {
+        assert_eq!(one_line("a\nb\r\tc"), "a b  c");
+    }
 }
