@@ -272,6 +272,13 @@ stages = [{{ sink = "file", path = "audit.jsonl" }}]
         "{out:?}"
     );
 
+    // With the service stopped, the same report.
+    let mut h = h;
+    assert!(h.terminate(), "serve did not stop cleanly");
+    let stopped: Value =
+        serde_json::from_slice(&from_journal(&changed, &["5", "--json"]).stdout).expect("json");
+    assert_eq!(figures(pipeline(&stopped, "crm")), [5, 2, 2, 1, 1, 3]);
+
     // Nothing was sent again and no sink wrote anything.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received.lock().expect("lock").len(), 5);

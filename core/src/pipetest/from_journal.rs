@@ -201,7 +201,7 @@ async fn replay(
     requested: u64,
     sample: &[EventSummary],
 ) -> anyhow::Result<Report> {
-    let pipelines = super::with_recorders(runtime);
+    let pipelines = super::with_recorders(runtime)?;
     let known: BTreeSet<&str> = sample
         .iter()
         .flat_map(|e| e.pipelines.iter().map(|p| p.pipeline.as_str()))
