@@ -85,15 +85,19 @@ pub enum Command {
     /// Write a commented starter pipeline.toml (and a test file) for a scheme and a sink.
     Init(crate::init::InitArgs),
     /// Run the pipeline tests written in TOML next to the config; sinks are replaced by
-    /// recorders. Exit code 1 if any fails.
+    /// recorders. Exit code 1 if any fails. With `--from-journal N`, run the config over the
+    /// newest N journaled events instead and report the outcomes that would change.
     Test {
         #[arg(long, short, default_value = "pipeline.toml", env = "HOOKLINE_CONFIG")]
         config: PathBuf,
         /// Test files (default: `<config>.test.toml` and `tests/*.toml` beside the config).
+        #[arg(conflicts_with = "from_journal")]
         files: Vec<PathBuf>,
         /// Only tests whose name contains this.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from_journal")]
         name: Option<String>,
+        #[command(flatten)]
+        journal: crate::pipetest::from_journal::FromJournalArgs,
     },
     /// WASM plugin projects: `hookline plugin new NAME --kind transform`.
     Plugin(crate::scaffold::PluginArgs),
@@ -239,11 +243,20 @@ pub async fn test(
     config: &Path,
     files: Vec<PathBuf>,
     name: Option<&str>,
+    journal: &crate::pipetest::from_journal::FromJournalArgs,
     registry: &Registry,
 ) -> anyhow::Result<()> {
     // Pipeline tests start after verification, so they need no production secret: an
     // unset variable in a secret's place resolves to a placeholder (docs/testing.md).
     let Loaded { runtime, .. } = load_with(config, registry, Mode::Test)?;
+    if journal.is_requested() {
+        let changed =
+            crate::pipetest::from_journal::run(config, &runtime, journal, registry).await?;
+        if changed > 0 && journal.fail_on_change {
+            bail!("{changed} outcome(s) changed (--fail-on-change)");
+        }
+        return Ok(());
+    }
     let files = if files.is_empty() {
         crate::pipetest::default_files(config)
     } else {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use hookline_plugin_api::Registry;
 
 use crate::admin::events::EventsQuery;
-use crate::journal::{EventOutcome, EventRecord, EventSummary, Replayed};
+use crate::journal::{EventOutcome, EventRecord, EventSummary, PipelineState, Replayed};
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
@@ -241,18 +241,23 @@ fn outcomes(e: &EventSummary) -> String {
     }
     e.pipelines
         .iter()
-        .map(|p| {
-            let word = outcome_word(p.outcome);
-            match (p.outcome, p.stage, &p.stage_name) {
-                (EventOutcome::Delivered | EventOutcome::Finished, ..)
-                | (EventOutcome::InFlight, ..) => format!("{}: {word}", p.pipeline),
-                (_, Some(i), Some(name)) => format!("{}: {word} at {i}:{name}", p.pipeline),
-                (_, Some(i), None) => format!("{}: {word} at {i}", p.pipeline),
-                _ => format!("{}: {word}", p.pipeline),
-            }
-        })
+        .map(|p| format!("{}: {}", p.pipeline, state_text(p)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Where an event stands in one pipeline, in words: `delivered`, `dropped at 0:only-new`,
+/// `dead-lettered at 2:http` (also `hookline test --from-journal`'s "was").
+pub(crate) fn state_text(p: &PipelineState) -> String {
+    let word = outcome_word(p.outcome);
+    match (p.outcome, p.stage, &p.stage_name) {
+        (EventOutcome::Delivered | EventOutcome::Finished, ..) | (EventOutcome::InFlight, ..) => {
+            word.to_string()
+        }
+        (_, Some(i), Some(name)) => format!("{word} at {i}:{name}"),
+        (_, Some(i), None) => format!("{word} at {i}"),
+        _ => word.to_string(),
+    }
 }
 
 fn outcome_word(o: EventOutcome) -> &'static str {

@@ -47,11 +47,13 @@ fn main() -> std::process::ExitCode {
             config,
             files,
             name,
+            journal,
         } => runtime().and_then(|rt| {
             rt.block_on(hookline::cli::test(
                 &config,
                 files,
                 name.as_deref(),
+                &journal,
                 &registry,
             ))
         }),

@@ -22,6 +22,9 @@
 //! reached = true
 //! ```
 
+mod compare;
+pub mod from_journal;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,8 +93,9 @@ impl Sink for Recorder {
     }
 }
 
-/// The runtime with every sink replaced by a recorder.
-fn with_recorders(runtime: &Runtime) -> Vec<Arc<Pipeline>> {
+/// The runtime with every sink replaced by a recorder. A pipeline that cannot be rebuilt is
+/// an error, never a fallback to the original: that one holds the real sinks.
+fn with_recorders(runtime: &Runtime) -> anyhow::Result<Vec<Arc<Pipeline>>> {
     runtime
         .pipelines
         .iter()
@@ -108,8 +112,9 @@ fn with_recorders(runtime: &Runtime) -> Vec<Arc<Pipeline>> {
                     ..s.clone()
                 })
                 .collect();
-            let rebuilt = Pipeline::new(&p.name, &p.source, &p.events, stages).map(Arc::new);
-            rebuilt.unwrap_or_else(|_| p.clone())
+            Pipeline::new(&p.name, &p.source, &p.events, stages)
+                .map(Arc::new)
+                .map_err(|e| anyhow::anyhow!("pipeline `{}`: {e}", p.name))
         })
         .collect()
 }
@@ -152,7 +157,7 @@ pub(crate) async fn run(
     files: &[PathBuf],
     name_filter: Option<&str>,
 ) -> anyhow::Result<(usize, usize)> {
-    let pipelines = with_recorders(runtime);
+    let pipelines = with_recorders(runtime)?;
     let (mut passed, mut failed) = (0, 0);
     for file in files {
         let text = std::fs::read_to_string(file)

@@ -6,6 +6,7 @@ mod delivery;
 mod destinations;
 mod docs;
 mod first_week;
+mod from_journal;
 mod history;
 mod hostile;
 mod ingest;
