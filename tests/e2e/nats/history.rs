@@ -441,3 +441,69 @@ async fn stream_dump(url: &str) -> String {
     }
     out
 }
+
+#[tokio::test]
+async fn on_jetstream_erasure_leaves_an_event_whose_first_run_is_under_way_as_busy() {
+    let nats = NatsServer::start();
+    // A destination that takes the connection and does not answer: the run hangs there.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let body = format!(
+        r#"[[pipelines]]
+name = "hang"
+source = "leadshark"
+stages = [{{ sink = "http", url = "http://{}/", timeout = "20s", retry = {{ attempts = 1 }} }}]
+"#,
+        silent.local_addr().expect("addr")
+    );
+    let dir = config_dir(&nats_config(&nats.url(), &body, ""));
+    let ingest = Node::start(dir.path(), "ingest", "ingest");
+    let _worker = Node::start(dir.path(), "worker", "worker");
+    let r = post_signed(&ingest.url("/webhooks/leadshark"), &lead(1, "ada@acme.com")).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let id = r.json["id"].as_str().expect("id").to_string();
+    let (conn, _) = tokio::time::timeout(Duration::from_secs(20), silent.accept())
+        .await
+        .expect("the run reaches the destination")
+        .expect("accept");
+
+    let erase = format!("/api/v1/events?q=payload.data.lead.email%20%3D%3D%20%22ada%40acme.com%22");
+    let (status, body) = status_of(client().delete(ingest.admin_url(&erase))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["events"].clone(), body["busy"].clone()),
+        (json!(0), json!(1)),
+        "a run under way could write the event back: {body}"
+    );
+    let shown = get_json(&ingest.admin_url(&format!("/api/v1/events/{id}"))).await;
+    assert_eq!(shown["id"], id.as_str());
+
+    // The run ends (the connection drops: a dead letter); now it can be erased.
+    drop(conn);
+    drop(silent);
+    let mut letters = Value::Null;
+    wait_until_secs("the dead letter", 20, || {
+        letters = cli_json(dir.path(), &["dlq", "list", "--json"]);
+        letters["total"] == 1
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = status_of(client().delete(ingest.admin_url(&erase))).await;
+        assert_eq!(status, 200, "{body}");
+        if body["busy"] == 0 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "still busy: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (body["events"].clone(), body["dead_letters"].clone()),
+        (json!(1), json!(1)),
+        "{body}"
+    );
+    let (status, _) =
+        status_of(client().get(ingest.admin_url(&format!("/api/v1/events/{id}")))).await;
+    assert_eq!(status, 404);
+}

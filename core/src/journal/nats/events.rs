@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_nats::jetstream::message::StreamMessage;
+use futures::StreamExt;
 use futures::future::join_all;
 use hookline_plugin_api::Event;
 use jiff::Timestamp;
@@ -305,7 +306,7 @@ impl NatsJournal {
         let history = self.history()?.clone();
         self.bounded("reading the event", async {
             let records = history.read(&id).await?;
-            let Some((seq, event)) = self.locate(&id, &records).await? else {
+            let Some(Located { seq, event, .. }) = self.locate(&id, &records).await? else {
                 return Ok(None);
             };
             let routes = self.inner.work.routes();
@@ -340,11 +341,7 @@ impl NatsJournal {
 
     /// An event's message in the stream: at the sequence its history names, else near the
     /// time in its id.
-    async fn locate(
-        &self,
-        id: &str,
-        records: &Records,
-    ) -> Result<Option<(u64, Event)>, JournalError> {
+    async fn locate(&self, id: &str, records: &Records) -> Result<Option<Located>, JournalError> {
         if let Some(seq) = records.origin()
             && let Some(found) = self.event_at(id, seq).await?
         {
@@ -357,15 +354,15 @@ impl NatsJournal {
     }
 
     /// The event `id` if it is the message at `seq`.
-    async fn event_at(&self, id: &str, seq: u64) -> Result<Option<(u64, Event)>, JournalError> {
+    async fn event_at(&self, id: &str, seq: u64) -> Result<Option<Located>, JournalError> {
         match self.inner.stream.direct_get(seq).await {
-            Ok(m) => Ok(self.event_of(id, &m).map(|e| (seq, e))),
+            Ok(m) => Ok(self.event_of(id, &m)),
             Err(e) if not_found(e.kind()) => Ok(None),
             Err(e) => Err(err("read the stream", e)),
         }
     }
 
-    fn event_of(&self, id: &str, m: &StreamMessage) -> Option<Event> {
+    fn event_of(&self, id: &str, m: &StreamMessage) -> Option<Located> {
         let named = m
             .headers
             .get(subjects::header::EVENT_ID)
@@ -373,13 +370,18 @@ impl NatsJournal {
         if !named || !m.subject.as_str().starts_with(&self.events_prefix()) {
             return None;
         }
-        serde_json::from_slice(&m.payload).ok()
+        let event = serde_json::from_slice(&m.payload).ok()?;
+        Some(Located {
+            seq: m.sequence,
+            subject: m.subject.to_string(),
+            event,
+        })
     }
 
     /// Find event `id` among the events stamped from [`BEFORE_ID`] before `at` to
     /// [`AFTER_ID`] after it: a binary search by time for the first, then a walk forward
     /// (at most [`SCAN_BUDGET`] messages).
-    async fn near(&self, id: &str, at: i64) -> Result<Option<(u64, Event)>, JournalError> {
+    async fn near(&self, id: &str, at: i64) -> Result<Option<Located>, JournalError> {
         let events = format!("{}>", self.events_prefix());
         let stream = &self.inner.stream;
         let next = |seq: u64| {
@@ -417,8 +419,8 @@ impl NatsJournal {
             if millis(&m) > at + AFTER_ID {
                 return Ok(None);
             }
-            if let Some(e) = self.event_of(id, &m) {
-                return Ok(Some((m.sequence, e)));
+            if let Some(found) = self.event_of(id, &m) {
+                return Ok(Some(found));
             }
             seq = m.sequence + 1;
         }
@@ -453,7 +455,7 @@ impl NatsJournal {
             };
         }
         let records = history.read(&event_id).await?;
-        let Some((seq, event)) = self
+        let Some(Located { seq, event, .. }) = self
             .bounded("finding the event", self.locate(&event_id, &records))
             .await?
         else {
@@ -528,15 +530,22 @@ impl NatsJournal {
     pub(super) async fn erase_events_nats(&self, ids: Vec<String>) -> Result<Erased, JournalError> {
         self.connected()?;
         let history = self.history()?.clone();
+        let positions = self.positions().await?;
         let mut out = Erased::default();
-        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut erased: HashSet<&str> = HashSet::new();
         for id in &ids {
             let records = history.read(id).await?;
             let located = self
                 .bounded("finding the event", self.locate(id, &records))
                 .await?;
+            if let Some(l) = &located
+                && positions.iter().any(|p| p.running(l))
+            {
+                out.busy += 1;
+                continue;
+            }
             let mut seqs: Vec<u64> = records.0.iter().flat_map(Record::sequences).collect();
-            seqs.extend(located.as_ref().map(|(s, _)| *s));
+            seqs.extend(located.as_ref().map(|l| l.seq));
             seqs.sort_unstable();
             seqs.dedup();
             for seq in seqs {
@@ -551,14 +560,67 @@ impl NatsJournal {
             if located.is_some() || purged > 0 {
                 out.events += 1;
             }
+            erased.insert(id.as_str());
         }
         let letters = self
             .inner
             .dead
-            .all_ids(|l| wanted.contains(l.event_id.as_str()))
+            .all_ids(|l| erased.contains(l.event_id.as_str()))
             .await?;
         out.dead_letters = self.inner.dead.purge(&letters).await?;
         Ok(out)
+    }
+
+    /// Where every pipeline's events consumer stands, read once per erasure.
+    async fn positions(&self) -> Result<Vec<Position>, JournalError> {
+        let mut out = Vec::new();
+        let mut list = self.inner.stream.consumers();
+        while let Some(info) = list.next().await {
+            let info = info.map_err(|e| err("list consumers", e))?;
+            if !info.name.starts_with("events-") {
+                continue;
+            }
+            let mut filters = info.config.filter_subjects.clone();
+            if !info.config.filter_subject.is_empty() {
+                filters.push(info.config.filter_subject.clone());
+            }
+            out.push(Position {
+                filters,
+                floor: info.ack_floor.stream_sequence,
+                delivered: info.delivered.stream_sequence,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// An event's message in the events stream.
+struct Located {
+    seq: u64,
+    subject: String,
+    event: Event,
+}
+
+/// A pipeline's events consumer: what it takes, everything acknowledged up to `floor`, and
+/// the last message handed to a worker.
+struct Position {
+    filters: Vec<String>,
+    floor: u64,
+    delivered: u64,
+}
+
+impl Position {
+    /// Whether the event may be in its first run here right now: handed out, and not every
+    /// message up to it acknowledged. (A run of a retry cannot be told from a retry that
+    /// waits for its time; erasure does not wait for those.)
+    fn running(&self, l: &Located) -> bool {
+        self.floor < l.seq
+            && l.seq <= self.delivered
+            && (self.filters.is_empty()
+                || self
+                    .filters
+                    .iter()
+                    .any(|f| subjects::subject_matches(f, &l.subject)))
     }
 }
 

@@ -497,7 +497,7 @@ impl Work {
                 }
             }
         }
-        self.record(&held, attempts, &retries).await?;
+        self.record(&held, attempts, &retries).await;
         // What the run left to do is stored; now the message can go. An acknowledgement
         // whose confirmation does not come in time (the server restarted since the message
         // was delivered and no longer answers for it, the consumer's leader moved) is tried
@@ -522,14 +522,9 @@ impl Work {
 
     /// Add a settled run's attempts to their events' histories, each with the messages it
     /// left (the original's sequence, the retry's), before the message is acknowledged.
-    async fn record(
-        &self,
-        held: &Held,
-        attempts: &[Attempt],
-        retries: &[(usize, u64, Timestamp)],
-    ) -> Result<(), JournalError> {
+    async fn record(&self, held: &Held, attempts: &[Attempt], retries: &[(usize, u64, Timestamp)]) {
         let Some(history) = &self.history else {
-            return Ok(());
+            return;
         };
         for (i, attempt) in attempts.iter().enumerate() {
             let retry = match attempt.result {
@@ -545,15 +540,13 @@ impl Work {
                 retry_seq: retry.map(|r| r.1),
                 next_attempt_at: retry.map(|r| r.2),
             };
-            history
-                .append(
-                    &attempt.event_id,
-                    &record,
-                    &format!("attempt:{}:{i}", held.key),
-                )
-                .await?;
+            let id = format!("attempt:{}:{i}", held.key);
+            if let Err(e) = history.append(&attempt.event_id, &record, &id).await {
+                // History is a record of deliveries, not a condition of them: a history
+                // stream that cannot be written (deleted, full) does not stop the flow.
+                warn!(event_id = %attempt.event_id, pipeline = %held.pipeline, error = %e, "attempt not recorded in the event's history");
+            }
         }
-        Ok(())
     }
 
     /// Give back every held message (shutdown): redelivered to others at once.
