@@ -468,8 +468,8 @@ stages = [{{ sink = "http", url = "http://{}/", timeout = "20s", retry = {{ atte
         .expect("the run reaches the destination")
         .expect("accept");
 
-    let erase = format!("/api/v1/events?q=payload.data.lead.email%20%3D%3D%20%22ada%40acme.com%22");
-    let (status, body) = status_of(client().delete(ingest.admin_url(&erase))).await;
+    let erase = "/api/v1/events?q=payload.data.lead.email%20%3D%3D%20%22ada%40acme.com%22";
+    let (status, body) = status_of(client().delete(ingest.admin_url(erase))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         (body["events"].clone(), body["busy"].clone()),
@@ -490,7 +490,7 @@ stages = [{{ sink = "http", url = "http://{}/", timeout = "20s", retry = {{ atte
     .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let body = loop {
-        let (status, body) = status_of(client().delete(ingest.admin_url(&erase))).await;
+        let (status, body) = status_of(client().delete(ingest.admin_url(erase))).await;
         assert_eq!(status, 200, "{body}");
         if body["busy"] == 0 {
             break body;
