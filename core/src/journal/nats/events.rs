@@ -14,7 +14,7 @@
 //!   letter), as `hookline dlq replay` does, and records that it queued it.
 //! - **Erasure** deletes the event's message and every retry message its history names
 //!   (JetStream overwrites deleted messages in its file store), its history and its dead
-//!   letters.
+//!   letters — unless a pipeline's events consumer may be running it (`busy`).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
