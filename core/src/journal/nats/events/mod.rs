@@ -3,9 +3,9 @@
 //!
 //! - **Listing** walks the events stream backward by sequence with direct gets (served by
 //!   any replica), a few dozen at a time, newest first; the cursor is a stream sequence.
-//!   Like the SQLite journal it looks at no more than [`SCAN_BUDGET`] messages per page, and
-//!   no more than [`HISTORY_BUDGET`] events' histories when it filters by pipeline or
-//!   outcome (each is a read of the history stream).
+//!   Like the SQLite journal it looks at no more than 10 000 messages per page, and no more
+//!   than 1 000 events' histories when it filters by pipeline or outcome (each is a read of
+//!   the history stream) ([`list`]).
 //! - **An event's page** finds the event by the stream sequence its history records, else
 //!   by the time in its id (a UUIDv7) — a window of the stream around it — and reads its
 //!   history ([`super::history`]). Outcomes come from [`pipeline_state`], the SQLite
@@ -14,41 +14,33 @@
 //!   letter), as `hookline dlq replay` does, and records that it queued it.
 //! - **Erasure** deletes the event's message and every retry message its history names
 //!   (JetStream overwrites deleted messages in its file store), its history and its dead
-//!   letters — unless a pipeline's events consumer may be running it (`busy`).
+//!   letters — unless a pipeline's events consumer may be running it (`busy`) ([`erase`]).
 
-use std::collections::{HashMap, HashSet};
+mod erase;
+mod list;
+
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::message::StreamMessage;
-use futures::StreamExt;
-use futures::future::join_all;
 use hookline_plugin_api::Event;
 use jiff::Timestamp;
 use serde::Deserialize;
 
 use super::history::{History, Record, Records, not_found};
-use super::subjects::{self, Progress, events_consumer, token};
+use super::subjects::{self, Progress, events_consumer};
 use super::{NatsJournal, err};
 use crate::journal::rules::pipeline_state;
 use crate::journal::{
-    Attempt, DeadLetterFilter, Erased, EventFilter, EventOutcome, EventPage, EventRecord,
-    EventSummary, JournalError, Replayed, Routes,
+    Attempt, DeadLetterFilter, EventRecord, EventSummary, JournalError, Replayed, Routes,
 };
 
-/// Messages a listing looks at, at most, before it answers with what it found and a cursor
-/// (the SQLite journal's budget).
-pub(crate) const SCAN_BUDGET: u64 = 10_000;
-/// Events whose history a listing reads, at most, when it filters by pipeline or outcome.
-pub(crate) const HISTORY_BUDGET: u64 = 1_000;
-/// Direct gets in flight at once while walking the stream.
-const CHUNK: u64 = 64;
 /// How far before (after) the time in an event's id its message may be stamped: the clocks
 /// of ingest hosts and NATS servers may differ, and a publish takes up to its timeout.
 const BEFORE_ID: i64 = 10_000;
 const AFTER_ID: i64 = 30_000;
-/// Events received this long before `since` end a listing (events are in the stream in the
-/// order they arrived, within a clock's difference).
-const SINCE_SLACK: i64 = 60_000;
+/// Messages looked at, at most, to find an event by its time.
+const NEAR_BUDGET: u64 = 10_000;
 /// How long one listing, lookup or erasure may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -98,135 +90,6 @@ impl NatsJournal {
         tokio::time::timeout(READ_TIMEOUT, f)
             .await
             .map_err(|_| JournalError::Nats(format!("{what} timed out")))?
-    }
-
-    pub(super) async fn list_events_nats(
-        &self,
-        filter: EventFilter,
-        cursor: Option<String>,
-        limit: u64,
-    ) -> Result<EventPage, JournalError> {
-        self.connected()?;
-        let history = self.history()?.clone();
-        if let Some(why) = filter.outcome.and_then(no_such_outcome) {
-            return Err(JournalError::Invalid(why.into()));
-        }
-        let below = match cursor.as_deref() {
-            None => None,
-            Some(c) => Some(c.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
-                JournalError::Invalid(format!(
-                    "`{c}` is not a cursor: pass the `next` of the previous page"
-                ))
-            })?),
-        };
-        self.bounded(
-            "listing events",
-            self.walk(&history, &filter, below, limit.clamp(1, 1000)),
-        )
-        .await
-    }
-
-    async fn walk(
-        &self,
-        history: &History,
-        filter: &EventFilter,
-        below: Option<u64>,
-        limit: u64,
-    ) -> Result<EventPage, JournalError> {
-        let state = self
-            .inner
-            .stream
-            .get_info()
-            .await
-            .map_err(|e| err("stream info", e))?
-            .state;
-        let first = state.first_sequence.max(1);
-        let mut next = below.unwrap_or(state.last_sequence.saturating_add(1));
-        let routes = self.inner.work.routes();
-        let mut floors = Floors::new();
-        let by_outcome = filter.pipeline.is_some() || filter.outcome.is_some();
-        let prefix = self.events_prefix();
-        let source_token = filter.source.as_deref().map(token);
-        let (mut items, mut scanned, mut histories) = (Vec::new(), 0u64, 0u64);
-        let mut exhausted = false;
-        'walk: while next > first && scanned < SCAN_BUDGET {
-            let low = next
-                .saturating_sub(CHUNK)
-                .max(first)
-                .max(next.saturating_sub(SCAN_BUDGET - scanned));
-            let seqs: Vec<u64> = (low..next).rev().collect();
-            let got = join_all(seqs.iter().map(|s| self.inner.stream.direct_get(*s))).await;
-            for (seq, got) in seqs.into_iter().zip(got) {
-                scanned += 1;
-                next = seq;
-                let m = match got {
-                    Ok(m) => m,
-                    Err(e) if not_found(e.kind()) => continue,
-                    Err(e) => return Err(err("read the stream", e)),
-                };
-                let Some(rest) = m.subject.as_str().strip_prefix(&prefix) else {
-                    continue; // a retry message
-                };
-                if let Some(want) = &source_token
-                    && rest.split('.').next() != Some(want.as_str())
-                {
-                    continue;
-                }
-                let (head, event) = match &filter.matcher {
-                    Some(_) => match serde_json::from_slice::<Event>(&m.payload) {
-                        Ok(e) => (Head::from(&e), Some(e)),
-                        Err(_) => continue,
-                    },
-                    None => match serde_json::from_slice::<Head>(&m.payload) {
-                        Ok(h) => (h, None),
-                        Err(_) => continue,
-                    },
-                };
-                if let Some(since) = filter.since
-                    && head.received_at < since
-                {
-                    if head.received_at.as_millisecond() < since.as_millisecond() - SINCE_SLACK {
-                        exhausted = true;
-                        break 'walk;
-                    }
-                    continue;
-                }
-                if filter.until.is_some_and(|u| head.received_at >= u)
-                    || filter.source.as_ref().is_some_and(|s| &head.source != s)
-                    || filter
-                        .event_type
-                        .as_ref()
-                        .is_some_and(|t| &head.event_type != t)
-                {
-                    continue;
-                }
-                if let (Some(matcher), Some(event)) = (&filter.matcher, &event)
-                    && !matcher(event)
-                {
-                    continue;
-                }
-                histories += 1;
-                let records = history.read(&head.id).await?;
-                let summary = self
-                    .summarise(routes.as_deref(), &mut floors, head, seq, &records)
-                    .await;
-                if filter.selects(&summary) {
-                    items.push(summary);
-                    if items.len() as u64 == limit {
-                        break 'walk;
-                    }
-                }
-                if by_outcome && histories >= HISTORY_BUDGET {
-                    break 'walk;
-                }
-            }
-        }
-        let more = !exhausted && next > first;
-        Ok(EventPage {
-            items,
-            next: more.then(|| next.to_string()),
-            scanned,
-        })
     }
 
     /// Where an event stands in each pipeline: those its records name, and — with the
@@ -380,7 +243,7 @@ impl NatsJournal {
 
     /// Find event `id` among the events stamped from [`BEFORE_ID`] before `at` to
     /// [`AFTER_ID`] after it: a binary search by time for the first, then a walk forward
-    /// (at most [`SCAN_BUDGET`] messages).
+    /// (at most [`NEAR_BUDGET`] messages).
     async fn near(&self, id: &str, at: i64) -> Result<Option<Located>, JournalError> {
         let events = format!("{}>", self.events_prefix());
         let stream = &self.inner.stream;
@@ -412,7 +275,7 @@ impl NatsJournal {
             }
         }
         let mut seq = lo;
-        for _ in 0..SCAN_BUDGET {
+        for _ in 0..NEAR_BUDGET {
             let Some(m) = next(seq).await? else {
                 return Ok(None);
             };
@@ -526,72 +389,6 @@ impl NatsJournal {
             delivery_id: i64::try_from(retry_seq).unwrap_or(i64::MAX),
         })
     }
-
-    pub(super) async fn erase_events_nats(&self, ids: Vec<String>) -> Result<Erased, JournalError> {
-        self.connected()?;
-        let history = self.history()?.clone();
-        let positions = self.positions().await?;
-        let mut out = Erased::default();
-        let mut erased: HashSet<&str> = HashSet::new();
-        for id in &ids {
-            let records = history.read(id).await?;
-            let located = self
-                .bounded("finding the event", self.locate(id, &records))
-                .await?;
-            if let Some(l) = &located
-                && positions.iter().any(|p| p.running(l))
-            {
-                out.busy += 1;
-                continue;
-            }
-            let mut seqs: Vec<u64> = records.0.iter().flat_map(Record::sequences).collect();
-            seqs.extend(located.as_ref().map(|l| l.seq));
-            seqs.sort_unstable();
-            seqs.dedup();
-            for seq in seqs {
-                match self.inner.stream.delete_message(seq).await {
-                    Ok(_) => {}
-                    // Gone already (pruned, or erased before).
-                    Err(e) if e.to_string().contains("no message found") => {}
-                    Err(e) => return Err(err(&format!("erase message {seq}"), e)),
-                }
-            }
-            let purged = history.erase(id).await?;
-            if located.is_some() || purged > 0 {
-                out.events += 1;
-            }
-            erased.insert(id.as_str());
-        }
-        let letters = self
-            .inner
-            .dead
-            .all_ids(|l| erased.contains(l.event_id.as_str()))
-            .await?;
-        out.dead_letters = self.inner.dead.purge(&letters).await?;
-        Ok(out)
-    }
-
-    /// Where every pipeline's events consumer stands, read once per erasure.
-    async fn positions(&self) -> Result<Vec<Position>, JournalError> {
-        let mut out = Vec::new();
-        let mut list = self.inner.stream.consumers();
-        while let Some(info) = list.next().await {
-            let info = info.map_err(|e| err("list consumers", e))?;
-            if !info.name.starts_with("events-") {
-                continue;
-            }
-            let mut filters = info.config.filter_subjects.clone();
-            if !info.config.filter_subject.is_empty() {
-                filters.push(info.config.filter_subject.clone());
-            }
-            out.push(Position {
-                filters,
-                floor: info.ack_floor.stream_sequence,
-                delivered: info.delivered.stream_sequence,
-            });
-        }
-        Ok(out)
-    }
 }
 
 /// An event's message in the events stream.
@@ -599,43 +396,6 @@ struct Located {
     seq: u64,
     subject: String,
     event: Event,
-}
-
-/// A pipeline's events consumer: what it takes, everything acknowledged up to `floor`, and
-/// the last message handed to a worker.
-struct Position {
-    filters: Vec<String>,
-    floor: u64,
-    delivered: u64,
-}
-
-impl Position {
-    /// Whether the event may be in its first run here right now: handed out, and not every
-    /// message up to it acknowledged. (A run of a retry cannot be told from a retry that
-    /// waits for its time; erasure does not wait for those.)
-    fn running(&self, l: &Located) -> bool {
-        self.floor < l.seq
-            && l.seq <= self.delivered
-            && (self.filters.is_empty()
-                || self
-                    .filters
-                    .iter()
-                    .any(|f| subjects::subject_matches(f, &l.subject)))
-    }
-}
-
-/// Outcomes no event has on NATS, and why (a filter by them is refused rather than
-/// answered with an empty list that looks like a search result).
-fn no_such_outcome(outcome: EventOutcome) -> Option<&'static str> {
-    match outcome {
-        EventOutcome::Paused => Some(
-            "outcome `paused` cannot be filtered by with the NATS journal: pipelines cannot be paused there (docs/scale-out.md#event-history)",
-        ),
-        EventOutcome::Finished => Some(
-            "outcome `finished` cannot be filtered by with the NATS journal: it marks events the SQLite journal finished before it kept history (docs/scale-out.md#event-history)",
-        ),
-        _ => None,
-    }
 }
 
 fn millis(m: &StreamMessage) -> i64 {
