@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// `email.captured` sample `i` whose lead's email is `email`.
-fn lead(i: u64, email: &str) -> String {
+pub(crate) fn lead(i: u64, email: &str) -> String {
     let mut v: Value = serde_json::from_str(&sample("email.captured", i)).expect("json");
     v["data"]["lead"]["email"] = json!(email);
     v.to_string()
@@ -18,7 +18,7 @@ async fn events(h: &Hookline, query: &str) -> Value {
     get_json(&h.admin_url(&format!("/api/v1/events{query}"))).await
 }
 
-fn ids(page: &Value) -> Vec<String> {
+pub(crate) fn ids(page: &Value) -> Vec<String> {
     page["items"]
         .as_array()
         .expect("items")
@@ -27,7 +27,7 @@ fn ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
-fn outcome<'a>(event: &'a Value, pipeline: &str) -> &'a Value {
+pub(crate) fn outcome<'a>(event: &'a Value, pipeline: &str) -> &'a Value {
     event["pipelines"]
         .as_array()
         .expect("pipelines")

@@ -557,5 +557,6 @@ pub struct Erased {
     pub busy: u64,
 }
 
-/// What a journal without event history says.
-pub(crate) const HISTORY_NEEDS_SQLITE: &str = "event history needs the SQLite journal; with NATS, list dead letters (`hookline dlq`) and read the stream (docs/scale-out.md)";
+/// What a journal without event history says (both journals keep it).
+pub(crate) const HISTORY_NEEDS_SQLITE: &str =
+    "this journal keeps no event history; list dead letters (`hookline dlq`) instead";

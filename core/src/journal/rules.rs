@@ -1,12 +1,16 @@
 //! The journal's rules, one copy for both stores: the states a delivery and a dead letter
-//! go through, which dead letters a filter selects (and how text is compared), and where a
-//! replay starts. `sqlite/` and `nats/` only store; what they store means the same.
+//! go through, which dead letters a filter selects (and how text is compared), where a
+//! replay starts, and where an event stands in a pipeline. `sqlite/` and `nats/` only
+//! store; what they store means the same.
 
 use hookline_plugin_api::Event;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{DeadLetter, DeadLetterFilter, Replayed};
+use super::{
+    Attempt, AttemptResult, DeadLetter, DeadLetterFilter, EventFilter, EventOutcome, EventSummary,
+    Hold, PipelineState, Replayed,
+};
 
 /// A delivery row's state (SQLite). The SQL in `sqlite/` spells these words in its
 /// statements (partial indexes need them literally); they are [`DeliveryState::as_str`].
@@ -152,6 +156,109 @@ pub(crate) fn replay_start(
     }
 }
 
+/// What a store knows of an event's delivery in one pipeline besides its attempts: the
+/// SQLite journal from its delivery rows, the NATS journal from what its workers and replays
+/// recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// To run (again) at `stage`: when `next_attempt_at` comes, or once released (`hold`).
+    Waiting {
+        stage: usize,
+        error: Option<String>,
+        hold: Option<Hold>,
+        next_attempt_at: Option<Timestamp>,
+    },
+    /// Gave up at `stage`: a dead letter holds the rest. (For the SQLite journal's dead
+    /// delivery rows: NATS reads this from the last attempt.)
+    #[allow(dead_code)]
+    Dead { stage: usize, error: Option<String> },
+}
+
+impl EventFilter {
+    /// Whether an event's pipelines satisfy `pipeline` and `outcome`: routed to `pipeline`
+    /// (with `outcome` there), or with `outcome` in any pipeline. The other conditions are
+    /// the reader's, on the event itself.
+    pub(crate) fn selects(&self, summary: &EventSummary) -> bool {
+        if self.pipeline.is_none() && self.outcome.is_none() {
+            return true;
+        }
+        summary.pipelines.iter().any(|p| {
+            self.pipeline
+                .as_deref()
+                .is_none_or(|want| p.pipeline == want)
+                && self.outcome.is_none_or(|want| p.outcome == want)
+        })
+    }
+}
+
+/// Where an event stands in one pipeline — one rule for both stores: what waits (or gave
+/// up) first, then the last attempt; with neither, its first run is under way (`in_flight`)
+/// or finished before history was kept. `tried` are the pipeline's attempts, oldest first.
+pub(crate) fn pipeline_state(
+    name: &str,
+    standing: Option<Standing>,
+    tried: &[&Attempt],
+    in_flight: bool,
+) -> PipelineState {
+    let mut state = PipelineState {
+        pipeline: name.to_string(),
+        outcome: EventOutcome::Finished,
+        stage: None,
+        stage_name: None,
+        error: None,
+        attempts: u32::try_from(tried.len()).unwrap_or(u32::MAX),
+        next_attempt_at: None,
+    };
+    let stage_name = |stage: usize| {
+        tried
+            .iter()
+            .rev()
+            .find(|a| a.stage == stage)
+            .map(|a| a.stage_name.clone())
+    };
+    match standing {
+        Some(Standing::Waiting {
+            stage,
+            error,
+            hold,
+            next_attempt_at,
+        }) => {
+            state.outcome = match hold {
+                Some(Hold::Paused) => EventOutcome::Paused,
+                _ => EventOutcome::Retrying,
+            };
+            state.stage = Some(stage);
+            state.stage_name = stage_name(stage);
+            state.error = error;
+            if hold.is_none() {
+                state.next_attempt_at = next_attempt_at;
+            }
+        }
+        Some(Standing::Dead { stage, error }) => {
+            state.outcome = EventOutcome::DeadLettered;
+            state.stage = Some(stage);
+            state.stage_name = stage_name(stage);
+            state.error = error;
+        }
+        None => match tried.last() {
+            Some(last) => {
+                state.outcome = match last.result {
+                    AttemptResult::Delivered => EventOutcome::Delivered,
+                    AttemptResult::Dropped => EventOutcome::Dropped,
+                    AttemptResult::Retry => EventOutcome::Retrying,
+                    AttemptResult::Dead => EventOutcome::DeadLettered,
+                };
+                state.stage = Some(last.stage);
+                state.stage_name = Some(last.stage_name.clone());
+                state.error = last.error.clone();
+            }
+            None if in_flight => state.outcome = EventOutcome::InFlight,
+            None => {}
+        },
+    }
+    state
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -251,6 +358,59 @@ pub(crate) mod tests {
         };
         assert!(filter.matches(&letter("dead", None, "HTTP 500: Ärger mit dem CRM", 1)));
         assert!(!filter.matches(&letter("dead", None, "HTTP 500: Aerger", 1)));
+    }
+
+    fn attempt(stage: usize, result: AttemptResult) -> Attempt {
+        Attempt {
+            event_id: "e".into(),
+            pipeline: "crm".into(),
+            stage,
+            stage_name: format!("s{stage}"),
+            at: Timestamp::from_second(1).expect("time"),
+            duration_us: 1,
+            result,
+            error: (result == AttemptResult::Retry).then(|| "HTTP 503".into()),
+        }
+    }
+
+    #[test]
+    fn a_pipeline_state_is_what_waits_then_the_last_attempt() {
+        let retry = attempt(1, AttemptResult::Retry);
+        let done = attempt(1, AttemptResult::Delivered);
+        let at = Timestamp::from_second(9).expect("time");
+        let waiting = |hold| Standing::Waiting {
+            stage: 1,
+            error: Some("HTTP 503".into()),
+            hold,
+            next_attempt_at: Some(at),
+        };
+        let s = pipeline_state("crm", Some(waiting(None)), &[&retry], false);
+        assert_eq!(s.outcome, EventOutcome::Retrying);
+        assert_eq!((s.stage, s.stage_name.as_deref()), (Some(1), Some("s1")));
+        assert_eq!((s.attempts, s.next_attempt_at), (1, Some(at)));
+        let s = pipeline_state("crm", Some(waiting(Some(Hold::Paused))), &[&retry], false);
+        assert_eq!((s.outcome, s.next_attempt_at), (EventOutcome::Paused, None));
+        let dead = Standing::Dead {
+            stage: 1,
+            error: Some("HTTP 400".into()),
+        };
+        let s = pipeline_state("crm", Some(dead), &[], false);
+        assert_eq!(s.outcome, EventOutcome::DeadLettered);
+        let s = pipeline_state("crm", None, &[&retry, &done], false);
+        assert_eq!((s.outcome, s.attempts), (EventOutcome::Delivered, 2));
+        let dropped = attempt(0, AttemptResult::Dropped);
+        assert_eq!(
+            pipeline_state("crm", None, &[&dropped], true).outcome,
+            EventOutcome::Dropped
+        );
+        assert_eq!(
+            pipeline_state("crm", None, &[], true).outcome,
+            EventOutcome::InFlight
+        );
+        assert_eq!(
+            pipeline_state("crm", None, &[], false).outcome,
+            EventOutcome::Finished
+        );
     }
 
     #[test]

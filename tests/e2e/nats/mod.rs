@@ -7,6 +7,7 @@
 
 mod dlq;
 mod focused;
+mod history;
 mod resume;
 mod scale;
 

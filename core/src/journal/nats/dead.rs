@@ -268,6 +268,20 @@ impl DeadLetters {
         Ok(all.into_iter().map(|l| l.id).collect())
     }
 
+    /// Ids of every letter, replayed or not, that `keep` selects.
+    pub(crate) async fn all_ids(
+        &self,
+        keep: impl Fn(&DeadLetter) -> bool,
+    ) -> Result<Vec<String>, JournalError> {
+        Ok(self
+            .scan()
+            .await?
+            .into_iter()
+            .filter(|s| keep(&s.letter))
+            .map(|s| s.letter.id)
+            .collect())
+    }
+
     pub(crate) async fn count_dead(&self) -> Result<u64, JournalError> {
         Ok(self
             .scan()

@@ -15,8 +15,12 @@
 //!   worker after `ack_wait`. Long runs extend `ack_wait` with progress acks.
 //! - **Dead letters** live in the key-value bucket `<stream>_dead_letters` ([`dead`]), so
 //!   `hookline dlq` and the admin API work the same on every machine.
+//! - **Event history**: workers record each run's attempt in the stream `<stream>_history`
+//!   ([`history`]); listing, showing, replaying and erasing events is [`events`].
 
 mod dead;
+mod events;
+mod history;
 mod subjects;
 mod work;
 
@@ -28,8 +32,9 @@ use async_nats::jetstream::{self, message::PublishMessage, stream};
 use jiff::Timestamp;
 
 use super::{
-    Accepted, Attempt, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Journal,
-    JournalError, LiveRoutes, NewDeadLetter, NewEvent, Page, Replayed,
+    Accepted, Attempt, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Erased,
+    EventFilter, EventPage, EventRecord, Journal, JournalError, LiveRoutes, NewDeadLetter,
+    NewEvent, Page, Replayed,
 };
 use crate::config::NatsConfig;
 
@@ -65,6 +70,8 @@ struct Inner {
     stream: stream::Stream,
     subjects: Subjects,
     dead: dead::DeadLetters,
+    /// `None` when `serve` of a version without event history on NATS made the deployment.
+    history: Option<history::History>,
     work: Arc<work::Work>,
 }
 
@@ -102,7 +109,15 @@ impl NatsJournal {
             .await
             .map_err(|e| err(&format!("cannot create the stream `{}`", config.stream), e))?;
         let dead = dead::DeadLetters::provision(&api, &bucket(config), config.replicas).await?;
-        Self::assemble(config, client, api, subjects, dead).await
+        let history = history::History::provision(
+            &api,
+            &config.stream,
+            &config.subject_prefix,
+            config.replicas,
+            limits.retain,
+        )
+        .await?;
+        Self::assemble(config, client, api, subjects, dead, Some(history)).await
     }
 
     /// Connect to a stream and bucket that `serve` created (`hookline dlq`).
@@ -114,7 +129,8 @@ impl NatsJournal {
         let api = context(&client, API_TIMEOUT);
         let dead = dead::DeadLetters::open(&api, &bucket(config)).await?;
         let subjects = Subjects::new(&config.subject_prefix);
-        Self::assemble(config, client, api, subjects, dead).await
+        let history = history::History::open(&api, &config.stream, &config.subject_prefix).await;
+        Self::assemble(config, client, api, subjects, dead, history).await
     }
 
     async fn assemble(
@@ -123,6 +139,7 @@ impl NatsJournal {
         api: jetstream::Context,
         subjects: Subjects,
         dead: dead::DeadLetters,
+        history: Option<history::History>,
     ) -> Result<Self, JournalError> {
         let stream = api.get_stream(&config.stream).await.map_err(|e| {
             err(
@@ -139,6 +156,7 @@ impl NatsJournal {
             api,
             stream.clone(),
             subjects.clone(),
+            history.clone(),
         ));
         Ok(NatsJournal {
             inner: Arc::new(Inner {
@@ -148,6 +166,7 @@ impl NatsJournal {
                 stream,
                 subjects,
                 dead,
+                history,
                 work,
             }),
         })
@@ -298,12 +317,11 @@ impl Journal for NatsJournal {
         &self,
         delivery: i64,
         continuations: Vec<Continuation>,
-        // Event history is kept by the SQLite journal only (docs/scale-out.md).
-        _attempts: Vec<Attempt>,
+        attempts: Vec<Attempt>,
     ) -> Result<(), JournalError> {
         self.inner
             .work
-            .settle(delivery, &continuations, &self.inner.dead)
+            .settle(delivery, &continuations, &attempts, &self.inner.dead)
             .await
     }
 
@@ -337,6 +355,54 @@ impl Journal for NatsJournal {
     }
 
     async fn replay(&self, id: String, from_start: bool) -> Result<Replayed, JournalError> {
+        self.replay_letter(id, from_start).await
+    }
+
+    async fn purge(&self, ids: Vec<String>) -> Result<u64, JournalError> {
+        self.inner.dead.purge(&ids).await
+    }
+
+    async fn dead_ids(&self, filter: DeadLetterFilter) -> Result<Vec<String>, JournalError> {
+        self.inner.dead.ids(&filter).await
+    }
+
+    async fn prune(&self, _before: Timestamp, _now: Timestamp) -> Result<u64, JournalError> {
+        // The stream's `max_age` (= `retain`) does this inside JetStream.
+        Ok(0)
+    }
+
+    async fn list_events(
+        &self,
+        filter: EventFilter,
+        cursor: Option<String>,
+        limit: u64,
+    ) -> Result<EventPage, JournalError> {
+        self.list_events_nats(filter, cursor, limit).await
+    }
+
+    async fn get_event(&self, id: String) -> Result<Option<EventRecord>, JournalError> {
+        self.get_event_nats(id).await
+    }
+
+    async fn replay_event(
+        &self,
+        event_id: String,
+        pipeline: String,
+        from_failed: bool,
+    ) -> Result<Replayed, JournalError> {
+        self.replay_event_nats(event_id, pipeline, from_failed)
+            .await
+    }
+
+    async fn erase_events(&self, ids: Vec<String>) -> Result<Erased, JournalError> {
+        self.erase_events_nats(ids).await
+    }
+}
+
+impl NatsJournal {
+    /// Send a dead letter back into its pipeline (`hookline dlq replay`): at the failed
+    /// stage, or from the start with the original event while the stream holds it.
+    async fn replay_letter(&self, id: String, from_start: bool) -> Result<Replayed, JournalError> {
         self.connected()?;
         let Some((stored, revision)) = self.inner.dead.get(&id).await? else {
             return Ok(Replayed::NotFound);
@@ -355,51 +421,24 @@ impl Journal for NatsJournal {
                 Ok(start) => start,
                 Err(skipped) => return Ok(skipped),
             };
-        let pipeline = from.pipeline;
-        if !self.inner.work.has_retry_consumer(pipeline).await? {
-            return Ok(Replayed::Skipped {
-                reason: format!(
-                    "pipeline `{pipeline}` has no consumer on NATS: is it still in the config of a running `hookline serve`?"
-                ),
-            });
+        let replayed = self
+            .queue(
+                &event,
+                from.pipeline,
+                stage,
+                stored.origin_seq,
+                &format!("replay:{id}"),
+            )
+            .await?;
+        if matches!(replayed, Replayed::Queued { .. }) {
+            self.inner
+                .dead
+                .mark_replayed(&id, stored.clone(), revision)
+                .await?;
         }
-        let progress = subjects::Progress {
-            pipeline: pipeline.to_string(),
-            stage,
-            attempts: 0,
-            first_failed_at: None,
-            not_before: Timestamp::now().as_millisecond(),
-            origin: stored.origin_seq,
-        };
-        let sequence = self
-            .inner
-            .work
-            .publish_retry(&progress, &event, &format!("replay:{id}"))
-            .await?;
-        self.inner
-            .dead
-            .mark_replayed(&id, stored.clone(), revision)
-            .await?;
-        Ok(Replayed::Queued {
-            delivery_id: i64::try_from(sequence).unwrap_or(i64::MAX),
-        })
+        Ok(replayed)
     }
 
-    async fn purge(&self, ids: Vec<String>) -> Result<u64, JournalError> {
-        self.inner.dead.purge(&ids).await
-    }
-
-    async fn dead_ids(&self, filter: DeadLetterFilter) -> Result<Vec<String>, JournalError> {
-        self.inner.dead.ids(&filter).await
-    }
-
-    async fn prune(&self, _before: Timestamp, _now: Timestamp) -> Result<u64, JournalError> {
-        // The stream's `max_age` (= `retain`) does this inside JetStream.
-        Ok(0)
-    }
-}
-
-impl NatsJournal {
     /// The event as first published, while the stream still holds it.
     async fn original(&self, origin: Option<u64>) -> Option<hookline_plugin_api::Event> {
         let m = self.inner.stream.get_raw_message(origin?).await.ok()?;

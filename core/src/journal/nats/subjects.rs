@@ -90,6 +90,21 @@ impl Subjects {
     }
 }
 
+/// Whether `subject` is one of those `filter` names (`*`: one token, `>`: the rest).
+pub(crate) fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut want = filter.split('.');
+    let mut have = subject.split('.');
+    loop {
+        match (want.next(), have.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(w), Some(h)) if w == h => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 /// Durable consumer of a pipeline's fresh events.
 pub(crate) fn events_consumer(pipeline: &str) -> String {
     format!("events-{}", token(pipeline))
@@ -250,6 +265,17 @@ mod tests {
             s.pipeline_filters("ls", &["*".into()]),
             vec!["h.events.ls.*"]
         );
+    }
+
+    #[test]
+    fn filters_match_subjects_token_by_token() {
+        assert!(subject_matches("h.events.ls.*", "h.events.ls.other"));
+        assert!(subject_matches("h.events.>", "h.events.ls.other"));
+        assert!(subject_matches("h.events.ls.other", "h.events.ls.other"));
+        assert!(!subject_matches("h.events.ls.*", "h.events.ls"));
+        assert!(!subject_matches("h.events.ls.*", "h.events.ls2.other"));
+        assert!(!subject_matches("h.events.ls.new", "h.events.ls.other"));
+        assert!(!subject_matches("h.events.>", "h.events"));
     }
 
     #[test]

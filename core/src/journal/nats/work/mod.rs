@@ -27,9 +27,12 @@ use tracing::{debug, warn};
 
 use super::dead::DeadLetters;
 use super::err;
+use super::history::{History, Record};
 use super::subjects::{Progress, Subjects};
 use crate::config::NatsConfig;
-use crate::journal::{Continuation, Delivery, JournalError, LiveRoutes, NewDeadLetter};
+use crate::journal::{
+    Attempt, AttemptResult, Continuation, Delivery, JournalError, LiveRoutes, NewDeadLetter, Routes,
+};
 use health::Health;
 
 /// How often consumers are matched to a reloaded config, and counts refreshed.
@@ -80,6 +83,8 @@ pub(crate) struct Work {
     api: jetstream::Context,
     stream: stream::Stream,
     subjects: Subjects,
+    /// Where settled runs' attempts are recorded (`None`: an older deployment's stream set).
+    history: Option<History>,
     ack_wait: Duration,
     max_ack_pending: i64,
     stalled_after: Duration,
@@ -107,11 +112,13 @@ impl Work {
         api: jetstream::Context,
         stream: stream::Stream,
         subjects: Subjects,
+        history: Option<History>,
     ) -> Self {
         Work {
             api,
             stream,
             subjects,
+            history,
             ack_wait: config.ack_wait,
             max_ack_pending: config.max_ack_pending,
             stalled_after: config.stalled_after,
@@ -190,6 +197,11 @@ impl Work {
             }
         });
         Ok(())
+    }
+
+    /// The routes in force, once `attach` has run (`serve`); `None` in the CLI.
+    pub(crate) fn routes(&self) -> Option<Arc<dyn Routes>> {
+        self.routes.get().map(|r| r.current())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<Held>>> {
@@ -431,11 +443,13 @@ impl Work {
         Ok(ack.sequence)
     }
 
-    /// Record how a run ended, then acknowledge its message.
+    /// Record how a run ended (and its attempts, in the event's history), then acknowledge
+    /// its message.
     pub(crate) async fn settle(
         &self,
         delivery: i64,
         continuations: &[Continuation],
+        attempts: &[Attempt],
         dead: &DeadLetters,
     ) -> Result<(), JournalError> {
         let Some(held) = self.lock().get(&delivery).cloned() else {
@@ -453,6 +467,7 @@ impl Work {
                 .map(|_| uuid::Uuid::now_v7().to_string())
                 .collect()
         });
+        let mut retries: Vec<(usize, u64, Timestamp)> = Vec::new();
         for (i, c) in continuations.iter().enumerate() {
             match c {
                 Continuation::Retry {
@@ -471,8 +486,10 @@ impl Work {
                         not_before: next_attempt_at.as_millisecond(),
                         origin: held.origin,
                     };
-                    self.publish_retry(&progress, event, &format!("retry:{}:{i}", held.key))
+                    let seq = self
+                        .publish_retry(&progress, event, &format!("retry:{}:{i}", held.key))
                         .await?;
+                    retries.push((*stage, seq, *next_attempt_at));
                 }
                 Continuation::Dead(letter) => {
                     let id = ids.get(i).cloned().unwrap_or_default();
@@ -480,6 +497,7 @@ impl Work {
                 }
             }
         }
+        self.record(&held, attempts, &retries).await;
         // What the run left to do is stored; now the message can go. An acknowledgement
         // whose confirmation does not come in time (the server restarted since the message
         // was delivered and no longer answers for it, the consumer's leader moved) is tried
@@ -500,6 +518,35 @@ impl Work {
         }
         self.lock().remove(&delivery);
         Ok(())
+    }
+
+    /// Add a settled run's attempts to their events' histories, each with the messages it
+    /// left (the original's sequence, the retry's), before the message is acknowledged.
+    async fn record(&self, held: &Held, attempts: &[Attempt], retries: &[(usize, u64, Timestamp)]) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        for (i, attempt) in attempts.iter().enumerate() {
+            let retry = match attempt.result {
+                AttemptResult::Retry => retries
+                    .iter()
+                    .find(|r| r.0 == attempt.stage)
+                    .or(retries.first()),
+                _ => None,
+            };
+            let record = Record::Attempt {
+                attempt: attempt.clone(),
+                origin: held.origin,
+                retry_seq: retry.map(|r| r.1),
+                next_attempt_at: retry.map(|r| r.2),
+            };
+            let id = format!("attempt:{}:{i}", held.key);
+            if let Err(e) = history.append(&attempt.event_id, &record, &id).await {
+                // History is a record of deliveries, not a condition of them: a history
+                // stream that cannot be written (deleted, full) does not stop the flow.
+                warn!(event_id = %attempt.event_id, pipeline = %held.pipeline, error = %e, "attempt not recorded in the event's history");
+            }
+        }
     }
 
     /// Give back every held message (shutdown): redelivered to others at once.
