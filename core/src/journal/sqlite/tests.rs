@@ -817,7 +817,7 @@ fn garbage(len: usize) -> Vec<u8> {
 /// must be a state of `journal::rules`, which is what every write binds.
 #[test]
 fn the_sql_spells_only_known_states() {
-    use crate::journal::{DeliveryState, LetterState};
+    use crate::journal::{DeliveryState, JobState, LetterState};
     let known: Vec<&str> = [
         DeliveryState::Pending,
         DeliveryState::Done,
@@ -831,6 +831,16 @@ fn the_sql_spells_only_known_states() {
             .iter()
             .map(|s| s.as_str()),
     )
+    .chain(
+        [
+            JobState::Running,
+            JobState::Done,
+            JobState::Cancelled,
+            JobState::Failed,
+        ]
+        .iter()
+        .map(|s| s.as_str()),
+    )
     .collect();
     let sql = [
         include_str!("schema.rs"),
@@ -839,6 +849,8 @@ fn the_sql_spells_only_known_states() {
         include_str!("deliveries.rs"),
         include_str!("dead.rs"),
         include_str!("maintenance.rs"),
+        include_str!("jobs.rs"),
+        include_str!("requests.rs"),
     ]
     .concat();
     let mut seen = 0;
