@@ -16,6 +16,7 @@ mod plugin_sdk;
 mod postgres;
 mod postgres_server;
 mod queues;
+mod replays;
 mod respond;
 mod schemes;
 mod secrets;
