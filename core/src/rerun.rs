@@ -15,12 +15,20 @@ use crate::runtime::Runtime;
 use crate::verify::Unverified;
 
 /// The event `request` becomes under `runtime`, or why it still cannot be processed.
-pub(crate) fn prepare(runtime: &Runtime, request: &UnprocessableRequest) -> Result<RerunEvent, String> {
+pub(crate) fn prepare(
+    runtime: &Runtime,
+    request: &UnprocessableRequest,
+) -> Result<RerunEvent, String> {
     let source = runtime
         .sources
         .values()
         .find(|s| s.name == request.source)
-        .ok_or_else(|| format!("the source `{}` is not in the config any more", request.source))?;
+        .ok_or_else(|| {
+            format!(
+                "the source `{}` is not in the config any more",
+                request.source
+            )
+        })?;
     let mut headers = HeaderMap::new();
     for (name, value) in &request.headers {
         // What was stored came from a HeaderMap: a pair that no longer parses is left out.
@@ -71,9 +79,14 @@ pub(crate) fn prepare(runtime: &Runtime, request: &UnprocessableRequest) -> Resu
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// Journaled as `event_id`, with a pending delivery to each of `pipelines` pipelines.
-    Rerun { event_id: String, pipelines: usize },
+    Rerun {
+        event_id: String,
+        pipelines: usize,
+    },
     /// Re-run before, as `event_id`: nothing new.
-    Already { event_id: String },
+    Already {
+        event_id: String,
+    },
     NotFound,
     /// The config in force still cannot process it: why.
     Unprocessable(String),

@@ -123,7 +123,11 @@ async fn a_bulk_replay_by_a_filter_reaches_the_receiver_for_exactly_the_matching
     let h = Hookline::start(&config(&receiver.url()));
     let (_, acme) = send_leads(&h, 9).await;
     let q = urlencode(r#"payload.data.lead.email.endsWith("@acme.com")"#);
-    let created = create_job(&h, &format!("pipeline=crm&type=email.captured&q={q}&batch=2")).await;
+    let created = create_job(
+        &h,
+        &format!("pipeline=crm&type=email.captured&q={q}&batch=2"),
+    )
+    .await;
     let id = created["id"].as_str().expect("id").to_string();
     assert_eq!(created["state"], "running", "{created}");
     assert_eq!(created["pipeline"], "crm");
@@ -138,7 +142,10 @@ async fn a_bulk_replay_by_a_filter_reaches_the_receiver_for_exactly_the_matching
         (json!(3), json!(3), json!(0)),
         "{done}"
     );
-    assert_eq!(done["filter"]["q"], r#"payload.data.lead.email.endsWith("@acme.com")"#);
+    assert_eq!(
+        done["filter"]["q"],
+        r#"payload.data.lead.email.endsWith("@acme.com")"#
+    );
     assert!(done["finished_at"].is_string(), "{done}");
     receiver.wait_for(3).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -225,7 +232,10 @@ async fn cancel_stops_a_long_job_and_its_counts_stop() {
             .expect("post"),
     )
     .await;
-    assert_eq!((r.status, r.json["state"].clone()), (200, json!("cancelled")));
+    assert_eq!(
+        (r.status, r.json["state"].clone()),
+        (200, json!("cancelled"))
+    );
 }
 
 /// `kill -9` while a job runs: the restarted service resumes it from its stored cursor,
@@ -246,7 +256,11 @@ async fn a_job_survives_kill_9_and_replays_every_event_exactly_once() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.json);
-    let created = create_job(&h, "pipeline=crm&type=email.captured&batch=4&max_pending=10").await;
+    let created = create_job(
+        &h,
+        "pipeline=crm&type=email.captured&batch=4&max_pending=10",
+    )
+    .await;
     let id = created["id"].as_str().expect("id").to_string();
     let mid = wait_job(&h, &id, 30, |j| j["replayed"].as_u64() >= Some(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -396,10 +410,7 @@ async fn an_unprocessable_request_is_listed_and_rerun_once_the_config_can_proces
     let shown = get_json(&h.admin_url(&format!("/api/v1/requests/{id}"))).await;
     assert_eq!(shown["body"], body, "{shown}");
     let headers = shown["headers"].as_array().expect("headers");
-    assert!(
-        headers.contains(&json!(["x-acme-trace", "t-1"])),
-        "{shown}"
-    );
+    assert!(headers.contains(&json!(["x-acme-trace", "t-1"])), "{shown}");
     assert!(
         !headers.iter().any(|h| h[0] == "x-acme-signature"),
         "signature headers are never kept: {shown}"
@@ -445,7 +456,10 @@ async fn an_unprocessable_request_is_listed_and_rerun_once_the_config_can_proces
     let done = rerun().await;
     assert_eq!(done.status, 200, "{}", done.json);
     assert_eq!(done.json["rerun"], true, "{}", done.json);
-    let event_id = done.json["event_id"].as_str().expect("event id").to_string();
+    let event_id = done.json["event_id"]
+        .as_str()
+        .expect("event id")
+        .to_string();
     let got = receiver.wait_for(1).await;
     assert_eq!(got.len(), 1);
     let delivered: Value = serde_json::from_slice(&got[0].body).expect("json");
@@ -455,7 +469,10 @@ async fn an_unprocessable_request_is_listed_and_rerun_once_the_config_can_proces
     let again = rerun().await;
     assert_eq!(again.status, 200, "{}", again.json);
     assert_eq!(
-        (again.json["already"].clone(), again.json["event_id"].clone()),
+        (
+            again.json["already"].clone(),
+            again.json["event_id"].clone()
+        ),
         (json!(true), json!(event_id)),
         "{}",
         again.json
@@ -475,5 +492,8 @@ async fn an_unprocessable_request_is_listed_and_rerun_once_the_config_can_proces
     assert!(text.contains(&id) && text.contains("rerun"), "{text}");
     let out = h.cli(&["events", "rerun", &id]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("re-run before"), "{text}");
+    assert!(
+        out.status.success() && text.contains("re-run before"),
+        "{text}"
+    );
 }

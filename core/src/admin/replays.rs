@@ -86,7 +86,8 @@ impl ReplaysQuery {
         source: &str,
         owner: Option<String>,
     ) -> Result<NewReplayJob, String> {
-        let pipeline = given(&self.pipeline).ok_or("`pipeline` names the pipeline to replay into")?;
+        let pipeline =
+            given(&self.pipeline).ok_or("`pipeline` names the pipeline to replay into")?;
         if let Some(asked) = given(&self.source).filter(|s| s != source) {
             return Err(format!(
                 "pipeline `{pipeline}` takes events of source `{source}`, not `{asked}`"
@@ -178,7 +179,10 @@ pub(crate) async fn run(
         until,
         take_from: None,
     };
-    let Some(mut job) = journal.lease_replay_job(id.to_string(), lease.clone()).await? else {
+    let Some(mut job) = journal
+        .lease_replay_job(id.to_string(), lease.clone())
+        .await?
+    else {
         return Ok(None);
     };
     progress(&job);
@@ -277,7 +281,9 @@ pub(crate) struct Runner {
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runner").field("owner", &self.owner).finish()
+        f.debug_struct("Runner")
+            .field("owner", &self.owner)
+            .finish()
     }
 }
 

@@ -69,8 +69,10 @@ pub(super) async fn rerun(
             pipelines,
         } => {
             s.workers.wake();
-            Ok(axum::Json(json!({ "rerun": true, "event_id": event_id, "pipelines": pipelines }))
-                .into_response())
+            Ok(
+                axum::Json(json!({ "rerun": true, "event_id": event_id, "pipelines": pipelines }))
+                    .into_response(),
+            )
         }
         Outcome::Already { event_id } => Ok(axum::Json(
             json!({ "rerun": false, "already": true, "event_id": event_id }),

@@ -98,16 +98,11 @@ pub(crate) async fn replay(
         until: Timestamp::now() + LEASE,
         take_from: None,
     };
-    let last = crate::admin::replays::run(
-        journal,
-        registry,
-        &id,
-        lease,
-        &stop,
-        &|| {},
-        &mut |job| follower.show(job),
-    )
-    .await?;
+    let last =
+        crate::admin::replays::run(journal, registry, &id, lease, &stop, &|| {}, &mut |job| {
+            follower.show(job)
+        })
+        .await?;
     follower.finish();
     let job = match last {
         Some(job) => job,

@@ -80,8 +80,9 @@ pub(crate) async fn rerun(
     registry: &Registry,
     id: String,
 ) -> anyhow::Result<()> {
-    let loaded = crate::runtime::load::load_with(config, registry, crate::runtime::load::Mode::Check)
-        .map_err(|d| anyhow::anyhow!("{d}"))?;
+    let loaded =
+        crate::runtime::load::load_with(config, registry, crate::runtime::load::Mode::Check)
+            .map_err(|d| anyhow::anyhow!("{d}"))?;
     match crate::rerun::rerun(journal, &loaded.runtime, &id).await? {
         Outcome::Rerun {
             event_id,

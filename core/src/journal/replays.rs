@@ -180,9 +180,14 @@ pub struct RequestPage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rerun {
     /// Journaled as this event, with a pending delivery for each of these pipelines.
-    Accepted { event_id: String, pipelines: usize },
+    Accepted {
+        event_id: String,
+        pipelines: usize,
+    },
     /// Re-run before: the event it became.
-    Already { event_id: String },
+    Already {
+        event_id: String,
+    },
     NotFound,
 }
 

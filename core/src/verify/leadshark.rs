@@ -282,7 +282,8 @@ impl Verifier for LeadsharkVerifier {
 
     fn decode(&self, req: &Unverified<'_>) -> Option<Result<Verified, Rejection>> {
         Some((|| {
-            let payload: Value = serde_json::from_slice(req.body).map_err(Rejection::MalformedJson)?;
+            let payload: Value =
+                serde_json::from_slice(req.body).map_err(Rejection::MalformedJson)?;
             let event_type = event_type(&payload)?;
             check_event_header(req.headers, &event_type)?;
             Ok(Verified {

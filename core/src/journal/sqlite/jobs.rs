@@ -8,9 +8,7 @@ use rusqlite::{Connection, Row, params};
 
 use super::history;
 use super::rows::{from_json, ms, to_json, ts};
-use crate::journal::{
-    JobBatch, JobState, JournalError, Lease, NewReplayJob, ReplayJob, Replayed,
-};
+use crate::journal::{JobBatch, JobState, JournalError, Lease, NewReplayJob, ReplayJob, Replayed};
 
 impl rusqlite::ToSql for JobState {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -127,7 +125,13 @@ pub(crate) fn lease(
             "UPDATE replay_jobs SET lease_owner = ?2, lease_until = ?5
              WHERE id = ?1 AND state = 'running' AND {TAKEABLE}"
         ))?
-        .execute(params![id, lease.owner, now, lease.take_from, ms(lease.until)])?;
+        .execute(params![
+            id,
+            lease.owner,
+            now,
+            lease.take_from,
+            ms(lease.until)
+        ])?;
     match taken {
         0 => Ok(None),
         _ => get(c, id),
@@ -185,9 +189,10 @@ pub(crate) fn run_batch(c: &Connection, batch: &JobBatch) -> Result<BatchDone, J
     }
     let next: Option<i64> = match &batch.next {
         None => None,
-        Some(n) => Some(n.parse().map_err(|_| {
-            JournalError::Invalid(format!("`{n}` is not an events cursor"))
-        })?),
+        Some(n) => Some(
+            n.parse()
+                .map_err(|_| JournalError::Invalid(format!("`{n}` is not an events cursor")))?,
+        ),
     };
     let (mut replayed, mut skipped) = (0u64, 0u64);
     let mut reasons: BTreeMap<String, u64> = job.skipped_reasons.clone();

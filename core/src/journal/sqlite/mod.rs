@@ -43,8 +43,8 @@ use read::{Health, Readers};
 use super::{
     Accepted, Attempt, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Erased,
     EventFilter, EventPage, EventRecord, Hold, JobBatch, Journal, JournalError, Lease,
-    NewDeadLetter, NewEvent, NewReplayJob, Page, Release, ReplayJob, Replayed, RequestPage,
-    Rerun, RerunEvent, UnprocessableRequest,
+    NewDeadLetter, NewEvent, NewReplayJob, Page, Release, ReplayJob, Replayed, RequestPage, Rerun,
+    RerunEvent, UnprocessableRequest,
 };
 
 /// Most jobs committed together.
@@ -769,9 +769,7 @@ impl Journal for SqliteJournal {
     }
 
     async fn rerun_request(&self, id: String, event: RerunEvent) -> Result<Rerun, JournalError> {
-        let rerun = self
-            .call(move |c| requests::rerun(c, &id, &event))
-            .await?;
+        let rerun = self.call(move |c| requests::rerun(c, &id, &event)).await?;
         if let Rerun::Accepted { pipelines, .. } = &rerun {
             self.add_pending(*pipelines as i64);
             self.add_dead(-1);

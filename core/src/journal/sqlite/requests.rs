@@ -7,8 +7,7 @@ use rusqlite::{Connection, Row, params};
 use super::rows::{NewDelivery, from_json, insert_delivery, ms, to_json, ts};
 use crate::journal::rules::LetterState;
 use crate::journal::{
-    JournalError, NewDeadLetter, RequestPage, RequestState, Rerun, RerunEvent,
-    UnprocessableRequest,
+    JournalError, NewDeadLetter, RequestPage, RequestState, Rerun, RerunEvent, UnprocessableRequest,
 };
 
 /// Keep a request as a dead letter with the headers an event would keep.
@@ -42,11 +41,18 @@ fn from_row(r: &Row<'_>, with_body: bool) -> Result<UnprocessableRequest, Journa
         state: match LetterState::parse(&state) {
             Some(LetterState::Dead) => RequestState::Unprocessable,
             Some(LetterState::Replayed) => RequestState::Rerun,
-            None => return Err(JournalError::Corrupt(format!("dead letter state `{state}`"))),
+            None => {
+                return Err(JournalError::Corrupt(format!(
+                    "dead letter state `{state}`"
+                )));
+            }
         },
         event_id: r.get(7)?,
         rerun_at: r.get::<_, Option<i64>>(8)?.map(ts),
-        headers: headers.map(|h| from_json(&h)).transpose()?.unwrap_or_default(),
+        headers: headers
+            .map(|h| from_json(&h))
+            .transpose()?
+            .unwrap_or_default(),
         body: with_body.then(|| String::from_utf8_lossy(&raw).into_owned()),
         raw,
     })

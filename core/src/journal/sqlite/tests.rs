@@ -1250,11 +1250,16 @@ async fn a_replay_job_commits_each_batch_with_its_progress_under_its_lease() {
         .await
         .expect("get")
         .expect("kept");
-    assert_eq!((stored.cursor.clone(), stored.replayed), (page.next.clone(), 2));
+    assert_eq!(
+        (stored.cursor.clone(), stored.replayed),
+        (page.next.clone(), 2)
+    );
     let later = Timestamp::now() + jiff::SignedDuration::from_secs(11);
     assert_eq!(
-        j.claimable_replay_jobs(later, None).await.expect("claimable"),
-        [job.id.clone()]
+        j.claimable_replay_jobs(later, None)
+            .await
+            .expect("claimable"),
+        vec![job.id.clone()]
     );
     // A serving process takes over what an earlier serving process held at once.
     let taken = j
@@ -1291,7 +1296,10 @@ async fn a_replay_job_commits_each_batch_with_its_progress_under_its_lease() {
         .expect("batch")
         .expect("held");
     assert_eq!(done.state, JobState::Done);
-    assert_eq!((done.matched_so_far, done.replayed, done.skipped), (7, 5, 2));
+    assert_eq!(
+        (done.matched_so_far, done.replayed, done.skipped),
+        (7, 5, 2)
+    );
     assert!(done.finished_at.is_some() && done.lease_owner.is_none());
     assert_eq!(j.pending_in("b".into()).await.expect("pending"), 5);
     // Finished: a cancel leaves it done.
@@ -1387,7 +1395,11 @@ async fn an_unprocessable_request_is_listed_and_rerun_once() {
     let rest = j.list_requests(page.next.clone(), 2).await.expect("list");
     let ids: Vec<&str> = rest.items.iter().map(|r| r.id.as_str()).collect();
     assert_eq!((ids, rest.next), (vec!["r0"], None));
-    let r = j.get_request("r1".into()).await.expect("get").expect("found");
+    let r = j
+        .get_request("r1".into())
+        .await
+        .expect("get")
+        .expect("found");
     assert_eq!(r.body.as_deref(), Some("{\"n\": 1}"));
     assert_eq!(
         r.headers,
@@ -1421,7 +1433,11 @@ async fn an_unprocessable_request_is_listed_and_rerun_once() {
     let due = j.claim_due(Timestamp::now(), 10).await.expect("claim");
     assert_eq!(due.len(), 2);
     assert!(due.iter().all(|d| d.event.id == "ev-r1"));
-    let r = j.get_request("r1".into()).await.expect("get").expect("found");
+    let r = j
+        .get_request("r1".into())
+        .await
+        .expect("get")
+        .expect("found");
     assert_eq!(
         (r.state, r.event_id.as_deref()),
         (RequestState::Rerun, Some("ev-r1"))
