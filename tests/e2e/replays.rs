@@ -497,3 +497,85 @@ async fn an_unprocessable_request_is_listed_and_rerun_once_the_config_can_proces
         "{text}"
     );
 }
+
+/// Ctrl-C in `hookline events replay` stops between batches and lets the job go, running at
+/// its cursor; the running service takes it over and finishes it, each event once.
+#[tokio::test]
+async fn ctrl_c_leaves_a_cli_job_to_the_running_service() {
+    let receiver = Receiver::start(vec![]).await;
+    let h = Hookline::start(&config(&receiver.url()));
+    let (all, _) = send_leads(&h, 12).await;
+    let r = reply(
+        client()
+            .post(h.admin_url("/api/v1/pipelines/crm/pause"))
+            .send()
+            .await
+            .expect("pause"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let mut cli = std::process::Command::new(bin())
+        .args(["events", "replay", "--pipeline", "crm", "--batch", "2"])
+        .args(["--max-pending", "4", "--config"])
+        .arg(&h.config_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the CLI");
+    // The CLI holds the job and waits for room in the paused pipeline.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let jobs = get_json(&h.admin_url("/api/v1/replays")).await;
+        let j = &jobs["items"][0];
+        if j["replayed"].as_u64() >= Some(4) {
+            let owner = j["lease_owner"].as_str().unwrap_or_default();
+            assert!(owner.starts_with("cli:"), "{j}");
+            break j["id"].as_str().expect("id").to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CLI's job made no progress: {jobs}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let status = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(cli.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || cli.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("stays running"), "{stderr}");
+    // The service takes it over at once and, once the pipeline runs, finishes it.
+    let taken = wait_job(&h, &id, 10, |j| {
+        j["lease_owner"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("serve:"))
+    })
+    .await;
+    assert_eq!(taken["state"], "running", "{taken}");
+    let r = reply(
+        client()
+            .post(h.admin_url("/api/v1/pipelines/crm/resume"))
+            .send()
+            .await
+            .expect("resume"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let done = wait_job(&h, &id, 60, |j| j["state"] != "running").await;
+    assert_eq!(
+        (done["state"].clone(), done["replayed"].clone()),
+        (json!("done"), json!(12)),
+        "{done}"
+    );
+    let counts = wait_for_all(&receiver, &all).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(received_ids(&receiver), counts);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+}
