@@ -514,7 +514,7 @@ async fn ctrl_c_leaves_a_cli_job_to_the_running_service() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.json);
-    let mut cli = std::process::Command::new(bin())
+    let cli = std::process::Command::new(bin())
         .args(["events", "replay", "--pipeline", "crm", "--batch", "2"])
         .args(["--max-pending", "4", "--config"])
         .arg(&h.config_path)
