@@ -462,3 +462,81 @@ pub(super) async fn cancel(
 fn no_job() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such replay job")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> ReplaysQuery {
+        let text = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        serde_urlencoded_like(&text)
+    }
+
+    /// The query string as axum's `Query` reads it (serde over `key=value` pairs).
+    fn serde_urlencoded_like(text: &str) -> ReplaysQuery {
+        let map: serde_json::Map<String, serde_json::Value> = text
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| {
+                let v = match k {
+                    "batch" | "max_pending" => json!(v.parse::<u64>().expect("number")),
+                    _ => json!(v),
+                };
+                (k.to_string(), v)
+            })
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(map)).expect("query")
+    }
+
+    #[test]
+    fn a_job_is_checked_and_its_times_fixed_when_created() {
+        let registry = hookline_builtin::registry();
+        let job = query(&[
+            ("pipeline", "crm"),
+            ("since", "1h"),
+            ("outcome", "dead_lettered"),
+        ])
+        .to_job(&registry, "leadshark", None)
+        .expect("valid");
+        assert_eq!(job.pipeline, "crm");
+        assert_eq!(job.source, "leadshark");
+        assert!(!job.from_failed);
+        assert_eq!(
+            (job.batch, job.max_pending),
+            (DEFAULT_BATCH, DEFAULT_MAX_PENDING)
+        );
+        // As given, and as run: an absolute time, the source, and the outcome's pipeline.
+        assert_eq!(job.filter["since"], "1h");
+        let since = job.plan["since"].as_str().expect("since");
+        assert!(since.parse::<Timestamp>().is_ok(), "{since}");
+        assert_eq!(job.plan["source"], "leadshark");
+        assert_eq!(job.plan["pipeline"], "crm");
+        let plain = query(&[("pipeline", "crm"), ("from", "failed")])
+            .to_job(&registry, "leadshark", Some("cli:1".into()))
+            .expect("valid");
+        assert!(plain.from_failed);
+        assert_eq!(plain.plan["pipeline"], serde_json::Value::Null);
+        assert_eq!(plain.owner.as_deref(), Some("cli:1"));
+
+        let refused = |pairs: &[(&str, &str)], needle: &str| {
+            let err = query(pairs)
+                .to_job(&registry, "leadshark", None)
+                .err()
+                .expect("refused");
+            assert!(err.contains(needle), "{err}");
+        };
+        refused(&[], "pipeline");
+        refused(&[("pipeline", "crm"), ("source", "github")], "github");
+        refused(&[("pipeline", "crm"), ("from", "middle")], "from");
+        refused(&[("pipeline", "crm"), ("batch", "0")], "batch");
+        refused(&[("pipeline", "crm"), ("batch", "5000")], "batch");
+        refused(&[("pipeline", "crm"), ("outcome", "lost")], "lost");
+        refused(&[("pipeline", "crm"), ("q", "paylod.x == 1")], "paylod");
+        refused(&[("pipeline", "crm"), ("until", "soonish")], "until");
+    }
+}
