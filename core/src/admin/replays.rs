@@ -526,8 +526,7 @@ mod tests {
         let refused = |pairs: &[(&str, &str)], needle: &str| {
             let err = query(pairs)
                 .to_job(&registry, "leadshark", None)
-                .err()
-                .expect("refused");
+                .expect_err("refused");
             assert!(err.contains(needle), "{err}");
         };
         refused(&[], "pipeline");
