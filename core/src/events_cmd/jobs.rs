@@ -39,6 +39,21 @@ pub(crate) struct JobFilters {
     q: Option<String>,
 }
 
+impl JobFilters {
+    /// No filter given (they select the events of a job; one event needs none).
+    pub(crate) fn is_empty(&self) -> bool {
+        [
+            &self.event_type,
+            &self.outcome,
+            &self.since,
+            &self.until,
+            &self.q,
+        ]
+        .iter()
+        .all(|v| v.is_none())
+    }
+}
+
 /// How a bulk replay runs.
 #[derive(Debug, Args)]
 pub(crate) struct JobOptions {

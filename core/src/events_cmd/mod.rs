@@ -230,8 +230,14 @@ pub async fn run(args: EventsArgs, registry: &Registry) -> anyhow::Result<()> {
             id: Some(id),
             pipeline,
             from_failed,
+            filters,
             ..
         } => {
+            if !filters.is_empty() {
+                bail!(
+                    "filters select the events of a bulk replay: give them without an event id, or the id alone"
+                );
+            }
             let Some(event) = journal.get_event(id.clone()).await? else {
                 bail!("no event {id} (never received, or pruned after `retain`)");
             };
