@@ -24,7 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the engine", &["runtime"]),
     (
         "the flow's entry and wiring",
-        &["ingest", "storage", "reload"],
+        &["ingest", "storage", "reload", "rerun"],
     ),
     ("serving", &["listener", "admin"]),
     (

@@ -197,6 +197,14 @@ pub async fn serve(config: &Path, role: Role, registry: &Registry) -> anyhow::Re
         floor,
     ));
     let stop = CancellationToken::new();
+    let replays = crate::admin::replays::Runner::new(
+        journal.clone(),
+        registry.clone(),
+        workers.clone(),
+        stop.clone(),
+    );
+    // Resumes the replay jobs that were running when the last process stopped.
+    tokio::spawn(replays.clone().supervise());
     let admin = tokio::spawn(crate::server::serve_admin(
         admin_listener,
         AdminState {
@@ -205,6 +213,7 @@ pub async fn serve(config: &Path, role: Role, registry: &Registry) -> anyhow::Re
             runtime,
             reloader: Some(reloader),
             registry: registry.clone(),
+            replays: Some(replays),
         },
         stop.clone(),
     ));

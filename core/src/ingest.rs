@@ -460,12 +460,13 @@ async fn dead_letter_request(
     received_at: jiff::Timestamp,
 ) -> Result<Receipt, ApiError> {
     let id = uuid::Uuid::now_v7().to_string();
+    let kept = kept_headers(headers, &source.verifier.signature_headers());
     let event = verified.map(|v| Event {
         id: id.clone(),
         source: source.name.clone(),
         event_type: v.event_type,
         received_at,
-        headers: kept_headers(headers, &source.verifier.signature_headers()),
+        headers: kept.clone(),
         payload: v.payload,
     });
     let letter = NewDeadLetter {
@@ -481,7 +482,8 @@ async fn dead_letter_request(
         event,
         raw: Some(body.to_vec()),
     };
-    match state.journal.dead_letter(letter).await {
+    // The headers an event would keep go with it, so that it can be re-run.
+    match state.journal.dead_letter_request(letter, kept).await {
         Ok(_) => {
             UnprocessableDeadLettered {
                 source: &source.name,

@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod pipelines_cmd;
 pub mod pipetest;
 pub mod reload;
+pub mod rerun;
 pub mod respond;
 pub mod runtime;
 pub mod scaffold;

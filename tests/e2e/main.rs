@@ -17,6 +17,7 @@ mod plugin_sdk;
 mod postgres;
 mod postgres_server;
 mod queues;
+mod replays;
 mod respond;
 mod schemes;
 mod secrets;

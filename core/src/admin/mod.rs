@@ -21,6 +21,8 @@ use crate::journal::{DeadLetterFilter, Journal, Replayed};
 use crate::runtime::Workers;
 
 pub(crate) mod events;
+pub(crate) mod replays;
+mod requests;
 mod tail;
 
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub(crate) struct AdminState {
     pub(crate) reloader: Option<Arc<crate::reload::Reloader>>,
     /// The plugins, for a search's CEL expression (`q`), built as the `cel` filter.
     pub(crate) registry: hookline_plugin_api::Registry,
+    /// Runs bulk replay jobs in this process.
+    pub(crate) replays: Option<replays::Runner>,
 }
 
 pub(crate) fn router(state: AdminState) -> Router {
@@ -43,6 +47,15 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/api/v1/events", get(events::list).delete(events::erase))
         .route("/api/v1/events/{id}", get(events::show))
         .route("/api/v1/events/{id}/replay", post(events::replay))
+        .route("/api/v1/replays", get(replays::list).post(replays::create))
+        .route(
+            "/api/v1/replays/{id}",
+            get(replays::show).delete(replays::cancel),
+        )
+        .route("/api/v1/replays/{id}/cancel", post(replays::cancel))
+        .route("/api/v1/requests", get(requests::list))
+        .route("/api/v1/requests/{id}", get(requests::show))
+        .route("/api/v1/requests/{id}/rerun", post(requests::rerun))
         .route("/api/v1/tail", get(tail::tail))
         .route("/api/v1/pipelines", get(pipelines))
         .route("/api/v1/pipelines/{name}", get(pipeline_one))

@@ -6,6 +6,7 @@
 //! embedded default, [`NatsJournal`] the scale-out one (NATS JetStream).
 
 mod nats;
+mod replays;
 mod rules;
 mod sqlite;
 
@@ -14,6 +15,10 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use nats::{NatsJournal, Provision};
+pub use replays::{
+    JobBatch, JobState, Lease, NewReplayJob, ReplayJob, RequestPage, RequestState, Rerun,
+    RerunEvent, UnprocessableRequest,
+};
 pub use rules::LetterState;
 pub(crate) use rules::{DeliveryState, parse_since};
 pub use sqlite::SqliteJournal;
@@ -544,7 +549,109 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
         let _ = ids;
         Err(JournalError::Unsupported(HISTORY_NEEDS_SQLITE.into()))
     }
+    /// [`Journal::dead_letter`] for a request that passed verification but could not become
+    /// an event, keeping the headers an event would keep so that it can be re-run.
+    async fn dead_letter_request(
+        &self,
+        letter: NewDeadLetter,
+        headers: Vec<(String, String)>,
+    ) -> Result<String, JournalError> {
+        let _ = headers;
+        self.dead_letter(letter).await
+    }
+    /// Unprocessable requests, newest first, from `cursor` (a page's `next`).
+    async fn list_requests(
+        &self,
+        cursor: Option<String>,
+        limit: u64,
+    ) -> Result<RequestPage, JournalError> {
+        let _ = (cursor, limit);
+        Err(JournalError::Unsupported(REQUESTS_NEED_SQLITE.into()))
+    }
+    /// One unprocessable request (by the id its answer named), with its body.
+    async fn get_request(&self, id: String) -> Result<Option<UnprocessableRequest>, JournalError> {
+        let _ = id;
+        Err(JournalError::Unsupported(REQUESTS_NEED_SQLITE.into()))
+    }
+    /// Journal the event a request became and its pending deliveries, and mark the request
+    /// re-run, in one commit; a request re-run before is left as it is.
+    async fn rerun_request(&self, id: String, event: RerunEvent) -> Result<Rerun, JournalError> {
+        let _ = (id, event);
+        Err(JournalError::Unsupported(REQUESTS_NEED_SQLITE.into()))
+    }
+    /// Create a bulk replay job, running (held by `job.owner` when given).
+    async fn create_replay_job(&self, job: NewReplayJob) -> Result<ReplayJob, JournalError> {
+        let _ = job;
+        Err(JournalError::Unsupported(JOBS_NEED_SQLITE.into()))
+    }
+    /// The most recent replay jobs, newest first.
+    async fn list_replay_jobs(&self, limit: u64) -> Result<Vec<ReplayJob>, JournalError> {
+        let _ = limit;
+        Err(JournalError::Unsupported(JOBS_NEED_SQLITE.into()))
+    }
+    async fn get_replay_job(&self, id: String) -> Result<Option<ReplayJob>, JournalError> {
+        let _ = id;
+        Err(JournalError::Unsupported(JOBS_NEED_SQLITE.into()))
+    }
+    /// Cancel a running job: no batch commits after this. A finished job is left as it is.
+    async fn cancel_replay_job(&self, id: String) -> Result<Option<ReplayJob>, JournalError> {
+        let _ = id;
+        Err(JournalError::Unsupported(JOBS_NEED_SQLITE.into()))
+    }
+    /// Take or renew a running job's lease; `None` when it is not running or another
+    /// runner holds it.
+    async fn lease_replay_job(
+        &self,
+        id: String,
+        lease: Lease,
+    ) -> Result<Option<ReplayJob>, JournalError> {
+        let _ = (id, lease);
+        Err(JournalError::Unsupported(JOBS_NEED_SQLITE.into()))
+    }
+    /// Let a job's lease go at once (its runner stops), so that another may take it.
+    async fn release_replay_job(&self, id: String, owner: String) -> Result<(), JournalError> {
+        let _ = (id, owner);
+        Err(JournalError::Unsupported(JOBS_NEED_SQLITE.into()))
+    }
+    /// Running jobs a runner could take now: no lease, a lease run out, or (`take_from`)
+    /// one held by an earlier serving process.
+    async fn claimable_replay_jobs(
+        &self,
+        now: Timestamp,
+        take_from: Option<String>,
+    ) -> Result<Vec<String>, JournalError> {
+        let _ = (now, take_from);
+        Err(JournalError::Unsupported(JOBS_NEED_SQLITE.into()))
+    }
+    /// Replay a batch and record the job's progress in one commit, if `batch.owner` still
+    /// holds the running job; `None` when it does not (cancelled, or taken over).
+    async fn replay_batch(&self, batch: JobBatch) -> Result<Option<ReplayJob>, JournalError> {
+        let _ = batch;
+        Err(JournalError::Unsupported(JOBS_NEED_SQLITE.into()))
+    }
+    /// Count a failed batch on the job; with `fatal`, the job fails with `error`.
+    async fn replay_job_error(
+        &self,
+        id: String,
+        owner: String,
+        error: String,
+        fatal: bool,
+    ) -> Result<(), JournalError> {
+        let _ = (id, owner, error, fatal);
+        Err(JournalError::Unsupported(JOBS_NEED_SQLITE.into()))
+    }
+    /// Deliveries pending in a pipeline (waiting, retrying or held).
+    async fn pending_in(&self, pipeline: String) -> Result<u64, JournalError> {
+        let _ = pipeline;
+        Err(JournalError::Unsupported(JOBS_NEED_SQLITE.into()))
+    }
 }
+
+/// What a journal without replay jobs says.
+pub(crate) const JOBS_NEED_SQLITE: &str = "bulk replay jobs need the SQLite journal; with NATS, replay events one at a time (`hookline events replay ID`) or dead letters (`hookline dlq replay --all`)";
+
+/// What a journal without kept requests says.
+pub(crate) const REQUESTS_NEED_SQLITE: &str = "listing and re-running unprocessable requests needs the SQLite journal; with NATS they are dead letters (`hookline dlq list`): have the sender resend them";
 
 /// What an erasure did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -144,6 +144,11 @@ impl BodySigned {
         if !keys.matches(&[req.body], &[&tag]) {
             return Err(Rejection::BadSignature);
         }
+        self.decode(req)
+    }
+
+    /// Everything after the signature check.
+    pub(crate) fn decode(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
         let payload = json_object(req.body)?;
         let event_type = event_from_header(req.headers, self.event_header)?;
         let idempotency_key =
@@ -205,6 +210,10 @@ impl super::Verifier for BodySignedVerifier {
 
     fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection> {
         self.scheme.verify(&self.keys, req)
+    }
+
+    fn decode(&self, req: &Unverified<'_>) -> Option<Result<Verified, Rejection>> {
+        Some(self.scheme.decode(req))
     }
 }
 

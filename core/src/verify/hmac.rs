@@ -116,6 +116,32 @@ enum EventSource {
 }
 
 impl HmacVerifier {
+    /// Everything after the signature check; `message` is what was signed, the key's
+    /// fallback.
+    fn decoded(&self, req: &Unverified<'_>, message: &[&[u8]]) -> Result<Verified, Rejection> {
+        let payload = json_object(req.body)?;
+        let event_type = match &self.event {
+            EventSource::Field { path, header } => {
+                let event_type = event_at(&payload, path)?;
+                if let Some(name) = header {
+                    check_event_header(req.headers, name, &event_type)?;
+                }
+                event_type
+            }
+            EventSource::Header(name) => event_from_header(req.headers, name)?,
+        };
+        let idempotency_key = self
+            .id_header
+            .as_deref()
+            .and_then(|name| id_from_header(req.headers, name))
+            .unwrap_or_else(|| digest_key(message));
+        Ok(Verified {
+            payload,
+            event_type,
+            idempotency_key: Some(idempotency_key),
+        })
+    }
+
     pub(crate) fn build(c: &HmacConfig) -> Result<Self, String> {
         let err = |message: &str| Err(format!("hmac: {message}"));
         let keys = Keyring::utf8("hmac", c.algorithm, &c.secrets)?;
@@ -353,27 +379,11 @@ impl Verifier for HmacVerifier {
         if let (Some(tolerance), Some(signed_at)) = (self.tolerance, signed_at) {
             check_age(signed_at, req.now, tolerance)?;
         }
-        let payload = json_object(req.body)?;
-        let event_type = match &self.event {
-            EventSource::Field { path, header } => {
-                let event_type = event_at(&payload, path)?;
-                if let Some(name) = header {
-                    check_event_header(req.headers, name, &event_type)?;
-                }
-                event_type
-            }
-            EventSource::Header(name) => event_from_header(req.headers, name)?,
-        };
-        let idempotency_key = self
-            .id_header
-            .as_deref()
-            .and_then(|name| id_from_header(req.headers, name))
-            .unwrap_or_else(|| digest_key(&message));
-        Ok(Verified {
-            payload,
-            event_type,
-            idempotency_key: Some(idempotency_key),
-        })
+        self.decoded(req, &message)
+    }
+
+    fn decode(&self, req: &Unverified<'_>) -> Option<Result<Verified, Rejection>> {
+        Some(self.decoded(req, &[req.body]))
     }
 }
 

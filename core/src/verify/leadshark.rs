@@ -280,6 +280,20 @@ impl Verifier for LeadsharkVerifier {
         })
     }
 
+    fn decode(&self, req: &Unverified<'_>) -> Option<Result<Verified, Rejection>> {
+        Some((|| {
+            let payload: Value =
+                serde_json::from_slice(req.body).map_err(Rejection::MalformedJson)?;
+            let event_type = event_type(&payload)?;
+            check_event_header(req.headers, &event_type)?;
+            Ok(Verified {
+                payload,
+                event_type,
+                idempotency_key: Some(hex::encode(Sha256::digest(req.body))),
+            })
+        })())
+    }
+
     fn problems(&self, verified: &Verified) -> Vec<String> {
         match hookline_leadshark::LeadSharkEvent::from_value(&verified.payload) {
             Ok(event) => event

@@ -249,6 +249,14 @@ pub trait Verifier: Send + Sync + std::fmt::Debug {
     /// Empty when the request lacks something the scheme signs besides the body.
     fn expected(&self, req: &Unverified<'_>) -> Vec<sign::Header>;
 
+    /// The steps after the signature check — decode the body, find the event type — for a
+    /// request whose signature was verified when it arrived (re-running a request kept as
+    /// unprocessable, with the headers an event keeps: no signature). `None`: this scheme
+    /// cannot take them apart from its signature check.
+    fn decode(&self, _req: &Unverified<'_>) -> Option<Result<Verified, Rejection>> {
+        None
+    }
+
     /// Problems that make a verified event unprocessable although it is well-formed JSON
     /// (e.g. a LeadShark `email.captured` without `data.lead.email`). Such an event is
     /// dead-lettered with this reason instead of entering pipelines.

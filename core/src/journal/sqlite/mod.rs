@@ -21,8 +21,10 @@ mod deliveries;
 mod events;
 pub(crate) mod fast;
 mod history;
+mod jobs;
 mod maintenance;
 mod read;
+mod requests;
 mod rows;
 mod schema;
 
@@ -40,8 +42,9 @@ use read::{Health, Readers};
 
 use super::{
     Accepted, Attempt, Continuation, DeadLetter, DeadLetterFilter, Delivery, Depths, Erased,
-    EventFilter, EventPage, EventRecord, Hold, Journal, JournalError, NewDeadLetter, NewEvent,
-    Page, Release, Replayed,
+    EventFilter, EventPage, EventRecord, Hold, JobBatch, Journal, JournalError, Lease,
+    NewDeadLetter, NewEvent, NewReplayJob, Page, Release, ReplayJob, Replayed, RequestPage, Rerun,
+    RerunEvent, UnprocessableRequest,
 };
 
 /// Most jobs committed together.
@@ -738,6 +741,99 @@ impl Journal for SqliteJournal {
 
     async fn paused(&self) -> Result<Vec<String>, JournalError> {
         self.read(deliveries::paused).await
+    }
+
+    async fn dead_letter_request(
+        &self,
+        letter: NewDeadLetter,
+        headers: Vec<(String, String)>,
+    ) -> Result<String, JournalError> {
+        let id = self
+            .call(move |c| requests::insert(c, &letter, &headers))
+            .await?;
+        self.add_dead(1);
+        Ok(id)
+    }
+
+    async fn list_requests(
+        &self,
+        cursor: Option<String>,
+        limit: u64,
+    ) -> Result<RequestPage, JournalError> {
+        self.read(move |c| requests::list(c, cursor.as_deref(), limit))
+            .await
+    }
+
+    async fn get_request(&self, id: String) -> Result<Option<UnprocessableRequest>, JournalError> {
+        self.read(move |c| requests::get(c, &id)).await
+    }
+
+    async fn rerun_request(&self, id: String, event: RerunEvent) -> Result<Rerun, JournalError> {
+        let rerun = self.call(move |c| requests::rerun(c, &id, &event)).await?;
+        if let Rerun::Accepted { pipelines, .. } = &rerun {
+            self.add_pending(*pipelines as i64);
+            self.add_dead(-1);
+        }
+        Ok(rerun)
+    }
+
+    async fn create_replay_job(&self, job: NewReplayJob) -> Result<ReplayJob, JournalError> {
+        self.call(move |c| jobs::create(c, &job)).await
+    }
+
+    async fn list_replay_jobs(&self, limit: u64) -> Result<Vec<ReplayJob>, JournalError> {
+        self.read(move |c| jobs::list(c, limit)).await
+    }
+
+    async fn get_replay_job(&self, id: String) -> Result<Option<ReplayJob>, JournalError> {
+        self.read(move |c| jobs::get(c, &id)).await
+    }
+
+    async fn cancel_replay_job(&self, id: String) -> Result<Option<ReplayJob>, JournalError> {
+        self.call(move |c| jobs::cancel(c, &id)).await
+    }
+
+    async fn lease_replay_job(
+        &self,
+        id: String,
+        lease: Lease,
+    ) -> Result<Option<ReplayJob>, JournalError> {
+        self.call(move |c| jobs::lease(c, &id, &lease)).await
+    }
+
+    async fn release_replay_job(&self, id: String, owner: String) -> Result<(), JournalError> {
+        self.call(move |c| jobs::release(c, &id, &owner)).await
+    }
+
+    async fn claimable_replay_jobs(
+        &self,
+        now: Timestamp,
+        take_from: Option<String>,
+    ) -> Result<Vec<String>, JournalError> {
+        self.read(move |c| jobs::claimable(c, now, take_from.as_deref()))
+            .await
+    }
+
+    async fn replay_batch(&self, batch: JobBatch) -> Result<Option<ReplayJob>, JournalError> {
+        let done = self.call(move |c| jobs::run_batch(c, &batch)).await?;
+        self.add_pending(done.queued as i64);
+        self.add_dead(-(done.revived as i64));
+        Ok(done.job)
+    }
+
+    async fn replay_job_error(
+        &self,
+        id: String,
+        owner: String,
+        error: String,
+        fatal: bool,
+    ) -> Result<(), JournalError> {
+        self.call(move |c| jobs::error(c, &id, &owner, &error, fatal))
+            .await
+    }
+
+    async fn pending_in(&self, pipeline: String) -> Result<u64, JournalError> {
+        self.read(move |c| jobs::pending_in(c, &pipeline)).await
     }
 }
 

@@ -120,6 +120,40 @@ CREATE TABLE attempts (
 );
 CREATE INDEX attempts_event ON attempts(event_id);
 "#,
+    // 5: bulk replay jobs, and unprocessable requests that can be re-run. A job's progress
+    // is its cursor (an events rowid: it walks down from the newest event at its creation)
+    // and its counts, written in the same commit as each batch's replays. A request that
+    // passed verification but could not become an event is a dead letter without a
+    // pipeline; it now keeps the headers an event would keep, and the event a re-run made.
+    r#"
+CREATE TABLE replay_jobs (
+  id          TEXT PRIMARY KEY,
+  state       TEXT NOT NULL,          -- running | done | cancelled | failed
+  pipeline    TEXT NOT NULL,
+  source      TEXT NOT NULL,
+  from_failed INTEGER NOT NULL,
+  filter      TEXT NOT NULL,          -- JSON: the event filters as given
+  plan        TEXT NOT NULL,          -- JSON: the filters as run (absolute times)
+  batch       INTEGER NOT NULL,
+  max_pending INTEGER NOT NULL,
+  cursor      INTEGER,                -- events rowid below which it goes on; NULL once done
+  matched     INTEGER NOT NULL DEFAULT 0,
+  replayed    INTEGER NOT NULL DEFAULT 0,
+  skipped     INTEGER NOT NULL DEFAULT 0,
+  reasons     TEXT NOT NULL DEFAULT '{}', -- JSON {"why": count} of the skipped
+  errors      INTEGER NOT NULL DEFAULT 0,
+  error       TEXT,
+  lease_owner TEXT,
+  lease_until INTEGER,                -- unix ms
+  created_at  INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  finished_at INTEGER
+);
+CREATE INDEX replay_jobs_running ON replay_jobs(lease_until) WHERE state = 'running';
+ALTER TABLE dead_letters ADD COLUMN headers TEXT;      -- JSON [[name, value], ...] of a request
+ALTER TABLE dead_letters ADD COLUMN rerun_event TEXT;  -- the event a re-run made of it
+CREATE INDEX dead_letters_requests ON dead_letters(pipeline) WHERE pipeline IS NULL;
+"#,
 ];
 
 /// Migration 2's one step SQL cannot do: hash the dedupe keys it moved from the v1 table.

@@ -817,7 +817,7 @@ fn garbage(len: usize) -> Vec<u8> {
 /// must be a state of `journal::rules`, which is what every write binds.
 #[test]
 fn the_sql_spells_only_known_states() {
-    use crate::journal::{DeliveryState, LetterState};
+    use crate::journal::{DeliveryState, JobState, LetterState};
     let known: Vec<&str> = [
         DeliveryState::Pending,
         DeliveryState::Done,
@@ -831,6 +831,16 @@ fn the_sql_spells_only_known_states() {
             .iter()
             .map(|s| s.as_str()),
     )
+    .chain(
+        [
+            JobState::Running,
+            JobState::Done,
+            JobState::Cancelled,
+            JobState::Failed,
+        ]
+        .iter()
+        .map(|s| s.as_str()),
+    )
     .collect();
     let sql = [
         include_str!("schema.rs"),
@@ -839,6 +849,8 @@ fn the_sql_spells_only_known_states() {
         include_str!("deliveries.rs"),
         include_str!("dead.rs"),
         include_str!("maintenance.rs"),
+        include_str!("jobs.rs"),
+        include_str!("requests.rs"),
     ]
     .concat();
     let mut seen = 0;
@@ -1117,4 +1129,319 @@ async fn history_is_written_with_the_settle_read_back_and_pruned_with_the_event(
         )
         .expect("count");
     assert_eq!(left, 0, "history is pruned with its event");
+}
+
+fn replay_job(owner: Option<&str>, batch: u32) -> crate::journal::NewReplayJob {
+    crate::journal::NewReplayJob {
+        pipeline: "b".into(),
+        source: "leadshark".into(),
+        from_failed: false,
+        filter: json!({ "pipeline": "b" }),
+        plan: json!({}),
+        batch,
+        max_pending: 1000,
+        owner: owner.map(str::to_string),
+        lease_until: Timestamp::now() + jiff::SignedDuration::from_secs(10),
+    }
+}
+
+fn lease(owner: &str, take_from: Option<&str>) -> crate::journal::Lease {
+    crate::journal::Lease {
+        owner: owner.into(),
+        until: Timestamp::now() + jiff::SignedDuration::from_secs(10),
+        take_from: take_from.map(str::to_string),
+    }
+}
+
+/// A bulk replay's batch commits its replays with the job's progress, only under the
+/// job's lease, and picks up from the stored cursor after a reopen: every event replayed
+/// once, none twice, events that arrived after the job untouched.
+#[tokio::test]
+async fn a_replay_job_commits_each_batch_with_its_progress_under_its_lease() {
+    use crate::journal::{EventFilter, JobBatch, JobState};
+    let (dir, j) = journal();
+    for i in 0..5 {
+        j.accept(&new_event(&format!("e{i}"), None, &["a"]))
+            .await
+            .expect("accept");
+    }
+    let job = j
+        .create_replay_job(replay_job(Some("cli:1"), 2))
+        .await
+        .expect("create");
+    assert_eq!(job.state, JobState::Running);
+    // Arrives after the job: not the job's.
+    j.accept(&new_event("late", None, &["a"]))
+        .await
+        .expect("accept");
+    // Held: no one else takes it, and its runner's lease is renewable.
+    assert!(
+        j.lease_replay_job(job.id.clone(), lease("serve:x", None))
+            .await
+            .expect("lease")
+            .is_none()
+    );
+    assert!(
+        j.claimable_replay_jobs(Timestamp::now(), None)
+            .await
+            .expect("claimable")
+            .is_empty()
+    );
+    let page = j
+        .list_events(EventFilter::default(), job.cursor.clone(), 2)
+        .await
+        .expect("page");
+    let ids: Vec<String> = page.items.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids, ["e4", "e3"]);
+    let batch = |owner: &str, ids: Vec<String>, next: Option<String>| JobBatch {
+        job: job.id.clone(),
+        owner: owner.into(),
+        lease_until: Timestamp::now() + jiff::SignedDuration::from_secs(10),
+        ids,
+        next,
+    };
+    // Without the lease, a batch does nothing.
+    assert!(
+        j.replay_batch(batch("serve:x", ids.clone(), page.next.clone()))
+            .await
+            .expect("batch")
+            .is_none()
+    );
+    assert_eq!(j.pending_in("b".into()).await.expect("pending"), 0);
+    let after = j
+        .replay_batch(batch("cli:1", ids.clone(), page.next.clone()))
+        .await
+        .expect("batch")
+        .expect("held");
+    assert_eq!(
+        (after.matched_so_far, after.replayed, after.skipped),
+        (2, 2, 0)
+    );
+    assert_eq!(after.cursor, page.next);
+    assert_eq!(j.pending_in("b".into()).await.expect("pending"), 2);
+    // The same events again (a runner that replays a batch twice) are skipped, counted by
+    // reason: the single-event rules decide.
+    let again = j
+        .replay_batch(batch("cli:1", ids, page.next.clone()))
+        .await
+        .expect("batch")
+        .expect("held");
+    assert_eq!((again.replayed, again.skipped), (2, 2));
+    assert_eq!(
+        again.skipped_reasons.values().sum::<u64>(),
+        2,
+        "{:?}",
+        again.skipped_reasons
+    );
+    assert!(
+        again
+            .skipped_reasons
+            .keys()
+            .all(|r| r.contains("already waiting")),
+        "{:?}",
+        again.skipped_reasons
+    );
+    // The CLI that held it dies: its lease is not renewed. A reopened journal (a restart)
+    // still has the job at its cursor; once the lease runs out, a runner takes it over.
+    drop(j);
+    let j = SqliteJournal::open(&dir.path().join("j.db")).expect("reopen");
+    let stored = j
+        .get_replay_job(job.id.clone())
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(
+        (stored.cursor.clone(), stored.replayed),
+        (page.next.clone(), 2)
+    );
+    let later = Timestamp::now() + jiff::SignedDuration::from_secs(11);
+    assert_eq!(
+        j.claimable_replay_jobs(later, None)
+            .await
+            .expect("claimable"),
+        vec![job.id.clone()]
+    );
+    // A serving process takes over what an earlier serving process held at once.
+    let taken = j
+        .lease_replay_job(job.id.clone(), lease("cli:1", None))
+        .await
+        .expect("lease")
+        .expect("its own lease");
+    assert_eq!(taken.lease_owner.as_deref(), Some("cli:1"));
+    j.release_replay_job(job.id.clone(), "cli:1".into())
+        .await
+        .expect("release");
+    j.lease_replay_job(job.id.clone(), lease("serve:old", None))
+        .await
+        .expect("lease")
+        .expect("free after release");
+    let job2 = j
+        .lease_replay_job(job.id.clone(), lease("serve:new", Some("serve:")))
+        .await
+        .expect("lease")
+        .expect("taken from an earlier serve");
+    let rest = j
+        .list_events(EventFilter::default(), job2.cursor.clone(), 10)
+        .await
+        .expect("page");
+    let rest_ids: Vec<String> = rest.items.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(rest_ids, ["e2", "e1", "e0"]);
+    assert_eq!(rest.next, None);
+    let done = j
+        .replay_batch(JobBatch {
+            owner: "serve:new".into(),
+            ..batch("serve:new", rest_ids, None)
+        })
+        .await
+        .expect("batch")
+        .expect("held");
+    assert_eq!(done.state, JobState::Done);
+    assert_eq!(
+        (done.matched_so_far, done.replayed, done.skipped),
+        (7, 5, 2)
+    );
+    assert!(done.finished_at.is_some() && done.lease_owner.is_none());
+    assert_eq!(j.pending_in("b".into()).await.expect("pending"), 5);
+    // Finished: a cancel leaves it done.
+    let after = j
+        .cancel_replay_job(job.id.clone())
+        .await
+        .expect("cancel")
+        .expect("found");
+    assert_eq!(after.state, JobState::Done);
+}
+
+#[tokio::test]
+async fn a_cancelled_job_takes_no_further_batch() {
+    use crate::journal::{JobBatch, JobState};
+    let (_dir, j) = journal();
+    j.accept(&new_event("e1", None, &["a"]))
+        .await
+        .expect("accept");
+    let job = j
+        .create_replay_job(replay_job(Some("serve:1"), 10))
+        .await
+        .expect("create");
+    let cancelled = j
+        .cancel_replay_job(job.id.clone())
+        .await
+        .expect("cancel")
+        .expect("found");
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert!(cancelled.finished_at.is_some());
+    let batch = j
+        .replay_batch(JobBatch {
+            job: job.id.clone(),
+            owner: "serve:1".into(),
+            lease_until: Timestamp::now(),
+            ids: vec!["e1".into()],
+            next: None,
+        })
+        .await
+        .expect("batch");
+    assert!(batch.is_none());
+    assert_eq!(j.pending_in("b".into()).await.expect("pending"), 0);
+    assert!(
+        j.lease_replay_job(job.id.clone(), lease("serve:2", Some("serve:")))
+            .await
+            .expect("lease")
+            .is_none()
+    );
+    assert_eq!(
+        j.list_replay_jobs(10).await.expect("list")[0].state,
+        JobState::Cancelled
+    );
+    assert!(
+        j.cancel_replay_job("nope".into())
+            .await
+            .expect("cancel")
+            .is_none()
+    );
+}
+
+/// An unprocessable request keeps its headers; a re-run journals its event with pending
+/// deliveries and marks it, once.
+#[tokio::test]
+async fn an_unprocessable_request_is_listed_and_rerun_once() {
+    use crate::journal::{RequestState, Rerun, RerunEvent};
+    let (_dir, j) = journal();
+    let now = Timestamp::now();
+    for n in 0..3 {
+        j.dead_letter_request(
+            NewDeadLetter {
+                event_id: format!("r{n}"),
+                source: "leadshark".into(),
+                pipeline: None,
+                stage_index: None,
+                stage_name: None,
+                error: "payload has no string \"event\" field".into(),
+                attempts: 0,
+                first_failed_at: now,
+                last_failed_at: now,
+                event: None,
+                raw: Some(format!("{{\"n\": {n}}}").into_bytes()),
+            },
+            vec![("x-webhook-event".into(), "new.like".into())],
+        )
+        .await
+        .expect("keep");
+    }
+    // A dead letter of a pipeline is not a request.
+    j.dead_letter(letter(9)).await.expect("letter");
+    let page = j.list_requests(None, 2).await.expect("list");
+    let ids: Vec<&str> = page.items.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["r2", "r1"]);
+    assert!(page.items.iter().all(|r| r.body.is_none()));
+    let rest = j.list_requests(page.next.clone(), 2).await.expect("list");
+    let ids: Vec<&str> = rest.items.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!((ids, rest.next), (vec!["r0"], None));
+    let r = j
+        .get_request("r1".into())
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(r.body.as_deref(), Some("{\"n\": 1}"));
+    assert_eq!(
+        r.headers,
+        [("x-webhook-event".to_string(), "new.like".to_string())]
+    );
+    assert_eq!(r.state, RequestState::Unprocessable);
+    let dead_before = j.depths().await.expect("depths").dead;
+    let pending_before = j.pending_now();
+    let rerun = RerunEvent {
+        event: event("ev-r1"),
+        pipelines: vec!["a".into(), "b".into()],
+        order_keys: Vec::new(),
+    };
+    assert_eq!(
+        j.rerun_request("r1".into(), rerun.clone())
+            .await
+            .expect("rerun"),
+        Rerun::Accepted {
+            event_id: "ev-r1".into(),
+            pipelines: 2
+        }
+    );
+    assert_eq!(
+        j.rerun_request("r1".into(), rerun).await.expect("rerun"),
+        Rerun::Already {
+            event_id: "ev-r1".into()
+        }
+    );
+    assert_eq!(j.pending_now(), pending_before + 2);
+    assert_eq!(j.depths().await.expect("depths").dead, dead_before - 1);
+    let due = j.claim_due(Timestamp::now(), 10).await.expect("claim");
+    assert_eq!(due.len(), 2);
+    assert!(due.iter().all(|d| d.event.id == "ev-r1"));
+    let r = j
+        .get_request("r1".into())
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(
+        (r.state, r.event_id.as_deref()),
+        (RequestState::Rerun, Some("ev-r1"))
+    );
+    assert!(j.get_event("ev-r1".into()).await.expect("get").is_some());
+    assert!(j.get_request("e9".into()).await.expect("get").is_none());
 }

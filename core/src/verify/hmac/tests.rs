@@ -291,3 +291,34 @@ proptest! {
         }
     }
 }
+
+/// Re-running a kept request: the steps after the signature check, on a body with no
+/// signature header; they refuse what they refused at receipt.
+#[test]
+fn decode_takes_the_body_apart_without_a_signature() {
+    let decode = |v: &HmacVerifier, pairs: &[(&str, &str)], body: &str| {
+        v.decode(&Unverified {
+            headers: &headers(pairs),
+            body: body.as_bytes(),
+            target: None,
+            now: at(T),
+        })
+        .expect("the hmac scheme decodes")
+    };
+    let ok = decode(&verifier(""), &[], BODY).expect("decodes");
+    assert_eq!(ok.event_type, "order.paid");
+    assert_eq!(ok.idempotency_key, Some(digest_key(&[BODY.as_bytes()])));
+    let missing =
+        decode(&verifier(""), &[], r#"{"type":"order.paid"}"#).expect_err("no event.type");
+    assert_eq!(missing.reason(), "missing_event");
+    assert_eq!(
+        decode(&verifier(""), &[], "{oops")
+            .expect_err("not JSON")
+            .reason(),
+        "malformed_json"
+    );
+    // The event header must still agree with the payload.
+    let v = verifier(r#"event_header = "X-Event""#);
+    let mismatch = decode(&v, &[("X-Event", "order.refunded")], BODY).expect_err("mismatch");
+    assert_eq!(mismatch.reason(), "event_mismatch");
+}

@@ -8,6 +8,9 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use hookline_plugin_api::Registry;
 
+mod jobs;
+mod requests;
+
 use crate::admin::events::EventsQuery;
 use crate::journal::{EventOutcome, EventRecord, EventSummary, PipelineState, Replayed};
 
@@ -85,9 +88,11 @@ pub(crate) enum EventsCommand {
         json: bool,
     },
     /// Send a retained event into a pipeline of its source again, or for the first time
-    /// (a pipeline added after it arrived).
+    /// (a pipeline added after it arrived). Without an id, every event the filters select,
+    /// as a bulk replay job run here with its progress on stderr (see `jobs`, `cancel`).
     Replay {
-        id: String,
+        /// One event; without it, a job over the filters.
+        id: Option<String>,
         /// The pipeline to send it into.
         #[arg(long)]
         pipeline: String,
@@ -95,7 +100,38 @@ pub(crate) enum EventsCommand {
         /// first stage.
         #[arg(long)]
         from_failed: bool,
+        #[command(flatten)]
+        filters: jobs::JobFilters,
+        #[command(flatten)]
+        options: jobs::JobOptions,
     },
+    /// List bulk replay jobs, newest first, with their progress.
+    Jobs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a bulk replay job: no batch runs after the one under way.
+    Cancel { job: String },
+    /// List requests that passed verification but could not become events, newest first.
+    Requests {
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        /// Go on from an earlier listing (the cursor it printed).
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an unprocessable request: reason, headers as stored, raw body.
+    Request {
+        /// The id its answer named.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run an unprocessable request through its source again under the config now in
+    /// force (the signature was checked when it arrived); an event on success.
+    Rerun { id: String },
     /// Delete matching events and everything kept of them (history, deliveries, dead
     /// letters), e.g. to forget a person: `--q 'payload.data.lead.email == "ada@acme.com"'`.
     Erase {
@@ -161,14 +197,51 @@ pub async fn run(args: EventsArgs, registry: &Registry) -> anyhow::Result<()> {
             }
         }
         EventsCommand::Replay {
-            id,
+            id: None,
             pipeline,
             from_failed,
+            filters,
+            options,
         } => {
+            let source = check_pipeline(&args.journal.config, &pipeline, None)?;
+            jobs::replay(
+                journal.as_ref(),
+                registry,
+                &source,
+                pipeline,
+                from_failed,
+                filters,
+                options,
+            )
+            .await?;
+        }
+        EventsCommand::Jobs { json } => jobs::list(journal.as_ref(), json).await?,
+        EventsCommand::Cancel { job } => jobs::cancel(journal.as_ref(), job).await?,
+        EventsCommand::Requests {
+            limit,
+            cursor,
+            json,
+        } => requests::list(journal.as_ref(), cursor, limit, json).await?,
+        EventsCommand::Request { id, json } => requests::show(journal.as_ref(), id, json).await?,
+        EventsCommand::Rerun { id } => {
+            requests::rerun(journal.as_ref(), &args.journal.config, registry, id).await?
+        }
+        EventsCommand::Replay {
+            id: Some(id),
+            pipeline,
+            from_failed,
+            filters,
+            ..
+        } => {
+            if !filters.is_empty() {
+                bail!(
+                    "filters select the events of a bulk replay: give them without an event id, or the id alone"
+                );
+            }
             let Some(event) = journal.get_event(id.clone()).await? else {
                 bail!("no event {id} (never received, or pruned after `retain`)");
             };
-            check_pipeline(&args.journal.config, &pipeline, &event.summary.source)?;
+            check_pipeline(&args.journal.config, &pipeline, Some(&event.summary.source))?;
             match journal
                 .replay_event(id.clone(), pipeline.clone(), from_failed)
                 .await?
@@ -207,8 +280,8 @@ pub async fn run(args: EventsArgs, registry: &Registry) -> anyhow::Result<()> {
 }
 
 /// The pipeline must be in the config and take the event's source (read from the file alone,
-/// so no secret is needed).
-fn check_pipeline(config: &Path, pipeline: &str, source: &str) -> anyhow::Result<()> {
+/// so no secret is needed); returns the source it takes.
+fn check_pipeline(config: &Path, pipeline: &str, source: Option<&str>) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(config)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
     let doc: toml::Table = toml::from_str(&text)
@@ -226,12 +299,12 @@ fn check_pipeline(config: &Path, pipeline: &str, source: &str) -> anyhow::Result
         .get("source")
         .and_then(toml::Value::as_str)
         .unwrap_or_default();
-    if takes != source {
+    if let Some(source) = source.filter(|s| *s != takes) {
         bail!(
             "pipeline `{pipeline}` takes events of source `{takes}`, and this event came from `{source}`"
         );
     }
-    Ok(())
+    Ok(takes.to_string())
 }
 
 /// `leads: delivered, archive: dropped at 0:only-new`.
