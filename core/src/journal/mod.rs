@@ -525,12 +525,12 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
         limit: u64,
     ) -> Result<EventPage, JournalError> {
         let _ = (filter, cursor, limit);
-        Err(JournalError::Unsupported(HISTORY_NEEDS_SQLITE.into()))
+        Err(JournalError::Unsupported(NO_HISTORY.into()))
     }
     /// One retained event with its history; `None` if unknown or pruned.
     async fn get_event(&self, id: String) -> Result<Option<EventRecord>, JournalError> {
         let _ = id;
-        Err(JournalError::Unsupported(HISTORY_NEEDS_SQLITE.into()))
+        Err(JournalError::Unsupported(NO_HISTORY.into()))
     }
     /// Send a retained event into `pipeline` (one of its source's, perhaps added after it
     /// arrived): from the first stage, or (`from_failed`) from the stage where it was
@@ -542,12 +542,12 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
         from_failed: bool,
     ) -> Result<Replayed, JournalError> {
         let _ = (event_id, pipeline, from_failed);
-        Err(JournalError::Unsupported(HISTORY_NEEDS_SQLITE.into()))
+        Err(JournalError::Unsupported(NO_HISTORY.into()))
     }
     /// Delete these events and everything kept of them: history, deliveries, dead letters.
     async fn erase_events(&self, ids: Vec<String>) -> Result<Erased, JournalError> {
         let _ = ids;
-        Err(JournalError::Unsupported(HISTORY_NEEDS_SQLITE.into()))
+        Err(JournalError::Unsupported(NO_HISTORY.into()))
     }
     /// [`Journal::dead_letter`] for a request that passed verification but could not become
     /// an event, keeping the headers an event would keep so that it can be re-run.
@@ -665,5 +665,5 @@ pub struct Erased {
 }
 
 /// What a journal without event history says (both journals keep it).
-pub(crate) const HISTORY_NEEDS_SQLITE: &str =
+pub(crate) const NO_HISTORY: &str =
     "this journal keeps no event history; list dead letters (`hookline dlq`) instead";

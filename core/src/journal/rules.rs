@@ -168,9 +168,8 @@ pub(crate) enum Standing {
         hold: Option<Hold>,
         next_attempt_at: Option<Timestamp>,
     },
-    /// Gave up at `stage`: a dead letter holds the rest. (For the SQLite journal's dead
+    /// Gave up at `stage`: a dead letter holds the rest. (The SQLite journal's dead
     /// delivery rows: NATS reads this from the last attempt.)
-    #[allow(dead_code)]
     Dead { stage: usize, error: Option<String> },
 }
 

@@ -439,14 +439,14 @@ mod tests {
     #[test]
     fn a_journal_without_history_is_a_clear_error_naming_the_option() {
         let e = history_error(JournalError::Unsupported(
-            crate::journal::HISTORY_NEEDS_SQLITE.into(),
+            crate::journal::NO_HISTORY.into(),
         ));
         let text = e.to_string();
         assert!(
             text.starts_with("--from-journal reads the journal's event history: "),
             "{text}"
         );
-        assert!(text.contains("needs the SQLite journal"), "{text}");
+        assert!(text.contains("keeps no event history"), "{text}");
         let other = history_error(JournalError::Closed).to_string();
         assert_eq!(other, "journal is closed");
     }

@@ -8,9 +8,10 @@ use hookline_plugin_api::Event;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::{NewDelivery, event_from_row, from_json, insert_delivery, ms, ts};
+use crate::journal::rules::{self, Standing};
 use crate::journal::{
-    Attempt, AttemptResult, Erased, EventFilter, EventOutcome, EventPage, EventRecord,
-    EventSummary, JournalError, PipelineState, Replayed,
+    Attempt, AttemptResult, Erased, EventFilter, EventPage, EventRecord, EventSummary, Hold,
+    JournalError, Replayed,
 };
 
 /// Events a listing looks at, at most, before it answers with what it found and a cursor.
@@ -114,7 +115,7 @@ pub(crate) fn list_events(
                 row.get(5)?,
                 done_below,
             )?;
-            if wanted(&summary, filter) {
+            if filter.selects(&summary) {
                 items.push(summary);
                 if items.len() as u64 == limit {
                     full = true;
@@ -143,19 +144,6 @@ fn has_older(c: &Connection, below: i64) -> Result<bool, JournalError> {
         c.prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE rowid < ?1)")?
             .query_row(params![below], |r| r.get(0))?,
     )
-}
-
-fn wanted(summary: &EventSummary, filter: &EventFilter) -> bool {
-    if filter.pipeline.is_none() && filter.outcome.is_none() {
-        return true;
-    }
-    summary.pipelines.iter().any(|p| {
-        filter
-            .pipeline
-            .as_deref()
-            .is_none_or(|want| p.pipeline == want)
-            && filter.outcome.is_none_or(|want| p.outcome == want)
-    })
 }
 
 fn watermark(c: &Connection) -> Result<i64, JournalError> {
@@ -287,7 +275,7 @@ fn summarise(
         .map(|name| {
             let mine: Vec<&Row> = rows.iter().filter(|r| &r.pipeline == name).collect();
             let tried = by_pipeline.get(name.as_str()).cloned().unwrap_or_default();
-            state_in(name, &mine, &tried, in_flight)
+            rules::pipeline_state(name, standing(&mine), &tried, in_flight && mine.is_empty())
         })
         .collect();
     Ok(EventSummary {
@@ -299,62 +287,27 @@ fn summarise(
     })
 }
 
-/// Where an event stands in one pipeline: a pending row (waiting or retrying) first, then a
-/// dead one, then the last attempt; with neither, its first run is under way or finished
-/// before history was kept.
-fn state_in(name: &str, rows: &[&Row], tried: &[&Attempt], in_flight: bool) -> PipelineState {
-    let mut state = PipelineState {
-        pipeline: name.to_string(),
-        outcome: EventOutcome::Finished,
-        stage: None,
-        stage_name: None,
-        error: None,
-        attempts: tried.len() as u32,
-        next_attempt_at: None,
-    };
-    let stage_name = |stage: usize| {
-        tried
-            .iter()
-            .rev()
-            .find(|a| a.stage == stage)
-            .map(|a| a.stage_name.clone())
-    };
+/// What this pipeline's delivery rows say: a pending row (waiting or retrying) first, then a
+/// dead one. The outcome itself is [`rules::pipeline_state`]'s, the rule NATS uses too.
+fn standing(rows: &[&Row]) -> Option<Standing> {
     if let Some(r) = rows.iter().find(|r| r.state == "pending") {
-        state.outcome = match r.held.as_deref() {
-            Some("paused") => EventOutcome::Paused,
-            _ => EventOutcome::Retrying,
-        };
-        state.stage = Some(r.stage);
-        state.stage_name = stage_name(r.stage);
-        state.error = r.error.clone();
-        if r.held.is_none() {
-            state.next_attempt_at = Some(ts(r.next_attempt_at));
-        }
-        return state;
+        return Some(Standing::Waiting {
+            stage: r.stage,
+            error: r.error.clone(),
+            hold: match r.held.as_deref() {
+                Some("paused") => Some(Hold::Paused),
+                Some(_) => Some(Hold::Circuit),
+                None => None,
+            },
+            next_attempt_at: Some(ts(r.next_attempt_at)),
+        });
     }
-    if let Some(r) = rows.iter().find(|r| r.state == "dead") {
-        state.outcome = EventOutcome::DeadLettered;
-        state.stage = Some(r.stage);
-        state.stage_name = stage_name(r.stage);
-        state.error = r.error.clone();
-        return state;
-    }
-    if let Some(last) = tried.last() {
-        state.outcome = match last.result {
-            AttemptResult::Delivered => EventOutcome::Delivered,
-            AttemptResult::Dropped => EventOutcome::Dropped,
-            AttemptResult::Retry => EventOutcome::Retrying,
-            AttemptResult::Dead => EventOutcome::DeadLettered,
-        };
-        state.stage = Some(last.stage);
-        state.stage_name = Some(last.stage_name.clone());
-        state.error = last.error.clone();
-        return state;
-    }
-    if in_flight && rows.is_empty() {
-        state.outcome = EventOutcome::InFlight;
-    }
-    state
+    rows.iter()
+        .find(|r| r.state == "dead")
+        .map(|r| Standing::Dead {
+            stage: r.stage,
+            error: r.error.clone(),
+        })
 }
 
 /// Send a retained event into `pipeline` again (or for the first time: a pipeline added after
