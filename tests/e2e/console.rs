@@ -130,6 +130,15 @@ async fn until(d: &WebDriver, what: &str, js: &str) -> Value {
     }
 }
 
+/// Sizes the window so that its viewport (what a screenshot holds) is `w`×`h`: the window
+/// is as wide as its viewport in headless Chromium, and taller by its (invisible) toolbars.
+async fn viewport(d: &WebDriver, (w, h): (u32, u32)) {
+    d.set_window_rect(0, 0, w, h).await.expect("resize");
+    let bars = js(d, "return window.outerHeight - window.innerHeight").await;
+    let bars = u32::try_from(bars.as_i64().unwrap_or(0)).unwrap_or(0);
+    d.set_window_rect(0, 0, w, h + bars).await.expect("resize");
+}
+
 async fn js(d: &WebDriver, script: &str) -> Value {
     d.execute(script, Vec::<Value>::new())
         .await
@@ -244,6 +253,7 @@ async fn scenario(
     (_crm, backup, flaky): (&Receiver, &Receiver, &Receiver),
 ) {
     d.goto(h.admin_url("/ui/")).await.expect("open /ui/");
+    viewport(d, DESKTOP).await;
     until(
         d,
         "the login form",
@@ -495,9 +505,7 @@ async fn scenario(
     screenshot(d, "pipelines").await;
 
     // A phone: nothing wider than the screen, the navigation reachable.
-    d.set_window_rect(0, 0, PHONE.0, PHONE.1)
-        .await
-        .expect("resize");
+    viewport(d, PHONE).await;
     until(
         d,
         "a phone-sized window",

@@ -845,7 +845,7 @@ function card(p, fig, reload) {
     'div',
     { class: 'card pipeline', 'data-name': p.name },
     el('h2', {}, p.name, p.paused ? badge('paused') : badge('running', 'delivered'), toggle),
-    el('p', { class: 'note' }, 'source ' + p.source + (p.events && p.events.length ? ' · events ' + p.events.join(', ') : '') + (p.order_key ? ' · ordered by ' + p.order_key : '')),
+    el('p', { class: 'note' }, 'source ' + p.source + (p.events && p.events.length && p.events.join() !== '*' ? ' · events ' + p.events.join(', ') : '') + (p.order_key ? ' · ordered by ' + p.order_key : '')),
     el(
       'div',
       { class: 'figures' },
