@@ -561,6 +561,34 @@ async fn scenario(
     .await;
 }
 
+/// A loopback admin listener without a token: the console opens straight away, no login.
+#[tokio::test]
+async fn without_an_admin_token_the_console_needs_no_login() {
+    let h = Hookline::start(&format!(
+        "{}\n[[pipelines]]\nname = \"archive\"\nsource = \"leadshark\"\nstages = [{{ sink = \"file\", path = \"archive.jsonl\" }}]\n",
+        leadshark_source()
+    ));
+    let chromedriver = Chromedriver::start().await;
+    let d = chromedriver.browser().await;
+    d.goto(h.admin_url("/ui/")).await.expect("open /ui/");
+    until(
+        &d,
+        "the events list without a login",
+        "return document.querySelector('#events-status')?.textContent === 'No events match.' \
+         && document.querySelector('#login').hidden && document.querySelector('#logout').hidden",
+    )
+    .await;
+    let r = post_signed(&h.url("/webhooks/leadshark"), &sample("email.captured", 1)).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    until(
+        &d,
+        "the event, live",
+        "return document.querySelectorAll('tr.event-row').length === 1",
+    )
+    .await;
+    let _ = d.quit().await;
+}
+
 /// Over plain HTTP: the console's pages need no token and carry strict headers; the API
 /// refuses another site's requests, reads included.
 #[tokio::test]

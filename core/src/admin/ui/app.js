@@ -19,6 +19,9 @@ const BACKOFF_MAX_MS = 30000;
 /** The most a half-read tail entry may grow before it is dropped. */
 const TAIL_BUFFER_MAX = 1 << 20;
 
+/** After a tail entry, the second look at what it reported. */
+const SETTLE_MS = 1500;
+
 const OUTCOMES = ['delivered', 'dropped', 'retrying', 'paused', 'dead_lettered', 'in_flight', 'finished'];
 
 const state = {
@@ -319,6 +322,11 @@ function onTail(f) {
   state.cleanup.push(() => tail.listeners.delete(f));
 }
 
+/** An event with a pipeline run under way: what it shows will change without a tail entry. */
+function inFlight(event) {
+  return event.pipelines.some((p) => p.outcome === 'in_flight');
+}
+
 // ---------- pages ----------
 
 function leavePage() {
@@ -451,12 +459,19 @@ function renderEvents(page) {
       rows = merged;
       if (rows.length <= first.items.length) cursor = first.next;
       draw(fresh);
+      if (rows.some(inFlight)) settle();
     } catch (e) {
       failed(e);
     }
   }, 300);
-  state.cleanup.push(refresh.cancel);
-  onTail(() => refresh());
+  // A tail entry can come a moment before the journal has committed what it reports: read
+  // once more a little later, and again while a run is still in flight.
+  const settle = debounced(() => refresh(), SETTLE_MS);
+  state.cleanup.push(refresh.cancel, settle.cancel);
+  onTail(() => {
+    refresh();
+    settle();
+  });
 
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -497,11 +512,17 @@ async function renderEvent(page, id) {
     ]);
     pipelines = all.items;
     drawEvent(body, event, pipelines);
+    if (inFlight(event)) settle();
   };
   const refresh = debounced(() => load().catch(failed), 300);
-  state.cleanup.push(refresh.cancel);
+  // As on the list: once more a little later, and while a run is in flight.
+  const settle = debounced(() => refresh(), SETTLE_MS);
+  state.cleanup.push(refresh.cancel, settle.cancel);
   onTail((entry) => {
-    if (entry.kind === 'connected' || entry.event_id === id) refresh();
+    if (entry.kind === 'connected' || entry.event_id === id) {
+      refresh();
+      settle();
+    }
   });
   try {
     await load();
