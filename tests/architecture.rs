@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "the flow's entry and wiring",
         &["ingest", "storage", "reload", "rerun"],
     ),
+    // `admin` includes its web console (`admin/ui.rs`), which uses nothing of the crate.
     ("serving", &["listener", "admin"]),
     (
         "processes",

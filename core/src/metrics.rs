@@ -305,6 +305,30 @@ pub(crate) const OUTCOME_PASSED: &str = "passed";
 pub(crate) const OUTCOME_DROPPED: &str = "dropped";
 pub(crate) const OUTCOME_FAILED: &str = "failed";
 
+/// A stage's runs since this process started, by outcome, as `hookline_stage_outcomes_total`
+/// counts them: the admin API shows them per stage, and the console turns two readings into
+/// a rate and an error rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct StageRuns {
+    pub(crate) passed: u64,
+    pub(crate) dropped: u64,
+    pub(crate) failed: u64,
+}
+
+pub(crate) fn stage_runs(pipeline: &str, stage: &str) -> StageRuns {
+    let count = |o: &str| {
+        metrics()
+            .stage_outcomes
+            .with_label_values(&[pipeline, stage, o])
+            .get()
+    };
+    StageRuns {
+        passed: count(OUTCOME_PASSED),
+        dropped: count(OUTCOME_DROPPED),
+        failed: count(OUTCOME_FAILED),
+    }
+}
+
 pub(crate) fn request(source: &str, status: u16) {
     metrics()
         .requests

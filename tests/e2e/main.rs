@@ -2,6 +2,7 @@
 //! writes, sends real signed HTTP requests over loopback, and reads what the sinks produced.
 
 mod cli;
+mod console;
 mod delivery;
 mod destinations;
 mod docs;

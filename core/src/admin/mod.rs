@@ -1,4 +1,5 @@
-//! The admin listener: health, readiness, and the dead-letter API under `/api/v1`.
+//! The admin listener: health, readiness, the API under `/api/v1`, and the web console at
+//! `/ui` ([`ui`]).
 //!
 //! It listens on loopback by default. With `[admin] token` set, every request must carry
 //! `Authorization: Bearer <token>` (compared in constant time); config checking refuses a
@@ -24,6 +25,7 @@ pub(crate) mod events;
 pub(crate) mod replays;
 mod requests;
 mod tail;
+mod ui;
 
 #[derive(Debug, Clone)]
 pub(crate) struct AdminState {
@@ -72,12 +74,16 @@ pub(crate) fn router(state: AdminState) -> Router {
             same_machine,
         ))
         .with_state(state)
+        // The console's pages hold no data and need no token (the login form is one of them).
+        .merge(ui::router())
 }
 
 /// A web page the operator happens to open must not be able to use the admin API: not by
-/// posting to it (cross-site request forgery: a state-changing request whose `Origin` is
-/// not the admin listener's own is refused) and not by DNS rebinding (a request addressed to
-/// a name other than this machine's loopback is refused unless it carries a token).
+/// sending requests to it (cross-site request forgery: a request whose `Origin` is not the
+/// admin listener's own, or whose `Sec-Fetch-Site` says another site sent it, is refused,
+/// whatever its method) and not by DNS rebinding (a request addressed to a name other than
+/// this machine's loopback is refused unless it carries a token). The console at `/ui` is
+/// the listener's own origin, so its requests pass.
 async fn same_machine(State(state): State<AdminState>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let host = headers
@@ -97,33 +103,33 @@ async fn same_machine(State(state): State<AdminState>, req: Request, next: Next)
         )
         .into_response();
     }
-    let safe = matches!(
-        *req.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-    );
-    if !safe {
-        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == "cross-site" || v == "same-site");
-        let foreign = origin.is_some_and(|o| {
-            o.strip_prefix("http://")
-                .or_else(|| o.strip_prefix("https://"))
-                .is_none_or(|rest| !rest.eq_ignore_ascii_case(&host))
-        });
-        if foreign || cross_site {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "a request from the web page `{}` may not change anything here; use the CLI or send it without an Origin header",
-                    printable(origin.unwrap_or("another site"))
-                ),
-            )
-            .into_response();
-        }
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if is_cross_site(headers, origin, &host) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a request from the web page `{}` may not use the admin API; use the console at /ui, the CLI, or send it without an Origin header",
+                printable(origin.unwrap_or("another site"))
+            ),
+        )
+        .into_response();
     }
     next.run(req).await
+}
+
+/// Sent by a page of another site: `Sec-Fetch-Site` says so, or `Origin` names another host
+/// than the one the request is addressed to.
+fn is_cross_site(headers: &axum::http::HeaderMap, origin: Option<&str>, host: &str) -> bool {
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site" || v == "same-site");
+    let foreign = origin.is_some_and(|o| {
+        o.strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"))
+            .is_none_or(|rest| !rest.eq_ignore_ascii_case(host))
+    });
+    fetch_site || foreign
 }
 
 /// `localhost` (or a name under it), a loopback address, or the listener's own address.
@@ -457,6 +463,7 @@ fn pipeline_view(p: &crate::runtime::Pipeline, paused: bool) -> serde_json::Valu
                 "name": s.name,
                 "plugin": s.plugin,
                 "kind": kind,
+                "runs": crate::metrics::stage_runs(&p.name, &s.name),
             });
             if let Some(gate) = &s.gate {
                 let limits = gate.limits();

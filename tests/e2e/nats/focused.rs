@@ -105,12 +105,12 @@ retry = {{ attempts = 5, initial = "200ms", max = "300ms" }}
         1,
         "the earlier sink is not hit again by retries"
     );
-    let logs = w1.log() + &w2.log();
+    let logs = w1.log() + w2.log().as_str();
     assert!(logs.contains("will retry"), "{logs}");
     let out = cli_in(dir.path(), &["dlq", "list", "--json"]);
     let page: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(page["total"], 0);
-    let m = scrape(&w1).await + &scrape(&w2).await;
+    let m = scrape(&w1).await + scrape(&w2).await.as_str();
     assert_eq!(
         metric(&m, "hookline_sink_retries_total", &[("stage", "http")]),
         Some(2.0)
