@@ -85,6 +85,19 @@ async fn wait_job(h: &Hookline, id: &str, secs: u64, done: impl Fn(&Value) -> bo
     }
 }
 
+/// Pause or resume the `crm` pipeline.
+async fn crm(h: &Hookline, verb: &str) {
+    let r = reply(
+        client()
+            .post(h.admin_url(&format!("/api/v1/pipelines/crm/{verb}")))
+            .send()
+            .await
+            .expect(verb),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{verb}: {}", r.json);
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
@@ -122,7 +135,9 @@ async fn a_bulk_replay_by_a_filter_reaches_the_receiver_for_exactly_the_matching
     let receiver = Receiver::start(vec![]).await;
     let h = Hookline::start(&config(&receiver.url()));
     let (_, acme) = send_leads(&h, 9).await;
-    let q = urlencode(r#"payload.data.lead.email.endsWith("@acme.com")"#);
+    let q: String =
+        url::form_urlencoded::byte_serialize(br#"payload.data.lead.email.endsWith("@acme.com")"#)
+            .collect();
     let created = create_job(
         &h,
         &format!("pipeline=crm&type=email.captured&q={q}&batch=2"),
@@ -247,15 +262,7 @@ async fn a_job_survives_kill_9_and_replays_every_event_exactly_once() {
     let receiver = Receiver::start(vec![]).await;
     let h = Hookline::start(&config(&receiver.url()));
     let (all, _) = send_leads(&h, 30).await;
-    let r = reply(
-        client()
-            .post(h.admin_url("/api/v1/pipelines/crm/pause"))
-            .send()
-            .await
-            .expect("pause"),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.json);
+    crm(&h, "pause").await;
     let created = create_job(
         &h,
         "pipeline=crm&type=email.captured&batch=4&max_pending=10",
@@ -272,15 +279,7 @@ async fn a_job_survives_kill_9_and_replays_every_event_exactly_once() {
     let resumed = job(&h, &id).await;
     assert_eq!(resumed["state"], "running", "{resumed}");
     assert_eq!(resumed["replayed"], mid["replayed"], "{resumed}");
-    let r = reply(
-        client()
-            .post(h.admin_url("/api/v1/pipelines/crm/resume"))
-            .send()
-            .await
-            .expect("resume"),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.json);
+    crm(&h, "resume").await;
     let done = wait_job(&h, &id, 60, |j| j["state"] != "running").await;
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(
@@ -348,17 +347,6 @@ async fn the_cli_creates_and_follows_a_job() {
     let id = finished["id"].as_str().expect("id");
     let cancel = h.cli(&["events", "cancel", id]);
     assert!(!cancel.status.success(), "a finished job is not cancelled");
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 const ACME_SECRET: &str = "acme-secret-0123456789";
@@ -505,15 +493,7 @@ async fn ctrl_c_leaves_a_cli_job_to_the_running_service() {
     let receiver = Receiver::start(vec![]).await;
     let h = Hookline::start(&config(&receiver.url()));
     let (all, _) = send_leads(&h, 12).await;
-    let r = reply(
-        client()
-            .post(h.admin_url("/api/v1/pipelines/crm/pause"))
-            .send()
-            .await
-            .expect("pause"),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.json);
+    crm(&h, "pause").await;
     let cli = std::process::Command::new(bin())
         .args(["events", "replay", "--pipeline", "crm", "--batch", "2"])
         .args(["--max-pending", "4", "--config"])
@@ -559,15 +539,7 @@ async fn ctrl_c_leaves_a_cli_job_to_the_running_service() {
     })
     .await;
     assert_eq!(taken["state"], "running", "{taken}");
-    let r = reply(
-        client()
-            .post(h.admin_url("/api/v1/pipelines/crm/resume"))
-            .send()
-            .await
-            .expect("resume"),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.json);
+    crm(&h, "resume").await;
     let done = wait_job(&h, &id, 60, |j| j["state"] != "running").await;
     assert_eq!(
         (done["state"].clone(), done["replayed"].clone()),

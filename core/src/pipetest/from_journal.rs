@@ -438,9 +438,7 @@ mod tests {
 
     #[test]
     fn a_journal_without_history_is_a_clear_error_naming_the_option() {
-        let e = history_error(JournalError::Unsupported(
-            crate::journal::NO_HISTORY.into(),
-        ));
+        let e = history_error(JournalError::Unsupported(crate::journal::NO_HISTORY.into()));
         let text = e.to_string();
         assert!(
             text.starts_with("--from-journal reads the journal's event history: "),
