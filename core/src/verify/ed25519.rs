@@ -240,22 +240,36 @@ impl Verifier for Ed25519Verifier {
             return Err(Rejection::BadSignature);
         }
         check_age(signed_at, req.now, self.tolerance)?;
+        self.decoded(req, &message)
+    }
+
+    /// A kept request has no signature timestamp (its header is a signature header): its
+    /// key, when the payload has no id, is the body's digest.
+    fn decode(&self, req: &Unverified<'_>) -> Option<Result<Verified, Rejection>> {
+        Some(self.decoded(req, req.body))
+    }
+
+    fn signature_headers(&self) -> Vec<String> {
+        vec![self.signature_header.to_ascii_lowercase()]
+    }
+}
+
+impl Ed25519Verifier {
+    /// Everything after the signature check; `signed` (the signed message) keys an event
+    /// whose payload has no id.
+    fn decoded(&self, req: &Unverified<'_>, signed: &[u8]) -> Result<Verified, Rejection> {
         let payload = json_object(req.body)?;
         let event_type =
             scalar_at(&payload, &self.event_field).ok_or_else(|| Rejection::MissingEvent {
                 field: self.event_field.clone().into(),
             })?;
         let idempotency_key =
-            scalar_at(&payload, &self.id_field).unwrap_or_else(|| digest_key(&[&message]));
+            scalar_at(&payload, &self.id_field).unwrap_or_else(|| digest_key(&[signed]));
         Ok(Verified {
             payload,
             event_type,
             idempotency_key: Some(idempotency_key),
         })
-    }
-
-    fn signature_headers(&self) -> Vec<String> {
-        vec![self.signature_header.to_ascii_lowercase()]
     }
 }
 

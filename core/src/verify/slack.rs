@@ -86,22 +86,11 @@ impl Verifier for SlackVerifier {
             return Err(Rejection::BadSignature);
         }
         check_age(signed_at, req.now, self.0.tolerance)?;
-        let payload = if content_type_essence(req.headers) == FORM {
-            form_object(req.body)
-        } else {
-            json_object(req.body)?
-        };
-        let event_type = event_type(&payload)?;
-        let idempotency_key = ["event_id", "trigger_id", "payload.trigger_id"]
-            .into_iter()
-            .find_map(|path| string_at(&payload, path))
-            .map(str::to_string)
-            .unwrap_or_else(|| digest_key(&[req.body]));
-        Ok(Verified {
-            payload,
-            event_type,
-            idempotency_key: Some(idempotency_key),
-        })
+        decoded(req)
+    }
+
+    fn decode(&self, req: &Unverified<'_>) -> Option<Result<Verified, Rejection>> {
+        Some(decoded(req))
     }
 
     /// Slack checks a Request URL by sending a signed `url_verification` event and waits for
@@ -117,6 +106,27 @@ impl Verifier for SlackVerifier {
     fn accepts_content_type(&self, essence: &str) -> bool {
         is_json(essence) || essence == FORM
     }
+}
+
+/// Everything after the signature check: a form (interactivity, slash commands) or a JSON
+/// event, its type and id.
+fn decoded(req: &Unverified<'_>) -> Result<Verified, Rejection> {
+    let payload = if content_type_essence(req.headers) == FORM {
+        form_object(req.body)
+    } else {
+        json_object(req.body)?
+    };
+    let event_type = event_type(&payload)?;
+    let idempotency_key = ["event_id", "trigger_id", "payload.trigger_id"]
+        .into_iter()
+        .find_map(|path| string_at(&payload, path))
+        .map(str::to_string)
+        .unwrap_or_else(|| digest_key(&[req.body]));
+    Ok(Verified {
+        payload,
+        event_type,
+        idempotency_key: Some(idempotency_key),
+    })
 }
 
 fn event_type(payload: &Value) -> Result<String, Rejection> {

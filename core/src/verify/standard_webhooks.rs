@@ -30,8 +30,8 @@ use hookline_plugin_api::Secret;
 use serde::Deserialize;
 
 use super::common::{
-    Algorithm, Keyring, check_age, default_tolerance, event_at, json_object, malformed, one_header,
-    signature_header, timestamp_header,
+    Algorithm, Keyring, check_age, default_tolerance, digest_key, event_at, json_object, malformed,
+    one_header, signature_header, timestamp_header,
 };
 use super::ed25519::PublicKeys;
 use super::sign::{Header, Signing};
@@ -231,12 +231,32 @@ impl Verifier for StandardWebhooksVerifier {
             return Err(Rejection::BadSignature);
         }
         check_age(signed_at, req.now, self.tolerance)?;
+        self.decoded(req, Some(id))
+    }
+
+    fn decode(&self, req: &Unverified<'_>) -> Option<Result<Verified, Rejection>> {
+        let id = match one_header(req.headers, names(req.headers).id) {
+            Ok(Some(id)) if !id.is_empty() => Some(id),
+            _ => None,
+        };
+        Some(self.decoded(req, id))
+    }
+}
+
+impl StandardWebhooksVerifier {
+    /// Everything after the signature check; the message id is the idempotency key (the
+    /// body's digest without one: a kept request re-run without its headers).
+    fn decoded(&self, req: &Unverified<'_>, id: Option<&[u8]>) -> Result<Verified, Rejection> {
         let payload = json_object(req.body)?;
         let event_type = event_at(&payload, &self.event_field)?;
+        let idempotency_key = match id {
+            Some(id) => String::from_utf8_lossy(id).into_owned(),
+            None => digest_key(&[req.body]),
+        };
         Ok(Verified {
             payload,
             event_type,
-            idempotency_key: Some(String::from_utf8_lossy(id).into_owned()),
+            idempotency_key: Some(idempotency_key),
         })
     }
 }

@@ -74,18 +74,27 @@ impl Verifier for StripeVerifier {
             return Err(Rejection::BadSignature);
         }
         check_age(header.timestamp, req.now, self.0.tolerance)?;
-        let payload = json_object(req.body)?;
-        let event_type = event_at(&payload, "type")?;
-        let idempotency_key = match string_at(&payload, "id") {
-            Some(id) => id.to_string(),
-            None => digest_key(&[req.body]),
-        };
-        Ok(Verified {
-            payload,
-            event_type,
-            idempotency_key: Some(idempotency_key),
-        })
+        decoded(req)
     }
+
+    fn decode(&self, req: &Unverified<'_>) -> Option<Result<Verified, Rejection>> {
+        Some(decoded(req))
+    }
+}
+
+/// Everything after the signature check: the event object, its `type` and `id`.
+fn decoded(req: &Unverified<'_>) -> Result<Verified, Rejection> {
+    let payload = json_object(req.body)?;
+    let event_type = event_at(&payload, "type")?;
+    let idempotency_key = match string_at(&payload, "id") {
+        Some(id) => id.to_string(),
+        None => digest_key(&[req.body]),
+    };
+    Ok(Verified {
+        payload,
+        event_type,
+        idempotency_key: Some(idempotency_key),
+    })
 }
 
 /// A `Stripe-Signature` value, read.

@@ -316,3 +316,83 @@ fn twilio_table_parses_and_describes_itself() {
     let err = cfg.build().expect_err("not a URL");
     assert!(err.contains("`public_url`"), "{err}");
 }
+
+/// Re-running a kept request (`rerun`): every scheme but Twilio (whose payload comes from the
+/// URL it was sent to, not kept) decodes the stored body and the headers an event keeps —
+/// no signature header — into what verification gave at receipt.
+#[test]
+fn every_scheme_but_twilio_decodes_a_kept_request_as_it_verified_it() {
+    use super::sign::Signing;
+    use super::testing::{at, headers};
+    let secret = "whsec_aHVudGVyMi1zZWNyZXQ=";
+    let body = br#"{"type":"order.paid","event":"email.captured","id":"evt_1","timestamp":"2026-12-02T07:00:00Z","data":{"lead":{"email":"a@b.example"}}}"#;
+    // ed25519 verifies with public keys only (Hookline cannot sign for it): its decode is
+    // tested in its module.
+    for (scheme, table) in tables(secret) {
+        let v = parse(&format!("verify = {table}"))
+            .expect(scheme)
+            .build()
+            .expect(scheme);
+        let now = 1_796_194_800; // 2026-12-02T07:00:00Z
+        if scheme == "twilio" {
+            let kept = Unverified {
+                headers: &headers(&[("content-type", "application/json")]),
+                body,
+                target: None,
+                now: at(now),
+            };
+            assert!(
+                v.decode(&kept).is_none(),
+                "twilio cannot decode without its URL"
+            );
+            continue;
+        }
+        let sent = v
+            .sign(&Signing {
+                body,
+                timestamp: now,
+                id: "msg_1",
+                // LeadShark's type is the payload's `event`; the others' its `type`.
+                event: Some(if scheme == "leadshark" {
+                    "email.captured"
+                } else {
+                    "order.paid"
+                }),
+                url: None,
+            })
+            .expect(scheme);
+        let mut pairs: Vec<(&str, &str)> =
+            sent.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        pairs.push(("content-type", "application/json"));
+        let verified = v
+            .verify(&Unverified {
+                headers: &headers(&pairs),
+                body,
+                target: None,
+                now: at(now),
+            })
+            .unwrap_or_else(|e| panic!("{scheme}: {e}"));
+        let signature_headers = v.signature_headers();
+        let kept: Vec<(&str, &str)> = pairs
+            .iter()
+            .filter(|(n, _)| {
+                let n = n.to_ascii_lowercase();
+                !n.contains("signature") && !signature_headers.contains(&n)
+            })
+            .copied()
+            .collect();
+        let decoded = v.decode(&Unverified {
+            headers: &headers(&kept),
+            body,
+            target: None,
+            now: at(now + 86_400),
+        });
+        match decoded {
+            Some(Ok(d)) => {
+                assert_eq!(d.payload, verified.payload, "{scheme}");
+                assert_eq!(d.event_type, verified.event_type, "{scheme}");
+            }
+            other => panic!("{scheme}: {other:?}"),
+        }
+    }
+}

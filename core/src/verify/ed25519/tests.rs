@@ -269,3 +269,28 @@ proptest! {
         never_panics(&v, &["X-Signature-Ed25519", "X-Signature-Timestamp"], &[sig, ts], &body);
     }
 }
+
+/// Re-running a kept request: its signature headers are not kept; decoding the body alone
+/// gives what verification gave, and still refuses a body without the event type.
+#[test]
+fn a_kept_request_decodes_without_its_signature_headers() {
+    let k = key(7);
+    let v = verifier(&[public_hex(&k)]);
+    let ts = T.to_string();
+    let verified = send(&v, &sign(&k, &ts, PING), &ts, PING, T).expect("valid");
+    let kept = |body: &str| {
+        v.decode(&Unverified {
+            headers: &headers(&[("content-type", "application/json")]),
+            body: body.as_bytes(),
+            target: None,
+            now: at(T + 86_400),
+        })
+        .expect("ed25519 decodes")
+    };
+    let decoded = kept(PING).expect("decodes");
+    assert_eq!(decoded.payload, verified.payload);
+    assert_eq!(decoded.event_type, verified.event_type);
+    assert_eq!(decoded.idempotency_key, verified.idempotency_key);
+    let missing = kept(r#"{"id":"1"}"#).expect_err("no type");
+    assert_eq!(missing.reason(), "missing_event");
+}
