@@ -399,29 +399,21 @@ async fn receive(
             // Rendered now, while the event is at hand; sent once the runs are started.
             let answer = custom_answer(source, event, false);
             let id = event.id.clone();
-            // Each run gets its own copy; the last one takes the original.
-            let mut event = Some(new.event);
-            let last = deliveries.len().saturating_sub(1);
-            let mut deferred = Vec::new();
-            for (i, d) in deliveries.into_iter().enumerate() {
-                let copy = if i == last {
-                    event.take()
-                } else {
-                    event.clone()
-                };
-                let Some(event) = copy else { break };
-                let delivery = Delivery {
+            // The runs share the event; each pipeline copies it only where a transform
+            // changes it.
+            let event = Arc::new(new.event);
+            let deliveries = deliveries
+                .into_iter()
+                .map(|d| Delivery {
                     id: d.id,
                     pipeline: d.pipeline,
                     stage: 0,
                     attempts: 0,
                     first_failed_at: None,
-                    event,
-                };
-                if let Some(delivery) = state.workers.try_start(delivery) {
-                    deferred.push(delivery);
-                }
-            }
+                    event: Arc::clone(&event),
+                })
+                .collect();
+            let deferred = state.workers.try_start_all(deliveries);
             // Every run slot is busy: the backlog waits in the journal for the poller, so
             // memory stays bounded however far the sinks fall behind.
             if !deferred.is_empty() {

@@ -1,7 +1,7 @@
 //! Delivery guarantees: a 2xx means the event is in the journal; retries are persisted;
 //! what cannot be delivered becomes a dead letter that can be replayed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -250,6 +250,75 @@ async fn a_fatal_4xx_dead_letters_at_once_and_the_admin_api_manages_it() {
         .await
         .expect("json");
     assert_eq!(ready["status"], "ready");
+}
+
+/// An event's runs through its pipelines share one task and settle together when they end
+/// together; a pipeline whose sink hangs does not hold back the settle of the others.
+#[tokio::test]
+async fn a_hanging_sink_does_not_hold_back_the_outcome_of_the_events_other_pipelines() {
+    // A peer that takes the connection and never answers.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let h = Hookline::start(&format!(
+        r#"{}
+[[pipelines]]
+name = "archive"
+source = "leadshark"
+stages = [{{ sink = "file", path = "archive.jsonl" }}]
+
+[[pipelines]]
+name = "likes"
+source = "leadshark"
+stages = [
+  {{ filter = "event", events = ["new.like"] }},
+  {{ sink = "file", path = "likes.jsonl" }},
+]
+
+[[pipelines]]
+name = "hung"
+source = "leadshark"
+stages = [{{ sink = "http", url = "http://{}/", timeout = "60s" }}]
+"#,
+        leadshark_source(),
+        hang.local_addr().expect("addr"),
+    ));
+    let r = post_signed(&h.url("/webhooks/leadshark"), &sample("email.captured", 1)).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let id = r.json["id"].as_str().expect("id").to_string();
+    wait_for_lines(&h.path("archive.jsonl"), 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let event = loop {
+        let e = get_json(&h.admin_url(&format!("/api/v1/events/{id}"))).await;
+        if e["pipelines"].as_array().is_some_and(|p| {
+            p.iter()
+                .any(|p| p["pipeline"] == "archive" && p["outcome"] == "delivered")
+        }) {
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the archive's outcome was not recorded: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let of = |name: &str| {
+        event["pipelines"]
+            .as_array()
+            .expect("pipelines")
+            .iter()
+            .find(|p| p["pipeline"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {event}"))
+    };
+    assert_eq!(of("likes")["outcome"], "dropped", "{event}");
+    // Still in its first run: in flight (or, past 250 ms, given a row of its own that the
+    // listing shows as waiting), with no attempt recorded.
+    let hung = of("hung");
+    assert!(
+        hung["outcome"] == "in_flight" || hung["outcome"] == "retrying",
+        "{event}"
+    );
+    assert_eq!(hung["attempts"], 0, "still in its first attempt: {event}");
+    drop(hang);
 }
 
 #[tokio::test]

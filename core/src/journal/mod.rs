@@ -72,7 +72,17 @@ pub struct Delivery {
     /// Attempts already made at `stage`.
     pub attempts: u32,
     pub first_failed_at: Option<Timestamp>,
-    pub event: Event,
+    /// Shared, not copied, between the runs of one event through its pipelines.
+    pub event: std::sync::Arc<Event>,
+}
+
+/// How one run ended, for [`Journal::settle_many`]: no continuations means delivered.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub delivery: i64,
+    pub continuations: Vec<Continuation>,
+    /// The run's attempts, for its event's history.
+    pub attempts: Vec<Attempt>,
 }
 
 /// What happened to one branch of a delivery's run that did not complete.
@@ -474,6 +484,21 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
         continuations: Vec<Continuation>,
         attempts: Vec<Attempt>,
     ) -> Result<(), JournalError>;
+    /// Settle several runs (an event's first runs through its pipelines, say). Each run that
+    /// is settled leaves `runs`, so that after an error the caller tries again with only what
+    /// is left. SQLite settles them all in one operation; by default, one at a time.
+    async fn settle_many(&self, runs: &mut Vec<Settlement>) -> Result<(), JournalError> {
+        while let Some(run) = runs.first() {
+            self.settle_recorded(
+                run.delivery,
+                run.continuations.clone(),
+                run.attempts.clone(),
+            )
+            .await?;
+            runs.remove(0);
+        }
+        Ok(())
+    }
     /// Counts for `/metrics` and `/readyz`, asked on every request to them: SQLite answers
     /// from counters without a query.
     async fn depths(&self) -> Result<Depths, JournalError>;

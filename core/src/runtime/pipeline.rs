@@ -151,8 +151,10 @@ impl Pipeline {
         self.matcher.is_match(event_type)
     }
 
-    /// Run `event` through the stages from index `from` on.
-    pub async fn run(&self, event: Event, from: usize) -> Vec<Outcome> {
+    /// Run `event` through the stages from index `from` on. An event shared with other
+    /// pipelines (`Arc`) is copied only where a transform changes it.
+    pub async fn run(&self, event: impl Into<Arc<Event>>, from: usize) -> Vec<Outcome> {
+        let event = event.into();
         let span = info_span!("pipeline", event_id = %event.id, pipeline = %self.name);
         self.run_inner(event, from, None).instrument(span).await
     }
@@ -164,12 +166,12 @@ impl Pipeline {
         from: usize,
         observer: &mut (dyn FnMut(StageTrace) + Send),
     ) -> Vec<Outcome> {
-        self.run_inner(event, from, Some(observer)).await
+        self.run_inner(Arc::new(event), from, Some(observer)).await
     }
 
     async fn run_inner(
         &self,
-        event: Event,
+        event: Arc<Event>,
         from: usize,
         mut observer: Option<&mut (dyn FnMut(StageTrace) + Send)>,
     ) -> Vec<Outcome> {
@@ -183,7 +185,7 @@ impl Pipeline {
                 outcomes.push(Outcome::Completed);
                 continue;
             };
-            let input = observer.is_some().then(|| event.clone());
+            let input = observer.is_some().then(|| Event::clone(&event));
             // The live tail's only cost while nobody listens: this check.
             let tapped_id = crate::tap::listening().then(|| event.id.clone());
             let started = std::time::Instant::now();
@@ -194,7 +196,7 @@ impl Pipeline {
                     Admission::Hold { until, error } => {
                         outcomes.push(Outcome::Held {
                             stage: index,
-                            event: Box::new(event),
+                            event: owned(event),
                             until,
                             error,
                         });
@@ -203,22 +205,25 @@ impl Pipeline {
                     Admission::Later { wait, .. } => {
                         outcomes.push(Outcome::Later {
                             stage: index,
-                            event: Box::new(event),
+                            event: owned(event),
                             wait,
                         });
                         continue;
                     }
                 }
             }
-            // Filters and sinks hand the event on by move; only a transform, which consumes
+            // Filters and sinks hand the event on as it is; only a transform, which consumes
             // it, needs a copy to keep "the event as it entered" for a failure.
-            let result: Result<Vec<Event>, (StageError, Event)> = match &stage.op {
+            let result: Result<Vec<Arc<Event>>, (StageError, Arc<Event>)> = match &stage.op {
                 StageOp::Filter(f) => match f.keep(&event) {
                     Ok(true) => Ok(vec![event]),
                     Ok(false) => Ok(Vec::new()),
                     Err(e) => Err((e, event)),
                 },
-                StageOp::Transform(t) => t.apply(event.clone()).map_err(|e| (e, event)),
+                StageOp::Transform(t) => match t.apply(Event::clone(&event)) {
+                    Ok(next) => Ok(next.into_iter().map(Arc::new).collect()),
+                    Err(e) => Err((e, event)),
+                },
                 StageOp::Sink(s) => {
                     SinkAttempted { stage: telemetry }.emit();
                     let delivered = s.deliver(&event).await;
@@ -236,7 +241,7 @@ impl Pipeline {
                         (Err(e), Some(circuit)) => {
                             outcomes.push(Outcome::Held {
                                 stage: index,
-                                event: Box::new(event),
+                                event: owned(event),
                                 until: circuit.probe_at.unwrap_or_else(jiff::Timestamp::now),
                                 error: e.to_string(),
                             });
@@ -269,7 +274,7 @@ impl Pipeline {
                     stage: index,
                     input,
                     output: match &result {
-                        Ok(next) => Ok(next.clone()),
+                        Ok(next) => Ok(next.iter().map(|e| Event::clone(e)).collect()),
                         Err((e, _)) => Err(e.clone()),
                     },
                 });
@@ -284,12 +289,17 @@ impl Pipeline {
                 Err((error, event)) => outcomes.push(Outcome::Failed {
                     stage: index,
                     error,
-                    event: Box::new(event),
+                    event: owned(event),
                 }),
             }
         }
         outcomes
     }
+}
+
+/// The event an outcome keeps: taken if no other pipeline shares it, copied if one does.
+fn owned(event: Arc<Event>) -> Box<Event> {
+    Box::new(Arc::unwrap_or_clone(event))
 }
 
 /// What one stage took and gave, for one event.

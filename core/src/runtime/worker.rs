@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use futures::{StreamExt, stream::FuturesUnordered};
+use hookline_plugin_api::Event;
 use hookline_plugin_api::StageError;
 use jiff::Timestamp;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
@@ -21,8 +23,12 @@ use super::{Outcome, Pipeline, Runtime};
 use crate::internal_events::{DeadLettered, Delivered, RetryScheduled};
 use crate::journal::{
     Attempt, AttemptResult, Continuation, Delivery, Hold, Journal, NewDeadLetter, Release,
+    Settlement,
 };
 
+/// How long the ended runs of an event wait for its other runs, to be settled with them in
+/// one journal operation.
+const SETTLE_TOGETHER: Duration = Duration::from_millis(25);
 /// How often the poller looks for due deliveries when nothing wakes it.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often the paused pipelines are read again from the journal.
@@ -86,32 +92,81 @@ impl Workers {
         let this = self.clone();
         self.inner.tracker.spawn_on(
             async move {
-                let Ok(_permit) = this.inner.permits.clone().acquire_owned().await else {
+                let Ok(permit) = this.inner.permits.clone().acquire_owned().await else {
                     return;
                 };
-                this.run(delivery).await;
+                this.run(delivery, permit).await;
             },
             &self.inner.stages,
         );
     }
 
-    /// Run a delivery now if a run slot is free; otherwise hand it back (`Some`). Fresh
-    /// deliveries come this way so that a backlog waits in the journal, not as tasks in
-    /// memory.
-    pub(crate) fn try_start(&self, delivery: Delivery) -> Option<Delivery> {
-        match self.inner.permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let this = self.clone();
+    /// Run an event's fresh deliveries now if a run slot is free; otherwise hand them back.
+    /// Fresh deliveries come this way so that a backlog waits in the journal, not as tasks
+    /// in memory. They take one slot and one task: the event's pipelines run side by side
+    /// in it, sharing the one copy of the event, and the runs that end together are settled
+    /// in one journal operation.
+    pub(crate) fn try_start_all(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+        if deliveries.is_empty() {
+            return deliveries;
+        }
+        let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
+            return deliveries;
+        };
+        let this = self.clone();
+        let mut deliveries = deliveries;
+        match (deliveries.pop(), deliveries.is_empty()) {
+            (Some(one), true) => self.inner.tracker.spawn_on(
+                async move { this.run(one, permit).await },
+                &self.inner.stages,
+            ),
+            (last, _) => {
+                deliveries.extend(last);
                 self.inner.tracker.spawn_on(
-                    async move {
-                        let _permit = permit;
-                        this.run(delivery).await;
-                    },
+                    async move { this.run_all(deliveries, permit).await },
                     &self.inner.stages,
-                );
-                None
+                )
             }
-            Err(_) => Some(delivery),
+        };
+        Vec::new()
+    }
+
+    /// Run deliveries side by side and settle their outcomes together: once all have
+    /// ended, or [`SETTLE_TOGETHER`] after the first of those still unsettled ended (a slow
+    /// sink in one pipeline does not hold back the others' outcomes). The run slot is free
+    /// once the last run's stages are done, not when the journal has the outcomes: those
+    /// wait in the journal's queue, and a delivery counts as pending (under `max_pending`)
+    /// until it is settled.
+    async fn run_all(&self, runs: Vec<Delivery>, permit: OwnedSemaphorePermit) {
+        let runtime = self.inner.runtime.load_full();
+        let mut running: FuturesUnordered<_> = runs
+            .into_iter()
+            .map(|d| self.outcome(&runtime, d))
+            .collect();
+        let mut permit = Some(permit);
+        let mut ended = Vec::new();
+        let mut settle_at: Option<tokio::time::Instant> = None;
+        let mut settling = FuturesUnordered::new();
+        loop {
+            let wait = settle_at.unwrap_or_else(|| tokio::time::Instant::now() + SETTLE_TOGETHER);
+            tokio::select! {
+                Some(run) = running.next(), if !running.is_empty() => {
+                    ended.push(run);
+                    if running.is_empty() {
+                        permit.take();
+                        settle_at = None;
+                        settling.push(self.settle(std::mem::take(&mut ended)));
+                    } else if settle_at.is_none() {
+                        settle_at = Some(tokio::time::Instant::now() + SETTLE_TOGETHER);
+                    }
+                }
+                () = tokio::time::sleep_until(wait), if settle_at.is_some() => {
+                    settle_at = None;
+                    settling.push(self.settle(std::mem::take(&mut ended)));
+                }
+                Some(()) = settling.next(), if !settling.is_empty() => {}
+                else => break,
+            }
         }
     }
 
@@ -390,8 +445,15 @@ impl Workers {
         }
     }
 
-    async fn run(&self, mut d: Delivery) {
+    async fn run(&self, d: Delivery, permit: OwnedSemaphorePermit) {
         let runtime = self.inner.runtime.load_full();
+        let run = self.outcome(&runtime, d).await;
+        drop(permit);
+        self.settle(vec![run]).await;
+    }
+
+    /// Run a delivery through its pipeline: how it ended, for the journal.
+    async fn outcome(&self, runtime: &Runtime, d: Delivery) -> Ended {
         let mut finished = Vec::new();
         let mut run_took = Duration::ZERO;
         let continuations = match runtime.pipeline(&d.pipeline) {
@@ -420,18 +482,9 @@ impl Workers {
                 true,
             )],
             Some(p) => {
-                // The run gets the payload and headers (no copy); `d` keeps what dead
-                // letters and logs name it by. Every failure carries its own event.
-                let event = hookline_plugin_api::Event {
-                    id: d.event.id.clone(),
-                    source: d.event.source.clone(),
-                    event_type: d.event.event_type.clone(),
-                    received_at: d.event.received_at,
-                    headers: std::mem::take(&mut d.event.headers),
-                    payload: std::mem::take(&mut d.event.payload),
-                };
+                // The run shares the event (no copy). Every failure carries its own event.
                 let started = Instant::now();
-                let outcomes = p.run(event, d.stage).await;
+                let outcomes = p.run(Arc::clone(&d.event), d.stage).await;
                 let took = started.elapsed();
                 run_took = took;
                 for o in &outcomes {
@@ -502,18 +555,31 @@ impl Workers {
                 c
             })
             .collect();
-        // The journal must learn the outcome; until it does the delivery stays claimed.
+        Ended {
+            event_id: d.event.id.clone(),
+            pipeline: d.pipeline,
+            settlement: Settlement {
+                delivery: d.id,
+                continuations,
+                attempts,
+            },
+        }
+    }
+
+    /// Tell the journal how runs ended; until it knows, the deliveries stay claimed.
+    async fn settle(&self, runs: Vec<Ended>) {
+        let (names, mut settlements): (Vec<_>, Vec<_>) = runs
+            .into_iter()
+            .map(|r| ((r.event_id, r.pipeline), r.settlement))
+            .unzip();
         let mut wait = Duration::from_millis(50);
         loop {
-            match self
-                .inner
-                .journal
-                .settle_recorded(d.id, continuations.clone(), attempts.clone())
-                .await
-            {
+            match self.inner.journal.settle_many(&mut settlements).await {
                 Ok(()) => return,
                 Err(e) => {
-                    error!(event_id = %d.event.id, pipeline = %d.pipeline, error = %e, "could not record a delivery's outcome; retrying");
+                    for (event_id, pipeline) in names.iter().rev().take(settlements.len()) {
+                        error!(%event_id, %pipeline, error = %e, "could not record a delivery's outcome; retrying");
+                    }
                     if self.inner.stop.is_cancelled() {
                         return;
                     }
@@ -523,6 +589,13 @@ impl Workers {
             }
         }
     }
+}
+
+/// How a run ended, named for the logs.
+struct Ended {
+    event_id: String,
+    pipeline: String,
+    settlement: Settlement,
 }
 
 /// A run of `d` that ended at `stage`, for the event's history.
@@ -577,7 +650,7 @@ fn paused(d: &Delivery) -> Continuation {
     let now = Timestamp::now();
     Continuation::Retry {
         stage: d.stage,
-        event: d.event.clone(),
+        event: Event::clone(&d.event),
         attempts: d.attempts,
         next_attempt_at: now
             + jiff::SignedDuration::try_from(PAUSED_RETRY).unwrap_or(jiff::SignedDuration::MAX),
@@ -694,7 +767,7 @@ fn dead(
         attempts: d.attempts,
         first_failed_at: d.first_failed_at.unwrap_or(now),
         last_failed_at: now,
-        event: Some(event.unwrap_or_else(|| d.event.clone())),
+        event: Some(event.unwrap_or_else(|| Event::clone(&d.event))),
         raw: None,
     })
 }

@@ -10,7 +10,9 @@ use super::dead::insert_dead_letter;
 use super::events::routed;
 use super::fast;
 use super::rows::{NewDelivery, event_from_row, from_json, insert_delivery, ms, to_json, ts};
-use crate::journal::{Continuation, Delivery, DeliveryState, Hold, JournalError, Release};
+use crate::journal::{
+    Continuation, Delivery, DeliveryState, Hold, JournalError, Release, Settlement,
+};
 
 pub(crate) fn count_pending(c: &Connection) -> rusqlite::Result<u64> {
     c.query_row(
@@ -45,7 +47,7 @@ fn delivery_from_row(r: &Row<'_>) -> Result<Delivery, JournalError> {
         stage: r.get::<_, i64>(2)?.max(0) as usize,
         attempts: r.get::<_, i64>(3)?.max(0) as u32,
         first_failed_at: r.get::<_, Option<i64>>(4)?.map(ts),
-        event,
+        event: event.into(),
     })
 }
 
@@ -114,21 +116,49 @@ pub(crate) fn defer(ctx: &mut Ctx, ids: &[i64]) -> Result<(), JournalError> {
     Ok(())
 }
 
-pub(crate) fn settle(
-    ctx: &mut Ctx,
+/// Record how runs ended. Their SQL first, then the fast path's bookkeeping, so that an
+/// error (rolled back by the caller's savepoint) leaves `ctx.fast` as it was.
+pub(crate) fn settle(ctx: &mut Ctx, runs: &[Settlement]) -> Result<(), JournalError> {
+    let mut retired = Vec::with_capacity(runs.len());
+    for run in runs {
+        retired.push(settle_sql(ctx, run.delivery, &run.continuations)?);
+    }
+    for (run, retire) in runs.iter().zip(retired) {
+        match retire {
+            Retire::Materialised => {
+                ctx.fast.materialised.remove(&run.delivery);
+            }
+            Retire::Virtual(rowid, index) => {
+                ctx.fast.complete(rowid, index);
+            }
+            Retire::Row => {}
+        }
+    }
+    Ok(())
+}
+
+/// What a settled run leaves the fast path to do.
+enum Retire {
+    /// A first run that was given a row while it ran: forget the mapping.
+    Materialised,
+    /// A first run without a row: it is no longer in flight.
+    Virtual(i64, usize),
+    /// A delivery row: nothing.
+    Row,
+}
+
+fn settle_sql(
+    ctx: &Ctx,
     delivery: i64,
     continuations: &[Continuation],
-) -> Result<(), JournalError> {
-    let delivery = match ctx.fast.materialised.get(&delivery) {
-        Some(&row) => {
-            settle_row(&ctx.conn, row, continuations)?;
-            ctx.fast.materialised.remove(&delivery);
-            return Ok(());
-        }
-        None => delivery,
-    };
+) -> Result<Retire, JournalError> {
+    if let Some(&row) = ctx.fast.materialised.get(&delivery) {
+        settle_row(&ctx.conn, row, continuations)?;
+        return Ok(Retire::Materialised);
+    }
     let Some((rowid, index)) = fast::split_virtual(delivery) else {
-        return settle_row(&ctx.conn, delivery, continuations);
+        settle_row(&ctx.conn, delivery, continuations)?;
+        return Ok(Retire::Row);
     };
     if !continuations.is_empty() {
         // The first run did not finish: from here on it is a delivery like any other.
@@ -145,8 +175,7 @@ pub(crate) fn settle(
             apply(c, id, cont, now)?;
         }
     }
-    ctx.fast.complete(rowid, index);
-    Ok(())
+    Ok(Retire::Virtual(rowid, index))
 }
 
 fn settle_row(

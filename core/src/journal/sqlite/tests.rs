@@ -374,7 +374,7 @@ async fn first_runs_write_no_rows_and_a_crash_resumes_only_unfinished_ones() {
         .await
         .expect("claim")
         .into_iter()
-        .map(|d| (d.event.id, d.pipeline))
+        .map(|d| (d.event.id.clone(), d.pipeline))
         .collect();
     due.sort();
     assert_eq!(
@@ -1444,4 +1444,89 @@ async fn an_unprocessable_request_is_listed_and_rerun_once() {
     );
     assert!(j.get_event("ev-r1".into()).await.expect("get").is_some());
     assert!(j.get_request("e9".into()).await.expect("get").is_none());
+}
+
+/// An event's first runs through its pipelines settle in one writer job: one delivered, one
+/// to retry, one dead — each lands as if settled alone. A batch that fails is kept whole
+/// for the caller to try again.
+#[tokio::test]
+async fn an_events_first_runs_settle_together() {
+    use crate::journal::{AttemptResult, Settlement};
+    let (_dir, j) = journal();
+    let Accepted::New { deliveries, .. } = j
+        .accept(&new_event("e1", None, &["a", "b", "c"]))
+        .await
+        .expect("accept")
+    else {
+        panic!()
+    };
+    assert_eq!(j.pending_now(), 3);
+    let later = Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+    let letter = NewDeadLetter {
+        event_id: "e1".into(),
+        source: "leadshark".into(),
+        pipeline: Some("c".into()),
+        stage_index: Some(0),
+        stage_name: Some("file".into()),
+        error: "bad".into(),
+        attempts: 1,
+        first_failed_at: Timestamp::now(),
+        last_failed_at: Timestamp::now(),
+        event: Some(event("e1")),
+        raw: None,
+    };
+    let runs = vec![
+        Settlement {
+            delivery: deliveries[0].id,
+            continuations: vec![],
+            attempts: vec![attempt("e1", "a", AttemptResult::Delivered)],
+        },
+        Settlement {
+            delivery: deliveries[1].id,
+            continuations: vec![Continuation::Retry {
+                held: None,
+                stage: 0,
+                event: event("e1"),
+                attempts: 1,
+                next_attempt_at: later,
+                error: "503".into(),
+                first_failed_at: Timestamp::now(),
+            }],
+            attempts: vec![attempt("e1", "b", AttemptResult::Retry)],
+        },
+        Settlement {
+            delivery: deliveries[2].id,
+            continuations: vec![Continuation::Dead(letter)],
+            attempts: vec![attempt("e1", "c", AttemptResult::Dead)],
+        },
+    ];
+
+    // A run the journal cannot place (pipeline #9 of a three-pipeline event) fails the
+    // whole batch: nothing of it is settled, and the caller gets every run back.
+    let (rowid, _) = fast::split_virtual(deliveries[0].id).expect("a first run");
+    let mut bad = runs.clone();
+    bad.push(Settlement {
+        delivery: fast::virtual_id(rowid, 9),
+        continuations: vec![held_retry("e1", None)],
+        attempts: vec![],
+    });
+    j.settle_many(&mut bad).await.expect_err("no pipeline #9");
+    assert_eq!(bad.len(), 4, "the failed batch is handed back whole");
+    assert_eq!(j.pending_now(), 3);
+    let shown = j.get_event("e1".into()).await.expect("get").expect("event");
+    assert!(
+        shown.attempts.is_empty(),
+        "no attempt of the failed batch is recorded"
+    );
+
+    let mut runs = runs;
+    j.settle_many(&mut runs).await.expect("settle");
+    assert!(runs.is_empty(), "every run settled");
+    assert_eq!(j.pending_now(), 1, "only the retry is pending");
+    assert_eq!(j.dead_count().n, 1);
+    let due = j.claim_due(later, 10).await.expect("claim");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].pipeline, "b");
+    let shown = j.get_event("e1".into()).await.expect("get").expect("event");
+    assert_eq!(shown.attempts.len(), 3, "each run's attempt is recorded");
 }

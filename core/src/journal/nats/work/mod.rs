@@ -369,7 +369,7 @@ impl Work {
             stage,
             attempts,
             first_failed_at,
-            event,
+            event: event.into(),
         })
     }
 
