@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::history::outcome;
 use crate::support::*;
 
 fn http_pipeline(url: &str, retry: &str) -> String {
@@ -300,19 +301,10 @@ stages = [{{ sink = "http", url = "http://{}/", timeout = "60s" }}]
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let of = |name: &str| {
-        event["pipelines"]
-            .as_array()
-            .expect("pipelines")
-            .iter()
-            .find(|p| p["pipeline"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no {name} in {event}"))
-    };
-    assert_eq!(of("likes")["outcome"], "dropped", "{event}");
+    assert_eq!(outcome(&event, "likes")["outcome"], "dropped", "{event}");
     // Still in its first run: in flight (or, past 250 ms, given a row of its own that the
     // listing shows as waiting), with no attempt recorded.
-    let hung = of("hung");
+    let hung = outcome(&event, "hung");
     assert!(
         hung["outcome"] == "in_flight" || hung["outcome"] == "retrying",
         "{event}"
