@@ -114,19 +114,16 @@ impl Workers {
             return deliveries;
         };
         let this = self.clone();
-        let mut deliveries = deliveries;
-        match (deliveries.pop(), deliveries.is_empty()) {
-            (Some(one), true) => self.inner.tracker.spawn_on(
+        // One delivery (the common case) keeps the plain task: no grouping to pay for.
+        match <[Delivery; 1]>::try_from(deliveries) {
+            Ok([one]) => self.inner.tracker.spawn_on(
                 async move { this.run(one, permit).await },
                 &self.inner.stages,
             ),
-            (last, _) => {
-                deliveries.extend(last);
-                self.inner.tracker.spawn_on(
-                    async move { this.run_all(deliveries, permit).await },
-                    &self.inner.stages,
-                )
-            }
+            Err(all) => self.inner.tracker.spawn_on(
+                async move { this.run_all(all, permit).await },
+                &self.inner.stages,
+            ),
         };
         Vec::new()
     }
