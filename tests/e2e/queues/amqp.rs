@@ -206,7 +206,15 @@ async fn a_broker_that_is_down_gets_the_events_once_it_is_back() {
     let mut rabbit = RabbitMq::start();
     rabbit.ready().await;
     declare(&rabbit).await;
-    let h = Hookline::start(&pipeline(&amqp_stage(&rabbit.url(), "leads")));
+    // The sink's circuit opens while the broker is down; probes every second or two keep
+    // the test independent of how long the broker takes to come back (the default
+    // cooldown, 30 s doubling, could outlast the wait below on a loaded machine).
+    let stage = amqp_stage(&rabbit.url(), "leads");
+    let stage = format!(
+        r#"{}, circuit = {{ cooldown = "1s", max_cooldown = "2s" }} }}"#,
+        stage.strip_suffix(" }").expect("a stage table")
+    );
+    let h = Hookline::start(&pipeline(&stage));
     let url = h.url("/webhooks/leadshark");
     assert_eq!(post_signed(&url, &sample("new.like", 0)).await.status, 200);
     assert_eq!(drain_until(&rabbit, |g| !g.is_empty()).await.len(), 1);
