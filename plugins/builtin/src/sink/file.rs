@@ -7,11 +7,16 @@
 //!
 //! A relative `path` resolves against the config file's directory. Parent directories are
 //! created and the file is opened for append at start-up, so a path that cannot be written
-//! is a config error (`hookline check` only checks that it could be, creating nothing). The
-//! sink's own thread does the writing: it takes every line waiting, writes them with one
-//! `write_all` (so lines never interleave) and, with `fsync = true`, syncs them to disk with
-//! one `fdatasync`, and only then are their deliveries done. Under load many events share one
-//! write and one sync, and no disk stall ever blocks the async runtime that serves requests.
+//! is a config error (`hookline check` only checks that it could be, creating nothing).
+//!
+//! A writer thread does the writing, never the async runtime's threads: it takes every line
+//! waiting, writes each file's lines with one `write_all` (so lines never interleave) and,
+//! with `fsync = true`, syncs them to disk with one `fdatasync`, and only then are their
+//! deliveries done. Under load many events share one write and one sync. A sink with
+//! `fsync = true` has a writer thread of its own, so one file's slow syncs never hold back
+//! another's; sinks without `fsync` share one writer thread for the process, so an event that
+//! fans out to many files costs one thread hand-over, not one per file (a write to the page
+//! cache does not wait for the disk).
 //!
 //! The file only ever holds whole lines (`file/append.rs`): a write or sync that fails (a full
 //! disk) is rolled back to the file's length before it, and the error is retryable, so the
@@ -23,7 +28,7 @@
 mod append;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 
 use append::Appender;
 use hookline_plugin_api::{
@@ -65,11 +70,11 @@ pub fn build(config: &PluginConfig<'_>, ctx: &BuildContext) -> Result<Arc<dyn Si
         })?;
         // No file and no writer thread: a dry-run sink is never asked to deliver (and
         // would answer "the writer has stopped").
-        let (lines, _) = mpsc::channel::<Line>();
         return Ok(Arc::new(FileSink {
             path,
             envelope: cfg.envelope,
-            lines,
+            file: None,
+            lines: mpsc::channel().0,
         }));
     }
     let (file, cut) = open(&path).map_err(|e| {
@@ -86,15 +91,20 @@ pub fn build(config: &PluginConfig<'_>, ctx: &BuildContext) -> Result<Arc<dyn Si
              cut it back to its last whole line"
         );
     }
-    let (lines, queue) = mpsc::channel::<Line>();
-    let fsync = cfg.fsync;
-    std::thread::Builder::new()
-        .name("hookline-file".into())
-        .spawn(move || write_lines(file, fsync, &queue))
-        .map_err(|e| config.error_at("path", format!("cannot start the file writer: {e}")))?;
+    let cannot_start =
+        |e: std::io::Error| config.error_at("path", format!("cannot start the file writer: {e}"));
+    let lines = if cfg.fsync {
+        start_writer().map_err(cannot_start)?
+    } else {
+        shared_writer().map_err(cannot_start)?
+    };
     Ok(Arc::new(FileSink {
         path,
         envelope: cfg.envelope,
+        file: Some(Arc::new(Target {
+            file,
+            fsync: cfg.fsync,
+        })),
         lines,
     }))
 }
@@ -108,15 +118,46 @@ fn open(path: &Path) -> std::io::Result<(Appender, u64)> {
     Appender::open(path)
 }
 
-/// A line to append, and who to tell once it is written (and synced).
+/// A file open for append and how its writes are made durable. Closed when its sink and
+/// every line queued for it are gone.
+#[derive(Debug)]
+struct Target {
+    file: Appender,
+    fsync: bool,
+}
+
+/// A line to append to `to`, and who to tell once it is written (and synced).
 struct Line {
+    to: Arc<Target>,
     bytes: Vec<u8>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// The writer thread: runs until the sink is dropped (a reload, shutdown) and every line
-/// already queued is written.
-fn write_lines(file: Appender, fsync: bool, queue: &mpsc::Receiver<Line>) {
+/// Starts a writer thread; it runs until every sender is dropped (for a sink of its own: a
+/// reload or shutdown drops the sink) and every line already queued is written.
+fn start_writer() -> std::io::Result<mpsc::Sender<Line>> {
+    let (lines, queue) = mpsc::channel::<Line>();
+    std::thread::Builder::new()
+        .name("hookline-file".into())
+        .spawn(move || write_lines(&queue))?;
+    Ok(lines)
+}
+
+/// The writer thread of every sink without `fsync`, started by the first; it lives as long
+/// as the process.
+fn shared_writer() -> std::io::Result<mpsc::Sender<Line>> {
+    static SHARED: OnceLock<mpsc::Sender<Line>> = OnceLock::new();
+    if let Some(lines) = SHARED.get() {
+        return Ok(lines.clone());
+    }
+    let lines = start_writer()?;
+    // Two sinks built at once may both start one; the loser's thread ends with its sender.
+    Ok(SHARED.get_or_init(|| lines).clone())
+}
+
+/// The writer thread's loop: takes every line waiting (up to [`MAX_BATCH`]) and appends each
+/// file's lines, in the order they came, with one write (and one sync).
+fn write_lines(queue: &mpsc::Receiver<Line>) {
     let mut buf = Vec::new();
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
@@ -126,22 +167,31 @@ fn write_lines(file: Appender, fsync: bool, queue: &mpsc::Receiver<Line>) {
                 Err(_) => break,
             }
         }
-        buf.clear();
-        for line in &batch {
-            buf.extend_from_slice(&line.bytes);
-        }
-        let result = file.append(&buf, fsync).map_err(|e| e.to_string());
-        for line in batch {
-            let _ = line.done.send(result.clone());
+        while let Some(to) = batch.first().map(|line| Arc::clone(&line.to)) {
+            let (for_this, rest): (Vec<Line>, Vec<Line>) = batch
+                .into_iter()
+                .partition(|line| Arc::ptr_eq(&line.to, &to));
+            batch = rest;
+            buf.clear();
+            for line in &for_this {
+                buf.extend_from_slice(&line.bytes);
+            }
+            let result = to.file.append(&buf, to.fsync).map_err(|e| e.to_string());
+            for line in for_this {
+                let _ = line.done.send(result.clone());
+            }
         }
     }
 }
 
-/// Runtime form of the `file` sink: a queue to its writer thread.
+/// Runtime form of the `file` sink: its file, and the queue to the writer thread that
+/// appends to it.
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
     envelope: bool,
+    /// `None` for a dry run, which opens nothing.
+    file: Option<Arc<Target>>,
     lines: mpsc::Sender<Line>,
 }
 
@@ -153,9 +203,13 @@ impl Sink for FileSink {
         let failed = |e: &dyn std::fmt::Display| {
             StageError::retryable(format!("cannot write to {}: {e}", self.path.display()))
         };
+        let to = self
+            .file
+            .clone()
+            .ok_or_else(|| failed(&"a dry run writes nothing"))?;
         let (done, written) = oneshot::channel();
         self.lines
-            .send(Line { bytes, done })
+            .send(Line { to, bytes, done })
             .map_err(|_| failed(&"the writer has stopped"))?;
         match written.await {
             Ok(Ok(())) => Ok(()),
@@ -258,6 +312,79 @@ mod tests {
             .collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..32).collect::<Vec<_>>());
+    }
+
+    /// Sinks without `fsync` share one writer thread: lines for several files, and for one
+    /// file from two sinks, queued together, each reach their own file whole and in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sinks_sharing_the_writer_each_get_their_own_lines_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = BuildContext::new(dir.path(), "test", "file");
+        let sink = |file: &str, extra: &str| {
+            build(
+                &config("file", &format!("path = \"{file}\"\n{extra}")),
+                &ctx,
+            )
+            .expect("builds")
+        };
+        let sinks = [
+            ("a.jsonl", sink("a.jsonl", "")),
+            ("b.jsonl", sink("b.jsonl", "envelope = true")),
+            ("c.jsonl", sink("c.jsonl", "fsync = true")),
+            ("a.jsonl", sink("a.jsonl", "")),
+        ];
+        let tasks: Vec<_> = sinks
+            .iter()
+            .enumerate()
+            .map(|(s, (_, sink))| {
+                let sink = Arc::clone(sink);
+                tokio::spawn(async move {
+                    for i in 0..200 {
+                        let payload = serde_json::json!({"sink": s, "i": i});
+                        sink.deliver(&event("t", payload)).await.expect("delivered");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let read = |file: &str| -> Vec<(u64, u64)> {
+            std::fs::read_to_string(dir.path().join(file))
+                .expect("written")
+                .lines()
+                .map(|l| {
+                    let v: Value = serde_json::from_str(l).expect("each line is JSON");
+                    let p = if v.get("payload").is_some() {
+                        &v["payload"]
+                    } else {
+                        &v
+                    };
+                    (
+                        p["sink"].as_u64().expect("sink"),
+                        p["i"].as_u64().expect("i"),
+                    )
+                })
+                .collect()
+        };
+        let in_order = |lines: &[(u64, u64)], s: u64| {
+            let of: Vec<u64> = lines.iter().filter(|l| l.0 == s).map(|l| l.1).collect();
+            assert_eq!(
+                of,
+                (0..200).collect::<Vec<_>>(),
+                "sink {s}: every line, in order"
+            );
+        };
+        let a = read("a.jsonl");
+        assert_eq!(a.len(), 400, "two sinks on one file");
+        in_order(&a, 0);
+        in_order(&a, 3);
+        let b = read("b.jsonl");
+        assert_eq!(b.len(), 200);
+        in_order(&b, 1);
+        let c = read("c.jsonl");
+        assert_eq!(c.len(), 200);
+        in_order(&c, 2);
     }
 
     #[tokio::test]
