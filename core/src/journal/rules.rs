@@ -192,7 +192,10 @@ impl EventFilter {
 
 /// Where an event stands in one pipeline — one rule for both stores: what waits (or gave
 /// up) first, then the last attempt; with neither, its first run is under way (`in_flight`)
-/// or finished before history was kept. `tried` are the pipeline's attempts, oldest first.
+/// or finished before history was kept. A first run that waits in the journal untried (the
+/// run slots were full, or it had not finished when its row was written) is `in_flight`
+/// too, not `retrying`: nothing has failed. `tried` are the pipeline's attempts, oldest
+/// first.
 pub(crate) fn pipeline_state(
     name: &str,
     standing: Option<Standing>,
@@ -216,6 +219,11 @@ pub(crate) fn pipeline_state(
             .map(|a| a.stage_name.clone())
     };
     match standing {
+        Some(Standing::Waiting {
+            error: None,
+            hold: None,
+            ..
+        }) if tried.is_empty() => state.outcome = EventOutcome::InFlight,
         Some(Standing::Waiting {
             stage,
             error,
@@ -389,6 +397,31 @@ pub(crate) mod tests {
         assert_eq!((s.attempts, s.next_attempt_at), (1, Some(at)));
         let s = pipeline_state("crm", Some(waiting(Some(Hold::Paused))), &[&retry], false);
         assert_eq!((s.outcome, s.next_attempt_at), (EventOutcome::Paused, None));
+        // A first run waiting in the journal, untried: under way, not retrying.
+        let first = Standing::Waiting {
+            stage: 0,
+            error: None,
+            hold: None,
+            next_attempt_at: Some(at),
+        };
+        let s = pipeline_state("crm", Some(first.clone()), &[], false);
+        assert_eq!(
+            (s.outcome, s.attempts, s.stage),
+            (EventOutcome::InFlight, 0, None)
+        );
+        // Once tried, or held, it is what the attempt or the hold says.
+        let s = pipeline_state("crm", Some(first), &[&retry], false);
+        assert_eq!(s.outcome, EventOutcome::Retrying);
+        let held = Standing::Waiting {
+            stage: 0,
+            error: None,
+            hold: Some(Hold::Paused),
+            next_attempt_at: None,
+        };
+        assert_eq!(
+            pipeline_state("crm", Some(held), &[], false).outcome,
+            EventOutcome::Paused
+        );
         let dead = Standing::Dead {
             stage: 1,
             error: Some("HTTP 400".into()),
