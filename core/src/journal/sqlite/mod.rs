@@ -630,12 +630,14 @@ impl Journal for SqliteJournal {
             }
             _ => true,
         };
-        let batch = std::mem::take(runs);
+        // Shared with the writer job, not copied: only a failed batch, handed back, is
+        // taken out again (and copied only if the job still holds it).
+        let batch = Arc::new(std::mem::take(runs));
         let result = self
             .call_ctx(savepoint, {
-                let batch = batch.clone();
+                let batch = Arc::clone(&batch);
                 move |ctx| {
-                    for run in &batch {
+                    for run in batch.iter() {
                         history::record(&ctx.conn, &run.attempts)?;
                     }
                     deliveries::settle(ctx, &batch)
@@ -643,7 +645,7 @@ impl Journal for SqliteJournal {
             })
             .await;
         if let Err(e) = result {
-            *runs = batch;
+            *runs = Arc::try_unwrap(batch).unwrap_or_else(|shared| Vec::clone(&shared));
             return Err(e);
         }
         // The settled deliveries stop being pending; each retry continuation is pending.
