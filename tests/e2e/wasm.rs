@@ -70,6 +70,73 @@ async fn wait_for_dead_letters(h: &Hookline, n: u64) -> Value {
     }
 }
 
+/// What a plugin logs while it handles an event names the event: for an event of one
+/// pipeline and for one whose pipelines run side by side (the worker gives each run task a
+/// span with the event's id; the plugin's line carries it in `span`).
+#[tokio::test]
+async fn a_plugin_log_line_names_its_event() {
+    let dir = setup(
+        &["lead-score", "min-score"],
+        r#"
+[[pipelines]]
+name = "hot"
+source = "leadshark"
+stages = [
+  { transform = "wasm:lead-score" },
+  { filter = "wasm:min-score", min = 1000 },
+  { sink = "file", path = "hot.jsonl" },
+]
+
+[[pipelines]]
+name = "emails"
+source = "leadshark"
+events = ["email.captured"]
+stages = [{ sink = "file", path = "emails.jsonl" }]
+"#,
+    );
+    let h = Hookline::start_in(dir, &[("HOOKLINE_LOG_FORMAT", "json")]);
+    let mut ids = Vec::new();
+    // `new.like` goes to one pipeline, `email.captured` to two.
+    for (kind, i) in [("new.like", 1), ("email.captured", 2)] {
+        let r = post_signed(&h.url("/webhooks/leadshark"), &sample(kind, i)).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        ids.push(r.json["id"].as_str().expect("id").to_string());
+    }
+    wait_for_lines(&h.path("emails.jsonl"), 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let lines: Vec<Value> = h
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &Value| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("dropped: score"))
+            })
+            .collect();
+        if lines.len() >= 2 {
+            for id in &ids {
+                assert!(
+                    lines.iter().any(|l| l["span"]["event_id"] == id.as_str()),
+                    "no plugin line names {id}: {lines:#?}"
+                );
+            }
+            assert!(
+                lines.iter().all(|l| l["plugin"] == "wasm:min-score"),
+                "{lines:#?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the plugin's lines never came:\n{}",
+            h.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn redact_and_lead_score_transform_events_into_a_file() {
     let dir = setup(

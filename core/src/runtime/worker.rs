@@ -17,7 +17,7 @@ use hookline_plugin_api::StageError;
 use jiff::Timestamp;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, Span, debug, error, info, info_span, warn};
 
 use super::{Outcome, Pipeline, Runtime};
 use crate::internal_events::{DeadLettered, Delivered, RetryScheduled};
@@ -136,9 +136,14 @@ impl Workers {
     /// until it is settled.
     async fn run_all(&self, runs: Vec<Delivery>, permit: OwnedSemaphorePermit) {
         let runtime = self.inner.runtime.load_full();
+        // The runs are of one event: one span names it for all of them.
+        let span = runs.first().map_or_else(
+            Span::none,
+            |d| info_span!("pipelines", event_id = %d.event.id),
+        );
         let mut running: FuturesUnordered<_> = runs
             .into_iter()
-            .map(|d| self.outcome(&runtime, d))
+            .map(|d| self.outcome(&runtime, d, &span))
             .collect();
         let mut permit = Some(permit);
         let mut ended = Vec::new();
@@ -444,13 +449,15 @@ impl Workers {
 
     async fn run(&self, d: Delivery, permit: OwnedSemaphorePermit) {
         let runtime = self.inner.runtime.load_full();
-        let run = self.outcome(&runtime, d).await;
+        let span = info_span!("pipeline", event_id = %d.event.id, pipeline = %d.pipeline);
+        let run = self.outcome(&runtime, d, &span).await;
         drop(permit);
         self.settle(vec![run]).await;
     }
 
-    /// Run a delivery through its pipeline: how it ended, for the journal.
-    async fn outcome(&self, runtime: &Runtime, d: Delivery) -> Ended {
+    /// Run a delivery through its pipeline: how it ended, for the journal. The stages run in
+    /// `span` (what they log names the event); the outcome's own log lines name it anyway.
+    async fn outcome(&self, runtime: &Runtime, d: Delivery, span: &Span) -> Ended {
         let mut finished = Vec::new();
         let mut run_took = Duration::ZERO;
         let continuations = match runtime.pipeline(&d.pipeline) {
@@ -481,7 +488,10 @@ impl Workers {
             Some(p) => {
                 // The run shares the event (no copy). Every failure carries its own event.
                 let started = Instant::now();
-                let outcomes = p.run(Arc::clone(&d.event), d.stage).await;
+                let outcomes = p
+                    .run(Arc::clone(&d.event), d.stage)
+                    .instrument(span.clone())
+                    .await;
                 let took = started.elapsed();
                 run_took = took;
                 for o in &outcomes {

@@ -28,6 +28,10 @@ impl Filter for MinScore {
         let keep = score.is_some_and(|s| s >= self.min);
         if !keep {
             hookline_plugin_sdk::increment("dropped", 1);
+            hookline_plugin_sdk::log::debug(&match score {
+                Some(s) => format!("dropped: score {s} is below {}", self.min),
+                None => format!("dropped: no `data.{field}`"),
+            });
         }
         Ok(keep)
     }
