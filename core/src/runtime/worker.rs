@@ -141,12 +141,13 @@ impl Workers {
             Span::none,
             |d| info_span!("pipelines", event_id = %d.event.id),
         );
+        let n = runs.len();
         let mut running: FuturesUnordered<_> = runs
             .into_iter()
             .map(|d| self.outcome(&runtime, d, &span))
             .collect();
         let mut permit = Some(permit);
-        let mut ended = Vec::new();
+        let mut ended = Vec::with_capacity(n);
         let mut settle_at: Option<tokio::time::Instant> = None;
         let mut settling = FuturesUnordered::new();
         loop {
@@ -494,6 +495,7 @@ impl Workers {
                     .await;
                 let took = started.elapsed();
                 run_took = took;
+                finished.reserve_exact(outcomes.len());
                 for o in &outcomes {
                     let (stage, result) = match o {
                         Outcome::Completed => {
