@@ -109,7 +109,8 @@ async fn send_sends_new_bodies_each_run_counts_duplicates_and_sends_your_own_pay
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()
-        .find(|l| l.contains("401"))
+        // The status line (`  401: 1  {...}`), not the rate line, which may hold `401`.
+        .find(|l| l.trim_start().starts_with("401"))
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(line.contains("\"error\""), "{line}");
 }
