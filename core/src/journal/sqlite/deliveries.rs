@@ -93,7 +93,7 @@ pub(crate) fn defer(ctx: &mut Ctx, ids: &[i64]) -> Result<(), JournalError> {
     let mut made = Vec::new();
     let mut unclaim = c.prepare_cached("UPDATE deliveries SET claimed_by = NULL WHERE id = ?1")?;
     for &id in ids {
-        if let Some(&row) = ctx.fast.materialised.get(&id) {
+        if let Some(row) = ctx.fast.row_of(id) {
             unclaim.execute(params![row])?;
             released.push(id);
         } else if let Some((rowid, index)) = fast::split_virtual(id) {
@@ -108,7 +108,7 @@ pub(crate) fn defer(ctx: &mut Ctx, ids: &[i64]) -> Result<(), JournalError> {
         }
     }
     for id in released {
-        ctx.fast.materialised.remove(&id);
+        ctx.fast.forget(id);
     }
     for (rowid, index) in made {
         ctx.fast.complete(rowid, index);
@@ -125,9 +125,7 @@ pub(crate) fn settle(ctx: &mut Ctx, runs: &[Settlement]) -> Result<(), JournalEr
     }
     for (run, retire) in runs.iter().zip(retired) {
         match retire {
-            Retire::Materialised => {
-                ctx.fast.materialised.remove(&run.delivery);
-            }
+            Retire::Materialised => ctx.fast.forget(run.delivery),
             Retire::Virtual(rowid, index) => {
                 ctx.fast.complete(rowid, index);
             }
@@ -152,7 +150,7 @@ fn settle_sql(
     delivery: i64,
     continuations: &[Continuation],
 ) -> Result<Retire, JournalError> {
-    if let Some(&row) = ctx.fast.materialised.get(&delivery) {
+    if let Some(row) = ctx.fast.row_of(delivery) {
         settle_row(&ctx.conn, row, continuations)?;
         return Ok(Retire::Materialised);
     }

@@ -189,11 +189,7 @@ pub(crate) fn recover(
         }
     }
     tx.commit()?;
-    let fast = FastPath {
-        high,
-        persisted: high + 1,
-        ..FastPath::default()
-    };
+    let fast = FastPath::after(high);
     Ok((fast, dedupe))
 }
 
@@ -228,10 +224,11 @@ pub(crate) fn advance(ctx: &mut Ctx, everything: bool) -> Result<(), JournalErro
     );
     if !overdue.is_empty() {
         let now = ms(Timestamp::now());
-        let mut made = Vec::new();
+        let mut made = Vec::with_capacity(overdue.len());
         {
             let c = &ctx.conn;
             for (rowid, remaining) in &overdue {
+                let mut rows = Vec::with_capacity(remaining.len());
                 let (id, pipelines) = routed(c, *rowid)?;
                 for &i in remaining {
                     let Some(p) = pipelines.get(usize::from(i)) else {
@@ -250,21 +247,20 @@ pub(crate) fn advance(ctx: &mut Ctx, everything: bool) -> Result<(), JournalErro
                             order_key: None,
                         },
                     )?;
-                    made.push((fast::virtual_id(*rowid, usize::from(i)), row));
+                    rows.push((fast::virtual_id(*rowid, usize::from(i)), row));
                 }
+                made.push((*rowid, rows));
             }
         }
-        for (rowid, _) in &overdue {
-            ctx.fast.outstanding.remove(rowid);
+        for (rowid, rows) in &made {
+            ctx.fast.materialise(*rowid, rows);
         }
-        ctx.fast.materialised.extend(made);
     }
-    let mark = ctx.fast.watermark();
-    if mark > ctx.fast.persisted {
+    if let Some(mark) = ctx.fast.unwritten_watermark() {
         ctx.conn
             .prepare_cached("UPDATE progress SET done_below = ?1 WHERE id = 1")?
             .execute(params![mark])?;
-        ctx.fast.persisted = mark;
+        ctx.fast.written(mark);
     }
     Ok(())
 }

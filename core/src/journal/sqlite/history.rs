@@ -379,7 +379,7 @@ pub(crate) fn erase(
                 "SELECT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1 AND state = 'pending' AND claimed_by IS NOT NULL)",
             )?
             .query_row(params![id], |r| r.get(0))?;
-        if claimed || ctx.fast.outstanding.contains_key(&rowid) {
+        if claimed || ctx.fast.holds(rowid) {
             out.busy += 1;
             continue;
         }

@@ -514,7 +514,7 @@ fn writer(mut ctx: Ctx, mut jobs: mpsc::Receiver<Box<dyn Job>>, commits: &Atomic
         }
         let size = batch.len();
         // The fast path changes with the batch's SQL; a failed commit puts it back.
-        let saved = ctx.fast.clone();
+        ctx.fast.begin();
         let replies: Vec<Reply> = batch.into_iter().map(|job| job.run(&mut ctx)).collect();
         let progress = events::advance(&mut ctx, false).err().map(|e| {
             ctx.health.check_journal(&e);
@@ -529,8 +529,9 @@ fn writer(mut ctx: Ctx, mut jobs: mpsc::Receiver<Box<dyn Job>>, commits: &Atomic
         };
         if commit.is_some() {
             let _ = ctx.conn.execute_batch("ROLLBACK");
-            ctx.fast = saved;
+            ctx.fast.rollback();
         } else {
+            ctx.fast.commit();
             commits.fetch_add(1, Ordering::Relaxed);
             crate::metrics::journal_commit(size);
         }
