@@ -74,10 +74,10 @@ enum Change {
         index: u16,
         since: Instant,
     },
-    /// `materialise` removed this entry and gave these virtual ids rows.
+    /// `materialise` removed this entry (if there was one) and gave these virtual ids rows.
     Materialised {
         rowid: i64,
-        entry: Outstanding,
+        entry: Option<Outstanding>,
         ids: Vec<i64>,
     },
     /// `forget` dropped this virtual id's row mapping.
@@ -137,7 +137,9 @@ impl FastPath {
                     for id in ids {
                         self.materialised.remove(&id);
                     }
-                    self.outstanding.insert(rowid, entry);
+                    if let Some(entry) = entry {
+                        self.outstanding.insert(rowid, entry);
+                    }
                 }
                 Change::Forgot { id, row } => {
                     self.materialised.insert(id, row);
@@ -200,7 +202,8 @@ impl FastPath {
     /// virtual id → row id); the event no longer holds the watermark.
     pub(crate) fn materialise(&mut self, rowid: i64, made: &[(i64, i64)]) {
         self.materialised.extend(made.iter().copied());
-        if let Some(entry) = self.outstanding.remove(&rowid) {
+        let entry = self.outstanding.remove(&rowid);
+        if self.batch.is_some() {
             self.note(Change::Materialised {
                 rowid,
                 entry,
@@ -354,6 +357,7 @@ mod tests {
         assert!(!f.holds(1));
         f.forget(virtual_id(2, 0));
         f.materialise(3, &[(virtual_id(3, 0), 101), (virtual_id(3, 1), 102)]);
+        f.materialise(9, &[(virtual_id(9, 0), 103)]);
         let mark = f.unwritten_watermark().expect("moved");
         f.written(mark);
         assert_ne!(state(&f), before);
