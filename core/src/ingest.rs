@@ -144,9 +144,18 @@ async fn handle(
     State(state): State<Arc<AppState>>,
     method: Method,
     uri: Uri,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // HTTP/2 carries the host in `:authority`, not in a Host header (RFC 9113, 8.3.1).
+    // Write it as the Host header a proxy translating to HTTP/1.1 would write, so that a
+    // scheme that signs the URL (Twilio) and a later rerun of the stored request see it.
+    if !headers.contains_key(header::HOST)
+        && let Some(authority) = uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, host);
+    }
     let runtime = state.runtime.load_full();
     let path = match uri.path() {
         "/" => "/",

@@ -332,3 +332,45 @@ stages = [{{ sink = "file", path = "direct.jsonl", envelope = true }}]
     assert_eq!(json_event["payload"]["ConversationSid"], "CH1");
     assert!(dead_letters(&h).is_empty());
 }
+
+/// HTTP/2 names the host in `:authority` and sends no Host header: without `public_url`,
+/// the signed URL is built from it as from Host over HTTP/1.1.
+#[tokio::test]
+async fn over_http2_the_url_is_built_from_the_authority() {
+    let config = format!(
+        r#"
+[[sources]]
+name = "direct"
+path = "/webhooks/twilio"
+verify = {{ scheme = "twilio", secrets = ["{NEW}"] }}
+
+[[pipelines]]
+name = "direct"
+source = "direct"
+stages = [{{ sink = "file", path = "direct.jsonl", envelope = true }}]
+"#
+    );
+    let h = Hookline::start_with(&config, "http2 = true", &[]);
+    let url = h.url("/webhooks/twilio");
+    let status: &[(&str, &str)] = &[
+        ("MessageSid", "SM0000000000000000000000000000003"),
+        ("MessageStatus", "delivered"),
+    ];
+    let signed = twilio_sign(&[form_req(NEW, &url, status)]);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let mut request = h2.post(&url).body(encode(status));
+    for (name, value) in headers(&signed[0].0, FORM) {
+        request = request.header(name, value);
+    }
+    let r = request.send().await.expect("an answer over h2c");
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let code = r.status();
+    assert_eq!(code, 200, "{}", r.text().await.unwrap_or_default());
+    let lines = expect_events(&h, "direct.jsonl", &["delivered"]).await;
+    assert_eq!(lines[0]["payload"]["MessageSid"], status[0].1);
+}
