@@ -6,6 +6,9 @@
 //!
 //! The cost a stage adds is its row minus the pass-through row of its kind.
 //!
+//! The `sink encode` rows are what a sink with `envelope = true` encodes per delivery: the
+//! envelope built as a JSON value (a copy of the payload) and the borrowed form sinks use.
+//!
 //! `cargo bench -p hookline --bench stages`
 
 mod common;
@@ -117,6 +120,18 @@ fn stages(c: &mut Criterion) {
         let name = pipeline.stages[0].plugin.clone();
         group.bench_function(name.as_str(), |b| b.iter(|| run(op, &event)));
     }
+    group.finish();
+
+    // What a sink with `envelope = true` encodes per delivery: the envelope built as a JSON
+    // value (a copy of the payload) against the borrowed form the sinks encode.
+    let mut group = c.benchmark_group("sink encode");
+    let event = std::hint::black_box(&event);
+    group.bench_function("envelope, built as a value", |b| {
+        b.iter(|| serde_json::to_vec(&event.envelope()))
+    });
+    group.bench_function("envelope, borrowed", |b| {
+        b.iter(|| serde_json::to_vec(&event.envelope_ref()))
+    });
     group.finish();
 }
 

@@ -29,16 +29,40 @@ impl Event {
         lookup(&self.payload, path)
     }
 
-    /// The envelope form sinks write with `envelope = true`.
+    /// The envelope form sinks write with `envelope = true`, as a JSON value.
     pub fn envelope(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "source": self.source,
-            "type": self.event_type,
-            "received_at": self.received_at.to_string(),
-            "payload": self.payload,
-        })
+        serde_json::to_value(self.envelope_ref())
+            .expect("an envelope of strings and a JSON value always encodes")
     }
+
+    /// The envelope form borrowed from the event: what a sink serialises, without copying
+    /// the payload (a sink writing an envelope per delivery copied it for each).
+    pub fn envelope_ref(&self) -> Envelope<'_> {
+        Envelope {
+            id: &self.id,
+            source: &self.source,
+            event_type: &self.event_type,
+            received_at: &self.received_at,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// The envelope form of an [`Event`] (`id`, `source`, `type`, `received_at` as RFC 3339
+/// text, `payload`, in that order), borrowed: see [`Event::envelope_ref`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Envelope<'a> {
+    id: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    #[serde(serialize_with = "as_text")]
+    received_at: &'a jiff::Timestamp,
+    payload: &'a serde_json::Value,
+}
+
+fn as_text<S: serde::Serializer>(at: &&jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(at)
 }
 
 /// Walk a dotted path (`a.b.0.c`) through objects and arrays.
@@ -87,5 +111,9 @@ mod tests {
         assert_eq!(env["type"], "t");
         assert_eq!(env["payload"], json!({"a": 1}));
         assert_eq!(env["received_at"], "1970-01-01T00:00:00Z");
+        let keys: Vec<&String> = env.as_object().expect("object").keys().collect();
+        assert_eq!(keys, ["id", "source", "type", "received_at", "payload"]);
+        let text = serde_json::to_string(&e.envelope_ref()).expect("json");
+        assert_eq!(text, serde_json::to_string(&env).expect("json"));
     }
 }

@@ -23,7 +23,7 @@ mod stage;
 
 pub use config::{BuildContext, ConfigError, PluginConfig, toml_to_json};
 pub use error::StageError;
-pub use event::Event;
+pub use event::{Envelope, Event};
 pub use merge::merge_patch;
 pub use registry::{FilterFactory, Registry, SinkFactory, StageKind, TransformFactory};
 pub use secret::Secret;

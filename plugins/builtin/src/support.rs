@@ -101,7 +101,7 @@ pub(crate) fn check_writable(path: &std::path::Path) -> Result<(), String> {
 /// if it ever did, retrying would not help.
 pub(crate) fn encode(event: &Event, envelope: bool) -> Result<Vec<u8>, StageError> {
     if envelope {
-        serde_json::to_vec(&event.envelope())
+        serde_json::to_vec(&event.envelope_ref())
     } else {
         serde_json::to_vec(&event.payload)
     }

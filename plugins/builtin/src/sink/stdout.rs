@@ -42,13 +42,7 @@ pub struct StdoutSink {
 
 impl StdoutSink {
     fn line(&self, event: &Event) -> Result<Vec<u8>, StageError> {
-        let value = if self.envelope {
-            event.envelope()
-        } else {
-            event.payload.clone()
-        };
-        let mut line = serde_json::to_vec(&value)
-            .map_err(|e| StageError::fatal(format!("cannot encode event: {e}")))?;
+        let mut line = crate::support::encode(event, self.envelope)?;
         line.push(b'\n');
         Ok(line)
     }
