@@ -2,7 +2,7 @@
 """Benchmark driver: Hookline against the bare HTTP stack, on 127.0.0.1.
 
 Builds the release binaries, then, in one run, measures every candidate under the same
-load, interleaved (A B C A B C ...) and repeated, and reports medians with each Hookline
+load, interleaved (A B C, B C A, C A B, ...: each rep one place further on) and repeated, and reports medians with each Hookline
 row as a ratio to the baseline measured beside it:
 
   baseline          tests/bench/baseline: axum + constant-time HMAC check + append to a file
@@ -472,6 +472,9 @@ def one_run(name: str, load: str, rep: int, args, bins: dict, workdir: Path, wrk
                 shutil.rmtree(f)
             elif f.exists():
                 f.unlink()
+    # Leave the disk quiet for the next run: without this, the run after the baseline (whose
+    # file holds hundreds of MB) paid for its deletion and writeback in its own fsyncs.
+    os.sync()
     return result
 
 
@@ -718,8 +721,12 @@ def main() -> None:
     runs = []
     skipped: dict[str, str] = {}
     for rep in range(1, args.reps + 1):
+        # Each rep starts one candidate further on (A B C, B C A, C A B, ...): no candidate
+        # always runs in the same place, e.g. right after the baseline.
+        shift = (rep - 1) % len(names)
+        order = names[shift:] + names[:shift]
         for load in loads:
-            for name in names:
+            for name in order:
                 if name.partition("@")[0] in skipped:
                     runs.append({"candidate": name, "load": load, "rep": rep, "skipped": skipped[name.partition("@")[0]]})
                     continue
