@@ -307,12 +307,7 @@ async fn partial_bodies_are_bounded_by_the_byte_budget_and_the_body_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn h2c_is_off_by_default_and_bounded_when_on() {
     let off = hookline("");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
+    let h2 = h2c_client(Duration::from_secs(5));
     let body = sample("email.captured", 1);
     let sig = sign(SECRET, body.as_bytes());
     let refused = h2

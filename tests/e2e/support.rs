@@ -311,6 +311,16 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().expect("client")
 }
 
+/// A client that speaks HTTP/2 with prior knowledge (h2c), for a listener with `http2 = true`.
+pub fn h2c_client(timeout: Duration) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(timeout)
+        .build()
+        .expect("client")
+}
+
 /// Lower-case hex HMAC-SHA256, as LeadShark signs.
 pub fn sign(secret: &str, body: &[u8]) -> String {
     hookline_leadshark::sign(secret, body)

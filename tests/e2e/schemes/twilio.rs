@@ -357,12 +357,7 @@ stages = [{{ sink = "file", path = "direct.jsonl", envelope = true }}]
         ("MessageStatus", "delivered"),
     ];
     let signed = twilio_sign(&[form_req(NEW, &url, status)]);
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let h2 = h2c_client(Duration::from_secs(10));
     let mut request = h2.post(&url).body(encode(status));
     for (name, value) in headers(&signed[0].0, FORM) {
         request = request.header(name, value);
