@@ -14,45 +14,9 @@ use hookline_plugin_api::Registry;
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
+use super::Selection;
 use crate::admin::replays::{LEASE, ReplaysQuery};
 use crate::journal::{JobState, Journal, Lease, ReplayJob};
-
-/// The event filters a bulk replay takes (those of `events list`; the pipeline is the one
-/// replayed into).
-#[derive(Debug, Args, Default)]
-pub(crate) struct JobFilters {
-    /// Only events of this type.
-    #[arg(long = "type")]
-    event_type: Option<String>,
-    /// Only events with this outcome in the pipeline replayed into: delivered, dropped,
-    /// retrying, paused, dead_lettered, in_flight, finished.
-    #[arg(long)]
-    outcome: Option<String>,
-    /// Received since this RFC 3339 time, or this long ago (`1h`, `7d`).
-    #[arg(long)]
-    since: Option<String>,
-    /// Received before this RFC 3339 time, or this long ago.
-    #[arg(long)]
-    until: Option<String>,
-    /// A CEL expression over the event, as the `cel` filter takes it.
-    #[arg(long, short)]
-    q: Option<String>,
-}
-
-impl JobFilters {
-    /// No filter given (they select the events of a job; one event needs none).
-    pub(crate) fn is_empty(&self) -> bool {
-        [
-            &self.event_type,
-            &self.outcome,
-            &self.since,
-            &self.until,
-            &self.q,
-        ]
-        .iter()
-        .all(|v| v.is_none())
-    }
-}
 
 /// How a bulk replay runs.
 #[derive(Debug, Args)]
@@ -75,7 +39,7 @@ pub(crate) async fn replay(
     source: &str,
     pipeline: String,
     from_failed: bool,
-    filters: JobFilters,
+    filters: Selection,
     options: JobOptions,
 ) -> anyhow::Result<()> {
     let owner = format!("cli:{}", uuid::Uuid::now_v7());

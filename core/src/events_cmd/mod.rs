@@ -22,44 +22,74 @@ pub struct EventsArgs {
     pub(crate) command: EventsCommand,
 }
 
+/// The event filters `list`, `erase` and a bulk `replay` share (those of
+/// `GET /api/v1/events` but the source and the pipeline, which `replay` names itself).
+#[derive(Debug, Args, Default)]
+pub(crate) struct Selection {
+    /// Only events of this type.
+    #[arg(long = "type")]
+    pub(crate) event_type: Option<String>,
+    /// Only events with this outcome (in `--pipeline`, if given): delivered, dropped,
+    /// retrying, paused, dead_lettered, in_flight, finished.
+    #[arg(long)]
+    pub(crate) outcome: Option<String>,
+    /// Received since this RFC 3339 time, or this long ago (`1h`, `7d`).
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+    /// Received before this RFC 3339 time, or this long ago.
+    #[arg(long)]
+    pub(crate) until: Option<String>,
+    /// A CEL expression over the event, as the `cel` filter takes it:
+    /// `payload.data.lead.email.endsWith("@acme.com")`.
+    #[arg(long, short)]
+    pub(crate) q: Option<String>,
+}
+
+impl Selection {
+    /// No filter given (they select the events of a job; one event needs none).
+    pub(crate) fn is_empty(&self) -> bool {
+        [
+            &self.event_type,
+            &self.outcome,
+            &self.since,
+            &self.until,
+            &self.q,
+        ]
+        .iter()
+        .all(|v| v.is_none())
+    }
+}
+
 /// The filters of `list` and `erase` (those of `GET /api/v1/events`).
 #[derive(Debug, Args, Default)]
 pub(crate) struct EventFilters {
     /// Only events of this source.
     #[arg(long)]
     source: Option<String>,
-    /// Only events of this type.
-    #[arg(long = "type")]
-    event_type: Option<String>,
     /// Only events routed to this pipeline.
     #[arg(long)]
     pipeline: Option<String>,
-    /// Only events with this outcome (in `--pipeline`, if given): delivered, dropped,
-    /// retrying, paused, dead_lettered, in_flight, finished.
-    #[arg(long)]
-    outcome: Option<String>,
-    /// Received since this RFC 3339 time, or this long ago (`1h`, `7d`).
-    #[arg(long)]
-    since: Option<String>,
-    /// Received before this RFC 3339 time, or this long ago.
-    #[arg(long)]
-    until: Option<String>,
-    /// A CEL expression over the event, as the `cel` filter takes it:
-    /// `payload.data.lead.email.endsWith("@acme.com")`.
-    #[arg(long, short)]
-    q: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
 }
 
 impl EventFilters {
     fn query(self, cursor: Option<String>, limit: Option<u64>, all: bool) -> EventsQuery {
+        let Selection {
+            event_type,
+            outcome,
+            since,
+            until,
+            q,
+        } = self.selection;
         EventsQuery {
             source: self.source,
-            event_type: self.event_type,
+            event_type,
             pipeline: self.pipeline,
-            outcome: self.outcome,
-            since: self.since,
-            until: self.until,
-            q: self.q,
+            outcome,
+            since,
+            until,
+            q,
             cursor,
             limit,
             all,
@@ -101,7 +131,7 @@ pub(crate) enum EventsCommand {
         #[arg(long)]
         from_failed: bool,
         #[command(flatten)]
-        filters: jobs::JobFilters,
+        filters: Selection,
         #[command(flatten)]
         options: jobs::JobOptions,
     },
