@@ -214,6 +214,7 @@ pub async fn serve(config: &Path, role: Role, registry: &Registry) -> anyhow::Re
             reloader: Some(reloader),
             registry: registry.clone(),
             replays: Some(replays),
+            stop: stop.clone(),
         },
         stop.clone(),
     ));

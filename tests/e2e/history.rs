@@ -448,6 +448,19 @@ impl Sse {
             self.pending.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
+
+    /// Whether the stream ends cleanly (entries skipped) within 20 s.
+    async fn ends(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.response.chunk()).await {
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None)) => return true,
+                Ok(Err(_)) | Err(_) => return false,
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -584,4 +597,61 @@ stages = [
     drop(open);
     drop(everything);
     drop(likes);
+}
+
+/// A stop does not wait for the tails open on it (a console tab, `hookline tail`): each ends
+/// cleanly, the process exits, and the stop's log counts the pipeline runs in flight (none
+/// here), not the service's own background tasks.
+#[tokio::test]
+async fn open_tails_end_when_the_service_stops() {
+    use std::io::BufRead;
+    let mut h = Hookline::start(&format!(
+        "{}\n[[pipelines]]\nname = \"archive\"\nsource = \"leadshark\"\nstages = [{{ sink = \"file\", path = \"archive.jsonl\" }}]\n",
+        leadshark_source()
+    ));
+    let mut tail = Sse::open(&h.admin_url("/api/v1/tail")).await;
+    let mut cli = std::process::Command::new(bin())
+        .args(["tail", "--admin"])
+        .arg(format!("http://{}", h.admin_addr))
+        .arg("--config")
+        .arg(&h.config_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hookline tail");
+    let mut said = std::io::BufReader::new(cli.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    said.read_line(&mut line).expect("read");
+    assert!(line.starts_with("following"), "{line}");
+    let r = post_signed(&h.url("/webhooks/leadshark"), &lead(1, "ada@acme.com")).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(tail.next().await["kind"], "accepted");
+    wait_for_lines(&h.path("archive.jsonl"), 1).await;
+
+    assert!(
+        h.terminate(),
+        "a stop with two tails open; log:\n{}",
+        h.log()
+    );
+    assert!(tail.ends().await, "the tail ended with the service");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = cli.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = cli.kill();
+            panic!("hookline tail still running after the service stopped");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut said, &mut rest);
+    assert!(!status.success(), "{rest}");
+    assert!(rest.contains("the service closed the tail"), "{rest}");
+    let log = h.log();
+    assert!(
+        log.contains("waiting for pipeline runs in flight in_flight=0"),
+        "{log}"
+    );
 }

@@ -154,6 +154,13 @@ impl Hookline {
         std::mem::replace(&mut self.dir, dir)
     }
 
+    /// SIGTERM, a clean exit within 30 s, and the directory back (to start again in it).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        assert!(self.terminate(), "no clean stop; log:\n{}", self.log());
+        let dir = tempfile::tempdir().expect("placeholder dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
     /// Run `hookline <args>` against this instance's config.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         let mut all: Vec<&str> = args.to_vec();

@@ -38,6 +38,9 @@ pub(crate) struct AdminState {
     pub(crate) registry: hookline_plugin_api::Registry,
     /// Runs bulk replay jobs in this process.
     pub(crate) replays: Option<replays::Runner>,
+    /// Cancelled when the service stops: ends the responses that would otherwise never end
+    /// (the live tail), so that an open console does not hold up the stop.
+    pub(crate) stop: tokio_util::sync::CancellationToken,
 }
 
 pub(crate) fn router(state: AdminState) -> Router {

@@ -3,7 +3,8 @@
 //!
 //! A listener costs the flow nothing it would wait for: it reads a ring (see [`crate::tap`]),
 //! and one that falls behind gets a `lagged` entry saying how many it missed. At most
-//! [`MAX_TAILS`] listen at once.
+//! [`MAX_TAILS`] listen at once. A tail ends when the service stops (a client reconnects to
+//! the next process), so an open one never holds up the stop.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -59,11 +60,12 @@ impl TailQuery {
 struct Tail {
     listener: Listener,
     query: TailQuery,
+    stop: tokio_util::sync::CancellationToken,
     _slot: OwnedSemaphorePermit,
 }
 
 pub(super) async fn tail(
-    State(_): State<AdminState>,
+    State(admin): State<AdminState>,
     q: Result<Query<TailQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
@@ -76,11 +78,17 @@ pub(super) async fn tail(
     let state = Tail {
         listener: Listener::new(),
         query,
+        stop: admin.stop.clone(),
         _slot: slot,
     };
     let stream = futures::stream::unfold(state, |mut tail| async move {
         loop {
-            let item = match tail.listener.rx.recv().await {
+            let received = tokio::select! {
+                biased;
+                () = tail.stop.cancelled() => return None,
+                received = tail.listener.rx.recv() => received,
+            };
+            let item = match received {
                 Ok(t) if tail.query.wants(&t) => Event::default().json_data(t.as_ref()),
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(skipped)) => Event::default()

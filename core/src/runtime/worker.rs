@@ -54,7 +54,10 @@ struct Inner {
     runtime: Arc<ArcSwap<Runtime>>,
     permits: Arc<Semaphore>,
     concurrency: usize,
+    /// Pipeline run tasks: what a stop waits for, and what `in_flight` counts.
     tracker: TaskTracker,
+    /// The poller and the pruner: they end when `stop` is cancelled.
+    background: TaskTracker,
     wake: Notify,
     stop: tokio_util::sync::CancellationToken,
     /// Ids of accepted deliveries that found no run slot and could not be deferred.
@@ -78,6 +81,7 @@ impl Workers {
                 permits: Arc::new(Semaphore::new(concurrency.max(1))),
                 concurrency: concurrency.max(1),
                 tracker: TaskTracker::new(),
+                background: TaskTracker::new(),
                 wake: Notify::new(),
                 stop: tokio_util::sync::CancellationToken::new(),
                 stranded: std::sync::Mutex::default(),
@@ -307,11 +311,11 @@ impl Workers {
     pub(crate) fn start(&self) {
         let this = self.clone();
         self.inner
-            .tracker
+            .background
             .spawn(async move { this.poll_loop().await });
         let this = self.clone();
         self.inner
-            .tracker
+            .background
             .spawn(async move { this.prune_loop().await });
     }
 
@@ -320,11 +324,16 @@ impl Workers {
     pub(crate) async fn shutdown(&self, timeout: Duration) -> bool {
         self.inner.stop.cancel();
         self.inner.tracker.close();
-        tokio::time::timeout(timeout, self.inner.tracker.wait())
-            .await
-            .is_ok()
+        self.inner.background.close();
+        tokio::time::timeout(timeout, async {
+            self.inner.background.wait().await;
+            self.inner.tracker.wait().await;
+        })
+        .await
+        .is_ok()
     }
 
+    /// Pipeline run tasks still running (one task runs an event's first runs together).
     pub(crate) fn in_flight(&self) -> usize {
         self.inner.tracker.len()
     }
