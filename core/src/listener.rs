@@ -1,9 +1,13 @@
-//! The webhook listener's connections, each with a bound: at most `max_connections` open
+//! The listeners' connections, each with a bound: at most `max_connections` open
 //! (the rest wait in the kernel's accept queue), headers within `header_timeout`, nothing
 //! read or written for `idle_timeout` closes the connection, request heads of at most
 //! [`MAX_HEAD`] bytes, and HTTP/1.1 only unless `http2` is on (then at most
 //! [`H2_STREAMS`] streams per connection and small flow-control windows). Bodies have their
 //! own deadline and a shared byte budget in [`crate::ingest`].
+//!
+//! The webhook listener takes its bounds from `[server]`; the admin listener
+//! ([`Limits::admin`]) the same timeouts, HTTP/1.1 only, and at most
+//! [`ADMIN_MAX_CONNECTIONS`].
 //!
 //! Hyper does the HTTP; this file only accepts, configures and watches.
 
@@ -35,9 +39,15 @@ pub(crate) const H2_STREAMS: u32 = 32;
 const H2_STREAM_WINDOW: u32 = 64 * 1024;
 const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
 
-/// The listener's bounds, from `[server]`; read once at start.
+/// Connections the admin listener serves at once (a Prometheus scraper, a few console tabs,
+/// the CLI); more wait in the kernel's accept queue.
+pub(crate) const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// A listener's bounds, from `[server]`; read once at start.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
+    /// Which listener, for its log lines.
+    pub(crate) name: &'static str,
     pub(crate) header_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_connections: usize,
@@ -47,10 +57,22 @@ pub(crate) struct Limits {
 impl Limits {
     pub(crate) fn from_config(server: &ServerConfig) -> Limits {
         Limits {
+            name: "webhooks",
             header_timeout: server.header_timeout,
             idle_timeout: server.idle_timeout,
             max_connections: server.max_connections,
             http2: server.http2,
+        }
+    }
+
+    /// The admin listener's: `[server]`'s timeouts (a live tail's keep-alive comes every
+    /// 15 s, well inside the idle timeout), HTTP/1.1, [`ADMIN_MAX_CONNECTIONS`].
+    pub(crate) fn admin(server: &ServerConfig) -> Limits {
+        Limits {
+            name: "admin",
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            http2: false,
+            ..Limits::from_config(server)
         }
     }
 }
@@ -95,6 +117,7 @@ pub(crate) async fn serve(
             Err(_) => {
                 if !full_logged {
                     warn!(
+                        listener = limits.name,
                         max_connections = limits.max_connections,
                         "connection limit reached; new connections wait to be accepted"
                     );
@@ -115,7 +138,7 @@ pub(crate) async fn serve(
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors, most likely: wait rather than spin.
-                    warn!(error = %e, "could not accept a connection");
+                    warn!(listener = limits.name, error = %e, "could not accept a connection");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -166,7 +189,10 @@ pub(crate) async fn serve(
         .await
         .is_err()
     {
-        warn!("requests still open at the shutdown deadline were cut off");
+        warn!(
+            listener = limits.name,
+            "requests still open at the shutdown deadline were cut off"
+        );
     }
 }
 

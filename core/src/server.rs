@@ -59,15 +59,19 @@ async fn drain(state: &AppState) {
     }
 }
 
-/// Serve the admin API until `stop` is cancelled.
-pub(crate) async fn serve_admin(
-    listener: TcpListener,
-    state: AdminState,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, crate::admin::router(state))
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
+/// Serve the admin API until `stop` is cancelled, with the listener's bounds
+/// ([`crate::listener::Limits::admin`]); then let open requests finish for up to
+/// [`REQUEST_DRAIN_TIMEOUT`].
+pub(crate) async fn serve_admin(listener: TcpListener, state: AdminState, stop: CancellationToken) {
+    let limits = crate::listener::Limits::admin(&state.runtime.load().server);
+    crate::listener::serve(
+        listener,
+        crate::admin::router(state),
+        limits,
+        stop,
+        REQUEST_DRAIN_TIMEOUT,
+    )
+    .await;
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -197,6 +197,53 @@ async fn connections_over_the_cap_wait_and_are_served_when_others_close() {
     assert!(h.log().contains("connection limit reached"), "{}", h.log());
 }
 
+/// The admin listener has bounds of its own: 64 connections held open with half a request
+/// head leave the 65th waiting (and webhooks served, on their own listener) until the header
+/// timeout cuts the held ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_listener_is_bounded_apart_from_the_webhooks() {
+    let h = hookline("header_timeout = \"3s\"");
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let mut s = TcpStream::connect(h.admin_addr).await.expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await
+            .expect("write");
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let healthz = h.admin_url("/healthz");
+    let blocked =
+        tokio::time::timeout(Duration::from_millis(1000), client().get(&healthz).send()).await;
+    assert!(
+        blocked.is_err(),
+        "an admin connection over the cap is not served while the cap is held"
+    );
+    let r = post_signed(&h.url("/webhooks/leadshark"), &sample("email.captured", 1)).await;
+    assert_eq!(r.status, 200, "webhooks are served meanwhile: {}", r.json);
+    let served = tokio::time::timeout(Duration::from_secs(10), client().get(&healthz).send())
+        .await
+        .expect("served once the held connections were cut at the header timeout")
+        .expect("healthz");
+    assert_eq!(served.status(), 200);
+    let mut cut = 0;
+    for mut s in held {
+        let mut buf = [0u8; 256];
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+            cut += 1;
+        }
+    }
+    assert_eq!(
+        cut, 64,
+        "every held admin connection was closed by the server"
+    );
+    let log = h.log();
+    assert!(
+        log.contains("connection limit reached") && log.contains("listener=\"admin\""),
+        "{log}"
+    );
+}
+
 /// F2: 400 unsigned 1 MiB bodies, each sent one byte short and left hanging. The bytes held
 /// stay within `max_buffered` (+ 32 MiB), the rest are answered 503 + Retry-After, the hung
 /// ones 408 at `body_timeout`, and the memory is given back afterwards.
