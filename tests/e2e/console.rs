@@ -561,13 +561,19 @@ async fn scenario(
     .await;
 }
 
+/// `admin` (an `[admin]` section, or nothing for one on port 0 without a token), then
+/// LeadShark into one `file` pipeline.
+fn archive(admin: &str) -> String {
+    format!(
+        "{admin}{}\n[[pipelines]]\nname = \"archive\"\nsource = \"leadshark\"\nstages = [{{ sink = \"file\", path = \"archive.jsonl\" }}]\n",
+        leadshark_source()
+    )
+}
+
 /// A loopback admin listener without a token: the console opens straight away, no login.
 #[tokio::test]
 async fn without_an_admin_token_the_console_needs_no_login() {
-    let h = Hookline::start(&format!(
-        "{}\n[[pipelines]]\nname = \"archive\"\nsource = \"leadshark\"\nstages = [{{ sink = \"file\", path = \"archive.jsonl\" }}]\n",
-        leadshark_source()
-    ));
+    let h = Hookline::start(&archive(""));
     let chromedriver = Chromedriver::start().await;
     let d = chromedriver.browser().await;
     d.goto(h.admin_url("/ui/")).await.expect("open /ui/");
@@ -596,10 +602,9 @@ async fn without_an_admin_token_the_console_needs_no_login() {
 #[tokio::test]
 async fn the_console_reconnects_its_tail_after_a_restart() {
     let port = Receiver::free_port();
-    let h = Hookline::start(&format!(
-        "[admin]\nlisten = \"127.0.0.1:{port}\"\n{}\n[[pipelines]]\nname = \"archive\"\nsource = \"leadshark\"\nstages = [{{ sink = \"file\", path = \"archive.jsonl\" }}]\n",
-        leadshark_source()
-    ));
+    let h = Hookline::start(&archive(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{port}\"\n"
+    )));
     let chromedriver = Chromedriver::start().await;
     let d = chromedriver.browser().await;
     d.goto(h.admin_url("/ui/")).await.expect("open /ui/");
