@@ -36,13 +36,12 @@ pub(crate) fn outcome<'a>(event: &'a Value, pipeline: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no pipeline {pipeline} in {event}"))
 }
 
-#[tokio::test]
-async fn events_are_searchable_by_every_filter_and_show_each_pipelines_outcome_and_attempts() {
-    let refuse = Receiver::start(vec![400; 64]).await;
-    let busy = Receiver::start(vec![503; 64]).await;
-    let h = Hookline::start(&format!(
-        r#"{}
-[[pipelines]]
+/// The pipelines of the search scenario: every outcome a first run can have — delivered
+/// (`archive`), dropped by a named filter (`only-likes`), dead-lettered on a 400 (`crm`),
+/// retrying after a 503 (`slow`, next attempt in an hour).
+pub(crate) fn four_outcomes(refuse: &Receiver, busy: &Receiver) -> String {
+    format!(
+        r#"[[pipelines]]
 name = "archive"
 source = "leadshark"
 stages = [{{ sink = "file", path = "archive.jsonl" }}]
@@ -65,27 +64,54 @@ name = "slow"
 source = "leadshark"
 stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5, initial = "1h", max = "1h" }} }}]
 "#,
-        leadshark_source(),
         refuse.url(),
-        busy.url(),
-    ));
-    let url = h.url("/webhooks/leadshark");
+        busy.url()
+    )
+}
+
+/// Where the search scenario runs: one process on SQLite, or an ingest and a worker on NATS.
+pub(crate) struct Searched<'a> {
+    /// The webhook URL.
+    pub(crate) webhooks: String,
+    /// Every process's admin listener (`http://host:port`): each must answer alike.
+    pub(crate) admins: Vec<String>,
+    /// `hookline <args>` against the config.
+    pub(crate) cli: &'a dyn Fn(&[&str]) -> std::process::Output,
+    /// Queries that this journal refuses and others answer, with what the refusal says.
+    pub(crate) refused: &'a [(&'a str, &'a str)],
+}
+
+impl Searched<'_> {
+    async fn events(&self, i: usize, query: &str) -> Value {
+        get_json(&format!("{}/api/v1/events{query}", self.admins[i])).await
+    }
+
+    async fn count(&self, query: &str) -> usize {
+        ids(&self.events(self.admins.len() - 1, query).await).len()
+    }
+}
+
+/// Three leads into [`four_outcomes`]; then every filter, paging, bad input, one event's
+/// view and the CLI, against `on`.
+pub(crate) async fn searchable_scenario(on: Searched<'_>) {
+    let last = on.admins.len() - 1;
     let before = jiff::Timestamp::now();
     let mut sent = Vec::new();
     for (i, email) in ["ada@acme.com", "bob@example.com", "cy@acme.com"]
         .iter()
         .enumerate()
     {
-        let r = post_signed(&url, &lead(i as u64, email)).await;
+        let r = post_signed(&on.webhooks, &lead(i as u64, email)).await;
         assert_eq!(r.status, 200, "{}", r.json);
         sent.push(r.json["id"].as_str().expect("id").to_string());
     }
     // Every first run settles: delivered, dropped, dead-lettered (400), retrying (503).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let page = events(&h, "?outcome=retrying&pipeline=slow").await;
-        let dead = events(&h, "?outcome=dead_lettered").await;
-        if ids(&page).len() == 3 && ids(&dead).len() == 3 {
+        let page = on.events(0, "?outcome=retrying&pipeline=slow").await;
+        let dead = on.events(last, "?outcome=dead_lettered").await;
+        let delivered = on.events(last, "?outcome=delivered&pipeline=archive").await;
+        if ids(&page).len() == 3 && ids(&dead).len() == 3 && ids(&delivered).len() == 3 {
             break;
         }
         assert!(
@@ -95,11 +121,14 @@ stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5,
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Newest first, everything.
-    let all = events(&h, "").await;
+    // Newest first, everything, from every process.
     let newest_first: Vec<String> = sent.iter().rev().cloned().collect();
-    assert_eq!(ids(&all), newest_first, "{all}");
-    assert_eq!(all["next"], Value::Null);
+    for i in 0..on.admins.len() {
+        let all = on.events(i, "").await;
+        assert_eq!(ids(&all), newest_first, "{all}");
+        assert_eq!(all["next"], Value::Null);
+    }
+    let all = on.events(last, "").await;
     let e = &all["items"][0];
     assert_eq!(e["source"], "leadshark");
     assert_eq!(e["type"], "email.captured");
@@ -123,32 +152,33 @@ stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5,
     assert!(e.get("payload").is_none(), "a listing carries no payloads");
 
     // Each filter.
-    assert_eq!(ids(&events(&h, "?source=leadshark").await).len(), 3);
-    assert_eq!(ids(&events(&h, "?source=other").await).len(), 0);
-    assert_eq!(ids(&events(&h, "?type=email.captured").await).len(), 3);
-    assert_eq!(ids(&events(&h, "?type=new.like").await).len(), 0);
-    assert_eq!(
-        ids(&events(&h, "?pipeline=only-likes&outcome=dropped").await).len(),
-        3
-    );
-    assert_eq!(
-        ids(&events(&h, "?pipeline=only-likes&outcome=delivered").await).len(),
-        0
-    );
-    assert_eq!(ids(&events(&h, "?outcome=delivered").await).len(), 3);
-    assert_eq!(ids(&events(&h, "?outcome=paused").await).len(), 0);
+    assert_eq!(on.count("?source=leadshark").await, 3);
+    assert_eq!(on.count("?source=other").await, 0);
+    assert_eq!(on.count("?type=email.captured").await, 3);
+    assert_eq!(on.count("?type=new.like").await, 0);
+    assert_eq!(on.count("?pipeline=only-likes&outcome=dropped").await, 3);
+    assert_eq!(on.count("?pipeline=only-likes&outcome=delivered").await, 0);
+    assert_eq!(on.count("?outcome=delivered").await, 3);
+    if !on.refused.iter().any(|(q, _)| *q == "?outcome=paused") {
+        assert_eq!(on.count("?outcome=paused").await, 0);
+    }
     let since = (before - jiff::SignedDuration::from_secs(1)).to_string();
-    assert_eq!(ids(&events(&h, &format!("?since={since}")).await).len(), 3);
-    assert_eq!(ids(&events(&h, "?since=1h").await).len(), 3);
-    assert_eq!(ids(&events(&h, &format!("?until={since}")).await).len(), 0);
-    let acme = events(&h, "?q=payload.data.lead.email.endsWith(%22%40acme.com%22)").await;
+    assert_eq!(on.count(&format!("?since={since}")).await, 3);
+    assert_eq!(on.count("?since=1h").await, 3);
+    assert_eq!(on.count(&format!("?until={since}")).await, 0);
+    let acme = on
+        .events(
+            last,
+            "?q=payload.data.lead.email.endsWith(%22%40acme.com%22)",
+        )
+        .await;
     assert_eq!(ids(&acme), vec![sent[2].clone(), sent[0].clone()], "{acme}");
 
     // Paging by cursor: one at a time, every event once, in order.
     let mut walked = Vec::new();
     let mut cursor = String::new();
-    for _ in 0..5 {
-        let page = events(&h, &format!("?limit=1{cursor}")).await;
+    for _ in 0..10 {
+        let page = on.events(0, &format!("?limit=1{cursor}")).await;
         walked.extend(ids(&page));
         match page["next"].as_str() {
             Some(next) => cursor = format!("&cursor={next}"),
@@ -158,15 +188,16 @@ stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5,
     assert_eq!(walked, newest_first);
 
     // Bad input is a 400 that says why.
-    for (query, says) in [
+    let bad = [
         ("?outcome=lost", "not an outcome"),
         ("?cursor=abc", "not a cursor"),
         ("?q=paylod.x", "paylod"),
         ("?since=soon", "RFC 3339"),
         ("?colour=red", "unknown field"),
-    ] {
+    ];
+    for (query, says) in bad.iter().chain(on.refused) {
         let r = client()
-            .get(h.admin_url(&format!("/api/v1/events{query}")))
+            .get(format!("{}/api/v1/events{query}", on.admins[last]))
             .send()
             .await
             .expect("get");
@@ -175,8 +206,8 @@ stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5,
         assert!(body.contains(says), "{query}: {body}");
     }
 
-    // One event: headers as stored (never the signature), payload, attempts.
-    let one = get_json(&h.admin_url(&format!("/api/v1/events/{}", sent[0]))).await;
+    // One event: headers as stored (never the signature), payload, attempts, dead letters.
+    let one = get_json(&format!("{}/api/v1/events/{}", on.admins[0], sent[0])).await;
     assert_eq!(one["id"], sent[0].as_str());
     assert_eq!(one["payload"]["data"]["lead"]["email"], "ada@acme.com");
     let headers = one["headers"].to_string().to_lowercase();
@@ -201,14 +232,17 @@ stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5,
     );
     assert_eq!(one["dead_letters"].as_array().expect("letters").len(), 1);
     let missing = client()
-        .get(h.admin_url("/api/v1/events/0190b7e4-0000-7000-8000-000000000000"))
+        .get(format!(
+            "{}/api/v1/events/0190b7e4-0000-7000-8000-000000000000",
+            on.admins[last]
+        ))
         .send()
         .await
         .expect("get");
     assert_eq!(missing.status(), 404);
 
     // The CLI reads the same, straight from the journal.
-    let out = h.cli(&["events", "list", "--outcome", "dropped", "--json"]);
+    let out = (on.cli)(&["events", "list", "--outcome", "dropped", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -216,7 +250,7 @@ stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5,
     );
     let page: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(ids(&page), newest_first);
-    let out = h.cli(&[
+    let out = (on.cli)(&[
         "events",
         "list",
         "-q",
@@ -228,7 +262,7 @@ stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5,
         "{text}"
     );
     assert!(text.contains("only-likes: dropped at 0:likes"), "{text}");
-    let out = h.cli(&["events", "show", &sent[1]]);
+    let out = (on.cli)(&["events", "show", &sent[1]]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     for want in [
@@ -240,9 +274,28 @@ stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5,
     ] {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }
-    let out = h.cli(&["events", "list", "--outcome", "lost"]);
+    let out = (on.cli)(&["events", "list", "--outcome", "lost"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an outcome"));
+}
+
+#[tokio::test]
+async fn events_are_searchable_by_every_filter_and_show_each_pipelines_outcome_and_attempts() {
+    let refuse = Receiver::start(vec![400; 64]).await;
+    let busy = Receiver::start(vec![503; 64]).await;
+    let h = Hookline::start(&format!(
+        "{}\n{}",
+        leadshark_source(),
+        four_outcomes(&refuse, &busy)
+    ));
+    let cli = |args: &[&str]| h.cli(args);
+    searchable_scenario(Searched {
+        webhooks: h.url("/webhooks/leadshark"),
+        admins: vec![format!("http://{}", h.admin_addr)],
+        cli: &cli,
+        refused: &[],
+    })
+    .await;
 }
 
 async fn post_admin(h: &Hookline, path: &str) -> (u16, Value) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::history::{ids, lead, outcome};
+use crate::history::{Searched, four_outcomes, ids, lead, outcome, searchable_scenario};
 use crate::support::*;
 
 async fn events(node: &Node, query: &str) -> Value {
@@ -30,216 +30,32 @@ fn cli_json(dir: &std::path::Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
+/// The scenario of [`crate::history::searchable_scenario`], with an ingest and a worker
+/// process: each answers alike.
 #[tokio::test]
 async fn events_on_jetstream_are_searchable_and_show_each_pipelines_outcome_and_attempts() {
     let nats = NatsServer::start();
     let refuse = Receiver::start(vec![400; 64]).await;
     let busy = Receiver::start(vec![503; 64]).await;
-    let body = format!(
-        r#"[[pipelines]]
-name = "archive"
-source = "leadshark"
-stages = [{{ sink = "file", path = "archive.jsonl" }}]
-
-[[pipelines]]
-name = "only-likes"
-source = "leadshark"
-stages = [
-  {{ filter = "event", events = ["new.like"], name = "likes" }},
-  {{ sink = "file", path = "likes.jsonl" }},
-]
-
-[[pipelines]]
-name = "crm"
-source = "leadshark"
-stages = [{{ sink = "http", url = "{}", timeout = "2s" }}]
-
-[[pipelines]]
-name = "slow"
-source = "leadshark"
-stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5, initial = "1h", max = "1h" }} }}]
-"#,
-        refuse.url(),
-        busy.url()
-    );
+    let body = four_outcomes(&refuse, &busy);
     let dir = config_dir(&nats_config(&nats.url(), &body, ""));
     let ingest = Node::start(dir.path(), "ingest", "ingest");
     let worker = Node::start(dir.path(), "worker", "worker");
-    let url = ingest.url("/webhooks/leadshark");
-    let before = jiff::Timestamp::now();
-    let mut sent = Vec::new();
-    for (i, email) in ["ada@acme.com", "bob@example.com", "cy@acme.com"]
-        .iter()
-        .enumerate()
-    {
-        let r = post_signed(&url, &lead(i as u64, email)).await;
-        assert_eq!(r.status, 200, "{}", r.json);
-        sent.push(r.json["id"].as_str().expect("id").to_string());
-    }
-    // Every first run settles: delivered, dropped, dead-lettered (400), retrying (503).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let page = events(&ingest, "?outcome=retrying&pipeline=slow").await;
-        let dead = events(&worker, "?outcome=dead_lettered").await;
-        let delivered = events(&worker, "?outcome=delivered&pipeline=archive").await;
-        if ids(&page).len() == 3 && ids(&dead).len() == 3 && ids(&delivered).len() == 3 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "runs did not settle: {page} {dead}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    // Newest first, everything, from either process.
-    let newest_first: Vec<String> = sent.iter().rev().cloned().collect();
-    for node in [&ingest, &worker] {
-        let all = events(node, "").await;
-        assert_eq!(ids(&all), newest_first, "{all}");
-        assert_eq!(all["next"], Value::Null);
-    }
-    let all = events(&worker, "").await;
-    let e = &all["items"][0];
-    assert_eq!(e["source"], "leadshark");
-    assert_eq!(e["type"], "email.captured");
-    assert_eq!(outcome(e, "archive")["outcome"], "delivered");
-    let dropped = outcome(e, "only-likes");
-    assert_eq!(dropped["outcome"], "dropped");
-    assert_eq!(
-        (dropped["stage"].clone(), dropped["stage_name"].clone()),
-        (json!(0), json!("likes"))
-    );
-    let crm = outcome(e, "crm");
-    assert_eq!(crm["outcome"], "dead_lettered");
-    assert!(
-        crm["error"].as_str().expect("error").contains("400"),
-        "{crm}"
-    );
-    let slow = outcome(e, "slow");
-    assert_eq!(slow["outcome"], "retrying");
-    assert_eq!(slow["attempts"], 1);
-    assert!(slow["next_attempt_at"].is_string(), "{slow}");
-    assert!(e.get("payload").is_none(), "a listing carries no payloads");
-
-    // Each filter.
-    let count = |q: &'static str| {
-        let w = &worker;
-        async move { ids(&events(w, q).await).len() }
-    };
-    assert_eq!(count("?source=leadshark").await, 3);
-    assert_eq!(count("?source=other").await, 0);
-    assert_eq!(count("?type=email.captured").await, 3);
-    assert_eq!(count("?type=new.like").await, 0);
-    assert_eq!(count("?pipeline=only-likes&outcome=dropped").await, 3);
-    assert_eq!(count("?pipeline=only-likes&outcome=delivered").await, 0);
-    assert_eq!(count("?outcome=delivered").await, 3);
-    assert_eq!(count("?since=1h").await, 3);
-    let since = (before - jiff::SignedDuration::from_secs(1)).to_string();
-    assert_eq!(
-        ids(&events(&worker, &format!("?since={since}")).await).len(),
-        3
-    );
-    assert_eq!(
-        ids(&events(&worker, &format!("?until={since}")).await).len(),
-        0
-    );
-    let acme = events(
-        &worker,
-        "?q=payload.data.lead.email.endsWith(%22%40acme.com%22)",
-    )
-    .await;
-    assert_eq!(ids(&acme), vec![sent[2].clone(), sent[0].clone()], "{acme}");
-
-    // Paging by cursor (a stream sequence): one at a time, every event once, in order.
-    let mut walked = Vec::new();
-    let mut cursor = String::new();
-    for _ in 0..10 {
-        let page = events(&ingest, &format!("?limit=1{cursor}")).await;
-        walked.extend(ids(&page));
-        match page["next"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
-    assert_eq!(walked, newest_first);
-
-    // Bad input is a 400 that says why; so is an outcome NATS never has (documented).
-    for (query, says) in [
-        ("?outcome=lost", "not an outcome"),
-        ("?cursor=abc", "not a cursor"),
-        ("?q=paylod.x", "paylod"),
-        ("?since=soon", "RFC 3339"),
-        ("?outcome=paused", "pipelines cannot be paused there"),
-        (
-            "?outcome=finished",
-            "cannot be filtered by with the NATS journal",
-        ),
-    ] {
-        let (status, body) =
-            status_of(client().get(worker.admin_url(&format!("/api/v1/events{query}")))).await;
-        assert_eq!(status, 400, "{query}: {body}");
-        assert!(body["error"].to_string().contains(says), "{query}: {body}");
-    }
-
-    // One event: headers as stored (never the signature), payload, attempts, dead letters.
-    let one = get_json(&ingest.admin_url(&format!("/api/v1/events/{}", sent[0]))).await;
-    assert_eq!(one["id"], sent[0].as_str());
-    assert_eq!(one["payload"]["data"]["lead"]["email"], "ada@acme.com");
-    let headers = one["headers"].to_string().to_lowercase();
-    assert!(headers.contains("x-webhook-event"), "{headers}");
-    assert!(!headers.contains("x-webhook-signature"), "{headers}");
-    let attempts = one["attempts"].as_array().expect("attempts");
-    let result = |p: &str| {
-        attempts
-            .iter()
-            .filter(|a| a["pipeline"] == p)
-            .map(|a| a["result"].as_str().expect("result").to_string())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(result("archive"), ["delivered"]);
-    assert_eq!(result("only-likes"), ["dropped"]);
-    assert_eq!(result("crm"), ["dead"]);
-    assert_eq!(result("slow"), ["retry"]);
-    assert!(
-        attempts
-            .iter()
-            .all(|a| a["duration_us"].is_u64() && a["at"].is_string())
-    );
-    assert_eq!(one["dead_letters"].as_array().expect("letters").len(), 1);
-    let (status, _) = status_of(
-        client().get(worker.admin_url("/api/v1/events/0190b7e4-0000-7000-8000-000000000000")),
-    )
-    .await;
-    assert_eq!(status, 404);
-
-    // The CLI reads the same from JetStream.
-    let page = cli_json(
-        dir.path(),
-        &["events", "list", "--outcome", "dropped", "--json"],
-    );
-    assert_eq!(ids(&page), newest_first);
-    let out = cli_in(
-        dir.path(),
-        &[
-            "events",
-            "list",
-            "-q",
-            r#"payload.data.lead.email == "bob@example.com""#,
+    let cli = |args: &[&str]| cli_in(dir.path(), args);
+    searchable_scenario(Searched {
+        webhooks: ingest.url("/webhooks/leadshark"),
+        admins: vec![ingest.admin_url(""), worker.admin_url("")],
+        cli: &cli,
+        // Documented: NATS has no paused pipelines, and no `finished` index.
+        refused: &[
+            ("?outcome=paused", "pipelines cannot be paused there"),
+            (
+                "?outcome=finished",
+                "cannot be filtered by with the NATS journal",
+            ),
         ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains(&sent[1]) && !text.contains(&sent[0]),
-        "{text}"
-    );
-    assert!(text.contains("only-likes: dropped at 0:likes"), "{text}");
-    let out = cli_in(dir.path(), &["events", "show", &sent[1]]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
-    for want in ["bob@example.com", "crm", "dead-lettered", "payload"] {
-        assert!(text.contains(want), "{want} missing from:\n{text}");
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
