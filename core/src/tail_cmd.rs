@@ -1,10 +1,11 @@
 //! `hookline tail`: follow a running service's live tail (`GET /api/v1/tail` on its admin
 //! listener, with the admin token from the config): each event as it is accepted and each
-//! stage's outcome as it happens.
+//! stage's outcome as it happens; when the service ends the tail (a restart), it follows
+//! the next process on the same address.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
@@ -53,25 +54,92 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
         .build()?;
+    let token = admin.token.as_ref().map(|t| t.expose().to_string());
+    // The first connection must succeed (a wrong address or token is an error at once);
+    // after that, a tail that ends (the service restarting) is followed again.
+    follow(&client, &url, token.as_deref(), &base, args.json).await?;
+    let mut backoff = RECONNECT_MIN;
+    loop {
+        eprintln!("the service closed the tail; reconnecting (Ctrl-C to stop)");
+        loop {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RECONNECT_MAX);
+            match follow(&client, &url, token.as_deref(), &base, args.json).await {
+                Ok(()) => {
+                    backoff = RECONNECT_MIN;
+                    break;
+                }
+                Err(Followed::Fatal(e)) => return Err(e),
+                Err(Followed::Retry(_)) => {}
+            }
+        }
+    }
+}
+
+/// Waits between reconnection attempts, doubling from the first to the last.
+const RECONNECT_MIN: std::time::Duration = std::time::Duration::from_millis(500);
+const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why following the tail stopped, other than its end.
+enum Followed {
+    /// The service refused (a rotated token, a removed route), or stdout closed: no retry.
+    Fatal(anyhow::Error),
+    /// Not reachable, or cut off: worth another try.
+    Retry(anyhow::Error),
+}
+
+impl From<Followed> for anyhow::Error {
+    fn from(f: Followed) -> Self {
+        match f {
+            Followed::Fatal(e) | Followed::Retry(e) => e,
+        }
+    }
+}
+
+/// Stdout closed (`hookline tail | head`): the reader is gone.
+impl From<std::io::Error> for Followed {
+    fn from(e: std::io::Error) -> Self {
+        Followed::Fatal(e.into())
+    }
+}
+
+/// Connect and print entries until the service ends the tail.
+async fn follow(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    token: Option<&str>,
+    base: &str,
+    json: bool,
+) -> Result<(), Followed> {
     let mut request = client.get(url.clone());
-    if let Some(token) = &admin.token {
-        request = request.bearer_auth(token.expose());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
     }
-    let mut response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {base} (is `hookline serve` running?)"))?;
-    if !response.status().is_success() {
-        let status = response.status();
+    let mut response = request.send().await.map_err(|e| {
+        Followed::Retry(anyhow::Error::new(e).context(format!(
+            "cannot reach {base} (is `hookline serve` running?)"
+        )))
+    })?;
+    let status = response.status();
+    if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
-        bail!("{url}: {status}: {}", body.trim());
+        let e = anyhow::anyhow!("{url}: {status}: {}", body.trim());
+        // Too many tails open, or the service not ready: another try may succeed.
+        return Err(if status.is_server_error() {
+            Followed::Retry(e)
+        } else {
+            Followed::Fatal(e)
+        });
     }
-    if !args.json {
-        eprintln!("following {base} (Ctrl-C to stop)");
-    }
+    eprintln!("following {base} (Ctrl-C to stop)");
     // Server-sent events: `data: <json>` lines, entries separated by a blank line.
     let mut pending = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(Followed::Retry(e.into())),
+        };
         pending.extend_from_slice(&chunk);
         while let Some(end) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
@@ -80,14 +148,13 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
                 continue;
             };
             let data = data.trim_start();
-            if args.json {
+            if json {
                 outln!("{data}");
             } else if let Ok(v) = serde_json::from_str::<Value>(data) {
                 outln!("{}", describe(&v));
             }
         }
     }
-    bail!("the service closed the tail")
 }
 
 /// One line for a person: `14:02:07.412  accepted  leadshark email.captured  0193…  → 2 pipelines`.

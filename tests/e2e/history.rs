@@ -654,57 +654,69 @@ stages = [
 
 /// A stop does not wait for the tails open on it (a console tab, `hookline tail`): each ends
 /// cleanly, the process exits, and the stop's log counts the pipeline runs in flight (none
-/// here), not the service's own background tasks.
+/// here), not the service's own background tasks. `hookline tail` then follows the next
+/// process on the same address.
 #[tokio::test]
 async fn open_tails_end_when_the_service_stops() {
     use std::io::BufRead;
-    let mut h = Hookline::start(&format!(
-        "{}\n[[pipelines]]\nname = \"archive\"\nsource = \"leadshark\"\nstages = [{{ sink = \"file\", path = \"archive.jsonl\" }}]\n",
+    let port = Receiver::free_port();
+    let h = Hookline::start(&format!(
+        "[admin]\nlisten = \"127.0.0.1:{port}\"\n{}\n[[pipelines]]\nname = \"archive\"\nsource = \"leadshark\"\nstages = [{{ sink = \"file\", path = \"archive.jsonl\" }}]\n",
         leadshark_source()
     ));
     let mut tail = Sse::open(&h.admin_url("/api/v1/tail")).await;
     let mut cli = std::process::Command::new(bin())
-        .args(["tail", "--admin"])
-        .arg(format!("http://{}", h.admin_addr))
-        .arg("--config")
+        .args(["tail", "--json", "--config"])
         .arg(&h.config_path)
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("hookline tail");
-    let mut said = std::io::BufReader::new(cli.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    said.read_line(&mut line).expect("read");
-    assert!(line.starts_with("following"), "{line}");
+    let lines = |from: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(from).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        rx
+    };
+    let said = lines(Box::new(cli.stderr.take().expect("stderr")));
+    let printed = lines(Box::new(cli.stdout.take().expect("stdout")));
+    let next = |rx: &std::sync::mpsc::Receiver<String>, what: &str| {
+        rx.recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("hookline tail: no {what}"))
+    };
+    assert!(next(&said, "`following`").starts_with("following"));
     let r = post_signed(&h.url("/webhooks/leadshark"), &lead(1, "ada@acme.com")).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(tail.next().await["kind"], "accepted");
     wait_for_lines(&h.path("archive.jsonl"), 1).await;
 
-    assert!(
-        h.terminate(),
-        "a stop with two tails open; log:\n{}",
-        h.log()
-    );
+    let log = h.log_path.clone();
+    let dir = h.stop();
     assert!(tail.ends().await, "the tail ended with the service");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = cli.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = cli.kill();
-            panic!("hookline tail still running after the service stopped");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut rest = String::new();
-    let _ = std::io::Read::read_to_string(&mut said, &mut rest);
-    assert!(!status.success(), "{rest}");
-    assert!(rest.contains("the service closed the tail"), "{rest}");
-    let log = h.log();
+    let log = std::fs::read_to_string(log).expect("log");
     assert!(
         log.contains("waiting for pipeline runs in flight in_flight=0"),
         "{log}"
     );
+    let line = next(&said, "word of the closed tail");
+    assert!(line.contains("closed the tail; reconnecting"), "{line}");
+
+    let h = Hookline::start_in(dir, &[]);
+    assert!(next(&said, "`following` again").starts_with("following"));
+    let r = post_signed(&h.url("/webhooks/leadshark"), &lead(2, "bob@example.com")).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let id = r.json["id"].as_str().expect("id");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let entry: Value = serde_json::from_str(&next(&printed, "entry")).expect("json");
+        if entry["kind"] == "accepted" && entry["event_id"] == id {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new event was not followed");
+    }
+    let _ = cli.kill();
+    let _ = cli.wait();
 }
