@@ -65,8 +65,8 @@ impl Limits {
         }
     }
 
-    /// The admin listener's: `[server]`'s timeouts (a live tail's keep-alive comes every
-    /// 15 s, well inside the idle timeout), HTTP/1.1, [`ADMIN_MAX_CONNECTIONS`].
+    /// The admin listener's: `[server]`'s timeouts (a quiet live tail sends a keep-alive
+    /// every third of the idle timeout, at most 15 s), HTTP/1.1, [`ADMIN_MAX_CONNECTIONS`].
     pub(crate) fn admin(server: &ServerConfig) -> Limits {
         Limits {
             name: "admin",

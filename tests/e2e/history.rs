@@ -729,3 +729,29 @@ async fn open_tails_end_when_the_service_stops() {
     let _ = cli.kill();
     let _ = cli.wait();
 }
+
+/// A quiet tail outlives the listener's idle timeout: its keep-alive comes more often.
+#[tokio::test]
+async fn a_quiet_tail_is_not_cut_at_the_idle_timeout() {
+    let h = Hookline::start_with(
+        &format!(
+            "{}\n[[pipelines]]\nname = \"archive\"\nsource = \"leadshark\"\nstages = [{{ sink = \"file\", path = \"archive.jsonl\" }}]\n",
+            leadshark_source()
+        ),
+        "idle_timeout = \"2s\"",
+        &[],
+    );
+    let mut tail = Sse::open(&h.admin_url("/api/v1/tail")).await;
+    let quiet_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < quiet_until {
+        let left = quiet_until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, tail.response.chunk()).await {
+            Err(_) => break,
+            Ok(Ok(Some(_))) => {}
+            Ok(end) => panic!("a quiet tail was cut: {end:?}"),
+        }
+    }
+    let r = post_signed(&h.url("/webhooks/leadshark"), &lead(1, "ada@acme.com")).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(tail.next().await["kind"], "accepted");
+}

@@ -99,7 +99,11 @@ pub(super) async fn tail(
             return Some((Ok::<_, Infallible>(event), tail));
         }
     });
+    // A comment often enough that the admin listener's idle timeout (`[server]
+    // idle_timeout`, which it shares) never cuts a quiet tail.
+    let idle = admin.runtime.load().server.idle_timeout;
+    let every = (idle / 3).clamp(Duration::from_millis(500), Duration::from_secs(15));
     Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .keep_alive(KeepAlive::new().interval(every))
         .into_response())
 }
