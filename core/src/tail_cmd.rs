@@ -55,24 +55,25 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         .connect_timeout(std::time::Duration::from_secs(10))
         .build()?;
     let token = admin.token.as_ref().map(|t| t.expose().to_string());
+    let connect = || follow(&client, &url, token.as_deref(), &base, args.json);
     // The first connection must succeed (a wrong address or token is an error at once);
     // after that, a tail that ends (the service restarting) is followed again.
-    follow(&client, &url, token.as_deref(), &base, args.json).await?;
-    let mut backoff = RECONNECT_MIN;
+    let mut ended = match connect().await {
+        Ok(ended) => ended,
+        Err(Failed::Fatal(e) | Failed::Unreachable(e)) => return Err(e),
+    };
     loop {
-        eprintln!("the service closed the tail; reconnecting (Ctrl-C to stop)");
-        loop {
+        eprintln!("{ended}; reconnecting (Ctrl-C to stop)");
+        let mut backoff = RECONNECT_MIN;
+        ended = loop {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(RECONNECT_MAX);
-            match follow(&client, &url, token.as_deref(), &base, args.json).await {
-                Ok(()) => {
-                    backoff = RECONNECT_MIN;
-                    break;
-                }
-                Err(Followed::Fatal(e)) => return Err(e),
-                Err(Followed::Retry(_)) => {}
+            match connect().await {
+                Ok(ended) => break ended,
+                Err(Failed::Fatal(e)) => return Err(e),
+                Err(Failed::Unreachable(_)) => {}
             }
-        }
+        };
     }
 }
 
@@ -80,43 +81,35 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
 const RECONNECT_MIN: std::time::Duration = std::time::Duration::from_millis(500);
 const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Why following the tail stopped, other than its end.
-enum Followed {
+/// Following the tail did not get going.
+enum Failed {
     /// The service refused (a rotated token, a removed route), or stdout closed: no retry.
     Fatal(anyhow::Error),
-    /// Not reachable, or cut off: worth another try.
-    Retry(anyhow::Error),
-}
-
-impl From<Followed> for anyhow::Error {
-    fn from(f: Followed) -> Self {
-        match f {
-            Followed::Fatal(e) | Followed::Retry(e) => e,
-        }
-    }
+    /// Not reachable, or not serving tails now (`503`): worth another try.
+    Unreachable(anyhow::Error),
 }
 
 /// Stdout closed (`hookline tail | head`): the reader is gone.
-impl From<std::io::Error> for Followed {
+impl From<std::io::Error> for Failed {
     fn from(e: std::io::Error) -> Self {
-        Followed::Fatal(e.into())
+        Failed::Fatal(e.into())
     }
 }
 
-/// Connect and print entries until the service ends the tail.
+/// Connect and print entries until the tail ends: how it ended, for the person watching.
 async fn follow(
     client: &reqwest::Client,
     url: &reqwest::Url,
     token: Option<&str>,
     base: &str,
     json: bool,
-) -> Result<(), Followed> {
+) -> Result<&'static str, Failed> {
     let mut request = client.get(url.clone());
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
     let mut response = request.send().await.map_err(|e| {
-        Followed::Retry(anyhow::Error::new(e).context(format!(
+        Failed::Unreachable(anyhow::Error::new(e).context(format!(
             "cannot reach {base} (is `hookline serve` running?)"
         )))
     })?;
@@ -126,9 +119,9 @@ async fn follow(
         let e = anyhow::anyhow!("{url}: {status}: {}", body.trim());
         // Too many tails open, or the service not ready: another try may succeed.
         return Err(if status.is_server_error() {
-            Followed::Retry(e)
+            Failed::Unreachable(e)
         } else {
-            Followed::Fatal(e)
+            Failed::Fatal(e)
         });
     }
     eprintln!("following {base} (Ctrl-C to stop)");
@@ -137,8 +130,8 @@ async fn follow(
     loop {
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(Followed::Retry(e.into())),
+            Ok(None) => return Ok("the service closed the tail"),
+            Err(_) => return Ok("the tail was cut off"),
         };
         pending.extend_from_slice(&chunk);
         while let Some(end) = pending.iter().position(|&b| b == b'\n') {

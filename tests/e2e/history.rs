@@ -726,6 +726,15 @@ async fn open_tails_end_when_the_service_stops() {
         }
         assert!(Instant::now() < deadline, "the new event was not followed");
     }
+    // A process that dies (kill -9) cuts the tail off mid-stream: followed again too.
+    let dir = h.crash();
+    let line = next(&said, "word of the cut tail");
+    assert!(
+        line.contains("the tail was cut off; reconnecting"),
+        "{line}"
+    );
+    let _h = Hookline::start_in(dir, &[]);
+    assert!(next(&said, "`following` a third time").starts_with("following"));
     let _ = cli.kill();
     let _ = cli.wait();
 }
