@@ -244,7 +244,7 @@ fn custom_answer(source: &Source, event: &Event, duplicate: bool) -> Option<Rece
 }
 
 async fn receive(
-    state: &AppState,
+    state: &Arc<AppState>,
     runtime: &Runtime,
     source: &Arc<Source>,
     uri: &Uri,
@@ -376,6 +376,28 @@ async fn receive(
         pipelines,
         order_keys,
     };
+    // From here the event is stored and its runs started whatever the sender does. A
+    // sender that hangs up while its event is being committed drops this handler; had the
+    // commit been awaited here, the event would stay committed but never started, its
+    // first runs claimed by this process until a restart, and the sender's retry answered
+    // as a duplicate of it. So the commit is a task of its own, which the handler awaits.
+    let commit = tokio::spawn(commit(Arc::clone(state), Arc::clone(source), new));
+    match commit.await {
+        Ok(receipt) => receipt,
+        Err(e) => {
+            error!(source = %source.name, error = %e, "storing an event failed unexpectedly; answered 503");
+            Err(busy("the event could not be stored; retry later"))
+        }
+    }
+}
+
+/// Journal a verified event and start its runs (see [`receive`]: never cancelled halfway).
+async fn commit(
+    state: Arc<AppState>,
+    source: Arc<Source>,
+    new: NewEvent,
+) -> Result<Receipt, ApiError> {
+    let source = &source;
     let event = &new.event;
     match state.journal.accept(&new).await {
         Ok(Accepted::Duplicate { first_id }) => {

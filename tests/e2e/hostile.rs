@@ -162,6 +162,52 @@ async fn slow_header_senders_are_cut_off_at_the_header_timeout() {
     );
 }
 
+/// A sender that hangs up while its event is being stored (its own timeout fired, its
+/// process died) must not leave the event committed but never run: nothing would deliver
+/// it until a restart, and the sender's retry would be answered as a duplicate of it.
+/// Whatever the journal holds is delivered; hanging up only decides whether it got there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_hangs_up_mid_request_still_has_its_stored_event_delivered() {
+    const SENDERS: u64 = 90;
+    let h = hookline("");
+    for i in 0..SENDERS {
+        let body = sample("email.captured", 70_000 + i);
+        let sig = sign(SECRET, body.as_bytes());
+        let request = format!(
+            "POST /webhooks/leadshark HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Webhook-Signature: {sig}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut s = TcpStream::connect(h.addr).await.expect("connect");
+        s.write_all(request.as_bytes()).await.expect("write");
+        // Gone before the answer, at a few different moments of the request.
+        tokio::time::sleep(Duration::from_micros(100 * (i % 4))).await;
+        drop(s);
+    }
+    let out = h.path("out.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Settled: the same counts on two looks 300 ms apart, every stored event delivered.
+    let mut last = (0, 0);
+    let (stored, delivered) = loop {
+        let page = get_json(&h.admin_url("/api/v1/events?limit=500")).await;
+        let stored = page["items"].as_array().expect("items").len();
+        let now = (stored, read_lines(&out).len());
+        if (stored > 0 && now.1 == stored && now == last) || Instant::now() > deadline {
+            break now;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    eprintln!("{SENDERS} senders hung up: {stored} events stored, {delivered} delivered");
+    assert!(
+        stored > 0,
+        "some of the requests were stored before their sender hung up"
+    );
+    assert_eq!(
+        delivered, stored,
+        "every stored event is delivered, its sender gone or not"
+    );
+}
+
 /// F1, the cap: `max_connections` open at most; more wait in the accept queue and are
 /// served as soon as others close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
