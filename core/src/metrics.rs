@@ -149,7 +149,7 @@ impl Metrics {
         let ingest_refusing = IntGaugeVec::new(
             Opts::new(
                 "hookline_ingest_refusing",
-                "1 while ingest answers 503 for this reason (`disk`: free space under `min_free_disk`; `journal_size`: journal over `max_size`; `pending`: over `max_pending`).",
+                "1 while ingest answers 503 for this reason (`disk`: free space under `min_free_disk`; `journal_size`: journal over `max_size`). Refusals for `max_pending` are answered per request: see `hookline_pending_deliveries`.",
             ),
             &["reason"],
         )
@@ -273,7 +273,7 @@ impl Metrics {
             sink_held: counter(
                 &r,
                 "hookline_sink_held_total",
-                "Deliveries that reached a sink and were held back without an attempt, by reason (circuit, rate, concurrency, paused).",
+                "Deliveries that reached a sink and were held back without an attempt, by reason (circuit, rate, concurrency).",
                 &["pipeline", "stage", "reason"],
             ),
             pipeline_paused,

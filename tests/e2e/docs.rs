@@ -4,7 +4,8 @@
 
 use hookline::config::RetryPolicy;
 use hookline::config::{
-    AdminConfig, ServerConfig, SourceConfig, StorageConfig, pipeline_keys, stage_keys,
+    AdminConfig, CircuitPolicy, NatsConfig, PluginsConfig, ServerConfig, SourceConfig,
+    StorageConfig, pipeline_keys, stage_keys,
 };
 use hookline::respond::RespondConfig;
 use hookline::verify::ed25519::Ed25519Config;
@@ -89,8 +90,18 @@ fn every_config_key_has_an_entry_in_the_reference() {
     );
     assert_documented(
         "configuration.md",
+        "`[storage.nats]`",
+        serde_introspect::<NatsConfig>(),
+    );
+    assert_documented(
+        "configuration.md",
         "`[admin]`",
         serde_introspect::<AdminConfig>(),
+    );
+    assert_documented(
+        "configuration.md",
+        "`[plugins]`",
+        serde_introspect::<PluginsConfig>(),
     );
     assert_documented(
         "configuration.md",
@@ -103,6 +114,11 @@ fn every_config_key_has_an_entry_in_the_reference() {
         "configuration.md",
         "Stages",
         serde_introspect::<RetryPolicy>(),
+    );
+    assert_documented(
+        "configuration.md",
+        "Stages",
+        serde_introspect::<CircuitPolicy>(),
     );
 }
 

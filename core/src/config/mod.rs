@@ -212,7 +212,7 @@ impl Config<'_> {
 
 /// The keys of a `[[pipelines]]` table (for the configuration reference).
 pub fn pipeline_keys() -> &'static [&'static str] {
-    &["name", "source", "events", "stages"]
+    check::PIPELINE_KEYS
 }
 
 /// The keys of a stage table that the engine reads (for the configuration reference).

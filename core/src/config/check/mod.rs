@@ -6,6 +6,8 @@
 mod pipelines;
 mod sources;
 
+pub(super) use pipelines::PIPELINE_KEYS;
+
 use std::ops::Range;
 
 use serde::de::DeserializeOwned;

@@ -16,6 +16,9 @@ use crate::config::{
     ENGINE_STAGE_KEYS, LIMIT_KEYS, PipelineConfig, RetryPolicy, StageConfig, event_matcher,
 };
 
+/// The keys of a `[[pipelines]]` table: `RawPipeline`'s fields (a test holds them together).
+pub(crate) const PIPELINE_KEYS: &[&str] = &["name", "source", "events", "stages", "order_key"];
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPipeline {
@@ -257,5 +260,21 @@ impl Checker<'_, '_> {
             }
         }
         (kind == StageKind::Sink).then_some(limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_aux::serde_introspection::serde_introspect;
+
+    use super::{PIPELINE_KEYS, RawPipeline};
+
+    #[test]
+    fn the_documented_pipeline_keys_are_the_ones_read() {
+        let mut read = serde_introspect::<RawPipeline>().to_vec();
+        let mut listed = PIPELINE_KEYS.to_vec();
+        read.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(read, listed);
     }
 }
