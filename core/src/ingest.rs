@@ -19,9 +19,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hookline_plugin_api::Event;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, error, warn};
 
 use crate::internal_events::{
@@ -48,6 +48,12 @@ pub(crate) struct AppState {
 /// The `max_buffered` budget, in two pools so that large bodies cannot starve ordinary
 /// webhooks: requests that declare at most [`Budget::SMALL`] bytes draw from a quarter of
 /// it, larger ones (and bodies of unknown length) from the rest.
+///
+/// A small body holds room for the bytes it has sent, taken as they arrive, not for the
+/// length it declares: a client that declares 64 KiB, sends a byte and goes quiet until the
+/// body timeout holds one byte, so ordinary webhooks' room cannot be taken by connections
+/// that send nothing. A large body takes the room it may need before it is read, so that
+/// no more large bodies are read at once than the budget holds.
 #[derive(Debug)]
 pub(crate) struct Budget {
     small: Arc<Semaphore>,
@@ -71,19 +77,87 @@ impl Budget {
         }
     }
 
-    /// Room for `bytes`, waiting up to a second; `None` when there is none.
-    async fn reserve(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let pool = if bytes <= Self::SMALL {
-            &self.small
-        } else {
-            &self.large
-        };
+    /// Room for a large body of `bytes` at most, waiting up to a second; `None` when there
+    /// is none.
+    async fn reserve_large(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
         let n = u32::try_from(bytes).unwrap_or(u32::MAX);
-        match tokio::time::timeout(Self::WAIT, pool.clone().acquire_many_owned(n)).await {
+        let wait = Arc::clone(&self.large).acquire_many_owned(n);
+        match tokio::time::timeout(Self::WAIT, wait).await {
             Ok(Ok(room)) => Some(room),
             _ => None,
         }
     }
+}
+
+/// Why a body could not be read whole.
+enum BodyError {
+    TooLarge,
+    /// No room in the budget within [`Budget::WAIT`] (waits summed over the body).
+    Busy,
+    Read(axum::Error),
+}
+
+/// Read `body`, at most `limit` bytes, taking room in `pool` (if any) for each piece as it
+/// arrives. Returns the bytes and the room they hold, to be kept until the request is
+/// answered.
+async fn read_body(
+    mut body: Body,
+    limit: usize,
+    pool: Option<&Arc<Semaphore>>,
+) -> Result<(bytes::Bytes, Option<OwnedSemaphorePermit>), BodyError> {
+    // The pieces as they came (nothing allocated ahead for a length only declared), joined
+    // once at the end.
+    let mut pieces: Vec<bytes::Bytes> = Vec::new();
+    let mut len = 0usize;
+    let mut room: Option<OwnedSemaphorePermit> = None;
+    let mut waited = Duration::ZERO;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
+            continue; // trailers: not part of the body
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if len + data.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        let n = data.len();
+        len += n;
+        pieces.push(data);
+        let Some(pool) = pool else {
+            continue;
+        };
+        let n = u32::try_from(n).map_err(|_| BodyError::TooLarge)?;
+        let more = match Arc::clone(pool).try_acquire_many_owned(n) {
+            Ok(more) => more,
+            Err(_) => {
+                let started = tokio::time::Instant::now();
+                let wait = Budget::WAIT.saturating_sub(waited);
+                let got = tokio::time::timeout(wait, Arc::clone(pool).acquire_many_owned(n)).await;
+                waited += started.elapsed();
+                match got {
+                    Ok(Ok(more)) => more,
+                    _ => return Err(BodyError::Busy),
+                }
+            }
+        };
+        match &mut room {
+            Some(room) => room.merge(more),
+            None => room = Some(more),
+        }
+    }
+    let body = match pieces.len() {
+        0 => bytes::Bytes::new(),
+        1 => pieces.swap_remove(0),
+        _ => {
+            let mut whole = bytes::BytesMut::with_capacity(len);
+            for piece in &pieces {
+                whole.extend_from_slice(piece);
+            }
+            whole.freeze()
+        }
+    };
+    Ok((body, room))
 }
 
 impl AppState {
@@ -283,19 +357,24 @@ async fn receive(
         return Err(busy("too many deliveries pending; retry later"));
     }
 
-    // Room for the body in the budget of bytes held across all connections: what it
-    // declares, or the most it may be. Held until the request is answered.
-    let reserve = declared.unwrap_or(max_body).clamp(1, max_body.max(1));
-    let _room = match state.budget.reserve(reserve).await {
-        Some(room) => room,
-        None => {
-            debug!(source = %source.name, bytes = reserve, "request bytes in flight at `max_buffered`; answered 503");
-            return Err(busy("too many request bytes in flight; retry later"));
-        }
-    };
+    // The body, in the budget of bytes held across all connections (room taken as the bytes
+    // arrive, held until the request is answered), within the body timeout.
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
     let deadline = runtime.server.body_timeout;
-    let read = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await;
+    let (pool, _upfront) = match declared {
+        Some(n) if n <= Budget::SMALL => (Some(&state.budget.small), None),
+        _ => {
+            let most = declared.unwrap_or(max_body).clamp(1, max_body.max(1));
+            match state.budget.reserve_large(most).await {
+                Some(room) => (None, Some(room)),
+                None => {
+                    debug!(source = %source.name, bytes = most, "request bytes in flight at `max_buffered`; answered 503");
+                    return Err(busy("too many request bytes in flight; retry later"));
+                }
+            }
+        }
+    };
+    let read = tokio::time::timeout(deadline, read_body(body, limit, pool)).await;
     let Ok(read) = read else {
         return Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
@@ -305,10 +384,14 @@ async fn receive(
             ),
         ));
     };
-    let bytes = match read {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
-        Err(e) => {
+    let (bytes, _room) = match read {
+        Ok(read) => read,
+        Err(BodyError::TooLarge) => return Err(too_large()),
+        Err(BodyError::Busy) => {
+            debug!(source = %source.name, "request bytes in flight at `max_buffered`; answered 503");
+            return Err(busy("too many request bytes in flight; retry later"));
+        }
+        Err(BodyError::Read(e)) => {
             debug!(error = %e, "could not read request body");
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
