@@ -1,6 +1,7 @@
 //! The listeners' connections, each with a bound: at most `max_connections` open
 //! (the rest wait in the kernel's accept queue), headers within `header_timeout`, nothing
-//! read or written for `idle_timeout` closes the connection, request heads of at most
+//! read or written for `idle_timeout` while no request waits for its answer closes the
+//! connection, request heads of at most
 //! [`MAX_HEAD`] bytes, and HTTP/1.1 only unless `http2` is on (then at most
 //! [`H2_STREAMS`] streams per connection and small flow-control windows). Bodies have their
 //! own deadline and a shared byte budget in [`crate::ingest`].
@@ -13,7 +14,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,6 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -38,6 +38,10 @@ pub(crate) const H2_STREAMS: u32 = 32;
 /// HTTP/2 flow-control windows: what a peer may send before the server has read it.
 const H2_STREAM_WINDOW: u32 = 64 * 1024;
 const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+
+/// How much longer than `idle_timeout` a connection may stay silent while one of its
+/// requests waits for its answer.
+const WORKING_QUIET: Duration = Duration::from_secs(600);
 
 /// Connections the admin listener serves at once (a Prometheus scraper, a few console tabs,
 /// the CLI); more wait in the kernel's accept queue.
@@ -149,13 +153,17 @@ pub(crate) async fn serve(
         }
         let _ = stream.set_nodelay(true);
         let last = Arc::new(AtomicU64::new(0));
+        let busy = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let io = TokioIo::new(Watched {
             inner: stream,
             last: last.clone(),
             started,
         });
-        let service = TowerToHyperService::new(app.clone());
+        let service = Counted {
+            app: app.clone(),
+            busy: busy.clone(),
+        };
         let builder = builder.clone();
         let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
         let idle = limits.idle_timeout;
@@ -174,11 +182,20 @@ pub(crate) async fn serve(
                     () = tokio::time::sleep(check) => {
                         let quiet = started.elapsed()
                             .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
-                        if quiet >= idle {
-                            debug!(%peer, "connection idle for {idle:?}; closed");
+                        // A request still waiting for its answer is a handler at work (a
+                        // bulk admin operation, a slow journal), not a quiet peer: it gets
+                        // up to `WORKING_QUIET` more.
+                        let limit = if busy.load(Ordering::Relaxed) > 0 {
+                            idle + WORKING_QUIET
+                        } else {
+                            idle
+                        };
+                        if quiet >= limit {
+                            debug!(%peer, "connection idle for {limit:?}; closed");
                             return;
                         }
-                        check = idle - quiet;
+                        // Looked at again within `idle`: the request may be answered by then.
+                        check = (limit - quiet).min(idle);
                     }
                 }
             }
@@ -193,6 +210,51 @@ pub(crate) async fn serve(
             listener = limits.name,
             "requests still open at the shutdown deadline were cut off"
         );
+    }
+}
+
+/// The app, counting the requests of one connection that are waiting for their answer's
+/// head (after it, writing the body counts as activity).
+struct Counted {
+    app: Router,
+    busy: Arc<AtomicUsize>,
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Counted {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = CountedFuture;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> CountedFuture {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let working = Working(self.busy.clone());
+        let mut app = self.app.clone();
+        CountedFuture {
+            inner: tower_service::Service::call(&mut app, req),
+            _working: working,
+        }
+    }
+}
+
+struct CountedFuture {
+    inner: axum::routing::future::RouteFuture<std::convert::Infallible>,
+    _working: Working,
+}
+
+impl std::future::Future for CountedFuture {
+    type Output = Result<axum::response::Response, std::convert::Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.inner).poll(cx)
+    }
+}
+
+/// One request waiting for its answer, until dropped.
+struct Working(Arc<AtomicUsize>);
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -261,5 +323,78 @@ impl AsyncWrite for Watched {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::sync::CancellationToken;
+
+    use super::{Limits, serve};
+
+    /// Everything `s` sends until it closes the connection or `wait` passes; and whether
+    /// it closed.
+    async fn read_until_closed(s: &mut TcpStream, wait: Duration) -> (String, bool) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into(), true),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                Err(_) => return (String::from_utf8_lossy(&got).into(), false),
+            }
+        }
+    }
+
+    /// A handler working longer than the idle timeout is answered (an admin bulk operation,
+    /// a slow journal): the watchdog cuts quiet peers, not requests waiting for an answer.
+    /// Once answered, the quiet keep-alive connection is cut at the idle timeout as before.
+    #[tokio::test]
+    async fn a_request_at_work_is_not_idle() {
+        let app = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                "done"
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let limits = Limits {
+            name: "test",
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_millis(300),
+            max_connections: 4,
+            http2: false,
+        };
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(
+            listener,
+            app,
+            limits,
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let started = tokio::time::Instant::now();
+        let (answer, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"),
+            "the slow request is answered, not cut at the idle timeout: {answer:?}"
+        );
+        assert!(closed, "the quiet connection is closed after its answer");
+        println!("answered and closed after {:?}", started.elapsed());
+        stop.cancel();
+        server.await.expect("server");
     }
 }
