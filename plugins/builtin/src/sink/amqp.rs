@@ -150,6 +150,13 @@ fn check_exchange(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `text` as an AMQP short string: its first 255 bytes, cut at a character boundary (the
+/// event type comes from the payload, of any length and in any script).
+fn short(text: &str) -> ShortString {
+    let cut = text.floor_char_boundary(255);
+    ShortString::try_new(&text[..cut]).unwrap_or_else(|_| unreachable!("{cut} bytes at most 255"))
+}
+
 fn check_routing_key(key: &str) -> Result<(), String> {
     if key.len() > 255 {
         return Err(format!(
@@ -366,13 +373,17 @@ impl Sink for AmqpSink {
             "event-id".into(),
             AMQPValue::LongString(LongString::from(event.id.as_str())),
         );
+        let message_id = delivery_id(event, &self.pipeline, &self.stage, &body);
+        let message_id = ShortString::try_new(message_id).map_err(|_| {
+            StageError::fatal(
+                "the message id (event id, pipeline and stage names) is longer than AMQP's 255 bytes: shorten the pipeline or stage name",
+            )
+        })?;
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
-            .with_message_id(delivery_id(event, &self.pipeline, &self.stage, &body).into())
-            .with_type(ShortString::from(
-                event.event_type.chars().take(255).collect::<String>(),
-            ))
+            .with_message_id(message_id)
+            .with_type(short(&event.event_type))
             .with_app_id("hookline".into())
             .with_headers(headers);
         self.publish(&exchange, &routing_key, &body, properties)
@@ -438,6 +449,17 @@ mod tests {
 
     fn build_text(text: &str) -> Result<Arc<dyn Sink>, ConfigError> {
         build(&config("amqp", text), &ctx().with_dry_run(true))
+    }
+
+    /// The event type comes from the payload: 200 `é` are 400 bytes, which
+    /// `ShortString::from` refused with a panic that killed the run.
+    #[test]
+    fn a_long_event_type_in_any_script_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(200);
+        let cut = short(&long);
+        assert_eq!(cut.as_str(), "é".repeat(127));
+        assert_eq!(short("lead.created").as_str(), "lead.created");
+        assert_eq!(short(&"a".repeat(300)).as_str().len(), 255);
     }
 
     #[test]
