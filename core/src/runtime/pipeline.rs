@@ -1,6 +1,9 @@
 //! One pipeline: which events it takes, and the stage runner.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures::FutureExt;
 
 use globset::GlobSet;
 use hookline_plugin_api::{Event, Filter, Sink, StageError, Transform};
@@ -215,18 +218,23 @@ impl Pipeline {
             // Filters and sinks hand the event on as it is; only a transform, which consumes
             // it, needs a copy to keep "the event as it entered" for a failure.
             let result: Result<Vec<Arc<Event>>, (StageError, Arc<Event>)> = match &stage.op {
-                StageOp::Filter(f) => match f.keep(&event) {
+                StageOp::Filter(f) => match unpanicked(|| f.keep(&event)) {
                     Ok(true) => Ok(vec![event]),
                     Ok(false) => Ok(Vec::new()),
                     Err(e) => Err((e, event)),
                 },
-                StageOp::Transform(t) => match t.apply(Event::clone(&event)) {
+                StageOp::Transform(t) => match unpanicked(|| t.apply(Event::clone(&event))) {
                     Ok(next) => Ok(next.into_iter().map(Arc::new).collect()),
                     Err(e) => Err((e, event)),
                 },
                 StageOp::Sink(s) => {
                     SinkAttempted { stage: telemetry }.emit();
-                    let delivered = s.deliver(&event).await;
+                    // A panicking sink fails the delivery for good (dead-lettered) instead
+                    // of taking the run down unsettled.
+                    let delivered = AssertUnwindSafe(s.deliver(&event))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| Err(panicked(panic.as_ref())));
                     let mut probe_failed = None;
                     if let (Some(gate), Some(permit)) = (&stage.gate, permit.take()) {
                         let probe = permit.is_probe();
@@ -311,6 +319,23 @@ pub struct StageTrace {
     pub(crate) output: Result<Vec<Event>, StageError>,
 }
 
+/// `f`, a stage's own code: a panic in it (a plugin's bug on an input it did not expect)
+/// fails this event at this stage, dead-lettered with the panic's message, instead of
+/// taking the whole run down with its other pipelines and leaving the delivery unsettled.
+fn unpanicked<R>(f: impl FnOnce() -> Result<R, StageError>) -> Result<R, StageError> {
+    std::panic::catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
+}
+
+fn panicked(panic: &(dyn std::any::Any + Send)) -> StageError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    StageError::fatal(format!("the stage panicked: {message}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +378,45 @@ mod tests {
     impl Sink for Fail {
         async fn deliver(&self, _: &Event) -> Result<(), StageError> {
             Err(StageError::retryable("down"))
+        }
+    }
+
+    #[derive(Debug)]
+    struct Panics;
+    #[async_trait::async_trait]
+    impl Sink for Panics {
+        async fn deliver(&self, e: &Event) -> Result<(), StageError> {
+            panic!("cannot handle {}", e.event_type)
+        }
+    }
+    impl Transform for Panics {
+        fn apply(&self, e: Event) -> Result<Vec<Event>, StageError> {
+            panic!("cannot transform {}", e.event_type)
+        }
+    }
+
+    /// A stage's panic (the `amqp` sink's on a long non-ASCII event type, once) fails the
+    /// event there for good, with the message: dead-lettered, not a run that never settles.
+    #[tokio::test]
+    async fn a_panicking_stage_fails_the_event_instead_of_the_run() {
+        for op in [
+            StageOp::Sink(Arc::new(Panics)),
+            StageOp::Transform(Arc::new(Panics)),
+        ] {
+            let p =
+                Pipeline::new("p", "s", &["*".into()], vec![stage("bad", op)]).expect("pipeline");
+            match p.run(event("lead.created"), 0).await.as_slice() {
+                [Outcome::Failed { stage, error, .. }] => {
+                    assert_eq!(*stage, 0);
+                    assert!(!error.is_retryable());
+                    assert!(
+                        error.to_string().contains("the stage panicked: cannot")
+                            && error.to_string().contains("lead.created"),
+                        "{error}"
+                    );
+                }
+                other => panic!("unexpected {other:?}"),
+            }
         }
     }
 
