@@ -415,7 +415,7 @@ async fn receive(
         debug!(source = %source.name, event_type = %verified.event_type, "answered a signed handshake");
         return Ok(Receipt::Handshake(answer));
     }
-    let problems = source.verifier.problems(&verified);
+    let problems = crate::verify::problems(source.verifier.as_ref(), &verified);
     if !problems.is_empty() {
         let reason = problems.join("; ");
         return dead_letter_request(

@@ -52,7 +52,7 @@ pub(crate) fn prepare(
             ));
         }
     };
-    let problems = source.verifier.problems(&verified);
+    let problems = crate::verify::problems(source.verifier.as_ref(), &verified);
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }

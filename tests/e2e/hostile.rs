@@ -208,6 +208,69 @@ async fn a_sender_that_hangs_up_mid_request_still_has_its_stored_event_delivered
     );
 }
 
+/// `levels` JSON objects, each inside the one before, the innermost holding `n`.
+fn nested_body(levels: usize, n: u32) -> String {
+    let mut body = format!(r#"{{"type":"order.paid","n":{n}}}"#);
+    for _ in 1..levels {
+        body = format!(r#"{{"type":"order.paid","a":{body}}}"#);
+    }
+    body
+}
+
+/// A payload nested near the JSON parsers' limit (128) was accepted, but its retry's
+/// snapshot wraps it one level deeper: the poller could not read it back and, failing on
+/// it, claimed nothing due for any pipeline, at every poll and after every restart. A
+/// payload past 64 levels is kept as unprocessable instead; one at 64 is retried and
+/// delivered.
+#[tokio::test]
+async fn a_deeply_nested_payload_cannot_block_the_retries() {
+    const SECRET_ACME: &str = "acme-secret-0123456789";
+    let receiver = Receiver::start(vec![503, 503]).await;
+    let h = Hookline::start(&format!(
+        r#"
+[[sources]]
+name = "acme"
+path = "/webhooks/acme"
+verify = {{ scheme = "hmac", secrets = ["{SECRET_ACME}"], header = "X-Acme-Signature", event_field = "type" }}
+
+[[pipelines]]
+name = "orders"
+source = "acme"
+stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5, initial = "200ms", max = "200ms" }} }}]
+"#,
+        receiver.url()
+    ));
+    let send = |body: String| {
+        let url = h.url("/webhooks/acme");
+        async move {
+            let sig = sign(SECRET_ACME, body.as_bytes());
+            post(&url, body, &[("x-acme-signature", &sig)]).await
+        }
+    };
+    let deep = send(nested_body(127, 0)).await;
+    assert_eq!(deep.status, 200, "{}", deep.json);
+    let list = get_json(&h.admin_url("/api/v1/requests")).await;
+    let reason = list["items"][0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("more than 64 levels deep"),
+        "the 127-level payload is kept as unprocessable: {list}"
+    );
+    // At the limit: both first attempts answered 503, both retried from their snapshots.
+    for n in 1..=2 {
+        let r = send(nested_body(64, n)).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+    }
+    let got = receiver.wait_for(4).await;
+    assert_eq!(got.len(), 4, "two 503s, then both retries delivered");
+    assert!(
+        !h.log().contains("could not claim"),
+        "the poller claimed every due retry"
+    );
+}
+
 /// F1, the cap: `max_connections` open at most; more wait in the accept queue and are
 /// served as soon as others close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -237,6 +237,34 @@ impl Rejection {
 }
 
 /// A source's signature scheme, built once from its config.
+/// How deep a payload may nest objects and arrays. JSON parsers stop at 128 levels, and a
+/// stored event (a retry's snapshot, a dead letter) wraps its payload a level deeper: a
+/// payload near that limit could be accepted and then not be read back.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
+/// Why a verified request cannot be processed: its scheme's problems
+/// ([`Verifier::problems`]) and a payload nested past [`MAX_PAYLOAD_DEPTH`]. Such a request
+/// is kept as unprocessable, with its raw body and these reasons.
+pub(crate) fn problems(verifier: &dyn Verifier, verified: &Verified) -> Vec<String> {
+    let mut out = verifier.problems(verified);
+    if deeper_than(&verified.payload, MAX_PAYLOAD_DEPTH) {
+        out.push(format!(
+            "the payload nests objects and arrays more than {MAX_PAYLOAD_DEPTH} levels deep"
+        ));
+    }
+    out
+}
+
+/// Whether `v` nests objects and arrays more than `levels` deep (`{}` is one level).
+fn deeper_than(v: &serde_json::Value, levels: usize) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => levels == 0 || m.values().any(|v| deeper_than(v, levels - 1)),
+        Value::Array(a) => levels == 0 || a.iter().any(|v| deeper_than(v, levels - 1)),
+        _ => false,
+    }
+}
+
 pub trait Verifier: Send + Sync + std::fmt::Debug {
     fn verify(&self, req: &Unverified<'_>) -> Result<Verified, Rejection>;
 

@@ -396,3 +396,35 @@ fn every_scheme_but_twilio_decodes_a_kept_request_as_it_verified_it() {
         }
     }
 }
+
+/// `levels` objects, each inside the one before: `{"a":{"a":…{}}}`.
+fn nested(levels: usize) -> serde_json::Value {
+    (1..levels).fold(
+        serde_json::json!({}),
+        |inner, _| serde_json::json!({ "a": inner }),
+    )
+}
+
+#[test]
+fn payloads_nested_past_the_limit_are_found() {
+    assert!(!deeper_than(&nested(MAX_PAYLOAD_DEPTH), MAX_PAYLOAD_DEPTH));
+    assert!(deeper_than(
+        &nested(MAX_PAYLOAD_DEPTH + 1),
+        MAX_PAYLOAD_DEPTH
+    ));
+    let arrays =
+        (1..=MAX_PAYLOAD_DEPTH).fold(serde_json::json!(1), |inner, _| serde_json::json!([inner]));
+    assert!(!deeper_than(&arrays, MAX_PAYLOAD_DEPTH));
+    assert!(deeper_than(
+        &serde_json::json!({ "list": [arrays] }),
+        MAX_PAYLOAD_DEPTH
+    ));
+    assert!(!deeper_than(
+        &serde_json::json!({ "a": 1, "b": [1, 2, {}] }),
+        3
+    ));
+    assert!(deeper_than(
+        &serde_json::json!({ "a": 1, "b": [1, 2, {}] }),
+        2
+    ));
+}
