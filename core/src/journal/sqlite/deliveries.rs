@@ -11,7 +11,7 @@ use super::events::routed;
 use super::fast;
 use super::rows::{NewDelivery, event_from_row, from_json, insert_delivery, ms, to_json, ts};
 use crate::journal::{
-    Continuation, Delivery, DeliveryState, Hold, JournalError, Release, Settlement,
+    Continuation, Delivery, DeliveryState, Hold, JournalError, NewDeadLetter, Release, Settlement,
 };
 
 pub(crate) fn count_pending(c: &Connection) -> rusqlite::Result<u64> {
@@ -74,14 +74,67 @@ pub(crate) fn claim_due(
     let mut stmt = c.prepare_cached(&sql)?;
     let mut rows = stmt.query(params![ms(now), boot, limit as i64])?;
     let mut out = Vec::new();
+    let mut unreadable = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(delivery_from_row(row)?);
+        match delivery_from_row(row) {
+            Ok(d) => out.push(d),
+            // One row that cannot be read back must not stop every other due delivery.
+            Err(JournalError::Corrupt(why)) => unreadable.push((row.get::<_, i64>(0)?, why)),
+            Err(e) => return Err(e),
+        }
+    }
+    for (id, why) in unreadable {
+        dead_letter_unreadable(c, id, &why, now)?;
     }
     let mut claim = c.prepare_cached("UPDATE deliveries SET claimed_by = ?2 WHERE id = ?1")?;
     for d in &out {
         claim.execute(params![d.id, boot])?;
     }
     Ok(out)
+}
+
+/// A due delivery whose stored event cannot be read back: dead-lettered with the stored
+/// text as its raw body and the reason, so an operator sees it, instead of failing every
+/// claim it is part of.
+fn dead_letter_unreadable(
+    c: &Connection,
+    id: i64,
+    why: &str,
+    now: Timestamp,
+) -> Result<(), JournalError> {
+    let (event_id, pipeline, stage, attempts, first_failed_at, text, source) = c
+        .prepare_cached(
+            "SELECT d.event_id, d.pipeline, d.stage, d.attempts, d.first_failed_at,
+                    COALESCE(d.snapshot, e.payload), e.source
+             FROM deliveries d LEFT JOIN events e ON e.id = d.event_id WHERE d.id = ?1",
+        )?
+        .query_row(params![id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })?;
+    let error = format!("the stored event could not be read back: {why}");
+    tracing::error!(delivery = id, event_id = %event_id, pipeline = %pipeline, %error, "dead-lettered a delivery");
+    let letter = NewDeadLetter {
+        event_id,
+        source: source.unwrap_or_default(),
+        pipeline: Some(pipeline),
+        stage_index: Some(stage.max(0) as usize),
+        stage_name: None,
+        error,
+        attempts: attempts.max(0) as u32,
+        first_failed_at: first_failed_at.map_or(now, ts),
+        last_failed_at: now,
+        event: None,
+        raw: text.map(String::into_bytes),
+    };
+    settle_row(c, id, &[Continuation::Dead(letter)])
 }
 
 /// Deliveries this process will not run now: each gets an unclaimed row (a first run) or

@@ -1530,3 +1530,62 @@ async fn an_events_first_runs_settle_together() {
     let shown = j.get_event("e1".into()).await.expect("get").expect("event");
     assert_eq!(shown.attempts.len(), 3, "each run's attempt is recorded");
 }
+
+/// A due delivery whose stored event cannot be read back (once: a payload nested to the
+/// JSON parser's limit, which its snapshot wrapped one level deeper) is dead-lettered with
+/// the stored text and the reason; the other due deliveries are claimed as usual. Before,
+/// the claim failed as a whole at every poll, and nothing due ran for any pipeline.
+#[tokio::test]
+async fn an_unreadable_delivery_is_dead_lettered_and_blocks_no_claim() {
+    let (dir, j) = journal();
+    let later = Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+    for id in ["e1", "e2"] {
+        let Accepted::New { deliveries, .. } = j
+            .accept(&new_event(id, None, &["p"]))
+            .await
+            .expect("accept")
+        else {
+            panic!("a new event")
+        };
+        j.settle(
+            deliveries[0].id,
+            vec![Continuation::Retry {
+                held: None,
+                stage: 0,
+                event: event(id),
+                attempts: 1,
+                next_attempt_at: later,
+                error: "503".into(),
+                first_failed_at: Timestamp::now(),
+            }],
+        )
+        .await
+        .expect("settle");
+    }
+    let c = Connection::open(dir.path().join("j.db")).expect("open");
+    c.execute(
+        "UPDATE deliveries SET snapshot = '{\"not\": \"an event\"' WHERE event_id = 'e1'",
+        [],
+    )
+    .expect("damage e1's snapshot");
+    let due = j.claim_due(later, 10).await.expect("the claim succeeds");
+    let ids: Vec<&str> = due.iter().map(|d| d.event.id.as_str()).collect();
+    assert_eq!(ids, ["e2"]);
+    assert_eq!(
+        rows(
+            &dir,
+            "SELECT COUNT(*) FROM dead_letters WHERE event_id = 'e1'
+             AND error LIKE 'the stored event could not be read back: %'
+             AND raw = CAST('{\"not\": \"an event\"' AS BLOB)"
+        ),
+        1
+    );
+    assert_eq!(
+        rows(
+            &dir,
+            "SELECT COUNT(*) FROM deliveries WHERE event_id = 'e1' AND state = 'dead'"
+        ),
+        1
+    );
+    assert!(j.claim_due(later, 10).await.expect("claim").is_empty());
+}
