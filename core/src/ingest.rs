@@ -453,9 +453,7 @@ async fn receive(
     let new = NewEvent {
         event,
         dedupe_key,
-        dedupe_until: received_at
-            + jiff::SignedDuration::try_from(source.dedupe_window)
-                .unwrap_or(jiff::SignedDuration::MAX),
+        dedupe_until: crate::time::later(received_at, source.dedupe_window),
         pipelines,
         order_keys,
     };

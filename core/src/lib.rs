@@ -50,6 +50,7 @@ pub mod server;
 pub mod storage;
 pub mod tail_cmd;
 pub mod tap;
+pub(crate) mod time;
 pub mod verify;
 pub mod verify_cmd;
 pub mod wasm;

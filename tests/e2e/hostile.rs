@@ -271,6 +271,44 @@ stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5,
     );
 }
 
+/// Durations as long as an operator may write them ("20000y" parses, and `check` takes
+/// it): every webhook used to panic in the handler adding the dedupe window to its
+/// timestamp (an empty reply, nothing stored). Times now saturate at the latest there is.
+#[tokio::test]
+async fn durations_of_thousands_of_years_are_taken_without_a_panic() {
+    const SECRET_ACME: &str = "acme-secret-0123456789";
+    let h = Hookline::start(&format!(
+        r#"
+[storage]
+retain = "20000y"
+
+[[sources]]
+name = "acme"
+path = "/webhooks/acme"
+dedupe_window = "20000y"
+verify = {{ scheme = "hmac", secrets = ["{SECRET_ACME}"], header = "X-Acme-Signature", event_field = "type" }}
+
+[[pipelines]]
+name = "orders"
+source = "acme"
+stages = [{{ sink = "file", path = "out.jsonl", circuit = {{ cooldown = "20000y", max_cooldown = "20000y" }} }}]
+"#
+    ));
+    for n in 0..3 {
+        let body = format!(r#"{{"type":"order.paid","n":{n}}}"#);
+        let sig = sign(SECRET_ACME, body.as_bytes());
+        let r = post(
+            &h.url("/webhooks/acme"),
+            body,
+            &[("x-acme-signature", &sig)],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.json);
+    }
+    assert_eq!(wait_for_lines(&h.path("out.jsonl"), 3).await.len(), 3);
+    assert!(!h.log().contains("panicked"), "{}", h.log());
+}
+
 /// F1, the cap: `max_connections` open at most; more wait in the accept queue and are
 /// served as soon as others close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -366,7 +366,7 @@ fn message(result: &Result<(), StageError>) -> String {
 /// The wall-clock time of a monotonic instant.
 fn timestamp_at(at: Instant) -> Timestamp {
     let left = at.saturating_duration_since(Instant::now());
-    Timestamp::now() + jiff::SignedDuration::try_from(left).unwrap_or(jiff::SignedDuration::MAX)
+    crate::time::later(Timestamp::now(), left)
 }
 
 #[cfg(test)]

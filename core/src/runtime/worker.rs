@@ -447,8 +447,7 @@ impl Workers {
             }
             let retain = self.inner.runtime.load().storage.retain;
             let now = Timestamp::now();
-            let before =
-                now - jiff::SignedDuration::try_from(retain).unwrap_or(jiff::SignedDuration::MAX);
+            let before = crate::time::earlier(now, retain);
             match self.inner.journal.prune(before, now).await {
                 Ok(0) => {}
                 Ok(n) => info!(events = n, "pruned delivered events past retention"),
@@ -544,9 +543,7 @@ impl Workers {
                                 &d,
                                 stage,
                                 *event,
-                                Timestamp::now()
-                                    + jiff::SignedDuration::try_from(wait)
-                                        .unwrap_or(jiff::SignedDuration::MAX),
+                                crate::time::later(Timestamp::now(), wait),
                                 None,
                                 "waiting for the sink's rate or concurrency".into(),
                             ),
@@ -670,8 +667,7 @@ fn paused(d: &Delivery) -> Continuation {
         stage: d.stage,
         event: Event::clone(&d.event),
         attempts: d.attempts,
-        next_attempt_at: now
-            + jiff::SignedDuration::try_from(PAUSED_RETRY).unwrap_or(jiff::SignedDuration::MAX),
+        next_attempt_at: crate::time::later(now, PAUSED_RETRY),
         error: "the pipeline is paused".into(),
         first_failed_at: d.first_failed_at.unwrap_or(now),
         held: Some(Hold::Paused),
@@ -735,8 +731,7 @@ fn continuation(
                 stage,
                 event,
                 attempts,
-                next_attempt_at: now
-                    + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX),
+                next_attempt_at: crate::time::later(now, delay),
                 error: message.clone(),
                 first_failed_at,
                 held: None,
