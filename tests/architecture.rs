@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "helpers and pure rules",
-        &["out", "lograte", "verify", "respond"],
+        &["out", "lograte", "time", "verify", "respond"],
     ),
     ("telemetry", &["metrics", "tap", "internal_events"]),
     ("configuration as data", &["config"]),
