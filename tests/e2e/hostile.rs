@@ -224,29 +224,19 @@ fn nested_body(levels: usize, n: u32) -> String {
 /// delivered.
 #[tokio::test]
 async fn a_deeply_nested_payload_cannot_block_the_retries() {
-    const SECRET_ACME: &str = "acme-secret-0123456789";
     let receiver = Receiver::start(vec![503, 503]).await;
     let h = Hookline::start(&format!(
-        r#"
-[[sources]]
-name = "acme"
-path = "/webhooks/acme"
-verify = {{ scheme = "hmac", secrets = ["{SECRET_ACME}"], header = "X-Acme-Signature", event_field = "type" }}
-
+        r#"{}
 [[pipelines]]
 name = "orders"
 source = "acme"
 stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5, initial = "200ms", max = "200ms" }} }}]
 "#,
+        acme_source("type", ""),
         receiver.url()
     ));
-    let send = |body: String| {
-        let url = h.url("/webhooks/acme");
-        async move {
-            let sig = sign(SECRET_ACME, body.as_bytes());
-            post(&url, body, &[("x-acme-signature", &sig)]).await
-        }
-    };
+    let url = h.url("/webhooks/acme");
+    let send = |body: String| post_acme(&url, body);
     let deep = send(nested_body(127, 0)).await;
     assert_eq!(deep.status, 200, "{}", deep.json);
     let list = get_json(&h.admin_url("/api/v1/requests")).await;
@@ -276,33 +266,21 @@ stages = [{{ sink = "http", url = "{}", timeout = "2s", retry = {{ attempts = 5,
 /// timestamp (an empty reply, nothing stored). Times now saturate at the latest there is.
 #[tokio::test]
 async fn durations_of_thousands_of_years_are_taken_without_a_panic() {
-    const SECRET_ACME: &str = "acme-secret-0123456789";
     let h = Hookline::start(&format!(
         r#"
 [storage]
 retain = "20000y"
-
-[[sources]]
-name = "acme"
-path = "/webhooks/acme"
-dedupe_window = "20000y"
-verify = {{ scheme = "hmac", secrets = ["{SECRET_ACME}"], header = "X-Acme-Signature", event_field = "type" }}
-
+{}
 [[pipelines]]
 name = "orders"
 source = "acme"
 stages = [{{ sink = "file", path = "out.jsonl", circuit = {{ cooldown = "20000y", max_cooldown = "20000y" }} }}]
-"#
+"#,
+        acme_source("type", r#"dedupe_window = "20000y""#)
     ));
     for n in 0..3 {
         let body = format!(r#"{{"type":"order.paid","n":{n}}}"#);
-        let sig = sign(SECRET_ACME, body.as_bytes());
-        let r = post(
-            &h.url("/webhooks/acme"),
-            body,
-            &[("x-acme-signature", &sig)],
-        )
-        .await;
+        let r = post_acme(&h.url("/webhooks/acme"), body).await;
         assert_eq!(r.status, 200, "{}", r.json);
     }
     assert_eq!(wait_for_lines(&h.path("out.jsonl"), 3).await.len(), 3);

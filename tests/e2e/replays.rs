@@ -349,21 +349,15 @@ async fn the_cli_creates_and_follows_a_job() {
     assert!(!cancel.status.success(), "a finished job is not cancelled");
 }
 
-const ACME_SECRET: &str = "acme-secret-0123456789";
-
 fn acme_config(event_field: &str, url: &str) -> String {
     format!(
-        r#"
-[[sources]]
-name = "acme"
-path = "/webhooks/acme"
-verify = {{ scheme = "hmac", secrets = ["{ACME_SECRET}"], header = "X-Acme-Signature", event_field = "{event_field}" }}
-
+        r#"{}
 [[pipelines]]
 name = "orders"
 source = "acme"
 stages = [{{ sink = "http", url = "{url}", envelope = true, timeout = "5s" }}]
-"#
+"#,
+        acme_source(event_field, "")
     )
 }
 

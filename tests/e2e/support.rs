@@ -46,6 +46,30 @@ verify = {{ scheme = "leadshark", secrets = ["{SECRET}"] }}
     )
 }
 
+/// The secret of the generic `hmac` source [`acme_source`].
+pub const ACME_SECRET: &str = "acme-secret-0123456789";
+
+/// A generic `hmac` source `acme` at `/webhooks/acme`: signed in `X-Acme-Signature`, the
+/// event type in the body's `event_field`, and `extra` lines (`dedupe_window = ...`) in its
+/// table.
+pub fn acme_source(event_field: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[sources]]
+name = "acme"
+path = "/webhooks/acme"
+{extra}
+verify = {{ scheme = "hmac", secrets = ["{ACME_SECRET}"], header = "X-Acme-Signature", event_field = "{event_field}" }}
+"#
+    )
+}
+
+/// POST `body` to the `acme` source at `url`, signed with [`ACME_SECRET`].
+pub async fn post_acme(url: &str, body: String) -> Reply {
+    let sig = sign(ACME_SECRET, body.as_bytes());
+    post(url, body, &[("x-acme-signature", &sig)]).await
+}
+
 impl Hookline {
     /// Start with `body` appended to a `[server]` section on 127.0.0.1:0. Relative paths in
     /// the config resolve against the temp dir that holds it.
