@@ -1547,20 +1547,10 @@ async fn an_unreadable_delivery_is_dead_lettered_and_blocks_no_claim() {
         else {
             panic!("a new event")
         };
-        j.settle(
-            deliveries[0].id,
-            vec![Continuation::Retry {
-                held: None,
-                stage: 0,
-                event: event(id),
-                attempts: 1,
-                next_attempt_at: later,
-                error: "503".into(),
-                first_failed_at: Timestamp::now(),
-            }],
-        )
-        .await
-        .expect("settle");
+        // A retry, due now.
+        j.settle(deliveries[0].id, vec![held_retry(id, None)])
+            .await
+            .expect("settle");
     }
     let c = Connection::open(dir.path().join("j.db")).expect("open");
     c.execute(
