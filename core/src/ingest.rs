@@ -520,6 +520,7 @@ async fn commit(
                     id: d.id,
                     pipeline: d.pipeline,
                     stage: 0,
+                    stage_name: None,
                     attempts: 0,
                     first_failed_at: None,
                     event: Arc::clone(&event),

@@ -481,6 +481,101 @@ async fn a_retry_wait_survives_a_crash_and_a_removed_pipeline_dead_letters() {
     );
 }
 
+/// Two pipelines whose retries wait at their `http` stage (stage 2); `moved` and `removed`
+/// are what the config puts after it.
+fn two_waiting_pipelines(url: &str, moved: &str, removed: &str) -> String {
+    let pipeline = |name: &str, after: &str| {
+        format!(
+            r#"
+[[pipelines]]
+name = "{name}"
+source = "leadshark"
+stages = [
+  {{ sink = "file", path = "before-{name}.jsonl" }},
+  {{ transform = "set", fields = {{ "data.stamped" = true }} }},
+  {after}
+]
+"#
+        )
+    };
+    let http = format!(
+        r#"{{ sink = "http", url = "{url}", timeout = "2s", retry = {{ attempts = 5, initial = "1s", max = "1s" }} }}"#
+    );
+    format!(
+        "{}{}{}",
+        leadshark_source(),
+        pipeline("moved", &moved.replace("HTTP", &http)),
+        pipeline("removed", &removed.replace("HTTP", &http))
+    )
+}
+
+/// A retry waits at its stage by name, not by position: restarted on a config that puts a
+/// stage in front of it, it resumes at that same stage (the new one does not see it, the
+/// earlier ones do not run again); when its stage is gone, it becomes a dead letter naming
+/// the stage, never a run of whichever stage now has its position.
+#[tokio::test]
+async fn a_waiting_retry_resumes_at_its_stage_when_a_reload_moves_or_removes_it() {
+    let receiver = Receiver::start(vec![503, 503]).await;
+    let h = Hookline::start(&two_waiting_pipelines(&receiver.url(), "HTTP", "HTTP"));
+    let r = post_signed(&h.url("/webhooks/leadshark"), &sample("new.like", 1)).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    let id = r.json["id"].as_str().expect("id").to_string();
+    wait_until("both pipelines' first attempts", || {
+        h.log().matches("will retry").count() >= 2
+    })
+    .await;
+    let dir = h.crash();
+    assert_eq!(receiver.received.lock().expect("lock").len(), 2);
+    std::fs::write(
+        dir.path().join("pipeline.toml"),
+        config_text(
+            &two_waiting_pipelines(
+                &receiver.url(),
+                r#"{ sink = "file", name = "audit", path = "audit.jsonl" }, HTTP"#,
+                r#"{ sink = "file", name = "other", path = "other.jsonl" }"#,
+            ),
+            "",
+        ),
+    )
+    .expect("write");
+    let h = Hookline::start_in(dir, &[]);
+    let got = receiver.wait_for(3).await;
+    assert_eq!(got.len(), 3, "the retry in `moved` reached its http stage");
+    let body: Value = serde_json::from_slice(&got[2].body).expect("json");
+    assert_eq!(body["data"]["stamped"], true, "{body}");
+    let mut page = Value::Null;
+    wait_until("the dead letter of `removed`", || {
+        page = dead_letters(&h);
+        page["total"] == 1
+    })
+    .await;
+    let letter = &page["items"][0];
+    assert_eq!(letter["event_id"], id.as_str());
+    assert_eq!(letter["pipeline"], "removed");
+    assert_eq!(letter["stage_name"], "http", "{letter}");
+    let error = letter["error"].as_str().expect("error");
+    assert!(
+        error.contains("the stage `http`") && error.contains("no longer in pipeline `removed`"),
+        "{error}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received.lock().expect("lock").len(), 3);
+    for file in ["audit.jsonl", "other.jsonl"] {
+        assert_eq!(
+            read_lines(&h.path(file)).len(),
+            0,
+            "{file}: a stage at the retry's old position ran it"
+        );
+    }
+    for name in ["moved", "removed"] {
+        assert_eq!(
+            read_lines(&h.path(&format!("before-{name}.jsonl"))).len(),
+            1,
+            "{name}: the stages before the retry's did not run again"
+        );
+    }
+}
+
 #[tokio::test]
 async fn every_acknowledged_event_survives_kill_9_and_reaches_the_receiver() {
     let port = Receiver::free_port();

@@ -69,6 +69,10 @@ pub struct Delivery {
     pub id: i64,
     pub pipeline: String,
     pub stage: usize,
+    /// The name of the stage at `stage` when the delivery was stored to wait there: a reload
+    /// that moves stages cannot send it to another one (`Pipeline::resume_at`). `None` for a
+    /// first run, and for a retry stored before names were kept (resumed by position).
+    pub stage_name: Option<String>,
     /// Attempts already made at `stage`.
     pub attempts: u32,
     pub first_failed_at: Option<Timestamp>,
@@ -91,6 +95,8 @@ pub enum Continuation {
     /// Try again at `stage` from `next_attempt_at`.
     Retry {
         stage: usize,
+        /// The name of the stage at `stage`, kept with the retry (see [`Delivery::stage_name`]).
+        stage_name: Option<String>,
         event: Event,
         attempts: u32,
         next_attempt_at: Timestamp,

@@ -135,6 +135,16 @@ pub(crate) fn replayable(dl: &DeadLetter) -> Result<ReplayFrom<'_>, Replayed> {
     }
 }
 
+/// Where a replay enters its pipeline and with what.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ReplayStart {
+    pub(crate) stage: usize,
+    /// The failed stage's name, so the replay runs that stage even if a reload moved it
+    /// (`None`: from the first stage).
+    pub(crate) stage_name: Option<String>,
+    pub(crate) event: Event,
+}
+
 /// The stage and event a replay runs: the failed stage with the snapshot, or — `from_start`
 /// — stage 0 with the original event, which the store looked up (`None`: no longer kept).
 pub(crate) fn replay_start(
@@ -142,14 +152,23 @@ pub(crate) fn replay_start(
     from: &ReplayFrom<'_>,
     from_start: bool,
     original: Option<Event>,
-) -> Result<(usize, Event), Replayed> {
+) -> Result<ReplayStart, Replayed> {
+    let first = |event| ReplayStart {
+        stage: 0,
+        stage_name: None,
+        event,
+    };
     if !from_start {
-        return Ok((dl.stage_index.unwrap_or(0), from.snapshot.clone()));
+        return Ok(ReplayStart {
+            stage: dl.stage_index.unwrap_or(0),
+            stage_name: dl.stage_name.clone(),
+            event: from.snapshot.clone(),
+        });
     }
     match original {
-        Some(e) => Ok((0, e)),
+        Some(e) => Ok(first(e)),
         // Failed at the first stage: the snapshot is the event as it entered stage 0.
-        None if dl.stage_index == Some(0) => Ok((0, from.snapshot.clone())),
+        None if dl.stage_index == Some(0) => Ok(first(from.snapshot.clone())),
         None => Err(Replayed::Skipped {
             reason: "the original event is no longer in the journal; replay from the failed stage instead".into(),
         }),

@@ -143,6 +143,39 @@ impl Pipeline {
         }
     }
 
+    /// The name of the stage at `index`.
+    pub(crate) fn stage_name(&self, index: usize) -> Option<String> {
+        self.stages.get(index).map(|s| s.name.clone())
+    }
+
+    /// Where a stored delivery resumes: the stage named `name`, wherever a reload put it, so
+    /// that inserting, removing or reordering stages never sends a waiting retry to another
+    /// stage. Without a name (a first run; a retry stored before names were kept), the
+    /// position. `Err` says why it cannot resume: its stage is no longer in the pipeline.
+    pub(crate) fn resume_at(&self, stage: usize, name: Option<&str>) -> Result<usize, String> {
+        let Some(name) = name else {
+            return match stage < self.stages.len() {
+                true => Ok(stage),
+                false => Err(format!(
+                    "pipeline `{}` has no stage {stage} any more",
+                    self.name
+                )),
+            };
+        };
+        if self.stages.get(stage).is_some_and(|s| s.name == name) {
+            return Ok(stage);
+        }
+        self.stages
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| {
+                format!(
+                    "the stage `{name}` it waited at (stage {stage}) is no longer in pipeline `{}`",
+                    self.name
+                )
+            })
+    }
+
     /// The series of the stage at `index`.
     pub(crate) fn telemetry(&self, index: usize) -> Option<&StageTelemetry> {
         self.telemetry.get(index)
@@ -439,6 +472,41 @@ mod tests {
             headers: vec![],
             payload: json!({"n": 0}),
         }
+    }
+
+    /// A retry resumes at its stage by name wherever a reload moved it; a retry stored
+    /// without a name, at its position; a stage that is gone is an error, not another stage.
+    #[test]
+    fn a_stored_delivery_resumes_at_its_stage_by_name() {
+        let sink = || StageOp::Sink(Arc::new(Record::default()));
+        let p = Pipeline::new(
+            "crm",
+            "s",
+            &["*".into()],
+            vec![
+                stage("audit", sink()),
+                stage("file", sink()),
+                stage("http", sink()),
+            ],
+        )
+        .expect("pipeline");
+        assert_eq!(p.resume_at(2, Some("http")), Ok(2), "in place");
+        assert_eq!(
+            p.resume_at(1, Some("http")),
+            Ok(2),
+            "a stage inserted before it"
+        );
+        assert_eq!(p.resume_at(2, Some("audit")), Ok(0), "moved to the front");
+        assert_eq!(p.resume_at(7, Some("file")), Ok(1), "past the end now");
+        assert_eq!(p.resume_at(1, None), Ok(1), "no name: the position");
+        assert_eq!(p.resume_at(0, None), Ok(0), "a first run");
+        let gone = p.resume_at(1, Some("cel")).expect_err("removed");
+        assert!(
+            gone.contains("`cel`") && gone.contains("no longer in pipeline `crm`"),
+            "{gone}"
+        );
+        let past = p.resume_at(3, None).expect_err("no stage 3");
+        assert!(past.contains("has no stage 3 any more"), "{past}");
     }
 
     #[test]

@@ -466,9 +466,12 @@ impl Workers {
 
     /// Run a delivery through its pipeline: how it ended, for the journal. The stages run in
     /// `span` (what they log names the event); the outcome's own log lines name it anyway.
-    async fn outcome(&self, runtime: &Runtime, d: Delivery, span: &Span) -> Ended {
+    async fn outcome(&self, runtime: &Runtime, mut d: Delivery, span: &Span) -> Ended {
         let mut finished = Vec::new();
         let mut run_took = Duration::ZERO;
+        // False when the stage the delivery waited at is gone: its dead letter is then
+        // reported under the name it had, not under the stage now at its position.
+        let mut stage_found = true;
         let continuations = match runtime.pipeline(&d.pipeline) {
             Some(_) if self.is_paused(&d.pipeline) => vec![(paused(&d), false)],
             None => vec![(
@@ -481,82 +484,82 @@ impl Workers {
                 ),
                 true,
             )],
-            Some(p) if d.stage >= p.stages.len() => vec![(
-                dead(
-                    &d,
-                    Some(p),
-                    d.stage,
-                    None,
-                    format!(
-                        "pipeline `{}` has no stage {} any more",
-                        d.pipeline, d.stage
-                    ),
-                ),
-                true,
-            )],
-            Some(p) => {
-                // The run shares the event (no copy). Every failure carries its own event.
-                let started = Instant::now();
-                let outcomes = p
-                    .run(Arc::clone(&d.event), d.stage)
-                    .instrument(span.clone())
-                    .await;
-                let took = started.elapsed();
-                run_took = took;
-                finished.reserve_exact(outcomes.len());
-                for o in &outcomes {
-                    let (stage, result) = match o {
-                        Outcome::Completed => {
-                            (p.stages.len().saturating_sub(1), AttemptResult::Delivered)
-                        }
-                        Outcome::Dropped { stage } => (*stage, AttemptResult::Dropped),
-                        _ => continue,
-                    };
-                    finished.push(attempt(&d, p, stage, result, None, took));
-                }
-                if outcomes.iter().any(|o| matches!(o, Outcome::Completed)) {
-                    Delivered {
-                        event_id: &d.event.id,
-                        pipeline: &d.pipeline,
+            Some(p) => match p.resume_at(d.stage, d.stage_name.as_deref()) {
+                Err(gone) => {
+                    stage_found = false;
+                    let mut letter = dead(&d, None, d.stage, None, gone);
+                    if let Continuation::Dead(l) = &mut letter {
+                        l.stage_name = d.stage_name.clone();
                     }
-                    .emit();
+                    vec![(letter, true)]
                 }
-                outcomes
-                    .into_iter()
-                    .filter_map(|o| match o {
-                        Outcome::Failed {
-                            stage,
-                            error,
-                            event,
-                        } => Some((continuation(&d, p, stage, &error, *event), true)),
-                        Outcome::Held {
-                            stage,
-                            event,
-                            until,
-                            error,
-                        } => Some((
-                            waiting(&d, stage, *event, until, Some(Hold::Circuit), error),
-                            false,
-                        )),
-                        Outcome::Later { stage, event, wait } => Some((
-                            waiting(
-                                &d,
+                Ok(at) => {
+                    // Where a reload moved its stage; the attempts made there still count.
+                    d.stage = at;
+                    // The run shares the event (no copy). Every failure carries its own event.
+                    let started = Instant::now();
+                    let outcomes = p
+                        .run(Arc::clone(&d.event), d.stage)
+                        .instrument(span.clone())
+                        .await;
+                    let took = started.elapsed();
+                    run_took = took;
+                    finished.reserve_exact(outcomes.len());
+                    for o in &outcomes {
+                        let (stage, result) = match o {
+                            Outcome::Completed => {
+                                (p.stages.len().saturating_sub(1), AttemptResult::Delivered)
+                            }
+                            Outcome::Dropped { stage } => (*stage, AttemptResult::Dropped),
+                            _ => continue,
+                        };
+                        finished.push(attempt(&d, p, stage, result, None, took));
+                    }
+                    if outcomes.iter().any(|o| matches!(o, Outcome::Completed)) {
+                        Delivered {
+                            event_id: &d.event.id,
+                            pipeline: &d.pipeline,
+                        }
+                        .emit();
+                    }
+                    outcomes
+                        .into_iter()
+                        .filter_map(|o| match o {
+                            Outcome::Failed {
                                 stage,
-                                *event,
-                                crate::time::later(Timestamp::now(), wait),
-                                None,
-                                "waiting for the sink's rate or concurrency".into(),
-                            ),
-                            false,
-                        )),
-                        Outcome::Completed | Outcome::Dropped { .. } => None,
-                    })
-                    .collect()
-            }
+                                error,
+                                event,
+                            } => Some((continuation(&d, p, stage, &error, *event), true)),
+                            Outcome::Held {
+                                stage,
+                                event,
+                                until,
+                                error,
+                            } => Some((
+                                waiting(&d, p, stage, *event, until, Some(Hold::Circuit), error),
+                                false,
+                            )),
+                            Outcome::Later { stage, event, wait } => Some((
+                                waiting(
+                                    &d,
+                                    p,
+                                    stage,
+                                    *event,
+                                    crate::time::later(Timestamp::now(), wait),
+                                    None,
+                                    "waiting for the sink's rate or concurrency".into(),
+                                ),
+                                false,
+                            )),
+                            Outcome::Completed | Outcome::Dropped { .. } => None,
+                        })
+                        .collect()
+                }
+            },
         };
         // Only attempts are reported (logged, counted) and recorded in the event's history:
         // a delivery that waits made none.
-        let pipeline = runtime.pipeline(&d.pipeline);
+        let pipeline = runtime.pipeline(&d.pipeline).filter(|_| stage_found);
         let mut attempts = finished;
         let continuations: Vec<Continuation> = continuations
             .into_iter()
@@ -626,11 +629,7 @@ fn attempt(
         event_id: d.event.id.clone(),
         pipeline: d.pipeline.clone(),
         stage,
-        stage_name: p
-            .stages
-            .get(stage)
-            .map(|s| s.name.clone())
-            .unwrap_or_default(),
+        stage_name: p.stage_name(stage).unwrap_or_default(),
         at: Timestamp::now(),
         duration_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
         result,
@@ -665,6 +664,7 @@ fn paused(d: &Delivery) -> Continuation {
     let now = Timestamp::now();
     Continuation::Retry {
         stage: d.stage,
+        stage_name: d.stage_name.clone(),
         event: Event::clone(&d.event),
         attempts: d.attempts,
         next_attempt_at: crate::time::later(now, PAUSED_RETRY),
@@ -678,6 +678,7 @@ fn paused(d: &Delivery) -> Continuation {
 /// slot): it waits there, its attempts untouched.
 fn waiting(
     d: &Delivery,
+    p: &Pipeline,
     stage: usize,
     event: hookline_plugin_api::Event,
     until: Timestamp,
@@ -687,6 +688,7 @@ fn waiting(
     let same_stage = stage == d.stage;
     Continuation::Retry {
         stage,
+        stage_name: p.stage_name(stage),
         event,
         attempts: if same_stage { d.attempts } else { 0 },
         next_attempt_at: until,
@@ -729,6 +731,7 @@ fn continuation(
             let delay = policy.delay(attempts, *retry_after, rand::random::<f64>());
             Continuation::Retry {
                 stage,
+                stage_name: p.stage_name(stage),
                 event,
                 attempts,
                 next_attempt_at: crate::time::later(now, delay),
@@ -775,7 +778,7 @@ fn dead(
         source: d.event.source.clone(),
         pipeline: Some(d.pipeline.clone()),
         stage_index: Some(stage),
-        stage_name: p.and_then(|p| p.stages.get(stage)).map(|s| s.name.clone()),
+        stage_name: p.and_then(|p| p.stage_name(stage)),
         error,
         attempts: d.attempts,
         first_failed_at: d.first_failed_at.unwrap_or(now),

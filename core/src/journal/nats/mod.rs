@@ -416,16 +416,15 @@ impl NatsJournal {
             true => self.original(stored.origin_seq).await,
             false => None,
         };
-        let (stage, event) =
-            match crate::journal::rules::replay_start(dl, &from, from_start, original) {
-                Ok(start) => start,
-                Err(skipped) => return Ok(skipped),
-            };
+        let start = match crate::journal::rules::replay_start(dl, &from, from_start, original) {
+            Ok(start) => start,
+            Err(skipped) => return Ok(skipped),
+        };
         let replayed = self
             .queue(
-                &event,
+                &start.event,
                 from.pipeline,
-                stage,
+                (start.stage, start.stage_name.as_deref()),
                 stored.origin_seq,
                 &format!("replay:{id}"),
             )

@@ -138,6 +138,8 @@ pub(crate) mod header {
     pub(crate) const PIPELINE: &str = "Hookline-Pipeline";
     /// Stage the delivery resumes at.
     pub(crate) const STAGE: &str = "Hookline-Stage";
+    /// That stage's name, when known (percent-encoded: a name may be any string).
+    pub(crate) const STAGE_NAME: &str = "Hookline-Stage-Name";
     /// Attempts already made at that stage.
     pub(crate) const ATTEMPTS: &str = "Hookline-Attempts";
     /// Unix milliseconds.
@@ -148,12 +150,18 @@ pub(crate) mod header {
     pub(crate) const ORIGIN: &str = "Hookline-Origin";
 }
 
+/// What a header value cannot carry as it is: control characters (a line break would end
+/// the header), spaces (trimmed at the ends), and `%` itself.
+const HEADER_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%');
+
 /// A delivery's progress, carried in the headers of a retry message (its body is the event
 /// as it enters `stage`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Progress {
     pub(crate) pipeline: String,
     pub(crate) stage: usize,
+    /// The name of the stage at `stage` (see `Delivery::stage_name`).
+    pub(crate) stage_name: Option<String>,
     pub(crate) attempts: u32,
     pub(crate) first_failed_at: Option<i64>,
     pub(crate) not_before: i64,
@@ -165,6 +173,10 @@ impl Progress {
         let mut h = async_nats::HeaderMap::new();
         h.insert(header::PIPELINE, self.pipeline.as_str());
         h.insert(header::STAGE, self.stage.to_string().as_str());
+        if let Some(name) = &self.stage_name {
+            let encoded = percent_encoding::utf8_percent_encode(name, HEADER_VALUE).to_string();
+            h.insert(header::STAGE_NAME, encoded.as_str());
+        }
         h.insert(header::ATTEMPTS, self.attempts.to_string().as_str());
         if let Some(t) = self.first_failed_at {
             h.insert(header::FIRST_FAILED_AT, t.to_string().as_str());
@@ -183,6 +195,13 @@ impl Progress {
         Some(Progress {
             pipeline: get(header::PIPELINE)?,
             stage: get(header::STAGE)?.parse().ok()?,
+            // Absent on messages written before names were kept: resumed by position.
+            stage_name: get(header::STAGE_NAME).and_then(|v| {
+                percent_encoding::percent_decode_str(&v)
+                    .decode_utf8()
+                    .ok()
+                    .map(|s| s.into_owned())
+            }),
             attempts: get(header::ATTEMPTS)?.parse().ok()?,
             first_failed_at: num(header::FIRST_FAILED_AT),
             not_before: num(header::NOT_BEFORE)?,
@@ -300,13 +319,18 @@ mod tests {
         let p = Progress {
             pipeline: "crm".into(),
             stage: 2,
+            stage_name: Some(" http%2 \r\nnäme ".into()),
             attempts: 3,
             first_failed_at: Some(1_700_000_000_000),
             not_before: 1_700_000_005_000,
             origin: Some(42),
         };
         assert_eq!(Progress::from_headers(&p.to_headers()), Some(p.clone()));
+        let encoded = p.to_headers();
+        let on_the_wire = encoded.get(header::STAGE_NAME).expect("name").as_str();
+        assert!(!on_the_wire.contains(['\r', '\n', ' ']), "{on_the_wire}");
         let bare = Progress {
+            stage_name: None,
             first_failed_at: None,
             origin: None,
             ..p

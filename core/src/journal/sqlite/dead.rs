@@ -206,17 +206,18 @@ pub(crate) fn replay(c: &Connection, id: &str, from_start: bool) -> Result<Repla
         }
         false => None,
     };
-    let (stage, event) = match rules::replay_start(&dl, &from, from_start, original) {
+    let start = match rules::replay_start(&dl, &from, from_start, original) {
         Ok(start) => start,
         Err(skipped) => return Ok(skipped),
     };
     let pipeline = from.pipeline;
     let now = ms(Timestamp::now());
-    let snapshot = to_json(&event)?;
+    let snapshot = to_json(&start.event)?;
     let delivery_id = insert_delivery(
         c,
         NewDelivery {
-            stage,
+            stage: start.stage,
+            stage_name: start.stage_name.as_deref(),
             snapshot: Some(&snapshot),
             ..NewDelivery::pending(&dl.event_id, pipeline, now)
         },

@@ -25,7 +25,7 @@ pub(crate) fn count_pending(c: &Connection) -> rusqlite::Result<u64> {
 
 const DELIVERY_COLUMNS: &str =
     "d.id, d.pipeline, d.stage, d.attempts, d.first_failed_at, d.snapshot,
-     e.id, e.source, e.type, e.received_at, e.headers, e.payload";
+     e.id, e.source, e.type, e.received_at, e.headers, e.payload, d.stage_name";
 
 fn delivery_from_row(r: &Row<'_>) -> Result<Delivery, JournalError> {
     let snapshot: Option<String> = r.get(5)?;
@@ -45,6 +45,7 @@ fn delivery_from_row(r: &Row<'_>) -> Result<Delivery, JournalError> {
         id: r.get(0)?,
         pipeline: r.get(1)?,
         stage: r.get::<_, i64>(2)?.max(0) as usize,
+        stage_name: r.get(12)?,
         attempts: r.get::<_, i64>(3)?.max(0) as u32,
         first_failed_at: r.get::<_, Option<i64>>(4)?.map(ts),
         event: event.into(),
@@ -267,6 +268,7 @@ fn apply(c: &Connection, delivery: i64, cont: &Continuation, now: i64) -> Result
     match cont {
         Continuation::Retry {
             stage,
+            stage_name,
             event,
             attempts,
             next_attempt_at,
@@ -282,7 +284,8 @@ fn apply(c: &Connection, delivery: i64, cont: &Continuation, now: i64) -> Result
             };
             c.prepare_cached(
                 "UPDATE deliveries SET state = ?9, stage = ?2, snapshot = ?3, attempts = ?4, next_attempt_at = ?5,
-                 last_error = ?6, first_failed_at = ?7, claimed_by = NULL, updated_at = ?8, held = ?10 WHERE id = ?1",
+                 last_error = ?6, first_failed_at = ?7, claimed_by = NULL, updated_at = ?8, held = ?10,
+                 stage_name = ?11 WHERE id = ?1",
             )?
             .execute(params![
                 delivery,
@@ -294,7 +297,8 @@ fn apply(c: &Connection, delivery: i64, cont: &Continuation, now: i64) -> Result
                 ms(*first_failed_at),
                 now,
                 DeliveryState::Pending,
-                held.map(Hold::as_str)
+                held.map(Hold::as_str),
+                stage_name
             ])?;
         }
         Continuation::Dead(letter) => {

@@ -100,6 +100,7 @@ pub(crate) fn accept(
                     event_id: &e.id,
                     pipeline,
                     stage: 0,
+                    stage_name: None,
                     next_attempt_at: now,
                     // An ordered delivery is the poller's: it may have to wait for an
                     // earlier one with its key.
@@ -162,6 +163,7 @@ pub(crate) fn recover(
                             event_id: &id,
                             pipeline: &p,
                             stage: 0,
+                            stage_name: None,
                             next_attempt_at: received,
                             claimed_by: None,
                             snapshot: None,
@@ -240,6 +242,7 @@ pub(crate) fn advance(ctx: &mut Ctx, everything: bool) -> Result<(), JournalErro
                             event_id: &id,
                             pipeline: p,
                             stage: 0,
+                            stage_name: None,
                             next_attempt_at: now,
                             claimed_by: Some(&ctx.boot),
                             snapshot: None,

@@ -81,6 +81,8 @@ pub(crate) struct NewDelivery<'a> {
     pub(crate) event_id: &'a str,
     pub(crate) pipeline: &'a str,
     pub(crate) stage: usize,
+    /// The name of the stage at `stage` (see `Delivery::stage_name`).
+    pub(crate) stage_name: Option<&'a str>,
     pub(crate) next_attempt_at: i64,
     /// The process that runs it now; `None`: the poller's.
     pub(crate) claimed_by: Option<&'a str>,
@@ -98,6 +100,7 @@ impl<'a> NewDelivery<'a> {
             event_id,
             pipeline,
             stage: 0,
+            stage_name: None,
             next_attempt_at: now,
             claimed_by: None,
             snapshot: None,
@@ -110,8 +113,8 @@ impl<'a> NewDelivery<'a> {
 /// Create a pending delivery row; returns its id. The only statement that inserts one.
 pub(crate) fn insert_delivery(c: &Connection, d: NewDelivery<'_>) -> Result<i64, JournalError> {
     c.prepare_cached(
-        "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, claimed_by, snapshot, updated_at, order_key)
-         VALUES (?1, ?2, ?3, ?8, 0, ?4, ?5, ?6, ?7, ?9)",
+        "INSERT INTO deliveries (event_id, pipeline, stage, state, attempts, next_attempt_at, claimed_by, snapshot, updated_at, order_key, stage_name)
+         VALUES (?1, ?2, ?3, ?8, 0, ?4, ?5, ?6, ?7, ?9, ?10)",
     )?
     .execute(params![
         d.event_id,
@@ -122,7 +125,8 @@ pub(crate) fn insert_delivery(c: &Connection, d: NewDelivery<'_>) -> Result<i64,
         d.snapshot,
         d.updated_at,
         DeliveryState::Pending,
-        d.order_key
+        d.order_key,
+        d.stage_name
     ])?;
     Ok(c.last_insert_rowid())
 }

@@ -154,6 +154,12 @@ ALTER TABLE dead_letters ADD COLUMN headers TEXT;      -- JSON [[name, value], .
 ALTER TABLE dead_letters ADD COLUMN rerun_event TEXT;  -- the event a re-run made of it
 CREATE INDEX dead_letters_requests ON dead_letters(pipeline) WHERE pipeline IS NULL;
 "#,
+    // 6: the name of the stage a delivery waits at, beside its position: a reload that
+    // inserts, removes or reorders stages resumes it at the same stage (NULL: by position,
+    // as rows written before this were).
+    r#"
+ALTER TABLE deliveries ADD COLUMN stage_name TEXT;
+"#,
 ];
 
 /// Migration 2's one step SQL cannot do: hash the dedupe keys it moved from the v1 table.

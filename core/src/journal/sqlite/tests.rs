@@ -108,6 +108,7 @@ async fn retry_then_dead_then_replay() {
         vec![Continuation::Retry {
             held: None,
             stage: 2,
+            stage_name: Some("http".into()),
             event: snapshot.clone(),
             attempts: 1,
             next_attempt_at: later,
@@ -127,6 +128,11 @@ async fn retry_then_dead_then_replay() {
     let due = j.claim_due(later, 10).await.expect("claim");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].stage, 2);
+    assert_eq!(
+        due[0].stage_name.as_deref(),
+        Some("http"),
+        "the retry keeps its stage's name: a reload that moves the stage cannot misroute it"
+    );
     assert_eq!(due[0].attempts, 1);
     assert_eq!(due[0].event.payload, json!({"changed": true}));
 
@@ -216,6 +222,7 @@ async fn retry_then_dead_then_replay() {
     let due = j.claim_due(Timestamp::now(), 10).await.expect("claim");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].stage, 2, "replay resumes at the failed stage");
+    assert_eq!(due[0].stage_name.as_deref(), Some("http"));
     assert_eq!(due[0].event.payload, json!({"changed": true}));
     assert_eq!(j.depths().await.expect("depths").dead, 0);
 }
@@ -398,6 +405,7 @@ async fn a_first_run_that_fails_becomes_a_row_once() {
         vec![Continuation::Retry {
             held: None,
             stage: 1,
+            stage_name: None,
             event: event("e1"),
             attempts: 1,
             next_attempt_at: later,
@@ -883,6 +891,7 @@ fn held_retry(e: &str, hold: Option<crate::journal::Hold>) -> Continuation {
     Continuation::Retry {
         held: hold,
         stage: 0,
+        stage_name: None,
         event: event(e),
         attempts: 0,
         next_attempt_at: Timestamp::now(),
@@ -1005,6 +1014,7 @@ async fn an_ordered_delivery_waits_for_every_earlier_one_with_its_key() {
         vec![Continuation::Retry {
             held: None,
             stage: 0,
+            stage_name: None,
             event: event("a1"),
             attempts: 1,
             next_attempt_at: Timestamp::now() + jiff::SignedDuration::from_hours(1),
@@ -1486,6 +1496,7 @@ async fn an_events_first_runs_settle_together() {
             continuations: vec![Continuation::Retry {
                 held: None,
                 stage: 0,
+                stage_name: None,
                 event: event("e1"),
                 attempts: 1,
                 next_attempt_at: later,

@@ -332,19 +332,20 @@ impl NatsJournal {
         self.queue(
             &event,
             &pipeline,
-            0,
+            (0, None),
             Some(seq),
             &format!("replay-event:{}", uuid::Uuid::now_v7()),
         )
         .await
     }
 
-    /// Publish a retry message that runs `event` in `pipeline` from `stage`, and record it.
+    /// Publish a retry message that runs `event` in `pipeline` from `stage` (its position and
+    /// name), and record it.
     pub(super) async fn queue(
         &self,
         event: &Event,
         pipeline: &str,
-        stage: usize,
+        (stage, stage_name): (usize, Option<&str>),
         origin: Option<u64>,
         msg_id: &str,
     ) -> Result<Replayed, JournalError> {
@@ -359,6 +360,7 @@ impl NatsJournal {
         let progress = Progress {
             pipeline: pipeline.to_string(),
             stage,
+            stage_name: stage_name.map(str::to_string),
             attempts: 0,
             first_failed_at: None,
             not_before: now.as_millisecond(),

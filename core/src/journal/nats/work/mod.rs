@@ -342,15 +342,16 @@ impl Work {
             debug!(event_id = %event.id, pipeline = %c.pipeline, delivered, "running a redelivered message");
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (stage, attempts, first_failed_at, origin) = match &progress {
+        let (stage, stage_name, attempts, first_failed_at, origin) = match &progress {
             Some(p) => (
                 p.stage,
+                p.stage_name.clone(),
                 p.attempts,
                 p.first_failed_at
                     .and_then(|t| Timestamp::from_millisecond(t).ok()),
                 p.origin,
             ),
-            None => (0, 0, None, Some(sequence)),
+            None => (0, None, 0, None, Some(sequence)),
         };
         self.lock().insert(
             id,
@@ -367,6 +368,7 @@ impl Work {
             id,
             pipeline: c.pipeline.clone(),
             stage,
+            stage_name,
             attempts,
             first_failed_at,
             event: event.into(),
@@ -472,6 +474,7 @@ impl Work {
             match c {
                 Continuation::Retry {
                     stage,
+                    stage_name,
                     event,
                     attempts,
                     next_attempt_at,
@@ -481,6 +484,7 @@ impl Work {
                     let progress = Progress {
                         pipeline: held.pipeline.clone(),
                         stage: *stage,
+                        stage_name: stage_name.clone(),
                         attempts: *attempts,
                         first_failed_at: Some(first_failed_at.as_millisecond()),
                         not_before: next_attempt_at.as_millisecond(),
