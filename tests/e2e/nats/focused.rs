@@ -117,6 +117,18 @@ retry = {{ attempts = 5, initial = "200ms", max = "300ms" }}
     );
 }
 
+/// On NATS too a retry message carries its stage's name (`Hookline-Stage-Name`): a restart
+/// on a config that moved the stage resumes it there; one without it dead-letters it.
+#[tokio::test]
+async fn a_retry_message_resumes_at_its_stage_by_name_after_stages_move() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    crate::delivery::a_waiting_retry_resumes_at_its_stage_by_name(|pipelines| {
+        nats_config(&url, pipelines, "")
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn roles_split_ingest_from_work_and_consumer_lag_shows_the_backlog() {
     let nats = NatsServer::start();
