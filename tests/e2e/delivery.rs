@@ -565,6 +565,26 @@ pub(crate) async fn a_waiting_retry_resumes_at_its_stage_by_name(config: impl Fn
         error.contains("the stage `http`") && error.contains("no longer in pipeline `removed`"),
         "{error}"
     );
+    // The event's history says so too: not retrying for ever, but dead at `http`.
+    let url = h.admin_url(&format!("/api/v1/events/{id}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let event = loop {
+        let event = get_json(&url).await;
+        if event["pipelines"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p["pipeline"] == "removed" && p["outcome"] == "dead_lettered")
+        }) {
+            break event;
+        }
+        assert!(Instant::now() < deadline, "{event}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let removed = outcome(&event, "removed");
+    assert_eq!(removed["stage_name"], "http", "{event}");
+    assert_eq!(
+        removed["attempts"], 2,
+        "the failed attempt and the dead one: {event}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.received.lock().expect("lock").len(), 3);
     for file in ["audit.jsonl", "other.jsonl"] {

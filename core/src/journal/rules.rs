@@ -183,13 +183,19 @@ pub(crate) enum Standing {
     /// To run (again) at `stage`: when `next_attempt_at` comes, or once released (`hold`).
     Waiting {
         stage: usize,
+        /// Its name when the store keeps it; otherwise the last attempt's there.
+        stage_name: Option<String>,
         error: Option<String>,
         hold: Option<Hold>,
         next_attempt_at: Option<Timestamp>,
     },
     /// Gave up at `stage`: a dead letter holds the rest. (The SQLite journal's dead
     /// delivery rows: NATS reads this from the last attempt.)
-    Dead { stage: usize, error: Option<String> },
+    Dead {
+        stage: usize,
+        stage_name: Option<String>,
+        error: Option<String>,
+    },
 }
 
 impl EventFilter {
@@ -245,6 +251,7 @@ pub(crate) fn pipeline_state(
         }) if tried.is_empty() => state.outcome = EventOutcome::InFlight,
         Some(Standing::Waiting {
             stage,
+            stage_name: known,
             error,
             hold,
             next_attempt_at,
@@ -254,16 +261,20 @@ pub(crate) fn pipeline_state(
                 _ => EventOutcome::Retrying,
             };
             state.stage = Some(stage);
-            state.stage_name = stage_name(stage);
+            state.stage_name = known.or_else(|| stage_name(stage));
             state.error = error;
             if hold.is_none() {
                 state.next_attempt_at = next_attempt_at;
             }
         }
-        Some(Standing::Dead { stage, error }) => {
+        Some(Standing::Dead {
+            stage,
+            stage_name: known,
+            error,
+        }) => {
             state.outcome = EventOutcome::DeadLettered;
             state.stage = Some(stage);
-            state.stage_name = stage_name(stage);
+            state.stage_name = known.or_else(|| stage_name(stage));
             state.error = error;
         }
         None => match tried.last() {
@@ -406,6 +417,7 @@ pub(crate) mod tests {
         let at = Timestamp::from_second(9).expect("time");
         let waiting = |hold| Standing::Waiting {
             stage: 1,
+            stage_name: None,
             error: Some("HTTP 503".into()),
             hold,
             next_attempt_at: Some(at),
@@ -419,6 +431,7 @@ pub(crate) mod tests {
         // A first run waiting in the journal, untried: under way, not retrying.
         let first = Standing::Waiting {
             stage: 0,
+            stage_name: None,
             error: None,
             hold: None,
             next_attempt_at: Some(at),
@@ -433,6 +446,7 @@ pub(crate) mod tests {
         assert_eq!(s.outcome, EventOutcome::Retrying);
         let held = Standing::Waiting {
             stage: 0,
+            stage_name: None,
             error: None,
             hold: Some(Hold::Paused),
             next_attempt_at: None,
@@ -443,10 +457,22 @@ pub(crate) mod tests {
         );
         let dead = Standing::Dead {
             stage: 1,
+            stage_name: None,
             error: Some("HTTP 400".into()),
         };
         let s = pipeline_state("crm", Some(dead), &[], false);
         assert_eq!(s.outcome, EventOutcome::DeadLettered);
+        // The name the store kept wins over the last attempt's at that position: after a
+        // reload that reordered stages, the attempt there may have been another stage's.
+        let moved = Standing::Waiting {
+            stage: 1,
+            stage_name: Some("http".into()),
+            error: Some("HTTP 503".into()),
+            hold: None,
+            next_attempt_at: Some(at),
+        };
+        let s = pipeline_state("crm", Some(moved), &[&retry], false);
+        assert_eq!((s.stage, s.stage_name.as_deref()), (Some(1), Some("http")));
         let s = pipeline_state("crm", None, &[&retry, &done], false);
         assert_eq!((s.outcome, s.attempts), (EventOutcome::Delivered, 2));
         let dropped = attempt(0, AttemptResult::Dropped);

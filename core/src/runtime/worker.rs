@@ -487,6 +487,19 @@ impl Workers {
             Some(p) => match p.resume_at(d.stage, d.stage_name.as_deref()) {
                 Err(gone) => {
                     stage_found = false;
+                    // Recorded in the event's history under the name it had: the stage now
+                    // at its position is another one.
+                    finished.push(Attempt {
+                        stage_name: d.stage_name.clone().unwrap_or_default(),
+                        ..attempt(
+                            &d,
+                            p,
+                            d.stage,
+                            AttemptResult::Dead,
+                            Some(gone.clone()),
+                            run_took,
+                        )
+                    });
                     let mut letter = dead(&d, None, d.stage, None, gone);
                     if let Continuation::Dead(l) = &mut letter {
                         l.stage_name = d.stage_name.clone();

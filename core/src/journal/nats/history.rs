@@ -114,6 +114,7 @@ impl Records {
         match self.0.iter().rev().find(|r| r.pipeline() == pipeline)? {
             Record::Queued { stage, at, .. } => Some(Standing::Waiting {
                 stage: *stage,
+                stage_name: None,
                 error: None,
                 hold: None,
                 next_attempt_at: Some(*at),
@@ -124,6 +125,7 @@ impl Records {
                 ..
             } if attempt.result == AttemptResult::Retry => Some(Standing::Waiting {
                 stage: attempt.stage,
+                stage_name: Some(attempt.stage_name.clone()),
                 error: attempt.error.clone(),
                 hold: None,
                 next_attempt_at: *next_attempt_at,

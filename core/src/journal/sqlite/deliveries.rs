@@ -304,7 +304,7 @@ fn apply(c: &Connection, delivery: i64, cont: &Continuation, now: i64) -> Result
         Continuation::Dead(letter) => {
             c.prepare_cached(
                 "UPDATE deliveries SET state = ?6, stage = ?2, attempts = ?3, last_error = ?4, claimed_by = NULL,
-                 updated_at = ?5 WHERE id = ?1",
+                 updated_at = ?5, stage_name = ?7 WHERE id = ?1",
             )?
             .execute(params![
                 delivery,
@@ -312,7 +312,8 @@ fn apply(c: &Connection, delivery: i64, cont: &Continuation, now: i64) -> Result
                 letter.attempts as i64,
                 letter.error,
                 now,
-                DeliveryState::Dead
+                DeliveryState::Dead,
+                letter.stage_name
             ])?;
             insert_dead_letter(c, Some(delivery), letter)?;
         }

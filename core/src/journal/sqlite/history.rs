@@ -218,6 +218,7 @@ fn attempts(c: &Connection, event_id: &str) -> Result<Vec<Attempt>, JournalError
 struct Row {
     pipeline: String,
     stage: usize,
+    stage_name: Option<String>,
     state: String,
     held: Option<String>,
     error: Option<String>,
@@ -241,7 +242,7 @@ fn summarise(
     };
     let rows: Vec<Row> = c
         .prepare_cached(
-            "SELECT pipeline, stage, state, held, last_error, next_attempt_at FROM deliveries
+            "SELECT pipeline, stage, state, held, last_error, next_attempt_at, stage_name FROM deliveries
              WHERE event_id = ?1 ORDER BY id",
         )?
         .query_map(params![id], |r| {
@@ -252,6 +253,7 @@ fn summarise(
                 held: r.get(3)?,
                 error: r.get(4)?,
                 next_attempt_at: r.get(5)?,
+                stage_name: r.get(6)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -293,6 +295,7 @@ fn standing(rows: &[&Row]) -> Option<Standing> {
     if let Some(r) = rows.iter().find(|r| r.state == "pending") {
         return Some(Standing::Waiting {
             stage: r.stage,
+            stage_name: r.stage_name.clone(),
             error: r.error.clone(),
             hold: match r.held.as_deref() {
                 Some("paused") => Some(Hold::Paused),
@@ -306,6 +309,7 @@ fn standing(rows: &[&Row]) -> Option<Standing> {
         .find(|r| r.state == "dead")
         .map(|r| Standing::Dead {
             stage: r.stage,
+            stage_name: r.stage_name.clone(),
             error: r.error.clone(),
         })
 }
