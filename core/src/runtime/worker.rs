@@ -6,7 +6,7 @@
 //! left unfinished). Runs in flight are bounded; shutdown waits for them up to a deadline and
 //! leaves the rest pending for the next start.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,16 +90,21 @@ impl Workers {
         }
     }
 
-    /// Run a delivery claimed by the poller, which claims no more than there are free run
-    /// slots: the task waits for its slot only briefly.
-    fn spawn(&self, delivery: Delivery) {
+    /// Run deliveries claimed by the poller, which claims no more than there are free run
+    /// slots: the task waits for its slot only briefly. The deliveries of one event that
+    /// the journal gave with one shared copy of it (first runs deferred together) run side
+    /// by side in one task and one slot, and settle together, as fresh ones do.
+    fn spawn(&self, deliveries: Vec<Delivery>) {
         let this = self.clone();
         self.inner.tracker.spawn_on(
             async move {
                 let Ok(permit) = this.inner.permits.clone().acquire_owned().await else {
                     return;
                 };
-                this.run(delivery, permit).await;
+                match <[Delivery; 1]>::try_from(deliveries) {
+                    Ok([one]) => this.run(one, permit).await,
+                    Err(all) => this.run_all(all, permit).await,
+                }
             },
             &self.inner.stages,
         );
@@ -380,8 +385,8 @@ impl Workers {
                         debug!(count = due.len(), "claimed due deliveries");
                     }
                     backlog = due.len() >= limit;
-                    for d in due {
-                        self.spawn(d);
+                    for runs in by_event(due) {
+                        self.spawn(runs);
                     }
                 }
                 Err(e) => {
@@ -622,6 +627,23 @@ impl Workers {
     }
 }
 
+/// Claimed deliveries grouped by the copy of the event they share (the journal gives the
+/// deliveries of one event one copy where it can), in the order the first of each came.
+fn by_event(due: Vec<Delivery>) -> Vec<Vec<Delivery>> {
+    let mut groups: Vec<Vec<Delivery>> = Vec::new();
+    let mut index: HashMap<*const Event, usize> = HashMap::new();
+    for d in due {
+        match index.entry(Arc::as_ptr(&d.event)) {
+            std::collections::hash_map::Entry::Occupied(at) => groups[*at.get()].push(d),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(groups.len());
+                groups.push(vec![d]);
+            }
+        }
+    }
+    groups
+}
+
 /// How a run ended, named for the logs.
 struct Ended {
     event_id: String,
@@ -841,5 +863,51 @@ fn report(d: &Delivery, pipeline: Option<&Pipeline>, c: &Continuation) {
             }
             .emit();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(id: i64, pipeline: &str, event: &Arc<Event>) -> Delivery {
+        Delivery {
+            id,
+            pipeline: pipeline.into(),
+            stage: 0,
+            stage_name: None,
+            attempts: 0,
+            first_failed_at: None,
+            event: Arc::clone(event),
+        }
+    }
+
+    /// Claimed deliveries that share one copy of their event run as one group; equal events
+    /// in copies of their own (a retry's snapshot) do not join it.
+    #[test]
+    fn claimed_deliveries_are_grouped_by_the_copy_of_the_event_they_share() {
+        let event = |id: &str| {
+            Arc::new(Event {
+                id: id.into(),
+                source: "s".into(),
+                event_type: "t".into(),
+                received_at: Timestamp::UNIX_EPOCH,
+                headers: vec![],
+                payload: serde_json::Value::Null,
+            })
+        };
+        let (a, b, a_again) = (event("a"), event("b"), event("a"));
+        let groups = by_event(vec![
+            delivery(1, "p", &a),
+            delivery(2, "p", &b),
+            delivery(3, "q", &a),
+            delivery(4, "q", &a_again),
+            delivery(5, "r", &a),
+        ]);
+        let ids: Vec<Vec<i64>> = groups
+            .iter()
+            .map(|g| g.iter().map(|d| d.id).collect())
+            .collect();
+        assert_eq!(ids, vec![vec![1, 3, 5], vec![2], vec![4]]);
     }
 }

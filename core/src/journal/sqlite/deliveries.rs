@@ -1,6 +1,9 @@
 //! Running deliveries: claiming what is due, loading what was just accepted, deferring
 //! what this process has no room for, and settling how a run ended.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use hookline_plugin_api::Event;
 use jiff::Timestamp;
 use rusqlite::{Connection, Row, params};
@@ -27,18 +30,31 @@ const DELIVERY_COLUMNS: &str =
     "d.id, d.pipeline, d.stage, d.attempts, d.first_failed_at, d.snapshot,
      e.id, e.source, e.type, e.received_at, e.headers, e.payload, d.stage_name";
 
-fn delivery_from_row(r: &Row<'_>) -> Result<Delivery, JournalError> {
+/// A claimed row as a delivery. Rows on the stored event (no snapshot) share one copy of
+/// it through `stored`: the first runs of an event's pipelines, deferred together, are
+/// decoded once and run together (`runtime/worker.rs`, `by_event`).
+fn delivery_from_row(
+    r: &Row<'_>,
+    stored: &mut HashMap<String, Arc<Event>>,
+) -> Result<Delivery, JournalError> {
     let snapshot: Option<String> = r.get(5)?;
     let event = match snapshot {
-        Some(s) => from_json::<Event>(&s)?,
+        Some(s) => Arc::new(from_json::<Event>(&s)?),
         None => {
             // A LEFT JOIN: no event row, no columns.
-            if r.get::<_, Option<String>>(6)?.is_none() {
+            let Some(id) = r.get::<_, Option<String>>(6)? else {
                 return Err(JournalError::Corrupt(
                     "delivery has neither snapshot nor event".into(),
                 ));
+            };
+            match stored.get(&id) {
+                Some(e) => Arc::clone(e),
+                None => {
+                    let e = Arc::new(event_from_row(r, 6)?);
+                    stored.insert(id, Arc::clone(&e));
+                    e
+                }
             }
-            event_from_row(r, 6)?
         }
     };
     Ok(Delivery {
@@ -48,7 +64,7 @@ fn delivery_from_row(r: &Row<'_>) -> Result<Delivery, JournalError> {
         stage_name: r.get(12)?,
         attempts: r.get::<_, i64>(3)?.max(0) as u32,
         first_failed_at: r.get::<_, Option<i64>>(4)?.map(ts),
-        event: event.into(),
+        event,
     })
 }
 
@@ -76,8 +92,9 @@ pub(crate) fn claim_due(
     let mut rows = stmt.query(params![ms(now), boot, limit as i64])?;
     let mut out = Vec::new();
     let mut unreadable = Vec::new();
+    let mut stored = HashMap::new();
     while let Some(row) = rows.next()? {
-        match delivery_from_row(row) {
+        match delivery_from_row(row, &mut stored) {
             Ok(d) => out.push(d),
             // One row that cannot be read back must not stop every other due delivery.
             Err(JournalError::Corrupt(why)) => unreadable.push((row.get::<_, i64>(0)?, why)),

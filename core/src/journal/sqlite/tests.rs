@@ -950,6 +950,34 @@ async fn held_deliveries_are_not_claimed_until_released_one_probe_at_a_time() {
     assert_eq!(j.claim_due(far, 10).await.expect("claim").len(), 2);
 }
 
+/// The deferred first runs of one event come back from a claim with one copy of the event
+/// between them (decoded once; the worker runs them together in one slot); another event's
+/// and a retry's snapshot are copies of their own.
+#[tokio::test]
+async fn an_events_deferred_first_runs_are_claimed_with_one_copy_of_it() {
+    let (_dir, j) = journal();
+    for e in ["e1", "e2"] {
+        let a = accept_one(&j, e, None, &["p", "q", "r"]).await;
+        j.defer(a).await.expect("defer");
+    }
+    let due = j.claim_due(Timestamp::now(), 10).await.expect("claim");
+    assert_eq!(due.len(), 6);
+    for e in ["e1", "e2"] {
+        let mine: Vec<_> = due.iter().filter(|d| d.event.id == e).collect();
+        assert_eq!(mine.len(), 3, "{e}");
+        assert!(
+            mine.iter()
+                .all(|d| std::sync::Arc::ptr_eq(&d.event, &mine[0].event)),
+            "{e}: one copy for its three pipelines"
+        );
+    }
+    let (e1, e2) = (
+        due.iter().find(|d| d.event.id == "e1").expect("e1"),
+        due.iter().find(|d| d.event.id == "e2").expect("e2"),
+    );
+    assert!(!std::sync::Arc::ptr_eq(&e1.event, &e2.event));
+}
+
 #[tokio::test]
 async fn pausing_holds_a_pipelines_backlog_and_survives_reopening() {
     let (dir, j) = journal();
