@@ -509,6 +509,27 @@ stages = [
     )
 }
 
+/// The event `id` from the admin API once each of `outcomes` (pipeline, outcome) holds;
+/// fails after 30 s with the last answer.
+async fn event_once(h: &Hookline, id: &str, outcomes: &[(&str, &str)]) -> Value {
+    let url = h.admin_url(&format!("/api/v1/events/{id}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = get_json(&url).await;
+        let holds = |(name, state): &(&str, &str)| {
+            event["pipelines"].as_array().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p["pipeline"] == *name && p["outcome"] == *state)
+            })
+        };
+        if outcomes.iter().all(holds) {
+            return event;
+        }
+        assert!(Instant::now() < deadline, "{event}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A retry waits at its stage by name, not by position: restarted on a config that puts a
 /// stage in front of it, it resumes at that same stage (the new one does not see it, the
 /// earlier ones do not run again); when its stage is gone, it becomes a dead letter naming
@@ -527,22 +548,7 @@ pub(crate) async fn a_waiting_retry_resumes_at_its_stage_by_name(config: impl Fn
     let id = r.json["id"].as_str().expect("id").to_string();
     // Both retries stored (not just logged: a crash before the settle commits would run
     // the first run again, from the first stage, as at-least-once allows).
-    let url = h.admin_url(&format!("/api/v1/events/{id}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let event = get_json(&url).await;
-        let retrying = |name: &str| {
-            event["pipelines"].as_array().is_some_and(|ps| {
-                ps.iter()
-                    .any(|p| p["pipeline"] == name && p["outcome"] == "retrying")
-            })
-        };
-        if retrying("moved") && retrying("removed") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{event}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    event_once(&h, &id, &[("moved", "retrying"), ("removed", "retrying")]).await;
     // NATS acknowledges the original message just after recording the retry.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let dir = h.crash();
@@ -582,19 +588,7 @@ pub(crate) async fn a_waiting_retry_resumes_at_its_stage_by_name(config: impl Fn
         "{error}"
     );
     // The event's history says so too: not retrying for ever, but dead at `http`.
-    let url = h.admin_url(&format!("/api/v1/events/{id}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let event = loop {
-        let event = get_json(&url).await;
-        if event["pipelines"].as_array().is_some_and(|ps| {
-            ps.iter()
-                .any(|p| p["pipeline"] == "removed" && p["outcome"] == "dead_lettered")
-        }) {
-            break event;
-        }
-        assert!(Instant::now() < deadline, "{event}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let event = event_once(&h, &id, &[("removed", "dead_lettered")]).await;
     let removed = outcome(&event, "removed");
     assert_eq!(removed["stage_name"], "http", "{event}");
     assert_eq!(
