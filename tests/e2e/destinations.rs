@@ -129,6 +129,83 @@ circuit = {{ failures = 3, cooldown = "1s", max_cooldown = "2s" }}
     assert!(h.log().contains("circuit closed"));
 }
 
+/// A run that started before a reload can reach its sink's old circuit, still open, after
+/// the reload let everything held by circuits go. What it parks there is let go once that
+/// run has settled: the new circuit, closed, would never release it.
+#[tokio::test]
+async fn a_delivery_parked_behind_an_old_circuit_during_a_reload_is_let_go() {
+    let slow = Counting::start(Duration::from_secs(2)).await;
+    let port = Receiver::free_port();
+    let h = Hookline::start(&format!(
+        r#"{}
+[[pipelines]]
+name = "crm"
+source = "leadshark"
+
+[[pipelines.stages]]
+name = "audit"
+sink = "http"
+url = "http://{}/audit"
+timeout = "5s"
+circuit = false
+
+[[pipelines.stages]]
+name = "crm"
+sink = "http"
+url = "http://127.0.0.1:{port}/hook"
+timeout = "1s"
+envelope = true
+retry = {{ attempts = 20, initial = "100ms", max = "200ms" }}
+circuit = {{ failures = 1, cooldown = "5m", max_cooldown = "5m" }}
+"#,
+        leadshark_source(),
+        slow.addr
+    ));
+    let url = h.url("/webhooks/leadshark");
+    // The first event opens the circuit of `crm`, whose receiver is not there yet.
+    let first = post_signed(&url, &sample("new.like", 1)).await;
+    assert_eq!(first.status, 200, "{}", first.json);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pipeline_view(&h, "crm").await["stages"][1]["circuit"]["state"] != "open" {
+        assert!(Instant::now() < deadline, "the circuit never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The receiver comes up; the old circuit stays open for its cooldown.
+    let receiver = Receiver::start_on(port, vec![]).await;
+    // The second event is in `audit` (2 s) when the configuration is reloaded: it reaches
+    // the old, open circuit after the reload's release.
+    let second = post_signed(&url, &sample("new.like", 2)).await;
+    assert_eq!(second.status, 200, "{}", second.json);
+    wait_until("the second event at `audit`", || slow.arrivals().len() >= 2).await;
+    let reload = client()
+        .post(h.admin_url("/api/v1/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(reload.status(), 200);
+    let ids: Vec<String> = [&first, &second]
+        .iter()
+        .map(|r| r.json["id"].as_str().expect("id").to_string())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = received_ids(&receiver);
+        if ids.iter().all(|id| got.contains_key(id)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered after the reload: {ids:?}, received {got:?}; held: {}",
+            metric(&h, "hookline_sink_held_total", &["reason=\"circuit\""]).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        pipeline_view(&h, "crm").await["stages"][1]["circuit"]["state"],
+        "closed"
+    );
+}
+
 /// A receiver that answers after `delay`, recording when each call arrived and the most
 /// calls it had in flight at once.
 struct Counting {

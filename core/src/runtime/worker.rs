@@ -7,7 +7,7 @@
 //! leaves the rest pending for the next start.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -144,6 +144,7 @@ impl Workers {
     /// wait in the journal's queue, and a delivery counts as pending (under `max_pending`)
     /// until it is settled.
     async fn run_all(&self, runs: Vec<Delivery>, permit: OwnedSemaphorePermit) {
+        // Held until every outcome is settled (see `run`).
         let runtime = self.inner.runtime.load_full();
         // The runs are of one event: one span names it for all of them.
         let span = runs.first().map_or_else(
@@ -180,6 +181,8 @@ impl Workers {
                 else => break,
             }
         }
+        drop(running);
+        drop(runtime);
     }
 
     /// Deliveries just accepted that found no run slot and whose deferral to the journal
@@ -348,6 +351,7 @@ impl Workers {
         let mut paused_read = Instant::now();
         self.refresh_paused().await;
         let mut runtime = self.inner.runtime.load_full();
+        let mut replaced = Vec::new();
         loop {
             if backlog {
                 // More was due than there was room for (a backlog after a restart, or the
@@ -370,7 +374,7 @@ impl Workers {
                 paused_read = Instant::now();
                 self.refresh_paused().await;
             }
-            runtime = self.tend_circuits(runtime).await;
+            runtime = self.tend_circuits(runtime, &mut replaced).await;
             let room = self.inner.permits.available_permits();
             if room == 0 {
                 // Wait in the semaphore's queue: slots that free up come here before
@@ -399,11 +403,28 @@ impl Workers {
 
     /// Let the deliveries that circuits hold go where the circuits allow: one as the probe
     /// of a circuit whose cooldown is over, all of a circuit that closed. After a reload the
-    /// circuits are new (closed): everything held behind the old ones goes.
-    async fn tend_circuits(&self, seen: Arc<Runtime>) -> Arc<Runtime> {
+    /// circuits are new (closed): everything held behind the old ones goes, at once and
+    /// again once the last run that started on an old runtime has settled, since such a run
+    /// can still park its delivery behind an old circuit after the first release. Those
+    /// runs hold their runtime until their outcomes are settled; `replaced` keeps the old
+    /// runtimes weakly to see when they are done.
+    async fn tend_circuits(
+        &self,
+        seen: Arc<Runtime>,
+        replaced: &mut Vec<Weak<Runtime>>,
+    ) -> Arc<Runtime> {
         let current = self.inner.runtime.load_full();
-        let mut releases = Vec::new();
+        let mut release_all = false;
         if !Arc::ptr_eq(&seen, &current) {
+            replaced.push(Arc::downgrade(&seen));
+            release_all = true;
+        }
+        drop(seen);
+        let before = replaced.len();
+        replaced.retain(|old| old.strong_count() > 0);
+        release_all |= replaced.len() < before;
+        let mut releases = Vec::new();
+        if release_all {
             releases.push(Release {
                 hold: Hold::Circuit,
                 pipeline: None,
@@ -462,11 +483,14 @@ impl Workers {
     }
 
     async fn run(&self, d: Delivery, permit: OwnedSemaphorePermit) {
+        // Held until the outcome is settled: the poller counts on that after a reload
+        // (`tend_circuits`).
         let runtime = self.inner.runtime.load_full();
         let span = info_span!("pipeline", event_id = %d.event.id, pipeline = %d.pipeline);
         let run = self.outcome(&runtime, d, &span).await;
         drop(permit);
         self.settle(vec![run]).await;
+        drop(runtime);
     }
 
     /// Run a delivery through its pipeline: how it ended, for the journal. The stages run in
