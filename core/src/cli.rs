@@ -141,9 +141,18 @@ pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
 }
 
 pub async fn serve(config: &Path, role: Role, registry: &Registry) -> anyhow::Result<()> {
-    let (file, runtime, warnings) = load(config, registry)?;
+    let Loaded {
+        file,
+        runtime,
+        warnings,
+        advice,
+        ..
+    } = load(config, registry)?;
     for w in &warnings {
         tracing::warn!("!!! WARNING: {w}");
+    }
+    for a in &advice {
+        tracing::warn!("{a}");
     }
     let store = Store::open(&runtime, &file.base_dir(), role).await?;
     let journal = store.journal();
@@ -292,6 +301,7 @@ pub fn check(config: &Path, connect: bool, registry: &Registry) -> anyhow::Resul
         file,
         runtime,
         warnings,
+        advice,
         ..
     } = load_with(config, registry, Mode::Check)?;
     let parsed = file.parse()?;
@@ -353,7 +363,7 @@ pub fn check(config: &Path, connect: bool, registry: &Registry) -> anyhow::Resul
             }
         }
     }
-    for w in warnings {
+    for w in warnings.iter().chain(&advice) {
         outln!("warning: {w}");
     }
     if connect {

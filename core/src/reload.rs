@@ -54,10 +54,11 @@ impl Reloader {
                     ))
                 });
         match loaded {
-            Ok((_, new, warnings)) => {
-                for w in warnings {
+            Ok(loaded) => {
+                for w in loaded.warnings.iter().chain(&loaded.advice) {
                     warn!("{w}");
                 }
+                let new = loaded.runtime;
                 let old = self.runtime.load();
                 // The admin socket stays where it was bound; a token can only go if that
                 // is loopback, or the API would be open to the network.

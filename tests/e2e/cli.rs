@@ -29,6 +29,42 @@ fn check_accepts_a_good_config_and_masks_secrets() {
 }
 
 #[test]
+fn check_warns_about_stages_named_only_by_their_order() {
+    let dir = tempfile::tempdir().expect("dir");
+    let text = format!(
+        "{}\n[[pipelines]]\nname = \"all\"\nsource = \"leadshark\"\nstages = [{{ sink = \"http\", url = \"http://127.0.0.1:9/a\" }}, {{ sink = \"http\", url = \"http://127.0.0.1:9/b\" }}]\n",
+        leadshark_source()
+    );
+    let path = write_config(dir.path(), &text);
+    let out = run_cli(&["check", "--config", path.to_str().expect("utf-8")], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "a warning is not an error: {stdout}");
+    assert!(
+        stdout.contains(
+            "warning: pipeline `all` uses `http` 2 times and names its stages `http`, `http#2` by their order"
+        ),
+        "{stdout}"
+    );
+    // Named, the same pipeline gives no warning.
+    let named = text
+        .replacen("{ sink = \"http\"", "{ name = \"crm\", sink = \"http\"", 1)
+        .replacen(
+            "}, { sink = \"http\"",
+            "}, { name = \"slack\", sink = \"http\"",
+            1,
+        );
+    let path = write_config(dir.path(), &named);
+    let out = run_cli(&["check", "--config", path.to_str().expect("utf-8")], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("(crm)") && stdout.contains("(slack)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("by their order"), "{stdout}");
+}
+
+#[test]
 fn check_reports_every_problem_with_file_line_column_and_key() {
     let dir = tempfile::tempdir().expect("dir");
     let text = format!(

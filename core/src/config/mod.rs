@@ -208,6 +208,42 @@ impl Config<'_> {
             })
             .collect()
     }
+
+    /// A plugin used more than once in a pipeline where not every use has a `name`: those
+    /// stages are named by their order among the plugin's uses (`http`, `http#2`), so a
+    /// reload that reorders them, or adds another before them, renames them, and a retry
+    /// waiting at one resumes at another. Not an error (a pipeline with two `http` sinks
+    /// works), but `check` and `serve` say so.
+    pub(crate) fn unnamed_repeats(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.pipelines {
+            let mut plugins: Vec<&str> = Vec::new();
+            for s in &p.stages {
+                if !plugins.contains(&s.plugin.as_str()) {
+                    plugins.push(&s.plugin);
+                }
+            }
+            for plugin in plugins {
+                let uses: Vec<&StageConfig<'_>> =
+                    p.stages.iter().filter(|s| s.plugin == plugin).collect();
+                let unnamed: Vec<String> = uses
+                    .iter()
+                    .filter(|s| !s.named)
+                    .map(|s| format!("`{}`", s.name))
+                    .collect();
+                if uses.len() < 2 || unnamed.is_empty() {
+                    continue;
+                }
+                out.push(format!(
+                    "pipeline `{}` uses `{plugin}` {} times and names its stages {} by their order: reordering them, or adding another `{plugin}` before them, renames them, and a retry waiting at one would resume at another. Give each a `name`.",
+                    p.name,
+                    uses.len(),
+                    unnamed.join(", ")
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// The keys of a `[[pipelines]]` table (for the configuration reference).
@@ -253,6 +289,8 @@ pub(crate) struct StageConfig<'a> {
     pub(crate) index: usize,
     /// `name` from the table, or the plugin name (suffixed `#n` when repeated).
     pub(crate) name: String,
+    /// Whether `name` was written in the table (not derived from the plugin).
+    pub(crate) named: bool,
     pub(crate) kind: StageKind,
     pub(crate) plugin: String,
     /// Span of the plugin name, for "unknown plugin" errors.

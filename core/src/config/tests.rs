@@ -75,6 +75,55 @@ fn parses_the_documented_shape() {
         "OLD",
         "an empty optional slot (`OLDER`) is not insecure"
     );
+    // `audit` names one of its two `stdout` sinks: the other is named by its order.
+    let advice = cfg.unnamed_repeats();
+    assert_eq!(advice.len(), 1, "{advice:?}");
+    assert!(
+        advice[0].starts_with(
+            "pipeline `audit` uses `stdout` 2 times and names its stages `stdout` by their order"
+        ),
+        "{}",
+        advice[0]
+    );
+}
+
+#[test]
+fn stages_named_only_by_their_order_are_pointed_out() {
+    let text = |stages: &str| {
+        format!(
+            r#"
+[[sources]]
+name = "leadshark"
+path = "/webhooks/leadshark"
+verify = {{ scheme = "leadshark", secrets = ["x"] }}
+
+[[pipelines]]
+name = "p"
+source = "leadshark"
+stages = [{stages}]
+"#
+        )
+    };
+    let advice = |stages: &str| {
+        let f = file(&text(stages));
+        let cfg = f.parse_with_env(&env).expect("valid");
+        cfg.unnamed_repeats()
+    };
+    let three = advice(
+        r#"{ sink = "stdout" }, { filter = "event", events = ["*"] }, { sink = "stdout" }, { sink = "stdout" }"#,
+    );
+    assert_eq!(three.len(), 1, "{three:?}");
+    assert!(
+        three[0].contains("`p` uses `stdout` 3 times and names its stages `stdout`, `stdout#2`, `stdout#3` by their order"),
+        "{}",
+        three[0]
+    );
+    assert!(three[0].contains("Give each a `name`"), "{}", three[0]);
+    // Every use named, or each plugin used once: nothing to say.
+    assert!(
+        advice(r#"{ name = "a", sink = "stdout" }, { name = "b", sink = "stdout" }"#).is_empty()
+    );
+    assert!(advice(r#"{ filter = "event", events = ["*"] }, { sink = "stdout" }"#).is_empty());
 }
 
 fn errors(text: &str) -> Vec<Diagnostic> {

@@ -14,17 +14,16 @@ pub(crate) struct Loaded {
     pub(crate) runtime: Runtime,
     /// Secrets that come from defaults written in the file.
     pub(crate) warnings: Vec<String>,
+    /// What works but is risky to change: stages named by their order
+    /// ([`Config::unnamed_repeats`](crate::config::Config::unnamed_repeats)).
+    pub(crate) advice: Vec<String>,
     /// A dry run's temporary WASM cache; removed when this is dropped.
     _scratch: Option<tempfile::TempDir>,
 }
 
 /// Load and build a config with the built-in plugins, as `serve` does.
-pub(crate) fn load(
-    path: &Path,
-    registry: &Registry,
-) -> Result<(ConfigFile, Runtime, Vec<String>), Diagnostics> {
-    let loaded = load_with(path, registry, Mode::Serve)?;
-    Ok((loaded.file, loaded.runtime, loaded.warnings))
+pub(crate) fn load(path: &Path, registry: &Registry) -> Result<Loaded, Diagnostics> {
+    load_with(path, registry, Mode::Serve)
 }
 
 /// What a config is loaded for.
@@ -58,7 +57,7 @@ pub(crate) fn load_with(
         dry_run,
         cache_dir: scratch.as_ref().map(|d| d.path().to_path_buf()),
     };
-    let (runtime, warnings) = {
+    let (runtime, warnings, advice) = {
         let config = match mode {
             Mode::Test => file.parse_for_tests()?,
             Mode::Serve | Mode::Check => file.parse()?,
@@ -77,12 +76,13 @@ pub(crate) fn load_with(
                 )
             })
             .collect();
-        (runtime, warnings)
+        (runtime, warnings, config.unnamed_repeats())
     };
     Ok(Loaded {
         file,
         runtime,
         warnings,
+        advice,
         _scratch: scratch,
     })
 }

@@ -147,6 +147,7 @@ impl Checker<'_, '_> {
                 },
                 None => None,
             };
+            let named = explicit_name.is_some();
             let name = explicit_name.unwrap_or_else(|| {
                 let repeats = out.iter().filter(|s| s.plugin == plugin).count();
                 if repeats == 0 {
@@ -192,6 +193,7 @@ impl Checker<'_, '_> {
             out.push(StageConfig {
                 index,
                 name,
+                named,
                 kind,
                 plugin: plugin.clone(),
                 plugin_span: plugin_value.span(),
