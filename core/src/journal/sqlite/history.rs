@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use hookline_plugin_api::Event;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::rows::{NewDelivery, event_from_row, from_json, insert_delivery, ms, ts};
+use super::rows::{NewDelivery, event_from_row, from_json, insert_delivery, ms, to_json, ts};
 use crate::journal::rules::{self, Standing};
 use crate::journal::{
     Attempt, AttemptResult, Erased, EventFilter, EventPage, EventRecord, EventSummary, Hold,
@@ -20,25 +20,48 @@ pub(crate) const SCAN_BUDGET: u64 = 10_000;
 /// Rows read from `events` per query while filling a page.
 const CHUNK: u64 = 500;
 
-pub(crate) fn record(c: &Connection, attempts: &[Attempt]) -> Result<(), JournalError> {
-    if attempts.is_empty() {
+/// One run of an event's history as `attempt_runs.runs` keeps it: pipeline, stage,
+/// stage name, when it ended (unix ms), how long it took (µs), result, error.
+type StoredRun<'a> = (&'a str, usize, &'a str, i64, u64, &'a str, Option<&'a str>);
+/// [`StoredRun`], read back.
+type ReadRun = (String, usize, String, i64, u64, String, Option<String>);
+
+/// The history rows `attempts` make: one per event, its runs in the order given, as the
+/// text of `attempt_runs.runs`. Encoded by the caller, off the writer thread.
+pub(crate) fn encode<'a>(
+    attempts: impl IntoIterator<Item = &'a Attempt>,
+) -> Result<Vec<(String, String)>, JournalError> {
+    let mut by_event: Vec<(&str, Vec<StoredRun<'a>>)> = Vec::new();
+    for a in attempts {
+        let run = (
+            a.pipeline.as_str(),
+            a.stage,
+            a.stage_name.as_str(),
+            ms(a.at),
+            a.duration_us,
+            a.result.as_str(),
+            a.error.as_deref(),
+        );
+        match by_event.iter_mut().find(|(id, _)| *id == a.event_id) {
+            Some((_, runs)) => runs.push(run),
+            None => by_event.push((&a.event_id, vec![run])),
+        }
+    }
+    by_event
+        .into_iter()
+        .map(|(id, runs)| Ok((id.to_string(), to_json(&runs)?)))
+        .collect()
+}
+
+/// Write the rows [`encode`] made, in the settle's transaction.
+pub(crate) fn record(c: &Connection, rows: &[(String, String)]) -> Result<(), JournalError> {
+    if rows.is_empty() {
         return Ok(());
     }
-    let mut insert = c.prepare_cached(
-        "INSERT INTO attempts (event_id, pipeline, stage, stage_name, at, duration_us, result, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    for a in attempts {
-        insert.execute(params![
-            a.event_id,
-            a.pipeline,
-            a.stage as i64,
-            a.stage_name,
-            ms(a.at),
-            i64::try_from(a.duration_us).unwrap_or(i64::MAX),
-            a.result.as_str(),
-            a.error,
-        ])?;
+    let mut insert =
+        c.prepare_cached("INSERT INTO attempt_runs (event_id, runs) VALUES (?1, ?2)")?;
+    for (event_id, runs) in rows {
+        insert.execute(params![event_id, runs])?;
     }
     Ok(())
 }
@@ -190,28 +213,56 @@ pub(crate) fn get_event(c: &Connection, id: &str) -> Result<Option<EventRecord>,
     }))
 }
 
+/// An event's attempts in the order they were recorded: the rows an older Hookline wrote,
+/// one per run (`attempts`), then this one's, one per settle (`attempt_runs`).
 fn attempts(c: &Connection, event_id: &str) -> Result<Vec<Attempt>, JournalError> {
+    let mut out = Vec::new();
     let mut stmt = c.prepare_cached(
         "SELECT pipeline, stage, stage_name, at, duration_us, result, error FROM attempts
          WHERE event_id = ?1 ORDER BY id",
     )?;
     let mut rows = stmt.query(params![event_id])?;
-    let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let result: String = r.get(5)?;
-        out.push(Attempt {
-            event_id: event_id.to_string(),
-            pipeline: r.get(0)?,
-            stage: r.get::<_, i64>(1)?.max(0) as usize,
-            stage_name: r.get(2)?,
-            at: ts(r.get(3)?),
-            duration_us: r.get::<_, i64>(4)?.max(0) as u64,
-            result: AttemptResult::parse(&result)
-                .ok_or_else(|| JournalError::Corrupt(format!("attempt result `{result}`")))?,
-            error: r.get(6)?,
-        });
+        out.push(attempt(
+            event_id,
+            (
+                r.get(0)?,
+                r.get::<_, i64>(1)?.max(0) as usize,
+                r.get(2)?,
+                r.get(3)?,
+                r.get::<_, i64>(4)?.max(0) as u64,
+                r.get(5)?,
+                r.get(6)?,
+            ),
+        )?);
+    }
+    let mut stmt =
+        c.prepare_cached("SELECT runs FROM attempt_runs WHERE event_id = ?1 ORDER BY id")?;
+    let mut rows = stmt.query(params![event_id])?;
+    while let Some(r) = rows.next()? {
+        let runs: String = r.get(0)?;
+        for run in from_json::<Vec<ReadRun>>(&runs)? {
+            out.push(attempt(event_id, run)?);
+        }
     }
     Ok(out)
+}
+
+fn attempt(
+    event_id: &str,
+    (pipeline, stage, stage_name, at, duration_us, result, error): ReadRun,
+) -> Result<Attempt, JournalError> {
+    Ok(Attempt {
+        event_id: event_id.to_string(),
+        pipeline,
+        stage,
+        stage_name,
+        at: ts(at),
+        duration_us,
+        result: AttemptResult::parse(&result)
+            .ok_or_else(|| JournalError::Corrupt(format!("attempt result `{result}`")))?,
+        error,
+    })
 }
 
 /// A delivery row of the event, as the summary needs it.
@@ -401,6 +452,8 @@ pub(crate) fn erase(
             .prepare_cached("DELETE FROM dead_letters WHERE event_id = ?1")?
             .execute(params![id])? as u64;
         c.prepare_cached("DELETE FROM attempts WHERE event_id = ?1")?
+            .execute(params![id])?;
+        c.prepare_cached("DELETE FROM attempt_runs WHERE event_id = ?1")?
             .execute(params![id])?;
         c.prepare_cached("DELETE FROM events WHERE rowid = ?1")?
             .execute(params![rowid])?;

@@ -44,9 +44,11 @@ pub(crate) fn prune_events(
     let mut delete = c.prepare_cached("DELETE FROM events WHERE rowid = ?1")?;
     // The event's history goes with it.
     let mut forget = c.prepare_cached("DELETE FROM attempts WHERE event_id = ?1")?;
+    let mut forget_runs = c.prepare_cached("DELETE FROM attempt_runs WHERE event_id = ?1")?;
     for (_, rowid, id) in &candidates {
         delete.execute(params![rowid])?;
         forget.execute(params![id])?;
+        forget_runs.execute(params![id])?;
     }
     Ok((
         candidates.len(),

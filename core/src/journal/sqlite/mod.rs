@@ -624,13 +624,11 @@ impl Journal for SqliteJournal {
         // A first run that was delivered writes one history row, a statement atomic by
         // itself: no savepoint.
         let savepoint = match runs.as_slice() {
-            [one] => {
-                !one.continuations.is_empty()
-                    || fast::split_virtual(one.delivery).is_none()
-                    || one.attempts.len() > 1
-            }
+            [one] => !one.continuations.is_empty() || fast::split_virtual(one.delivery).is_none(),
             _ => true,
         };
+        // One history row per event, however many of its runs ended here.
+        let history = history::encode(runs.iter().flat_map(|r| &r.attempts))?;
         // Shared with the writer job, not copied: only a failed batch, handed back, is
         // taken out again (and copied only if the job still holds it).
         let batch = Arc::new(std::mem::take(runs));
@@ -638,9 +636,7 @@ impl Journal for SqliteJournal {
             .call_ctx(savepoint, {
                 let batch = Arc::clone(&batch);
                 move |ctx| {
-                    for run in batch.iter() {
-                        history::record(&ctx.conn, &run.attempts)?;
-                    }
+                    history::record(&ctx.conn, &history)?;
                     deliveries::settle(ctx, &batch)
                 }
             })

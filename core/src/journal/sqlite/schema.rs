@@ -160,6 +160,18 @@ CREATE INDEX dead_letters_requests ON dead_letters(pipeline) WHERE pipeline IS N
     r#"
 ALTER TABLE deliveries ADD COLUMN stage_name TEXT;
 "#,
+    // 7: an event's history written one row per settle, not one per run. The runs that end
+    // together (an event's first runs through its pipelines) are one row; ten pipelines
+    // wrote ten `attempts` rows and ten index entries per event, as many bytes as the event
+    // itself. Rows written before this stay in `attempts` and are read before these.
+    r#"
+CREATE TABLE attempt_runs (
+  id       INTEGER PRIMARY KEY,
+  event_id TEXT NOT NULL,
+  runs     TEXT NOT NULL  -- JSON [[pipeline, stage, stage_name, at (unix ms), duration_us, result, error], ...]
+);
+CREATE INDEX attempt_runs_event ON attempt_runs(event_id);
+"#,
 ];
 
 /// Migration 2's one step SQL cannot do: hash the dedupe keys it moved from the v1 table.

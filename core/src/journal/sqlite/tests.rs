@@ -1158,15 +1158,86 @@ async fn history_is_written_with_the_settle_read_back_and_pruned_with_the_event(
     let future = Timestamp::now() + jiff::SignedDuration::from_hours(48);
     assert_eq!(j.prune(future, future).await.expect("prune"), 1);
     assert!(j.get_event("done".into()).await.expect("get").is_none());
-    let left: i64 = rusqlite::Connection::open(dir.path().join("j.db"))
-        .expect("open")
-        .query_row(
-            "SELECT COUNT(*) FROM attempts WHERE event_id = 'done'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let left = rows(
+        &dir,
+        "SELECT (SELECT COUNT(*) FROM attempts WHERE event_id = 'done')
+              + (SELECT COUNT(*) FROM attempt_runs WHERE event_id = 'done')",
+    );
     assert_eq!(left, 0, "history is pruned with its event");
+}
+
+/// History an older Hookline wrote (a row per run in `attempts`) is read before what this
+/// one writes (a row per settle in `attempt_runs`), and both are pruned with the event.
+#[tokio::test]
+async fn history_written_before_one_row_per_settle_is_read_first_and_pruned() {
+    use crate::journal::AttemptResult;
+    let (dir, j) = journal();
+    let Accepted::New { deliveries, .. } = j
+        .accept(&new_event("old", None, &["p"]))
+        .await
+        .expect("accept")
+    else {
+        panic!()
+    };
+    let at = Timestamp::now().as_millisecond() - 1000;
+    Connection::open(dir.path().join("j.db"))
+        .expect("open")
+        .execute_batch(&format!(
+            "INSERT INTO attempts (event_id, pipeline, stage, stage_name, at, duration_us, result, error)
+               VALUES ('old', 'p', 0, 'http', {at}, 7, 'retry', '503 from the receiver');"
+        ))
+        .expect("an old row");
+    j.settle_recorded(
+        deliveries[0].id,
+        vec![],
+        vec![attempt("old", "p", AttemptResult::Delivered)],
+    )
+    .await
+    .expect("settle");
+    let shown = j
+        .get_event("old".into())
+        .await
+        .expect("get")
+        .expect("event");
+    let read: Vec<_> = shown
+        .attempts
+        .iter()
+        .map(|a| {
+            (
+                a.result,
+                a.stage_name.as_str(),
+                a.duration_us,
+                a.error.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        read,
+        [
+            (
+                AttemptResult::Retry,
+                "http",
+                7,
+                Some("503 from the receiver")
+            ),
+            (AttemptResult::Delivered, "file", 42, None),
+        ]
+    );
+    assert_eq!(shown.attempts[0].at.as_millisecond(), at);
+    assert_eq!(shown.summary.pipelines[0].attempts, 2);
+    // The newest event is never pruned (its rowid is the journal's high mark).
+    j.accept(&new_event("newer", None, &[]))
+        .await
+        .expect("accept");
+    let future = Timestamp::now() + jiff::SignedDuration::from_hours(48);
+    assert_eq!(j.prune(future, future).await.expect("prune"), 1);
+    assert_eq!(
+        rows(
+            &dir,
+            "SELECT (SELECT COUNT(*) FROM attempts) + (SELECT COUNT(*) FROM attempt_runs)"
+        ),
+        0
+    );
 }
 
 fn replay_job(owner: Option<&str>, batch: u32) -> crate::journal::NewReplayJob {
@@ -1490,7 +1561,7 @@ async fn an_unprocessable_request_is_listed_and_rerun_once() {
 #[tokio::test]
 async fn an_events_first_runs_settle_together() {
     use crate::journal::{AttemptResult, Settlement};
-    let (_dir, j) = journal();
+    let (dir, j) = journal();
     let Accepted::New { deliveries, .. } = j
         .accept(&new_event("e1", None, &["a", "b", "c"]))
         .await
@@ -1567,7 +1638,28 @@ async fn an_events_first_runs_settle_together() {
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].pipeline, "b");
     let shown = j.get_event("e1".into()).await.expect("get").expect("event");
-    assert_eq!(shown.attempts.len(), 3, "each run's attempt is recorded");
+    let recorded: Vec<_> = shown
+        .attempts
+        .iter()
+        .map(|a| (a.pipeline.as_str(), a.result))
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            ("a", AttemptResult::Delivered),
+            ("b", AttemptResult::Retry),
+            ("c", AttemptResult::Dead)
+        ],
+        "each run's attempt is recorded, in order"
+    );
+    assert_eq!(
+        rows(
+            &dir,
+            "SELECT COUNT(*) FROM attempt_runs WHERE event_id = 'e1'"
+        ),
+        1,
+        "the runs that settled together are one history row"
+    );
 }
 
 /// A due delivery whose stored event cannot be read back (once: a payload nested to the
