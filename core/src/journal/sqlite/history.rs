@@ -31,8 +31,10 @@ type ReadRun = (String, usize, String, i64, u64, String, Option<String>);
 pub(crate) fn encode<'a>(
     attempts: impl IntoIterator<Item = &'a Attempt>,
 ) -> Result<Vec<(String, String)>, JournalError> {
-    let mut by_event: Vec<(&str, Vec<StoredRun<'a>>)> = Vec::new();
-    for a in attempts {
+    let attempts: Vec<&Attempt> = attempts.into_iter().collect();
+    // Most settles are of one event: its runs' vector is allocated once, at its size.
+    let mut by_event: Vec<(&str, Vec<StoredRun<'a>>)> = Vec::with_capacity(1);
+    for a in attempts.iter().copied() {
         let run = (
             a.pipeline.as_str(),
             a.stage,
@@ -44,7 +46,11 @@ pub(crate) fn encode<'a>(
         );
         match by_event.iter_mut().find(|(id, _)| *id == a.event_id) {
             Some((_, runs)) => runs.push(run),
-            None => by_event.push((&a.event_id, vec![run])),
+            None => {
+                let mut runs = Vec::with_capacity(attempts.len());
+                runs.push(run);
+                by_event.push((&a.event_id, runs));
+            }
         }
     }
     by_event
