@@ -7,7 +7,7 @@
 //! leaves the rest pending for the next start.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -65,6 +65,9 @@ struct Inner {
     /// Paused pipelines, as last read from the journal (which holds the truth: the CLI may
     /// change it beside a running service).
     paused: std::sync::RwLock<HashSet<String>>,
+    /// Circuit holds the poller still has to let go: parked behind a circuit of a replaced
+    /// runtime, or whose release failed.
+    owed: std::sync::Mutex<Vec<Release>>,
 }
 
 impl Workers {
@@ -86,6 +89,7 @@ impl Workers {
                 stop: tokio_util::sync::CancellationToken::new(),
                 stranded: std::sync::Mutex::default(),
                 paused: std::sync::RwLock::default(),
+                owed: std::sync::Mutex::default(),
             }),
         }
     }
@@ -144,7 +148,6 @@ impl Workers {
     /// wait in the journal's queue, and a delivery counts as pending (under `max_pending`)
     /// until it is settled.
     async fn run_all(&self, runs: Vec<Delivery>, permit: OwnedSemaphorePermit) {
-        // Held until every outcome is settled (see `run`).
         let runtime = self.inner.runtime.load_full();
         // The runs are of one event: one span names it for all of them.
         let span = runs.first().map_or_else(
@@ -168,21 +171,19 @@ impl Workers {
                     if running.is_empty() {
                         permit.take();
                         settle_at = None;
-                        settling.push(self.settle(std::mem::take(&mut ended)));
+                        settling.push(self.settle(std::mem::take(&mut ended), &runtime));
                     } else if settle_at.is_none() {
                         settle_at = Some(tokio::time::Instant::now() + SETTLE_TOGETHER);
                     }
                 }
                 () = tokio::time::sleep_until(wait), if settle_at.is_some() => {
                     settle_at = None;
-                    settling.push(self.settle(std::mem::take(&mut ended)));
+                    settling.push(self.settle(std::mem::take(&mut ended), &runtime));
                 }
                 Some(()) = settling.next(), if !settling.is_empty() => {}
                 else => break,
             }
         }
-        drop(running);
-        drop(runtime);
     }
 
     /// Deliveries just accepted that found no run slot and whose deferral to the journal
@@ -351,7 +352,6 @@ impl Workers {
         let mut paused_read = Instant::now();
         self.refresh_paused().await;
         let mut runtime = self.inner.runtime.load_full();
-        let mut replaced = Vec::new();
         loop {
             if backlog {
                 // More was due than there was room for (a backlog after a restart, or the
@@ -374,7 +374,7 @@ impl Workers {
                 paused_read = Instant::now();
                 self.refresh_paused().await;
             }
-            runtime = self.tend_circuits(runtime, &mut replaced).await;
+            runtime = self.tend_circuits(runtime).await;
             let room = self.inner.permits.available_permits();
             if room == 0 {
                 // Wait in the semaphore's queue: slots that free up come here before
@@ -403,28 +403,13 @@ impl Workers {
 
     /// Let the deliveries that circuits hold go where the circuits allow: one as the probe
     /// of a circuit whose cooldown is over, all of a circuit that closed. After a reload the
-    /// circuits are new (closed): everything held behind the old ones goes, at once and
-    /// again once the last run that started on an old runtime has settled, since such a run
-    /// can still park its delivery behind an old circuit after the first release. Those
-    /// runs hold their runtime until their outcomes are settled; `replaced` keeps the old
-    /// runtimes weakly to see when they are done.
-    async fn tend_circuits(
-        &self,
-        seen: Arc<Runtime>,
-        replaced: &mut Vec<Weak<Runtime>>,
-    ) -> Arc<Runtime> {
+    /// circuits are new (closed): everything held behind the old ones goes, and so does what
+    /// a run begun before the reload parks behind an old circuit later (`settle` owes it).
+    /// A release that fails is owed again (not a probe's: the circuit asks for it again).
+    async fn tend_circuits(&self, seen: Arc<Runtime>) -> Arc<Runtime> {
         let current = self.inner.runtime.load_full();
-        let mut release_all = false;
+        let mut releases = std::mem::take(&mut *self.owed());
         if !Arc::ptr_eq(&seen, &current) {
-            replaced.push(Arc::downgrade(&seen));
-            release_all = true;
-        }
-        drop(seen);
-        let before = replaced.len();
-        replaced.retain(|old| old.strong_count() > 0);
-        release_all |= replaced.len() < before;
-        let mut releases = Vec::new();
-        if release_all {
             releases.push(Release {
                 hold: Hold::Circuit,
                 pipeline: None,
@@ -451,11 +436,21 @@ impl Workers {
             }
         }
         for r in releases {
-            if let Err(e) = self.inner.journal.release(r).await {
+            if let Err(e) = self.inner.journal.release(r.clone()).await {
                 warn!(error = %e, "could not release deliveries held by a circuit; will try again");
+                if r.limit.is_none() {
+                    self.owed().push(r);
+                }
             }
         }
         current
+    }
+
+    fn owed(&self) -> std::sync::MutexGuard<'_, Vec<Release>> {
+        self.inner
+            .owed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn prune_loop(&self) {
@@ -483,14 +478,11 @@ impl Workers {
     }
 
     async fn run(&self, d: Delivery, permit: OwnedSemaphorePermit) {
-        // Held until the outcome is settled: the poller counts on that after a reload
-        // (`tend_circuits`).
         let runtime = self.inner.runtime.load_full();
         let span = info_span!("pipeline", event_id = %d.event.id, pipeline = %d.pipeline);
         let run = self.outcome(&runtime, d, &span).await;
         drop(permit);
-        self.settle(vec![run]).await;
-        drop(runtime);
+        self.settle(vec![run], &runtime).await;
     }
 
     /// Run a delivery through its pipeline: how it ended, for the journal. The stages run in
@@ -627,7 +619,31 @@ impl Workers {
     }
 
     /// Tell the journal how runs ended; until it knows, the deliveries stay claimed.
-    async fn settle(&self, runs: Vec<Ended>) {
+    ///
+    /// A run on a runtime that a reload has replaced may park its delivery behind that
+    /// runtime's circuit after the poller let everything held by the old circuits go: once
+    /// such a hold is in the journal, the poller owes it a release. Whether the runtime is
+    /// still current is asked after the commit, so a reload after that question is one the
+    /// poller sees itself.
+    async fn settle(&self, runs: Vec<Ended>, runtime: &Runtime) {
+        let held: Vec<Release> = runs
+            .iter()
+            .flat_map(|r| {
+                r.settlement.continuations.iter().filter_map(|c| match c {
+                    Continuation::Retry {
+                        held: Some(Hold::Circuit),
+                        stage,
+                        ..
+                    } => Some(Release {
+                        hold: Hold::Circuit,
+                        pipeline: Some(r.pipeline.clone()),
+                        stage: Some(*stage),
+                        limit: None,
+                    }),
+                    _ => None,
+                })
+            })
+            .collect();
         let (names, mut settlements): (Vec<_>, Vec<_>) = runs
             .into_iter()
             .map(|r| ((r.event_id, r.pipeline), r.settlement))
@@ -635,7 +651,24 @@ impl Workers {
         let mut wait = Duration::from_millis(50);
         loop {
             match self.inner.journal.settle_many(&mut settlements).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    let replaced = !std::ptr::eq(runtime, &**self.inner.runtime.load());
+                    if replaced && !held.is_empty() {
+                        let mut owed = self.owed();
+                        for r in held {
+                            // One release lets every hold at that stage go.
+                            if !owed
+                                .iter()
+                                .any(|o| o.pipeline == r.pipeline && o.stage == r.stage)
+                            {
+                                owed.push(r);
+                            }
+                        }
+                        drop(owed);
+                        self.wake();
+                    }
+                    return;
+                }
                 Err(e) => {
                     for (event_id, pipeline) in names.iter().rev().take(settlements.len()) {
                         error!(%event_id, %pipeline, error = %e, "could not record a delivery's outcome; retrying");
