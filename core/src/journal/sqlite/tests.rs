@@ -1225,6 +1225,38 @@ async fn history_written_before_one_row_per_settle_is_read_first_and_pruned() {
     );
     assert_eq!(shown.attempts[0].at.as_millisecond(), at);
     assert_eq!(shown.summary.pipelines[0].attempts, 2);
+    // Erasing an event takes its history from both tables.
+    let Accepted::New { deliveries, .. } = j
+        .accept(&new_event("erased", None, &["p"]))
+        .await
+        .expect("accept")
+    else {
+        panic!()
+    };
+    j.settle_recorded(
+        deliveries[0].id,
+        vec![],
+        vec![attempt("erased", "p", AttemptResult::Delivered)],
+    )
+    .await
+    .expect("settle");
+    Connection::open(dir.path().join("j.db"))
+        .expect("open")
+        .execute_batch(&format!(
+            "INSERT INTO attempts (event_id, pipeline, stage, stage_name, at, duration_us, result, error)
+               VALUES ('erased', 'p', 0, 'http', {at}, 7, 'retry', 'x');"
+        ))
+        .expect("an old row");
+    let count = "SELECT (SELECT COUNT(*) FROM attempts WHERE event_id = 'erased')
+                      + (SELECT COUNT(*) FROM attempt_runs WHERE event_id = 'erased')";
+    assert_eq!(rows(&dir, count), 2);
+    let erased = j.erase_events(vec!["erased".into()]).await.expect("erase");
+    assert_eq!(erased.events, 1);
+    assert_eq!(
+        rows(&dir, count),
+        0,
+        "erasure takes the history from both tables"
+    );
     // The newest event is never pruned (its rowid is the journal's high mark).
     j.accept(&new_event("newer", None, &[]))
         .await
