@@ -158,7 +158,18 @@ pub(crate) async fn open_journal(
             db.display()
         );
     }
-    Ok(Box::new(SqliteJournal::open_shared(&db)?))
+    // A journal from an older hookline is brought up to date only while no `hookline serve`
+    // holds its lock: beside a running service it is read as that service wrote it, and its
+    // schema is not changed under it. The lock is taken only then, and let go once the
+    // journal is open.
+    let lock = if SqliteJournal::is_behind(&db)? {
+        crate::storage::try_lock_journal(&db)?
+    } else {
+        None
+    };
+    let journal = SqliteJournal::open_shared(&db, lock.is_some())?;
+    drop(lock);
+    Ok(Box::new(journal))
 }
 
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
@@ -353,4 +364,39 @@ pub(crate) fn section<T: serde::de::DeserializeOwned + Default>(
         .map_err(|e| anyhow::anyhow!("{}: [{name}]: {}", config.display(), e.message().trim()))
         .with_context(|| format!("reading the [{name}] settings"))?;
     Ok((parsed, file.base_dir()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `hookline dlq` on a journal from an older Hookline: refused while a service holds the
+    /// journal's lock (the schema is not changed under it), brought up to date once none
+    /// does.
+    #[tokio::test]
+    async fn a_journal_behind_is_migrated_only_while_no_service_holds_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("hookline.db");
+        SqliteJournal::write_previous_schema(&db);
+        let previous = SqliteJournal::schema_version(&db);
+        let config = dir.path().join("pipeline.toml");
+        let service = crate::storage::try_lock_journal(&db)
+            .expect("lock")
+            .expect("free");
+        let Err(e) = open_journal(&config, Some(&db)).await else {
+            panic!("opened beside the service");
+        };
+        let msg = format!("{e:#}");
+        assert!(msg.contains("running `hookline serve`"), "{msg}");
+        assert_eq!(SqliteJournal::schema_version(&db), previous);
+        drop(service);
+        open_journal(&config, Some(&db)).await.expect("migrated");
+        assert!(SqliteJournal::schema_version(&db) > previous);
+        // The lock was let go: a service can start.
+        assert!(
+            crate::storage::try_lock_journal(&db)
+                .expect("lock")
+                .is_some()
+        );
+    }
 }

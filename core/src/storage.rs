@@ -137,12 +137,24 @@ fn duplicate_window(runtime: &Runtime) -> Duration {
 
 /// One serving process per SQLite journal: a second would run the same deliveries twice.
 fn lock_journal(db: &Path) -> anyhow::Result<std::fs::File> {
+    match try_lock_journal(db)? {
+        Some(lock) => Ok(lock),
+        None => bail!(
+            "the journal {} is in use by another hookline process (lock: {})",
+            db.display(),
+            lock_path(db).display()
+        ),
+    }
+}
+
+/// The SQLite journal's lock, held for as long as the file is kept: `None` while a serving
+/// process holds it. A command beside the service (`hookline dlq`) asks this before it may
+/// change the journal's schema.
+pub(crate) fn try_lock_journal(db: &Path) -> anyhow::Result<Option<std::fs::File>> {
     if let Some(dir) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut lock_path = db.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
+    let lock_path = lock_path(db);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -150,16 +162,18 @@ fn lock_journal(db: &Path) -> anyhow::Result<std::fs::File> {
         .open(&lock_path)
         .with_context(|| format!("cannot open the journal lock {}", lock_path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
-            "the journal {} is in use by another hookline process (lock: {})",
-            db.display(),
-            lock_path.display()
-        ),
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("cannot lock {}", lock_path.display()))
         }
     }
+}
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".lock");
+    PathBuf::from(path)
 }
 
 /// Backpressure that follows what runs out: ingest refuses (`503`) while the SQLite

@@ -166,16 +166,25 @@ impl SqliteJournal {
     /// Open (creating if needed), migrate and recover, for the process that serves from it
     /// (the caller holds the journal's lock). Errors say what is wrong with the file.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        Self::open_as(path, true)
+        Self::open_as(path, true, true)
     }
 
     /// Open beside a service that may be running (`hookline dlq`): dead letters only; no
-    /// recovery, the watermark left alone.
-    pub(crate) fn open_shared(path: &Path) -> Result<Self, JournalError> {
-        Self::open_as(path, false)
+    /// recovery, the watermark left alone. The schema is brought up to date only if
+    /// `may_migrate` (no service holds the journal); else an older schema is refused.
+    pub(crate) fn open_shared(path: &Path, may_migrate: bool) -> Result<Self, JournalError> {
+        Self::open_as(path, false, may_migrate)
     }
 
-    fn open_as(path: &Path, owner: bool) -> Result<Self, JournalError> {
+    /// Whether the journal at `path` has a schema older than this hookline's (one that
+    /// opening it with `may_migrate` would change).
+    pub(crate) fn is_behind(path: &Path) -> Result<bool, JournalError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| open_error(path, &e.to_string()))?;
+        schema::is_behind(&conn).map_err(|e| open_error(path, &e.to_string()))
+    }
+
+    fn open_as(path: &Path, owner: bool, may_migrate: bool) -> Result<Self, JournalError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 JournalError::Open(format!(
@@ -190,7 +199,7 @@ impl SqliteJournal {
         if owner {
             quick_check(&conn, path)?;
         }
-        schema::migrate(&mut conn).map_err(|e| open_error(path, &e))?;
+        schema::migrate(&mut conn, may_migrate).map_err(|e| open_error(path, &e))?;
         if owner {
             // Circuits start closed: what an earlier process parked behind one is due again.
             deliveries::release(
@@ -264,6 +273,28 @@ impl SqliteJournal {
         tokio::task::spawn_blocking(move || checkpoint(&path))
             .await
             .map_err(|e| JournalError::Open(format!("the final checkpoint did not finish: {e}")))?
+    }
+
+    /// A new journal file at `path` as the Hookline one migration before this one left it:
+    /// the schema of every migration but the last (tests of what opening it does).
+    #[cfg(test)]
+    pub(crate) fn write_previous_schema(path: &Path) {
+        let conn = Connection::open(path).expect("open");
+        let previous = schema::MIGRATIONS.len() - 1;
+        for sql in &schema::MIGRATIONS[..previous] {
+            conn.execute_batch(sql).expect("an earlier migration");
+        }
+        conn.pragma_update(None, "user_version", previous as i64)
+            .expect("user_version");
+    }
+
+    /// The journal's schema version (`PRAGMA user_version`).
+    #[cfg(test)]
+    pub(crate) fn schema_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .expect("open")
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("user_version")
     }
 
     /// Transactions committed so far (group commits, not jobs).

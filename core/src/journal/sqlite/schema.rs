@@ -190,8 +190,22 @@ fn hash_v1_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Bring the database to the current schema. Refuses a database from a newer Hookline.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<(), String> {
+/// Whether the database has a schema older than the current one (a new, empty file has
+/// none yet and is not behind).
+pub(crate) fn is_behind(conn: &Connection) -> rusqlite::Result<bool> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok(behind(version))
+}
+
+/// Version 0 is a new file, which no service writes yet.
+fn behind(version: i64) -> bool {
+    version > 0 && version < MIGRATIONS.len() as i64
+}
+
+/// Bring the database to the current schema. Refuses a database from a newer Hookline, and,
+/// unless `may_migrate`, one from an older Hookline: a command beside a running service
+/// reads the journal as that service wrote it and never changes the schema under it.
+pub(crate) fn migrate(conn: &mut Connection, may_migrate: bool) -> Result<(), String> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| e.to_string())?;
@@ -199,6 +213,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), String> {
     if version > current {
         return Err(format!(
             "the journal has schema version {version}, newer than this hookline understands ({current}); upgrade hookline"
+        ));
+    }
+    if behind(version) && !may_migrate {
+        return Err(format!(
+            "the journal has schema version {version}, older than this hookline's ({current}), and a running `hookline serve` holds it: restart the service with this hookline (it brings the journal up to date as it starts), then run this command again"
         ));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {

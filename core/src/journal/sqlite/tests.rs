@@ -495,6 +495,35 @@ async fn dedupe_keys_survive_a_restart_and_expire() {
     ));
 }
 
+/// Beside a running service a journal from an older Hookline is refused, not migrated
+/// under it; opened with leave to migrate (no service holds it), it is brought up to date.
+#[test]
+fn a_journal_behind_is_migrated_only_with_leave() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("j.db");
+    SqliteJournal::write_previous_schema(&path);
+    let previous = SqliteJournal::schema_version(&path);
+    assert!(SqliteJournal::is_behind(&path).expect("read"));
+    let err = SqliteJournal::open_shared(&path, false).expect_err("refused");
+    let msg = err.to_string();
+    for needle in ["j.db", "older", "restart the service"] {
+        assert!(msg.contains(needle), "no `{needle}` in {msg}");
+    }
+    assert_eq!(
+        SqliteJournal::schema_version(&path),
+        previous,
+        "left as it was"
+    );
+    SqliteJournal::open_shared(&path, true).expect("migrated");
+    assert_eq!(
+        SqliteJournal::schema_version(&path),
+        schema::MIGRATIONS.len() as i64
+    );
+    assert!(!SqliteJournal::is_behind(&path).expect("read"));
+    // Up to date, it opens beside a service as before.
+    SqliteJournal::open_shared(&path, false).expect("current");
+}
+
 /// A journal written by the first schema: its unfinished deliveries and dedupe keys carry
 /// over to the current one.
 #[tokio::test]
@@ -805,7 +834,7 @@ fn a_damaged_file_is_refused_at_open() {
         "{msg}"
     );
     // `hookline dlq` may still read what it can.
-    assert!(SqliteJournal::open_shared(&path).is_ok());
+    assert!(SqliteJournal::open_shared(&path, false).is_ok());
 }
 
 /// Bytes that are no SQLite page (deterministic, so a failure reproduces).
