@@ -526,6 +526,9 @@ async fn commit(
                     event: Arc::clone(&event),
                 })
                 .collect();
+            // Let go before the runs start: a run that owns the event alone may edit it in
+            // place instead of copying it.
+            drop(event);
             let deferred = state.workers.try_start_all(deliveries);
             // Every run slot is busy: the backlog waits in the journal for the poller, so
             // memory stays bounded however far the sinks fall behind.

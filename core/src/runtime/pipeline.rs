@@ -191,6 +191,15 @@ impl Pipeline {
     ///
     /// The caller gives the run its log context (the worker: a span naming the event, one
     /// for all of an event's pipelines that run together; a span is ≈ 1.6 µs).
+    /// Whether a stage from `from` on is a transform that edits in place: a run from there
+    /// that owns its event alone changes it without a copy.
+    pub(crate) fn edits_in_place_from(&self, from: usize) -> bool {
+        self.stages.iter().skip(from).any(|s| match &s.op {
+            StageOp::Transform(t) => t.edits_in_place(),
+            _ => false,
+        })
+    }
+
     pub async fn run(&self, event: impl Into<Arc<Event>>, from: usize) -> Vec<Outcome> {
         self.run_inner(event.into(), from, None).await
     }
@@ -248,18 +257,32 @@ impl Pipeline {
                     }
                 }
             }
-            // Filters and sinks hand the event on as it is; only a transform, which consumes
-            // it, needs a copy to keep "the event as it entered" for a failure.
+            // Filters and sinks hand the event on as it is. A transform that edits in place
+            // changes an event this run owns alone, and leaves it as it was on failure; any
+            // other transform consumes a copy, so that "the event as it entered" is kept for
+            // a failure.
             let result: Result<Vec<Arc<Event>>, (StageError, Arc<Event>)> = match &stage.op {
                 StageOp::Filter(f) => match unpanicked(|| f.keep(&event)) {
                     Ok(true) => Ok(vec![event]),
                     Ok(false) => Ok(Vec::new()),
                     Err(e) => Err((e, event)),
                 },
-                StageOp::Transform(t) => match unpanicked(|| t.apply(Event::clone(&event))) {
-                    Ok(next) => Ok(next.into_iter().map(Arc::new).collect()),
-                    Err(e) => Err((e, event)),
-                },
+                StageOp::Transform(t) => {
+                    let mut event = event;
+                    let edited = if t.edits_in_place() {
+                        Arc::get_mut(&mut event).map(|owned| unpanicked(|| t.edit(owned)))
+                    } else {
+                        None
+                    };
+                    match edited {
+                        Some(Ok(())) => Ok(vec![event]),
+                        Some(Err(e)) => Err((e, event)),
+                        None => match unpanicked(|| t.apply(Event::clone(&event))) {
+                            Ok(next) => Ok(next.into_iter().map(Arc::new).collect()),
+                            Err(e) => Err((e, event)),
+                        },
+                    }
+                }
                 StageOp::Sink(s) => {
                     SinkAttempted { stage: telemetry }.emit();
                     // A panicking sink fails the delivery for good (dead-lettered) instead
@@ -550,6 +573,94 @@ mod tests {
             p.run(event("b"), 0).await,
             vec![Outcome::Dropped { stage: 0 }]
         );
+    }
+
+    /// Sets `payload.n`, in place where it may; counts how it was asked. Refuses an event
+    /// whose `n` is a string, leaving it as it was.
+    #[derive(Debug, Default)]
+    struct Bump {
+        edits: std::sync::atomic::AtomicUsize,
+        applies: std::sync::atomic::AtomicUsize,
+    }
+    impl Transform for Bump {
+        fn apply(&self, mut e: Event) -> Result<Vec<Event>, StageError> {
+            self.applies
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.change(&mut e)?;
+            Ok(vec![e])
+        }
+        fn edits_in_place(&self) -> bool {
+            true
+        }
+        fn edit(&self, e: &mut Event) -> Result<(), StageError> {
+            self.edits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.change(e)
+        }
+    }
+    impl Bump {
+        fn change(&self, e: &mut Event) -> Result<(), StageError> {
+            if e.payload["n"].is_string() {
+                return Err(StageError::fatal("n is text"));
+            }
+            e.payload["n"] = json!(e.payload["n"].as_i64().unwrap_or(0) + 1);
+            Ok(())
+        }
+        fn asked(&self) -> (usize, usize) {
+            use std::sync::atomic::Ordering::Relaxed;
+            (self.edits.load(Relaxed), self.applies.load(Relaxed))
+        }
+    }
+
+    /// A transform that edits in place changes an event the run owns alone without copying
+    /// it; one that others still hold is copied, and they keep it unchanged; a failed edit
+    /// keeps the event as it entered the stage.
+    #[tokio::test]
+    async fn a_transform_edits_in_place_only_an_event_the_run_owns_alone() {
+        let bump = Arc::new(Bump::default());
+        let out = Arc::new(Record::default());
+        let p = Pipeline::new(
+            "p",
+            "s",
+            &["*".into()],
+            vec![
+                stage("bump", StageOp::Transform(bump.clone())),
+                stage("out", StageOp::Sink(out.clone())),
+            ],
+        )
+        .expect("pipeline");
+        assert!(p.edits_in_place_from(0));
+        assert!(!p.edits_in_place_from(1));
+
+        assert_eq!(p.run(event("a"), 0).await, vec![Outcome::Completed]);
+        assert_eq!(bump.asked(), (1, 0), "owned alone: edited in place");
+
+        let shared = Arc::new(event("a"));
+        assert_eq!(
+            p.run(Arc::clone(&shared), 0).await,
+            vec![Outcome::Completed]
+        );
+        assert_eq!(bump.asked(), (1, 1), "shared: copied");
+        assert_eq!(
+            shared.payload,
+            json!({"n": 0}),
+            "the other holder's is unchanged"
+        );
+        assert_eq!(
+            *out.0.lock().expect("lock"),
+            vec![json!({"n": 1}), json!({"n": 1})]
+        );
+
+        let mut text = event("a");
+        text.payload = json!({"n": "x"});
+        match p.run(text, 0).await.as_slice() {
+            [Outcome::Failed { stage, event, .. }] => {
+                assert_eq!(*stage, 0);
+                assert_eq!(event.payload, json!({"n": "x"}));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(bump.asked(), (2, 1));
     }
 
     #[tokio::test]

@@ -531,11 +531,17 @@ impl Workers {
                     // Where a reload moved its stage; the attempts made there still count.
                     d.stage = at;
                     // The run shares the event (no copy). Every failure carries its own event.
+                    // Where a transform edits in place, the run takes the event, so that it
+                    // may own it alone; what stays in `d` then only names the event, which is
+                    // all that is read from it below.
+                    let event = if p.edits_in_place_from(at) {
+                        let named = Arc::new(identity(&d.event));
+                        std::mem::replace(&mut d.event, named)
+                    } else {
+                        Arc::clone(&d.event)
+                    };
                     let started = Instant::now();
-                    let outcomes = p
-                        .run(Arc::clone(&d.event), d.stage)
-                        .instrument(span.clone())
-                        .await;
+                    let outcomes = p.run(event, d.stage).instrument(span.clone()).await;
                     let took = started.elapsed();
                     run_took = took;
                     finished.reserve_exact(outcomes.len());
@@ -699,6 +705,18 @@ fn by_event(due: Vec<Delivery>) -> Vec<Vec<Delivery>> {
         }
     }
     groups
+}
+
+/// An event's identity without its headers and payload.
+fn identity(e: &Event) -> Event {
+    Event {
+        id: e.id.clone(),
+        source: e.source.clone(),
+        event_type: e.event_type.clone(),
+        received_at: e.received_at,
+        headers: Vec::new(),
+        payload: serde_json::Value::Null,
+    }
 }
 
 /// How a run ended, named for the logs.
@@ -937,6 +955,105 @@ mod tests {
             first_failed_at: None,
             event: Arc::clone(event),
         }
+    }
+
+    /// Sets `payload.bumped` in place; counts whether it was asked to edit or to apply.
+    #[derive(Debug, Default)]
+    struct Bump {
+        edits: std::sync::atomic::AtomicUsize,
+        applies: std::sync::atomic::AtomicUsize,
+    }
+    impl hookline_plugin_api::Transform for Bump {
+        fn apply(&self, mut e: Event) -> Result<Vec<Event>, hookline_plugin_api::StageError> {
+            self.applies
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            e.payload["bumped"] = true.into();
+            Ok(vec![e])
+        }
+        fn edits_in_place(&self) -> bool {
+            true
+        }
+        fn edit(&self, e: &mut Event) -> Result<(), hookline_plugin_api::StageError> {
+            self.edits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            e.payload["bumped"] = true.into();
+            Ok(())
+        }
+    }
+
+    /// A fresh delivery, handed over as ingest hands it (its event held by nothing else),
+    /// reaches a transform that edits in place with its event owned by the run alone: it is
+    /// edited, not copied. The delivery keeps only its name meanwhile.
+    #[tokio::test]
+    async fn a_fresh_run_owns_its_event_alone_and_edits_it_in_place() {
+        use crate::journal::{Accepted, Journal, NewEvent};
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = tempfile::tempdir().expect("dir");
+        let config = dir.path().join("pipeline.toml");
+        std::fs::write(
+            &config,
+            r#"[storage]
+path = "j.db"
+[[sources]]
+name = "s"
+path = "/in"
+verify = { scheme = "leadshark", secrets = ["a-secret-of-some-length-here"] }
+[[pipelines]]
+name = "p"
+source = "s"
+stages = [{ transform = "bump" }]
+"#,
+        )
+        .expect("config");
+        let bump = Arc::new(Bump::default());
+        let mut registry = hookline_builtin::registry();
+        let stage = bump.clone();
+        registry.transform("bump", move |_, _| Ok(stage.clone()));
+        let runtime = super::super::load::load(&config, &registry)
+            .expect("config loads")
+            .runtime;
+        let journal = Arc::new(
+            crate::journal::SqliteJournal::open(&dir.path().join("j.db")).expect("journal"),
+        );
+        let event = Event {
+            id: "e1".into(),
+            source: "s".into(),
+            event_type: "t".into(),
+            received_at: Timestamp::now(),
+            headers: vec![],
+            payload: serde_json::json!({"n": 1}),
+        };
+        let new = NewEvent {
+            event: event.clone(),
+            dedupe_key: None,
+            dedupe_until: Timestamp::now(),
+            pipelines: vec!["p".into()],
+            order_keys: Vec::new(),
+        };
+        let Accepted::New { deliveries, .. } = journal.accept(&new).await.expect("accept") else {
+            panic!("new");
+        };
+        let workers = Workers::new(
+            journal,
+            Arc::new(arc_swap::ArcSwap::from_pointee(runtime)),
+            4,
+        );
+        let mut d = delivery(deliveries[0].id, "p", &Arc::new(event));
+        d.pipeline = deliveries[0].pipeline.clone();
+        assert!(workers.try_start_all(vec![d]).is_empty(), "a run slot");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while bump.edits.load(Relaxed) + bump.applies.load(Relaxed) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the run did not reach the transform"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            (bump.edits.load(Relaxed), bump.applies.load(Relaxed)),
+            (1, 0),
+            "edited in place, not copied"
+        );
     }
 
     /// Claimed deliveries that share one copy of their event run as one group; equal events

@@ -10,6 +10,23 @@ pub trait Filter: Send + Sync + std::fmt::Debug {
 pub trait Transform: Send + Sync + std::fmt::Debug {
     /// Returns the events that continue: usually one; none drops the event; several split it.
     fn apply(&self, event: Event) -> Result<Vec<Event>, StageError>;
+
+    /// Whether [`Transform::edit`] does this transform's work: one event in, the same event
+    /// changed out. The runner then edits an event its run owns alone in place instead of
+    /// copying it for [`Transform::apply`].
+    fn edits_in_place(&self) -> bool {
+        false
+    }
+
+    /// Change `event` in place, as [`Transform::apply`] would. Called only when
+    /// [`Transform::edits_in_place`]. On `Err` the event must be left exactly as it was: the
+    /// delivery is retried or dead-lettered as it entered this stage (check everything that
+    /// can fail before changing anything). A panic here dead-letters the event as the edit
+    /// left it.
+    fn edit(&self, event: &mut Event) -> Result<(), StageError> {
+        let _ = event;
+        Err(StageError::fatal("this transform does not edit in place"))
+    }
 }
 
 /// Delivers an event somewhere. The event then continues unchanged to the next stage, so

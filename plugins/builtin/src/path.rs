@@ -71,24 +71,37 @@ pub(crate) fn set(root: &mut Value, path: &FieldPath, value: Value) -> Result<()
                     return Ok(());
                 }
                 Some(index) => &mut items[index],
-                None => {
-                    return Err(format!(
-                        "cannot set `{path}`: `{}` is an array of {} without index `{segment}`",
-                        display_prefix(path, depth),
-                        items.len()
-                    ));
-                }
+                None => return Err(no_index(path, depth, items.len(), segment)),
             },
-            other => {
-                return Err(format!(
-                    "cannot set `{path}`: `{}` is {}, not an object",
-                    display_prefix(path, depth),
-                    kind(other)
-                ));
-            }
+            other => return Err(not_an_object(path, depth, other)),
         };
     }
     // Only reached for an empty path, which `FieldPath::parse` refuses.
+    Err(format!("cannot set `{path}`: empty path"))
+}
+
+/// Whether [`set`] of `path` would succeed on `root`, without changing it: the same walk and
+/// the same error.
+pub(crate) fn settable(root: &Value, path: &FieldPath) -> Result<(), String> {
+    let mut current = root;
+    for (depth, segment) in path.segments.iter().enumerate() {
+        let last = depth + 1 == path.segments.len();
+        current = match current {
+            Value::Object(_) if last => return Ok(()),
+            Value::Object(map) => match map.get(segment) {
+                Some(next) => next,
+                // Created as an empty object by `set`: everything below it is too.
+                None => return Ok(()),
+            },
+            Value::Array(items) => match segment.parse::<usize>().ok().filter(|i| *i < items.len())
+            {
+                Some(_) if last => return Ok(()),
+                Some(index) => &items[index],
+                None => return Err(no_index(path, depth, items.len(), segment)),
+            },
+            other => return Err(not_an_object(path, depth, other)),
+        };
+    }
     Err(format!("cannot set `{path}`: empty path"))
 }
 
@@ -112,6 +125,21 @@ pub(crate) fn remove(root: &mut Value, path: &FieldPath) -> Option<Value> {
         }
         _ => None,
     }
+}
+
+fn no_index(path: &FieldPath, depth: usize, len: usize, segment: &str) -> String {
+    format!(
+        "cannot set `{path}`: `{}` is an array of {len} without index `{segment}`",
+        display_prefix(path, depth)
+    )
+}
+
+fn not_an_object(path: &FieldPath, depth: usize, found: &Value) -> String {
+    format!(
+        "cannot set `{path}`: `{}` is {}, not an object",
+        display_prefix(path, depth),
+        kind(found)
+    )
 }
 
 fn display_prefix(path: &FieldPath, depth: usize) -> String {
@@ -166,15 +194,25 @@ mod tests {
 
     #[test]
     fn set_refuses_to_overwrite_non_objects() {
-        let mut v = json!({"data": {"automation": null, "name": "x"}, "items": []});
-        let e = set(&mut v, &p("data.name.first"), json!(1)).expect_err("string");
+        let v = json!({"data": {"automation": null, "name": "x"}, "items": []});
+        let refused = |v: &Value, path: &str| {
+            let e = settable(v, &p(path)).expect_err("refused");
+            let mut changed = v.clone();
+            assert_eq!(set(&mut changed, &p(path), json!(1)), Err(e.clone()));
+            e
+        };
+        let e = refused(&v, "data.name.first");
         assert!(e.contains("`data.name` is a string"), "{e}");
-        let e = set(&mut v, &p("data.automation.id"), json!(1)).expect_err("null");
+        let e = refused(&v, "data.automation.id");
         assert!(e.contains("is null"), "{e}");
-        let e = set(&mut v, &p("items.3"), json!(1)).expect_err("index");
+        let e = refused(&v, "items.3");
         assert!(e.contains("array of 0"), "{e}");
-        let e = set(&mut json!("text"), &p("a"), json!(1)).expect_err("root");
+        let e = refused(&json!("text"), "a");
         assert!(e.contains("the payload"), "{e}");
+        for path in ["data.name", "data.new.deep.path", "items", "fresh"] {
+            assert_eq!(settable(&v, &p(path)), Ok(()), "{path}");
+            set(&mut v.clone(), &p(path), json!(1)).expect("set");
+        }
     }
 
     #[test]

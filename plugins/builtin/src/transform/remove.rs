@@ -53,10 +53,20 @@ pub struct RemoveTransform {
 
 impl Transform for RemoveTransform {
     fn apply(&self, mut event: Event) -> Result<Vec<Event>, StageError> {
+        self.edit(&mut event)?;
+        Ok(vec![event])
+    }
+
+    fn edits_in_place(&self) -> bool {
+        true
+    }
+
+    /// Removing cannot fail.
+    fn edit(&self, event: &mut Event) -> Result<(), StageError> {
         for path in &self.fields {
             path::remove(&mut event.payload, path);
         }
-        Ok(vec![event])
+        Ok(())
     }
 }
 

@@ -64,10 +64,24 @@ pub struct SetTransform {
 
 impl Transform for SetTransform {
     fn apply(&self, mut event: Event) -> Result<Vec<Event>, StageError> {
+        self.edit(&mut event)?;
+        Ok(vec![event])
+    }
+
+    fn edits_in_place(&self) -> bool {
+        true
+    }
+
+    /// Every path is checked before any is set, so a failure leaves the event as it was
+    /// (the paths do not overlap, so setting one cannot change whether another can be set).
+    fn edit(&self, event: &mut Event) -> Result<(), StageError> {
+        for (path, _) in &self.fields {
+            path::settable(&event.payload, path).map_err(StageError::fatal)?;
+        }
         for (path, value) in &self.fields {
             path::set(&mut event.payload, path, value.clone()).map_err(StageError::fatal)?;
         }
-        Ok(vec![event])
+        Ok(())
     }
 }
 
@@ -109,6 +123,30 @@ mod tests {
         let out =
             apply(r#"fields = { "data.automation.id" = "x" }"#, leadshark_v1()).expect("object");
         assert_eq!(out["data"]["automation"]["id"], "x");
+    }
+
+    /// In place, a field that cannot be set leaves every field as it was, even those
+    /// before it.
+    #[test]
+    fn a_failed_edit_leaves_the_event_as_it_was() {
+        let t = build(
+            &config("set", r#"fields = { "a.x" = 1, "b.y" = 2 }"#),
+            &ctx(),
+        )
+        .expect("builds");
+        assert!(t.edits_in_place());
+        let mut e = event("email.captured", json!({"a": {}, "b": "text"}));
+        let before = e.payload.clone();
+        let err = t.edit(&mut e).expect_err("b is text");
+        assert!(
+            err.message().contains("`b` is a string"),
+            "{}",
+            err.message()
+        );
+        assert_eq!(e.payload, before);
+        let mut e = event("email.captured", json!({"a": {}, "b": {}}));
+        t.edit(&mut e).expect("edits");
+        assert_eq!(e.payload, json!({"a": {"x": 1}, "b": {"y": 2}}));
     }
 
     #[test]
