@@ -531,10 +531,10 @@ impl Workers {
                     // Where a reload moved its stage; the attempts made there still count.
                     d.stage = at;
                     // The run shares the event (no copy). Every failure carries its own event.
-                    // Where a transform edits in place, the run takes the event, so that it
-                    // may own it alone; what stays in `d` then only names the event, which is
-                    // all that is read from it below.
-                    let event = if p.edits_in_place_from(at) {
+                    // Where a transform edits in place and no other run shares the event,
+                    // the run takes it, to own it alone; what stays in `d` then only names
+                    // the event, which is all that is read from it below.
+                    let event = if Arc::strong_count(&d.event) == 1 && p.edits_in_place_from(at) {
                         let named = Arc::new(identity(&d.event));
                         std::mem::replace(&mut d.event, named)
                     } else {
