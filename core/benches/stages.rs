@@ -4,7 +4,9 @@
 //! included, pays for one clone of the event). Each stage is built from TOML through the
 //! registry, exactly as `serve` builds it, and runs on a LeadShark `email.captured` sample.
 //!
-//! The cost a stage adds is its row minus the pass-through row of its kind.
+//! The cost a stage adds is its row minus the pass-through row of its kind. The `stage, in
+//! place` rows are the transforms that edit in place (`set`, `remove`) as the runner calls
+//! them on an event its run holds alone: without the clone.
 //!
 //! The `sink encode` rows are what a sink with `envelope = true` encodes per delivery: the
 //! envelope built as a JSON value (a copy of the payload), the borrowed form, and the
@@ -120,6 +122,31 @@ fn stages(c: &mut Criterion) {
         let op = &pipeline.stages[0].op;
         let name = pipeline.stages[0].plugin.clone();
         group.bench_function(name.as_str(), |b| b.iter(|| run(op, &event)));
+    }
+    group.finish();
+
+    // A transform that edits in place, on an event its run holds alone: no copy. The copy
+    // (made outside the measurement here) and its freeing are what the rows above add.
+    let mut group = c.benchmark_group("stage, in place");
+    for pipeline in &built.pipelines {
+        let StageOp::Transform(t) = &pipeline.stages[0].op else {
+            continue;
+        };
+        if !t.edits_in_place() {
+            continue;
+        }
+        let name = pipeline.stages[0].plugin.clone();
+        group.bench_function(name.as_str(), |b| {
+            b.iter_batched(
+                || event.clone(),
+                |mut e| {
+                    let edited = t.edit(&mut e);
+                    assert!(edited.is_ok(), "{edited:?}");
+                    e
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
     }
     group.finish();
 
