@@ -33,14 +33,27 @@ impl FieldPath {
         &self.text
     }
 
-    /// Whether `other` lies at or below this path (`a.b` contains `a.b.c`).
+    /// Whether `other` lies at or below this path (`a.b` contains `a.b.c`). Segments that
+    /// name the same array index in different spellings (`0`, `00`, `+0`) count as one, as
+    /// they do where a path is walked; on objects they are different keys, so this errs
+    /// towards "contains".
     pub(crate) fn contains(&self, other: &FieldPath) -> bool {
-        other.segments.starts_with(&self.segments)
+        other.segments.len() >= self.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| a == b || index(a).is_some_and(|i| index(b) == Some(i)))
     }
 
     fn prefix(&self, len: usize) -> String {
         self.segments[..len].join(".")
     }
+}
+
+/// A segment as an array index, read as the walk reads it.
+fn index(segment: &str) -> Option<usize> {
+    segment.parse().ok()
 }
 
 impl fmt::Display for FieldPath {
@@ -64,8 +77,7 @@ pub(crate) fn set(root: &mut Value, path: &FieldPath, value: Value) -> Result<()
             Value::Object(map) => map
                 .entry(segment.clone())
                 .or_insert_with(|| Value::Object(Map::new())),
-            Value::Array(items) => match segment.parse::<usize>().ok().filter(|i| *i < items.len())
-            {
+            Value::Array(items) => match index(segment).filter(|i| *i < items.len()) {
                 Some(index) if last => {
                     items[index] = value;
                     return Ok(());
@@ -93,8 +105,7 @@ pub(crate) fn settable(root: &Value, path: &FieldPath) -> Result<(), String> {
                 // Created as an empty object by `set`: everything below it is too.
                 None => return Ok(()),
             },
-            Value::Array(items) => match segment.parse::<usize>().ok().filter(|i| *i < items.len())
-            {
+            Value::Array(items) => match index(segment).filter(|i| *i < items.len()) {
                 Some(_) if last => return Ok(()),
                 Some(index) => &items[index],
                 None => return Err(no_index(path, depth, items.len(), segment)),
@@ -113,14 +124,14 @@ pub(crate) fn remove(root: &mut Value, path: &FieldPath) -> Option<Value> {
     for segment in parents {
         current = match current {
             Value::Object(map) => map.get_mut(segment)?,
-            Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
+            Value::Array(items) => items.get_mut(index(segment)?)?,
             _ => return None,
         };
     }
     match current {
         Value::Object(map) => map.shift_remove(last),
         Value::Array(items) => {
-            let index = last.parse::<usize>().ok().filter(|i| *i < items.len())?;
+            let index = index(last).filter(|i| *i < items.len())?;
             Some(items.remove(index))
         }
         _ => None,

@@ -73,7 +73,8 @@ impl Transform for SetTransform {
     }
 
     /// Every path is checked before any is set, so a failure leaves the event as it was
-    /// (the paths do not overlap, so setting one cannot change whether another can be set).
+    /// (the paths do not overlap, however an index is spelled, so setting one cannot change
+    /// whether another can be set).
     fn edit(&self, event: &mut Event) -> Result<(), StageError> {
         for (path, _) in &self.fields {
             path::settable(&event.payload, path).map_err(StageError::fatal)?;
@@ -158,6 +159,15 @@ mod tests {
         let text = "fields = { \"a\" = {}, \"a.b\" = 1 }";
         let err = build(&config("set", text), &ctx()).expect_err("overlap");
         assert!(err.message.contains("overlap"), "{}", err.message);
+        // One array element spelled two ways: setting the first would change whether the
+        // second can be set, and an in-place edit could stop half done.
+        for text in [
+            "fields = { \"items.0\" = \"x\", \"items.00.id\" = 1 }",
+            "fields = { \"items.+0.id\" = 1, \"items.0\" = 2 }",
+        ] {
+            let err = build(&config("set", text), &ctx()).expect_err("overlap");
+            assert!(err.message.contains("overlap"), "{text}: {}", err.message);
+        }
 
         let text = "fields = {}";
         assert_eq!(
