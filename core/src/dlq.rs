@@ -398,5 +398,18 @@ mod tests {
                 .expect("lock")
                 .is_some()
         );
+
+        // A file a starting service has only just created has no schema yet: not set up
+        // beside it either.
+        let fresh = dir.path().join("fresh.db");
+        std::fs::write(&fresh, b"").expect("file");
+        let service = crate::storage::try_lock_journal(&fresh)
+            .expect("lock")
+            .expect("free");
+        let Err(e) = open_journal(&config, Some(&fresh)).await else {
+            panic!("set up beside the service");
+        };
+        assert!(format!("{e:#}").contains("not set up yet"), "{e:#}");
+        drop(service);
     }
 }

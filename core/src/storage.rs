@@ -140,7 +140,7 @@ fn lock_journal(db: &Path) -> anyhow::Result<std::fs::File> {
     match try_lock_journal(db)? {
         Some(lock) => Ok(lock),
         None => bail!(
-            "the journal {} is in use by another hookline process (lock: {})",
+            "the journal {} is in use by another hookline process: a `hookline serve`, or a command bringing the journal up to date after an upgrade (lock: {})",
             db.display(),
             lock_path(db).display()
         ),

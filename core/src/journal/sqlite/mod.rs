@@ -179,9 +179,12 @@ impl SqliteJournal {
     /// Whether the journal at `path` has a schema older than this hookline's (one that
     /// opening it with `may_migrate` would change).
     pub(crate) fn is_behind(path: &Path) -> Result<bool, JournalError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| open_error(path, &e.to_string()))?;
-        schema::is_behind(&conn).map_err(|e| open_error(path, &e.to_string()))
+        let read = || {
+            let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            schema::is_behind(&conn)
+        };
+        read().map_err(|e| open_error(path, &e.to_string()))
     }
 
     fn open_as(path: &Path, owner: bool, may_migrate: bool) -> Result<Self, JournalError> {
@@ -437,6 +440,9 @@ impl SqliteJournal {
     }
 }
 
+/// How long a connection waits for another's lock on the file before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
@@ -444,7 +450,7 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // Reading the header is what detects "file is not a database".
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {

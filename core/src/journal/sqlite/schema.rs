@@ -190,16 +190,15 @@ fn hash_v1_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Whether the database has a schema older than the current one (a new, empty file has
-/// none yet and is not behind).
+/// Whether the database's schema is older than the current one, or not there yet (a file
+/// `hookline serve` has only just created).
 pub(crate) fn is_behind(conn: &Connection) -> rusqlite::Result<bool> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     Ok(behind(version))
 }
 
-/// Version 0 is a new file, which no service writes yet.
 fn behind(version: i64) -> bool {
-    version > 0 && version < MIGRATIONS.len() as i64
+    version < MIGRATIONS.len() as i64
 }
 
 /// Bring the database to the current schema. Refuses a database from a newer Hookline, and,
@@ -216,9 +215,16 @@ pub(crate) fn migrate(conn: &mut Connection, may_migrate: bool) -> Result<(), St
         ));
     }
     if behind(version) && !may_migrate {
-        return Err(format!(
-            "the journal has schema version {version}, older than this hookline's ({current}), and a running `hookline serve` holds it: restart the service with this hookline (it brings the journal up to date as it starts), then run this command again"
-        ));
+        let holder = "another hookline process holds it (a running `hookline serve`, or a command bringing it up to date)";
+        return Err(if version == 0 {
+            format!(
+                "the journal is not set up yet and {holder}: run this command again in a moment"
+            )
+        } else {
+            format!(
+                "the journal has schema version {version}, older than this hookline's ({current}), and {holder}: restart the service with this hookline (it brings the journal up to date as it starts), then run this command again"
+            )
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(|e| e.to_string())?;

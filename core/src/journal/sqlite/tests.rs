@@ -520,8 +520,17 @@ fn a_journal_behind_is_migrated_only_with_leave() {
         schema::MIGRATIONS.len() as i64
     );
     assert!(!SqliteJournal::is_behind(&path).expect("read"));
-    // Up to date, it opens beside a service as before.
+    // Up to date, it opens beside a service as before: read-only, beside the WAL of a
+    // journal that is open and writing.
+    let live = SqliteJournal::open(&path).expect("serving");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(accept_one(&live, "e1", None, &["p"]));
+    assert!(!SqliteJournal::is_behind(&path).expect("read beside the service"));
     SqliteJournal::open_shared(&path, false).expect("current");
+    drop(live);
 }
 
 /// A journal written by the first schema: its unfinished deliveries and dedupe keys carry
