@@ -53,7 +53,8 @@ pub enum Outcome {
     /// A filter (or a transform returning nothing) dropped it at this stage.
     Dropped { stage: usize },
     /// A stage failed. `event` is the event as it entered that stage, so a replay can resume
-    /// there without repeating earlier sinks.
+    /// there without repeating earlier sinks (except after a panic inside a transform's
+    /// in-place `edit`, which cannot be undone: then as the edit left it).
     Failed {
         stage: usize,
         error: StageError,
@@ -186,11 +187,6 @@ impl Pipeline {
         self.matcher.is_match(event_type)
     }
 
-    /// Run `event` through the stages from index `from` on. An event shared with other
-    /// pipelines (`Arc`) is copied only where a transform changes it.
-    ///
-    /// The caller gives the run its log context (the worker: a span naming the event, one
-    /// for all of an event's pipelines that run together; a span is ≈ 1.6 µs).
     /// Whether a stage from `from` on is a transform that edits in place: a run from there
     /// that owns its event alone changes it without a copy.
     pub(crate) fn edits_in_place_from(&self, from: usize) -> bool {
@@ -200,6 +196,11 @@ impl Pipeline {
         })
     }
 
+    /// Run `event` through the stages from index `from` on. An event shared with other
+    /// pipelines (`Arc`) is copied only where a transform changes it.
+    ///
+    /// The caller gives the run its log context (the worker: a span naming the event, one
+    /// for all of an event's pipelines that run together; a span is ≈ 1.6 µs).
     pub async fn run(&self, event: impl Into<Arc<Event>>, from: usize) -> Vec<Outcome> {
         self.run_inner(event.into(), from, None).await
     }

@@ -500,7 +500,7 @@ impl Workers {
                     &d,
                     None,
                     d.stage,
-                    None,
+                    Event::clone(&d.event),
                     format!("pipeline `{}` no longer exists", d.pipeline),
                 ),
                 true,
@@ -521,7 +521,7 @@ impl Workers {
                             run_took,
                         )
                     });
-                    let mut letter = dead(&d, None, d.stage, None, gone);
+                    let mut letter = dead(&d, None, d.stage, Event::clone(&d.event), gone);
                     if let Continuation::Dead(l) = &mut letter {
                         l.stage_name = d.stage_name.clone();
                     }
@@ -855,7 +855,7 @@ fn continuation(
                 d,
                 Some(p),
                 stage,
-                Some(event),
+                event,
                 format!("gave up after {attempts} attempts: {message}"),
             );
             if let Continuation::Dead(l) = &mut letter {
@@ -865,7 +865,7 @@ fn continuation(
             letter
         }
         StageError::Fatal { message } => {
-            let mut letter = dead(d, Some(p), stage, Some(event), message.clone());
+            let mut letter = dead(d, Some(p), stage, event, message.clone());
             if let Continuation::Dead(l) = &mut letter {
                 l.attempts = attempts;
                 l.first_failed_at = first_failed_at;
@@ -875,11 +875,13 @@ fn continuation(
     }
 }
 
+/// A dead letter for `d` at `stage`, holding `event`: the event as it entered that stage,
+/// which after a run comes from the run's outcome (`d.event` may then only name it).
 fn dead(
     d: &Delivery,
     p: Option<&Pipeline>,
     stage: usize,
-    event: Option<hookline_plugin_api::Event>,
+    event: hookline_plugin_api::Event,
     error: String,
 ) -> Continuation {
     let now = Timestamp::now();
@@ -893,7 +895,7 @@ fn dead(
         attempts: d.attempts,
         first_failed_at: d.first_failed_at.unwrap_or(now),
         last_failed_at: now,
-        event: Some(event.unwrap_or_else(|| Event::clone(&d.event))),
+        event: Some(event),
         raw: None,
     })
 }
@@ -1002,6 +1004,10 @@ verify = { scheme = "leadshark", secrets = ["a-secret-of-some-length-here"] }
 name = "p"
 source = "s"
 stages = [{ transform = "bump" }]
+[[pipelines]]
+name = "q"
+source = "s"
+stages = [{ transform = "bump" }, { sink = "refuse" }]
 "#,
         )
         .expect("config");
@@ -1009,6 +1015,7 @@ stages = [{ transform = "bump" }]
         let mut registry = hookline_builtin::registry();
         let stage = bump.clone();
         registry.transform("bump", move |_, _| Ok(stage.clone()));
+        registry.sink("refuse", |_, _| Ok(Arc::new(Refuse)));
         let runtime = super::super::load::load(&config, &registry)
             .expect("config loads")
             .runtime;
@@ -1054,6 +1061,63 @@ stages = [{ transform = "bump" }]
             (1, 0),
             "edited in place, not copied"
         );
+
+        // A run that took its event and then fails: the dead letter holds the whole event
+        // as the edit left it, not the name the delivery kept meanwhile.
+        let event = Event {
+            id: "e2".into(),
+            headers: vec![("x-kept".into(), "yes".into())],
+            payload: serde_json::json!({"n": 2}),
+            ..new.event.clone()
+        };
+        let new = NewEvent {
+            event: event.clone(),
+            pipelines: vec!["q".into()],
+            ..new
+        };
+        let Accepted::New { deliveries, .. } =
+            workers.inner.journal.accept(&new).await.expect("accept")
+        else {
+            panic!("new");
+        };
+        let d = delivery(deliveries[0].id, "q", &Arc::new(event));
+        assert!(workers.try_start_all(vec![d]).is_empty(), "a run slot");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let letter = loop {
+            let ids = workers
+                .inner
+                .journal
+                .dead_ids(crate::journal::DeadLetterFilter::default())
+                .await
+                .expect("dead letters");
+            if let Some(id) = ids.into_iter().next() {
+                break workers
+                    .inner
+                    .journal
+                    .get_dead(id)
+                    .await
+                    .expect("read")
+                    .expect("there");
+            }
+            assert!(Instant::now() < deadline, "no dead letter");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(bump.edits.load(Relaxed), 2, "edited in place again");
+        let kept = letter.event.expect("the event");
+        assert_eq!(kept.payload, serde_json::json!({"n": 2, "bumped": true}));
+        assert_eq!(
+            kept.headers,
+            vec![("x-kept".to_string(), "yes".to_string())]
+        );
+    }
+
+    #[derive(Debug)]
+    struct Refuse;
+    #[async_trait::async_trait]
+    impl hookline_plugin_api::Sink for Refuse {
+        async fn deliver(&self, _: &Event) -> Result<(), hookline_plugin_api::StageError> {
+            Err(hookline_plugin_api::StageError::fatal("refused"))
+        }
     }
 
     /// Claimed deliveries that share one copy of their event run as one group; equal events
