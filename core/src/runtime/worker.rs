@@ -535,7 +535,7 @@ impl Workers {
                     // the run takes it, to own it alone; what stays in `d` then only names
                     // the event, which is all that is read from it below.
                     let event = if Arc::strong_count(&d.event) == 1 && p.edits_in_place_from(at) {
-                        let named = Arc::new(identity(&d.event));
+                        let named = Arc::new(d.event.identity());
                         std::mem::replace(&mut d.event, named)
                     } else {
                         Arc::clone(&d.event)
@@ -705,18 +705,6 @@ fn by_event(due: Vec<Delivery>) -> Vec<Vec<Delivery>> {
         }
     }
     groups
-}
-
-/// An event's identity without its headers and payload.
-fn identity(e: &Event) -> Event {
-    Event {
-        id: e.id.clone(),
-        source: e.source.clone(),
-        event_type: e.event_type.clone(),
-        received_at: e.received_at,
-        headers: Vec::new(),
-        payload: serde_json::Value::Null,
-    }
 }
 
 /// How a run ended, named for the logs.

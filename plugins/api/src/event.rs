@@ -29,6 +29,19 @@ impl Event {
         lookup(&self.payload, path)
     }
 
+    /// The event's identity (id, source, type, arrival) without its headers and payload:
+    /// what names it where the content is kept elsewhere.
+    pub fn identity(&self) -> Event {
+        Event {
+            id: self.id.clone(),
+            source: self.source.clone(),
+            event_type: self.event_type.clone(),
+            received_at: self.received_at,
+            headers: Vec::new(),
+            payload: serde_json::Value::Null,
+        }
+    }
+
     /// The envelope form sinks write with `envelope = true`, as a JSON value.
     pub fn envelope(&self) -> serde_json::Value {
         serde_json::to_value(self.envelope_ref())

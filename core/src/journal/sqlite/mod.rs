@@ -586,16 +586,8 @@ impl Journal for SqliteJournal {
         // step every event goes through in turn. The writer gets the rest without the
         // payload and headers it no longer needs.
         let encoded = events::Encoded::new(&new.event)?;
-        let e = &new.event;
         let event = NewEvent {
-            event: hookline_plugin_api::Event {
-                id: e.id.clone(),
-                source: e.source.clone(),
-                event_type: e.event_type.clone(),
-                received_at: e.received_at,
-                headers: Vec::new(),
-                payload: serde_json::Value::Null,
-            },
+            event: new.event.identity(),
             dedupe_key: new.dedupe_key.clone(),
             dedupe_until: new.dedupe_until,
             pipelines: new.pipelines.clone(),
