@@ -5,7 +5,7 @@
 //! registry, exactly as `serve` builds it, and runs on a LeadShark `email.captured` sample.
 //!
 //! The cost a stage adds is its row minus the pass-through row of its kind. The `stage, in
-//! place` rows are the transforms that edit in place (`set`, `remove`) as the runner calls
+//! place` rows are the transforms that edit in place (`set`, `remove`, `rename`) as the runner calls
 //! them on an event its run holds alone: without the clone.
 //!
 //! The `sink encode` rows are what a sink with `envelope = true` encodes per delivery: the

@@ -46,6 +46,11 @@ impl FieldPath {
                 .all(|(a, b)| a == b || index(a).is_some_and(|i| index(b) == Some(i)))
     }
 
+    /// Whether a segment could be read as an array index (`0`, `00`, `+0`).
+    pub(crate) fn has_index(&self) -> bool {
+        self.segments.iter().any(|s| index(s).is_some())
+    }
+
     fn prefix(&self, len: usize) -> String {
         self.segments[..len].join(".")
     }

@@ -7,13 +7,16 @@
 //! Each key is a source path and its value the destination path (quote dotted keys). A
 //! missing source is skipped. Destinations are written like the `set` transform does:
 //! missing objects are created, and a non-object in the way is a fatal error for the event.
-//! Renames run in source-path order.
+//! Renames run in source-path order. When no path lies at or below another and none steps
+//! into an array (the usual case), every rename is checked before any is made and the event
+//! is edited in place; otherwise each rename sees what the ones before it left.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hookline_plugin_api::{BuildContext, ConfigError, Event, PluginConfig, StageError, Transform};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::path::{self, FieldPath};
 
@@ -48,24 +51,78 @@ pub fn build(
         }
         moves.push((from, to));
     }
-    Ok(Arc::new(RenameTransform { moves }))
+    let independent = independent(&moves);
+    Ok(Arc::new(RenameTransform { moves, independent }))
+}
+
+/// Whether no move can change what another finds: no path lies at or below another (of
+/// either side of any move), and none steps into an array, where a removal shifts the
+/// elements after it. Then whether each move can be made is known from the payload as it
+/// arrives, so every move can be checked before any is made.
+fn independent(moves: &[(FieldPath, FieldPath)]) -> bool {
+    let paths: Vec<&FieldPath> = moves.iter().flat_map(|(from, to)| [from, to]).collect();
+    paths.iter().all(|p| !p.has_index())
+        && paths.iter().enumerate().all(|(i, p)| {
+            paths[i + 1..]
+                .iter()
+                .all(|q| !p.contains(q) && !q.contains(p))
+        })
 }
 
 /// Runtime form of the `rename` transform.
 #[derive(Debug)]
 pub struct RenameTransform {
     moves: Vec<(FieldPath, FieldPath)>,
+    /// The moves cannot affect each other (see [`independent`]): the transform edits in place.
+    independent: bool,
+}
+
+impl RenameTransform {
+    /// The moves one after the other, each on what the ones before it left; a failure leaves
+    /// the earlier moves made, so this runs on a copy of the event.
+    fn move_in_turn(&self, payload: &mut Value) -> Result<(), StageError> {
+        for (from, to) in &self.moves {
+            if let Some(value) = path::remove(payload, from) {
+                path::set(payload, to, value).map_err(|e| refused(from, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn refused(from: &FieldPath, e: String) -> StageError {
+    StageError::fatal(format!("cannot rename `{from}`: {e}"))
 }
 
 impl Transform for RenameTransform {
     fn apply(&self, mut event: Event) -> Result<Vec<Event>, StageError> {
-        for (from, to) in &self.moves {
-            if let Some(value) = path::remove(&mut event.payload, from) {
-                path::set(&mut event.payload, to, value)
-                    .map_err(|e| StageError::fatal(format!("cannot rename `{from}`: {e}")))?;
-            }
+        if self.independent {
+            self.edit(&mut event)?;
+        } else {
+            self.move_in_turn(&mut event.payload)?;
         }
         Ok(vec![event])
+    }
+
+    fn edits_in_place(&self) -> bool {
+        self.independent
+    }
+
+    /// Every destination whose source is there is checked before anything moves, so a
+    /// failure leaves the event as it was. Only called for independent moves, for which
+    /// that check is the same as making the moves in turn.
+    fn edit(&self, event: &mut Event) -> Result<(), StageError> {
+        if !self.independent {
+            return Err(StageError::fatal(
+                "this rename moves paths that depend on each other and does not edit in place",
+            ));
+        }
+        for (from, to) in &self.moves {
+            if event.lookup(from.as_str()).is_some() {
+                path::settable(&event.payload, to).map_err(|e| refused(from, e))?;
+            }
+        }
+        self.move_in_turn(&mut event.payload)
     }
 }
 
@@ -106,6 +163,143 @@ mod tests {
             "{}",
             err.message()
         );
+    }
+
+    fn rename(pairs: &[(&str, &str)]) -> RenameTransform {
+        let moves: Vec<(FieldPath, FieldPath)> = pairs
+            .iter()
+            .map(|(from, to)| {
+                let parse = |p: &str| FieldPath::parse(p).expect("valid path");
+                (parse(from), parse(to))
+            })
+            .collect();
+        RenameTransform {
+            independent: independent(&moves),
+            moves,
+        }
+    }
+
+    #[test]
+    fn a_refused_rename_in_place_leaves_the_event_as_it_was() {
+        let t = build(
+            &config(
+                "rename",
+                r#"fields = { "data.lead.email" = "contact.email", "event" = "data.automation.event" }"#,
+            ),
+            &ctx(),
+        )
+        .expect("builds");
+        assert!(t.edits_in_place());
+        let mut e = event("email.captured", leadshark_v2());
+        let before = serde_json::to_string(&e.payload).expect("json");
+        let err = t.edit(&mut e).expect_err("data.automation is null");
+        assert!(
+            err.message()
+                .contains("cannot rename `event`: cannot set `data.automation.event`"),
+            "{}",
+            err.message()
+        );
+        // The first rename, which could be made, was not: nothing moved, nothing reordered.
+        assert_eq!(serde_json::to_string(&e.payload).expect("json"), before);
+        // A destination in the way of a source that is not there is not an error.
+        let mut e = event("email.captured", json!({"data": {"automation": null}}));
+        t.edit(&mut e).expect("nothing to move");
+    }
+
+    #[test]
+    fn renames_that_depend_on_each_other_are_made_in_turn_on_a_copy() {
+        for pairs in [
+            &[("a", "b"), ("b", "c")][..],
+            &[("data.lead", "lead"), ("lead.email", "email")],
+            &[("data", "data.old")],
+            &[("items.0", "first")],
+            &[("items.+0", "x")],
+        ] {
+            assert!(!rename(pairs).edits_in_place(), "{pairs:?}");
+        }
+        let t = rename(&[("a", "b"), ("b", "c")]);
+        let out = t
+            .apply(event("e", json!({"a": 1, "b": 2})))
+            .expect("moves")
+            .remove(0);
+        assert_eq!(out.payload, json!({"c": 1}));
+        let t = rename(&[("items.0", "first"), ("items.1", "second")]);
+        let out = t
+            .apply(event("e", json!({"items": [1, 2, 3]})))
+            .expect("moves")
+            .remove(0);
+        assert_eq!(out.payload, json!({"items": [2], "first": 1, "second": 3}));
+    }
+
+    /// Checking every independent move first and then making them gives what making them in
+    /// turn gives, refusals included, over sets of up to three moves between these paths, on
+    /// payloads that block some of them: so the independence check lets through no set whose
+    /// moves affect each other here.
+    #[test]
+    fn independent_renames_checked_first_match_renames_in_turn() {
+        let paths = [
+            "a",
+            "a.b",
+            "a.c",
+            "b",
+            "b.x.y",
+            "c",
+            "n",
+            "n.m",
+            "s.t",
+            "data.lead.email",
+            "data.automation.id",
+            "event",
+            "items.0",
+            "items.1.id",
+        ];
+        let payloads = [
+            json!({"a": {"b": 1, "c": [2]}, "b": {"x": {"y": 3}}, "n": null, "s": "text"}),
+            json!({"a": 5, "c": {"d": 1}, "n": {"m": 2}, "s": {"t": 4}}),
+            leadshark_v1(),
+            leadshark_v2(),
+            json!([1, 2]),
+            json!({"items": [{"id": 1}, {"id": 2}], "a": {}, "event": "x"}),
+            json!({"items": [1, {"id": 2}], "b": 1}),
+        ];
+        let pairs: Vec<(&str, &str)> = paths
+            .iter()
+            .flat_map(|from| paths.iter().map(move |to| (*from, *to)))
+            .filter(|(from, to)| from != to)
+            .collect();
+        let mut checked = 0;
+        for (i, first) in pairs.iter().enumerate() {
+            for (j, second) in pairs.iter().enumerate().skip(i + 1) {
+                for third in pairs.iter().skip(j + 1).step_by(11) {
+                    let mut set = vec![*first, *second, *third];
+                    set.sort();
+                    set.dedup_by(|x, y| x.0 == y.0);
+                    let t = rename(&set);
+                    if !t.edits_in_place() {
+                        continue;
+                    }
+                    for payload in &payloads {
+                        let mut in_place = event("e", payload.clone());
+                        let mut in_turn = payload.clone();
+                        let edited = t.edit(&mut in_place).map_err(|e| e.message().to_string());
+                        let moved = t
+                            .move_in_turn(&mut in_turn)
+                            .map_err(|e| e.message().to_string());
+                        assert_eq!(edited, moved, "{set:?} on {payload}");
+                        match edited {
+                            Ok(()) => assert_eq!(
+                                serde_json::to_string(&in_place.payload).ok(),
+                                serde_json::to_string(&in_turn).ok(),
+                                "{set:?} on {payload}"
+                            ),
+                            Err(_) => assert_eq!(&in_place.payload, payload),
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "only {checked} cases were independent");
     }
 
     #[test]
