@@ -50,9 +50,11 @@ JOURNAL = [
     ("checkpoint (WAL → database file)", r"sqlite3Checkpoint"),
     ("fsync", r"do_fsync|fsync|fdatasync"),
     ("WAL frames written at commit", r"pagerWalFrames|sqlite3PagerCommitPhaseOne"),
-    ("accept: dedupe check, event + delivery rows", r"queries::accept"),
-    ("settle: delivery done", r"queries::settle"),
-    ("savepoints, begin, queue, replies", r"."),
+    ("accept: the event row", r"sqlite::events::accept"),
+    ("freeing finished jobs (their events)", r"drop_in_place<<hookline::journal::sqlite::SqliteJournal"),
+    ("settle: history rows, delivery state", r"settle_many"),
+    ("BEGIN/COMMIT, the rest of the commit", r"exec_cached"),
+    ("queue, replies, waiting", r"."),
 ]
 
 
