@@ -5,8 +5,8 @@
 //! registry, exactly as `serve` builds it, and runs on a LeadShark `email.captured` sample.
 //!
 //! The cost a stage adds is its row minus the pass-through row of its kind. The `stage, in
-//! place` rows are the transforms that edit in place (`set`, `remove`, `rename`) as the runner calls
-//! them on an event its run holds alone: without the clone.
+//! place` rows are the transforms that edit in place (`set`, `remove`, `rename`) as the
+//! runner calls them on an event its run holds alone: without the clone.
 //!
 //! The `sink encode` rows are what a sink with `envelope = true` encodes per delivery: the
 //! envelope built as a JSON value (a copy of the payload), the borrowed form, and the

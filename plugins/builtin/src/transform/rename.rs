@@ -7,9 +7,11 @@
 //! Each key is a source path and its value the destination path (quote dotted keys). A
 //! missing source is skipped. Destinations are written like the `set` transform does:
 //! missing objects are created, and a non-object in the way is a fatal error for the event.
-//! Renames run in source-path order. When no path lies at or below another and none steps
-//! into an array (the usual case), every rename is checked before any is made and the event
-//! is edited in place; otherwise each rename sees what the ones before it left.
+//! Renames run in source-path order, each on what the ones before it left. When no path lies
+//! at or below another and no segment is a number (`items.0`, or an object key like `2024`),
+//! the usual case, no rename changes what another finds: every rename is checked before any
+//! is made, so the event can be edited in place when its run holds it alone. Otherwise the
+//! renames are made on a copy of the event, and a failure discards the copy.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -95,12 +97,9 @@ fn refused(from: &FieldPath, e: String) -> StageError {
 }
 
 impl Transform for RenameTransform {
+    /// On a copy: a failure part way discards it, so nothing needs checking first.
     fn apply(&self, mut event: Event) -> Result<Vec<Event>, StageError> {
-        if self.independent {
-            self.edit(&mut event)?;
-        } else {
-            self.move_in_turn(&mut event.payload)?;
-        }
+        self.move_in_turn(&mut event.payload)?;
         Ok(vec![event])
     }
 
@@ -292,14 +291,19 @@ mod tests {
                                 serde_json::to_string(&in_turn).ok(),
                                 "{set:?} on {payload}"
                             ),
-                            Err(_) => assert_eq!(&in_place.payload, payload),
+                            // As text: `==` on objects ignores their order.
+                            Err(_) => assert_eq!(
+                                serde_json::to_string(&in_place.payload).ok(),
+                                serde_json::to_string(payload).ok(),
+                                "{set:?} on {payload}"
+                            ),
                         }
                         checked += 1;
                     }
                 }
             }
         }
-        assert!(checked > 1000, "only {checked} cases were independent");
+        assert!(checked > 50_000, "only {checked} cases were independent");
     }
 
     #[test]

@@ -144,7 +144,8 @@ mod tests {
             "{}",
             err.message()
         );
-        assert_eq!(e.payload, before);
+        // As text: `==` on objects ignores their order.
+        assert_eq!(e.payload.to_string(), before.to_string());
         let mut e = event("email.captured", json!({"a": {}, "b": {}}));
         t.edit(&mut e).expect("edits");
         assert_eq!(e.payload, json!({"a": {"x": 1}, "b": {"y": 2}}));
