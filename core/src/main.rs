@@ -6,26 +6,26 @@ use hookline::cli::{Cli, Command, check, init_logging, serve};
 /// malloc takes the owning arena's lock for each such free once a thread's small cache is
 /// full, and for every aligned allocation (each tokio task): in a load run, 6–9 % of the
 /// CPU samples waited on those locks. jemalloc's per-thread caches take both without a lock.
-/// Against glibc, in one interleaved run: one pipeline ×1.17–1.27 req/s, ten pipelines
-/// ×1.44–1.52 (docs/performance.md).
+/// Against glibc, in one interleaved run: one pipeline ×1.16–1.27 req/s, ten pipelines
+/// ×1.44–1.49 (docs/performance.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment
-/// overrides them): a background thread gives freed memory back to the system after half a
-/// second (`dirty_decay_ms`) even when the service has gone quiet, as after an attack; one
-/// arena, not four per CPU, and thread caches half the default size hold less memory idle
-/// (threads refill their caches in batches, so one arena cost no CPU in the load runs).
+/// overrides them key by key): a background thread gives freed memory back to the system
+/// half a second after it is freed (`dirty_decay_ms`; jemalloc's default is 10 s and it
+/// purges only while allocating), so memory comes back after an attack even when the
+/// service then goes quiet. Arenas and thread caches stay at jemalloc's defaults, which
+/// scale with the CPUs.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code, non_upper_case_globals)]
-// SAFETY: jemalloc declares `const char *malloc_conf` (prefixed `_rjem_` by
-// tikv-jemalloc-sys) as a weak symbol for the program to define; this is a pointer to a
-// static NUL-terminated string, which is all it reads.
+#[allow(unsafe_code)]
+// SAFETY: jemalloc defines `const char *malloc_conf` (prefixed `_rjem_` by
+// tikv-jemalloc-sys) as a weak symbol for the program to override, and only reads it;
+// this is a pointer to a static NUL-terminated string.
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static malloc_conf: Option<&'static std::ffi::c_char> = Some(unsafe {
-    &*c"background_thread:true,narenas:1,dirty_decay_ms:500,muzzy_decay_ms:0,lg_tcache_nslots_mul:-1".as_ptr()
-});
+static MALLOC_CONF: Option<&'static std::ffi::c_char> =
+    Some(unsafe { &*c"background_thread:true,dirty_decay_ms:500".as_ptr() });
 
 /// glibc's malloc, by default, raises its mmap threshold after large blocks are freed and
 /// trims the heap rarely, so the buffers of thousands of connections (an attack, a burst)

@@ -36,7 +36,7 @@ COMPONENTS = [
 
 LEAVES = [
     ("kernel", r"^k:"),
-    ("allocator (malloc/free)", r"malloc|free|_int_|unlink_chunk|realloc|calloc|cfree|__rust_(alloc|dealloc|realloc)"),
+    ("allocator (malloc/free)", r"malloc|free|_int_|unlink_chunk|realloc|calloc|cfree|__rust_(alloc|dealloc|realloc)|_rjem_|mallocx|sdallocx"),
     ("memcpy/memmove", r"memmove|memcpy|memset"),
     ("sqlite", r"sqlite3|walChecksum|unixWrite|pager"),
     ("serde_json", r"serde_json::|serde_core::|itoa|ryu|zmij"),
