@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark driver: Hookline against the bare HTTP stack, on 127.0.0.1.
 
-Builds the release binaries, then, in one run, measures every candidate under the same
-load, interleaved (A B C, B C A, C A B, ...: each rep one place further on) and repeated, and reports medians with each Hookline
-row as a ratio to the baseline measured beside it:
+Builds the release binaries (or, with `--cargo-profile dist`, the binaries that ship), then,
+in one run, measures every candidate under the same load, interleaved (A B C, B C A, C A B,
+...: each rep one place further on) and repeated, and reports medians with each Hookline row
+as a ratio to the baseline measured beside it:
 
   baseline          tests/bench/baseline: axum + constant-time HMAC check + append to a file
   hookline-file     Hookline, SQLite journal (2xx after the commit) + `file` sink
@@ -26,6 +27,8 @@ every 2xx (every acknowledged event must reach every sink's file).
     python3 tests/bench/run.py                       # send and wrk, 3 reps, 10 s each
     python3 tests/bench/run.py --loads send --reps 5 --duration 15s
     python3 tests/bench/run.py --profile hookline-file   # one run under `perf record`
+    python3 tests/bench/run.py --loads wrk --cargo-profile dist \
+        --compare rel=target/release/hookline --compare-baseline rel=target/release/bench-baseline
 
 Results: target/bench/<time>/results.{md,json} (and the run directories, logs included).
 Nothing here asserts on timings: benchmarks report.
@@ -410,7 +413,9 @@ def one_run(name: str, load: str, rep: int, args, bins: dict, workdir: Path, wrk
     env.pop("HOOKLINE_LOG", None)
     env.pop("HOOKLINE_LOG_FORMAT", None)
     if spec["kind"] == "baseline":
-        cmd = [str(bins["baseline"]), "--listen", "127.0.0.1:0", "--secret", SECRET, "--out", "out.jsonl"]
+        # `baseline@LABEL`: another build of the ceiling (--compare-baseline LABEL=PATH).
+        base_bin = bins["compare_baseline"][label] if label else bins["baseline"]
+        cmd = [str(base_bin), "--listen", "127.0.0.1:0", "--secret", SECRET, "--out", "out.jsonl"]
     else:
         if spec.get("wasm"):
             why = wasm_unavailable(args, server_bin, rundir, env)
@@ -558,7 +563,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         f"\nMedians of {meta['reps']} interleaved runs per row, {meta['duration']} each at "
         f"{meta['concurrency']} connections; × baseline is the median of each run's ratio to the "
         f"baseline run beside it. Load average {meta['load_before']} before, {meta['load_after']} after. "
-        f"{meta['cpu']}, commit {meta['commit']}, {meta['date']}.\n"
+        f"{meta['cpu']}, commit {meta['commit']} (profile {meta.get('cargo_profile', 'release')}), {meta['date']}.\n"
     )
     return head + "".join(lines) + foot
 
@@ -571,14 +576,16 @@ def target_dir() -> Path:
 
 
 def build(args) -> dict:
+    # Both binaries are built with the same profile, so the ceiling gets what Hookline gets.
     if not args.no_build:
-        log("building release binaries (cargo build --release)")
+        log(f"building the binaries (cargo build --profile {args.cargo_profile})")
         subprocess.run(
-            ["cargo", "build", "--release", "--locked", "-p", "hookline", "-p", "hookline-bench-baseline"],
+            ["cargo", "build", "--profile", args.cargo_profile, "--locked",
+             "-p", "hookline", "-p", "hookline-bench-baseline"],
             cwd=ROOT,
             check=True,
         )
-    rel = target_dir() / "release"
+    rel = target_dir() / args.cargo_profile
     bins = {"hookline": rel / "hookline", "baseline": rel / "bench-baseline"}
     for b in bins.values():
         if not b.exists():
@@ -589,6 +596,12 @@ def build(args) -> dict:
         if not label or not Path(path).is_file():
             raise SystemExit(f"--compare wants LABEL=PATH to a hookline binary, got {spec!r}")
         bins["compare"][label] = Path(path).resolve()
+    bins["compare_baseline"] = {}
+    for spec in args.compare_baseline:
+        label, _, path = spec.partition("=")
+        if not label or not Path(path).is_file():
+            raise SystemExit(f"--compare-baseline wants LABEL=PATH to a bench-baseline binary, got {spec!r}")
+        bins["compare_baseline"][label] = Path(path).resolve()
     return bins
 
 
@@ -666,7 +679,19 @@ def main() -> None:
     p.add_argument("--wrk-pool", type=int, default=600_000, help="unique signed requests for wrk (per run)")
     p.add_argument("--wasm-plugin", help="the redact component (default plugins/wasm/dist/redact.wasm)")
     p.add_argument("--out", help="results directory (default target/bench/<time>)")
-    p.add_argument("--no-build", action="store_true", help="use the release binaries already built")
+    p.add_argument(
+        "--compare-baseline",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="another bench-baseline binary, run as baseline@LABEL beside the baseline (e.g. another profile's)",
+    )
+    p.add_argument(
+        "--cargo-profile",
+        default="release",
+        help="the Cargo profile of both binaries: release, or dist (fat LTO, stripped: what ships)",
+    )
+    p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     p.add_argument("--keep-runs", action="store_true", help="keep journals and sink files")
     p.add_argument("--drain-timeout", type=float, default=60)
     p.add_argument(
@@ -689,7 +714,12 @@ def main() -> None:
         names.insert(0, "baseline")
     # Before/after rows sit right beside the row they compare with.
     labels = [c.partition("=")[0] for c in args.compare]
-    names = [x for n in names for x in [n, *([f"{n}@{l}" for l in labels] if n != "baseline" else [])]]
+    base_labels = [c.partition("=")[0] for c in args.compare_baseline]
+    names = [
+        x
+        for n in names
+        for x in [n, *[f"{n}@{l}" for l in (base_labels if n == "baseline" else labels)]]
+    ]
     if "wrk" in loads and not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install -y wrk), or use --loads send")
 
@@ -709,6 +739,7 @@ def main() -> None:
         "reps": args.reps,
         "duration": args.duration,
         "concurrency": args.concurrency,
+        "cargo_profile": args.cargo_profile,
         "load_before": load_average(),
         "date": stamp,
         "cpu": f"{os.cpu_count()} CPUs, " + next(
