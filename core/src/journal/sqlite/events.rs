@@ -6,7 +6,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Ctx;
-use super::fast::{self, Dedupe, FastPath};
+use super::dedupe::{self, Dedupe};
+use super::fast::{self, FastPath};
 use super::rows::{NewDelivery, from_json, insert_delivery, ms, to_json};
 use crate::journal::{Accepted, DeliveryRef, JournalError, NewEvent};
 
@@ -37,19 +38,19 @@ pub(crate) fn accept(
     let key = new
         .dedupe_key
         .as_ref()
-        .map(|k| (k, fast::key_hash(&e.source, k)));
-    if let Some((key, hash)) = &key
-        && let Some(rowid) = ctx.dedupe.get(*hash)
-    {
-        // Confirmed on the row: a hash collision or a rolled-back insert is no duplicate.
-        let first: Option<String> = c
-            .prepare_cached(
-                "SELECT id FROM events WHERE rowid = ?1 AND source = ?2 AND dedupe_key = ?3 AND dedupe_until > ?4",
-            )?
-            .query_row(params![rowid, e.source, key, now], |r| r.get(0))
-            .optional()?;
-        if let Some(first_id) = first {
-            return Ok(Accepted::Duplicate { first_id });
+        .map(|k| (k, dedupe::key_hash(&e.source, k)));
+    if let Some((key, hash)) = &key {
+        // Confirmed on the row: another key's slot or a rolled-back insert is no duplicate.
+        for rowid in ctx.dedupe.candidates(*hash) {
+            let first: Option<String> = c
+                .prepare_cached(
+                    "SELECT id FROM events WHERE rowid = ?1 AND source = ?2 AND dedupe_key = ?3 AND dedupe_until > ?4",
+                )?
+                .query_row(params![rowid, e.source, key, now], |r| r.get(0))
+                .optional()?;
+            if let Some(first_id) = first {
+                return Ok(Accepted::Duplicate { first_id });
+            }
         }
     }
     // Ordered deliveries wait their turn in the journal: they always get rows.

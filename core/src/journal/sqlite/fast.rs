@@ -268,48 +268,6 @@ impl FastPath {
     }
 }
 
-/// Deduplication keys inside their window: a hash of (source, key) → the event's rowid,
-/// 16 bytes a key. A hit is confirmed against the event row (key and window), so a hash
-/// collision, a rolled-back insert or an expired key is never taken for a duplicate; a
-/// collision only overwrites the older entry (that key may then be processed twice, which
-/// at-least-once allows).
-#[derive(Debug, Default)]
-pub(crate) struct Dedupe {
-    keys: HashMap<i64, i64>,
-}
-
-/// A dedupe key's hash, stored with the event (`dedupe_hash`) so a start reloads the map
-/// from an index of integers: the first 8 bytes of SHA-256(source, 0, key).
-pub(crate) fn key_hash(source: &str, key: &str) -> i64 {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(source.as_bytes())
-        .chain_update([0u8])
-        .chain_update(key.as_bytes())
-        .finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(first)
-}
-
-impl Dedupe {
-    /// The event rowid that may hold this key.
-    pub(crate) fn get(&self, hash: i64) -> Option<i64> {
-        self.keys.get(&hash).copied()
-    }
-
-    pub(crate) fn insert(&mut self, hash: i64, rowid: i64) {
-        self.keys.insert(hash, rowid);
-    }
-
-    /// Forget keys of events below `rowid` (every key still inside its window is at or
-    /// above it).
-    pub(crate) fn expire_below(&mut self, rowid: i64) {
-        self.keys.retain(|_, r| *r >= rowid);
-        self.keys.shrink_to_fit();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

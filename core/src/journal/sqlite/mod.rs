@@ -17,6 +17,7 @@
 //! [`fast`] for how that stays crash-safe.
 
 mod dead;
+pub(crate) mod dedupe;
 mod deliveries;
 mod events;
 pub(crate) mod fast;
@@ -69,7 +70,7 @@ type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 pub(crate) struct Ctx {
     pub(crate) conn: Connection,
     pub(crate) fast: fast::FastPath,
-    pub(crate) dedupe: fast::Dedupe,
+    pub(crate) dedupe: dedupe::Dedupe,
     pub(crate) boot: String,
     /// The serving process (it holds the journal's lock): the only one that recovers first
     /// runs at open and moves the watermark. The `hookline dlq` commands open the journal

@@ -184,7 +184,7 @@ fn hash_v1_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     for (rowid, source, key) in keys {
         update.execute(rusqlite::params![
             rowid,
-            super::fast::key_hash(&source, &key)
+            super::dedupe::key_hash(&source, &key)
         ])?;
     }
     Ok(())

@@ -1,0 +1,216 @@
+//! Deduplication keys inside their window, in memory on the writer thread: 9 bytes a key
+//! at the table's fullest (an 8-byte slot and hashbrown's control byte), 21 just after it
+//! doubles.
+//!
+//! A key is known by its hash ([`key_hash`], also stored with the event so that a start
+//! reloads these from an index of integers). A slot packs the top [`TAG_BITS`] bits of that
+//! hash (the tag) and the low [`ROWID_BITS`] bits of the event's rowid. The memory only
+//! says where a key *may* be: every candidate is confirmed against its event row (source,
+//! key and window) before a request is answered as a duplicate. So a tag shared by two keys
+//! costs one more row read, never a wrong answer, and two keys that share a tag are both
+//! kept (the table holds a slot per accepted event, not one per tag).
+//!
+//! The rowid is restored as the highest rowid at or below the highest one inserted with the
+//! same low bits: exact while the keys in memory span fewer than 2^36 (≈ 69 billion)
+//! events. Beyond that a candidate points at the wrong row, fails its confirmation, and the
+//! duplicate is processed again, which at-least-once allows.
+
+use hashbrown::HashTable;
+
+/// Bits of the key's hash kept in a slot. A lookup meets another key's slot with
+/// probability (keys in memory) / 2^28: one in 270 with a million keys.
+pub(crate) const TAG_BITS: u32 = 28;
+/// Bits of the rowid kept in a slot.
+pub(crate) const ROWID_BITS: u32 = 64 - TAG_BITS;
+const ROWID_MASK: u64 = (1 << ROWID_BITS) - 1;
+
+/// Candidates confirmed against their rows for one lookup at most. Only tags crafted to
+/// collide (2^28 SHA-256 evaluations each, by a sender that passed verification) could
+/// make more; past this bound the request is treated as new (at-least-once).
+pub(crate) const MAX_CANDIDATES: usize = 8;
+
+/// A dedupe key's hash, stored with the event (`dedupe_hash`): the first 8 bytes of
+/// SHA-256(source, 0, key).
+pub(crate) fn key_hash(source: &str, key: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(source.as_bytes())
+        .chain_update([0u8])
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Dedupe {
+    slots: HashTable<u64>,
+    /// The highest rowid inserted: the reference that restores a slot's rowid.
+    high: i64,
+}
+
+fn tag(hash: i64) -> u64 {
+    (hash as u64) >> ROWID_BITS
+}
+
+/// The table's hash of a tag: the tag is already uniform (it is SHA-256), multiplied out
+/// so that hashbrown's bucket index (low bits) and control byte (top bits) both vary.
+fn spread(tag: u64) -> u64 {
+    tag.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn slot_hash(slot: &u64) -> u64 {
+    spread(slot >> ROWID_BITS)
+}
+
+impl Dedupe {
+    /// The event rowids that may hold this key, to be confirmed against their rows; at
+    /// most [`MAX_CANDIDATES`].
+    pub(crate) fn candidates(&self, hash: i64) -> impl Iterator<Item = i64> + '_ {
+        let tag = tag(hash);
+        self.slots
+            .iter_hash(spread(tag))
+            .filter(move |slot| *slot >> ROWID_BITS == tag)
+            .map(|slot| self.rowid(*slot))
+            .take(MAX_CANDIDATES)
+    }
+
+    pub(crate) fn insert(&mut self, hash: i64, rowid: i64) {
+        self.high = self.high.max(rowid);
+        let slot = (tag(hash) << ROWID_BITS) | (rowid as u64 & ROWID_MASK);
+        self.slots.insert_unique(slot_hash(&slot), slot, slot_hash);
+    }
+
+    /// Forget keys of events below `rowid` (every key still inside its window is at or
+    /// above it).
+    pub(crate) fn expire_below(&mut self, rowid: i64) {
+        let high = self.high;
+        self.slots.retain(|slot| restore(high, *slot) >= rowid);
+        self.slots.shrink_to_fit(slot_hash);
+    }
+
+    fn rowid(&self, slot: u64) -> i64 {
+        restore(self.high, slot)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Bytes the table holds (slots and control bytes).
+    #[cfg(test)]
+    pub(crate) fn allocation_size(&self) -> usize {
+        self.slots.allocation_size()
+    }
+}
+
+/// The highest rowid at or below `high` whose low bits are the slot's.
+fn restore(high: i64, slot: u64) -> i64 {
+    let low = slot & ROWID_MASK;
+    high.wrapping_sub(((high as u64).wrapping_sub(low) & ROWID_MASK) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(d: &Dedupe, hash: i64) -> Vec<i64> {
+        let mut v: Vec<i64> = d.candidates(hash).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn a_key_is_found_at_its_row_and_others_are_not() {
+        let mut d = Dedupe::default();
+        let keys: Vec<i64> = (0..10_000)
+            .map(|i| key_hash("leadshark", &format!("evt_{i}")))
+            .collect();
+        for (i, h) in keys.iter().enumerate() {
+            d.insert(*h, i as i64 + 1);
+        }
+        for (i, h) in keys.iter().enumerate() {
+            assert_eq!(found(&d, *h), vec![i as i64 + 1]);
+        }
+        // Another source's key with the same text is another key.
+        let other = key_hash("stripe", "evt_0");
+        assert!(found(&d, other).is_empty());
+        assert_eq!(d.len(), 10_000);
+    }
+
+    #[test]
+    fn keys_sharing_a_tag_are_all_kept_and_all_candidates() {
+        let mut d = Dedupe::default();
+        // Same top 28 bits, different below: two keys of one tag.
+        let a = 0x1234_5670_0000_0001_u64 as i64;
+        let b = 0x1234_5670_ffff_0002_u64 as i64;
+        assert_eq!(tag(a), tag(b));
+        d.insert(a, 7);
+        d.insert(b, 9);
+        assert_eq!(found(&d, a), vec![7, 9], "both are confirmed on their rows");
+        assert_eq!(found(&d, b), vec![7, 9]);
+        // The same key accepted again (its first row rolled back) keeps both slots.
+        d.insert(a, 11);
+        assert_eq!(found(&d, a), vec![7, 9, 11]);
+        for i in 0..20 {
+            d.insert(a, 100 + i);
+        }
+        assert_eq!(d.candidates(a).count(), MAX_CANDIDATES, "bounded");
+    }
+
+    #[test]
+    fn rowids_are_restored_across_the_slot_width() {
+        let mut d = Dedupe::default();
+        let edge = 1_i64 << ROWID_BITS;
+        let rows = [edge - 2, edge - 1, edge, edge + 5, 3 * edge + 17];
+        let hashes: Vec<i64> = (0..rows.len())
+            .map(|i| key_hash("s", &i.to_string()))
+            .collect();
+        for (h, r) in hashes.iter().zip(rows) {
+            d.insert(*h, r);
+        }
+        // Every key within 2^36 rows of the highest comes back exactly.
+        assert_eq!(found(&d, hashes[4]), vec![3 * edge + 17]);
+        let mut near = Dedupe::default();
+        for (h, r) in hashes.iter().zip(rows).take(4) {
+            near.insert(*h, r);
+        }
+        for (h, r) in hashes.iter().zip(rows).take(4) {
+            assert_eq!(found(&near, *h), vec![r]);
+        }
+        assert_eq!(restore(100, 100), 100);
+        assert_eq!(restore(100, 1), 1);
+        assert_eq!(restore(edge + 1, (edge - 1) as u64 & ROWID_MASK), edge - 1);
+    }
+
+    #[test]
+    fn expiry_forgets_the_keys_below_and_gives_the_memory_back() {
+        let mut d = Dedupe::default();
+        let keys: Vec<i64> = (0..100_000)
+            .map(|i| key_hash("s", &i.to_string()))
+            .collect();
+        for (i, h) in keys.iter().enumerate() {
+            d.insert(*h, i as i64 + 1);
+        }
+        let full = d.allocation_size();
+        d.expire_below(90_001);
+        assert_eq!(d.len(), 10_000);
+        assert!(found(&d, keys[89_999]).is_empty());
+        assert_eq!(found(&d, keys[90_000]), vec![90_001]);
+        assert!(d.allocation_size() * 4 < full, "shrunk with the keys");
+    }
+
+    /// The point of the slot layout: 300,000 keys (an 8 s benchmark run's worth) in at most
+    /// 16 bytes each, table and control bytes included. A map of two `i64`s held them in 30.
+    #[test]
+    fn a_key_costs_at_most_16_bytes_in_a_table_past_its_doubling() {
+        let mut d = Dedupe::default();
+        for i in 0..300_000_i64 {
+            d.insert(key_hash("leadshark", &i.to_string()), i + 1);
+        }
+        let per_key = d.allocation_size() as f64 / 300_000.0;
+        assert!(per_key <= 16.0, "{per_key:.1} bytes a key");
+    }
+}
