@@ -50,6 +50,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -114,13 +115,41 @@ def load_average() -> list[float]:
 
 
 def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS / VmHWM in KiB."""
+    """VmRSS / VmHWM / RssAnon / RssFile in KiB."""
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
+        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
             out[key] = int(value.split()[0])
     return out
+
+
+class AnonPeak(threading.Thread):
+    """Samples the server's RSS every 50 ms, so a peak splits into the process's own memory
+    (RssAnon: heap, stacks, the allocator's caches) and mapped files (RssFile: mostly the
+    binary's code, shared and reclaimable), which VmHWM alone does not tell apart."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_anon_kib = 0
+        self.file_kib = 0
+        self.done = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            try:
+                st = proc_status(self.pid)
+            except OSError:
+                return
+            if st.get("RssAnon", 0) > self.peak_anon_kib:
+                self.peak_anon_kib = st["RssAnon"]
+                self.file_kib = st.get("RssFile", 0)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -432,6 +461,7 @@ def one_run(name: str, load: str, rep: int, args, bins: dict, workdir: Path, wrk
         result["idle_rss_kib"] = proc_status(server.pid)["VmRSS"]
         cpu0 = cpu_seconds(server.pid)
         journal0 = journal_counters(server.admin)
+        sampler = AnonPeak(server.pid)
         if load == "send":
             r = load_send(bins["hookline"], server.addr, args)
         else:
@@ -460,6 +490,9 @@ def one_run(name: str, load: str, rep: int, args, bins: dict, workdir: Path, wrk
         result["all_delivered"] = all(g >= expected for g in got)
         result["server_cpu_with_drain_s"] = cpu_seconds(server.pid) - cpu0
         result["peak_rss_kib"] = max(result["peak_rss_kib"], proc_status(server.pid)["VmHWM"])
+        sampler.stop()
+        result["peak_anon_kib"] = sampler.peak_anon_kib
+        result["file_at_peak_anon_kib"] = sampler.file_kib
     finally:
         server.stop()
     if server.proc.returncode not in (0, -signal.SIGTERM):
@@ -517,6 +550,7 @@ def summarise(runs: list[dict], loads: list[str], names: list[str]) -> list[dict
                     "errors": sum(r["errors"] for r in done),
                     "requests": sum(r["requests"] for r in done),
                     "peak_rss_mib": median([r["peak_rss_kib"] / 1024 for r in done]),
+                    "peak_anon_mib": median([r["peak_anon_kib"] / 1024 for r in done]),
                     "idle_rss_mib": median([r["idle_rss_kib"] / 1024 for r in done]),
                     "ready_ms": median([r["ready_ms"] for r in done]),
                     "restart_ready_ms": median([r["restart_ready_ms"] for r in done]),
@@ -534,7 +568,7 @@ def summarise(runs: list[dict], loads: list[str], names: list[str]) -> list[dict
 
 def markdown(rows: list[dict], meta: dict) -> str:
     head = (
-        "| candidate | load | req/s | × baseline | p50 ms | p99 ms | errors | peak RSS MiB | idle RSS MiB "
+        "| candidate | load | req/s | × baseline | p50 ms | p99 ms | errors | peak RSS MiB (anon) | idle RSS MiB "
         "| ready ms (fresh / restart) | server CPU µs/req | load-gen CPU µs/req | journal commits/s × ops | sinks caught up |\n"
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
@@ -555,7 +589,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
             caught += " (wrk pool ran out: some requests were duplicates; raise --wrk-pool)"
         lines.append(
             f"| {r['candidate']} | {r['load']} | {r['req_s']:,.0f} | {ratio} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-            f"| {r['errors']} / {r['requests']:,} | {r['peak_rss_mib']:.1f} | {r['idle_rss_mib']:.1f} "
+            f"| {r['errors']} / {r['requests']:,} | {r['peak_rss_mib']:.1f} ({r['peak_anon_mib']:.1f}) | {r['idle_rss_mib']:.1f} "
             f"| {r['ready_ms']:.0f} / {r['restart_ready_ms']:.0f} | {r['server_cpu_us']:.1f} | {r['loadgen_cpu_us']:.1f} "
             f"| {journal} | {caught} |\n"
         )
@@ -770,7 +804,8 @@ def main() -> None:
                 else:
                     log(
                         f"  {r['req_s']:,.0f} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
-                        f"errors {r['errors']}  peak {r['peak_rss_kib'] / 1024:.1f} MiB  ready {r['ready_ms']:.0f} ms  "
+                        f"errors {r['errors']}  peak {r['peak_rss_kib'] / 1024:.1f} MiB "
+                        f"(anon {r['peak_anon_kib'] / 1024:.1f})  ready {r['ready_ms']:.0f} ms  "
                         f"cpu {r['server_cpu_us_per_req']:.1f} µs/req  drained {r['all_delivered']} (+{r['drain_s']:.1f} s)"
                         + (f"  journal {r['journal_commits_per_s']:.0f} commits/s × {r['journal_ops_per_commit']:.1f} ops"
                            if "journal_commits_per_s" in r else "")
