@@ -624,19 +624,22 @@ def build(args) -> dict:
     for b in bins.values():
         if not b.exists():
             raise SystemExit(f"{b} is missing: build without --no-build")
-    bins["compare"] = {}
-    for spec in args.compare:
-        label, _, path = spec.partition("=")
-        if not label or not Path(path).is_file():
-            raise SystemExit(f"--compare wants LABEL=PATH to a hookline binary, got {spec!r}")
-        bins["compare"][label] = Path(path).resolve()
-    bins["compare_baseline"] = {}
-    for spec in args.compare_baseline:
-        label, _, path = spec.partition("=")
-        if not label or not Path(path).is_file():
-            raise SystemExit(f"--compare-baseline wants LABEL=PATH to a bench-baseline binary, got {spec!r}")
-        bins["compare_baseline"][label] = Path(path).resolve()
+    bins["compare"] = labelled_binaries(args.compare, "--compare", "a hookline binary")
+    bins["compare_baseline"] = labelled_binaries(
+        args.compare_baseline, "--compare-baseline", "a bench-baseline binary"
+    )
     return bins
+
+
+def labelled_binaries(specs: list[str], option: str, what: str) -> dict[str, Path]:
+    """LABEL=PATH arguments as {label: path}."""
+    out = {}
+    for spec in specs:
+        label, _, path = spec.partition("=")
+        if not label or not Path(path).is_file():
+            raise SystemExit(f"{option} wants LABEL=PATH to {what}, got {spec!r}")
+        out[label] = Path(path).resolve()
+    return out
 
 
 def profile(args, bins: dict, workdir: Path, wrk_file: Path) -> None:
