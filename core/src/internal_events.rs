@@ -522,6 +522,15 @@ pub(crate) fn ingest_refusing(reason: &str, refusing: bool) {
         .set(i64::from(refusing));
 }
 
+/// The SQLite journal's deduplication keys in memory: how many, and their table's bytes.
+pub(crate) fn journal_dedupe(keys: usize, bytes: usize) {
+    let m = metrics();
+    m.journal_dedupe_keys
+        .set(i64::try_from(keys).unwrap_or(i64::MAX));
+    m.journal_dedupe_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+}
+
 pub(crate) fn journal_disk_free(bytes: u64) {
     metrics()
         .journal_disk_free

@@ -44,6 +44,8 @@ pub(crate) struct Metrics {
     pub(crate) pipeline_paused: IntGaugeVec,
     pub(crate) ingest_refusing: IntGaugeVec,
     pub(crate) journal_disk_free: IntGauge,
+    pub(crate) journal_dedupe_keys: IntGauge,
+    pub(crate) journal_dedupe_bytes: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -281,6 +283,14 @@ impl Metrics {
             journal_disk_free: gauge(
                 "hookline_journal_disk_free_bytes",
                 "Free space on the journal's file system (SQLite journal), as last checked.",
+            ),
+            journal_dedupe_keys: gauge(
+                "hookline_journal_dedupe_keys",
+                "Deduplication keys held in memory by the SQLite journal, as of its last commit.",
+            ),
+            journal_dedupe_bytes: gauge(
+                "hookline_journal_dedupe_bytes",
+                "Bytes of memory the SQLite journal's deduplication keys take, as of its last commit.",
             ),
             registry: r,
         }

@@ -288,6 +288,10 @@ async fn metrics_match_the_docs_and_pass_promtool() {
         "the ingest dead letter is still waiting"
     );
     assert!(v("hookline_journal_commits_total", &[]) >= 1.0);
+    // email.captured and new.profile.visit at least were accepted with their keys.
+    let keys = v("hookline_journal_dedupe_keys", &[]);
+    assert!(keys >= 2.0, "{keys} dedupe keys");
+    assert!(v("hookline_journal_dedupe_bytes", &[]) >= 8.0 * keys);
     assert_eq!(v("hookline_build_info", &[]), 1.0);
 }
 

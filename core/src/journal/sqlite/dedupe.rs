@@ -108,13 +108,12 @@ impl Dedupe {
         restore(self.high, slot)
     }
 
-    #[cfg(test)]
+    /// Slots held: one per event accepted with a key and not yet forgotten.
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
 
     /// Bytes the table holds (slots and control bytes).
-    #[cfg(test)]
     pub(crate) fn allocation_size(&self) -> usize {
         self.slots.allocation_size()
     }

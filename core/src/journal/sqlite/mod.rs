@@ -567,6 +567,7 @@ fn in_savepoint<R>(
 }
 
 fn writer(mut ctx: Ctx, mut jobs: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
+    crate::internal_events::journal_dedupe(ctx.dedupe.len(), ctx.dedupe.allocation_size());
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -605,6 +606,7 @@ fn writer(mut ctx: Ctx, mut jobs: mpsc::Receiver<Box<dyn Job>>, commits: &Atomic
             ctx.fast.commit();
             commits.fetch_add(1, Ordering::Relaxed);
             crate::metrics::journal_commit(size);
+            crate::internal_events::journal_dedupe(ctx.dedupe.len(), ctx.dedupe.allocation_size());
         }
         for reply in replies {
             reply(commit.as_deref());
