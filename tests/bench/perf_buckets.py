@@ -50,7 +50,7 @@ JOURNAL = [
     ("checkpoint (WAL → database file)", r"sqlite3Checkpoint"),
     ("fsync", r"do_fsync|fsync|fdatasync"),
     ("WAL frames written at commit", r"pagerWalFrames|sqlite3PagerCommitPhaseOne"),
-    ("accept: the event row", r"sqlite::events::accept"),
+    ("accept: the event row", r"sqlite::events::accept|Journal>::accept::"),
     ("freeing finished jobs (their events)", r"drop_in_place<<hookline::journal::sqlite::SqliteJournal"),
     ("settle: history rows, delivery state", r"settle_many"),
     ("BEGIN/COMMIT, the rest of the commit", r"exec_cached"),
