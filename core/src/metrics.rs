@@ -286,11 +286,11 @@ impl Metrics {
             ),
             journal_dedupe_keys: gauge(
                 "hookline_journal_dedupe_keys",
-                "Deduplication keys held in memory by the SQLite journal, as of its last commit.",
+                "Deduplication key slots the SQLite journal holds in memory (every keyed event since the oldest key still inside its window), as of its last batch.",
             ),
             journal_dedupe_bytes: gauge(
                 "hookline_journal_dedupe_bytes",
-                "Bytes of memory the SQLite journal's deduplication keys take, as of its last commit.",
+                "Bytes of memory the SQLite journal's deduplication keys take, as of its last batch.",
             ),
             registry: r,
         }

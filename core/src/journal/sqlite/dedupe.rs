@@ -69,25 +69,47 @@ fn slot_hash(slot: &u64) -> u64 {
 
 impl Dedupe {
     /// The event rowids that may hold this key, newest first, to be confirmed against
-    /// their rows; at most [`MAX_CANDIDATES`].
+    /// their rows; the newest [`MAX_CANDIDATES`] at most.
     ///
-    /// Newest first because a key can have several slots: each time it is accepted again
-    /// (its window passed, or the batch that wrote it rolled back) it gets another, and the
-    /// older ones stay until expiry forgets them. Only the newest of them can still be
-    /// inside its window, so that one is never cut off by the bound.
+    /// Newest first because a key can have more than one slot: a row whose window has
+    /// passed keeps its slot until the accept that meets it [forgets](Self::forget) it or
+    /// expiry does, and a batch that rolled back leaves its slots behind. Only the newest
+    /// can still be inside its window, so that one is never cut off by the bound.
     pub(crate) fn candidates(&self, hash: i64) -> Vec<i64> {
         let tag = tag(hash);
-        let mut rows: Vec<i64> = self
-            .slots
-            .iter_hash(spread(tag))
-            .filter(|slot| *slot >> ROWID_BITS == tag)
-            .map(|slot| self.rowid(*slot))
-            .collect();
+        let mut rows: Vec<i64> = Vec::new();
+        for slot in self.slots.iter_hash(spread(tag)) {
+            if *slot >> ROWID_BITS != tag {
+                continue;
+            }
+            let rowid = self.rowid(*slot);
+            // A rolled-back insert's rowid is given to the next insert: one row, two slots.
+            if rows.contains(&rowid) {
+                continue;
+            }
+            if rows.len() < MAX_CANDIDATES {
+                rows.push(rowid);
+            } else if let Some(oldest) = rows.iter_mut().min()
+                && *oldest < rowid
+            {
+                *oldest = rowid;
+            }
+        }
         rows.sort_unstable_by(|a, b| b.cmp(a));
-        // A rolled-back insert's rowid is given to the next insert: one row, two slots.
-        rows.dedup();
-        rows.truncate(MAX_CANDIDATES);
         rows
+    }
+
+    /// Forget the slot of this key at `rowid`: its row's window has passed, and the key is
+    /// about to be accepted again with a new row (so a key sent again and again keeps one
+    /// slot, not one per time).
+    pub(crate) fn forget(&mut self, hash: i64, rowid: i64) {
+        let tag = tag(hash);
+        let high = self.high;
+        if let Ok(slot) = self.slots.find_entry(spread(tag), |slot| {
+            *slot >> ROWID_BITS == tag && restore(high, *slot) == rowid
+        }) {
+            slot.remove();
+        }
     }
 
     pub(crate) fn insert(&mut self, hash: i64, rowid: i64) {
@@ -176,15 +198,27 @@ mod tests {
         // A rolled-back insert's rowid taken again by the next: one candidate for both.
         d.insert(a, 11);
         assert_eq!(found(&d, a), vec![7, 9, 11]);
-        // A key accepted again and again (a short window, expiry not yet past it): the
-        // bound keeps the newest, the only slot whose row can still be inside its window.
-        for i in 0..20 {
+        // Slots that were not forgotten (batches rolled back, say): the bound keeps the
+        // newest, the only slot whose row can still be inside its window, in any order
+        // of insertion.
+        for i in [
+            5, 19, 0, 12, 3, 17, 8, 1, 14, 10, 2, 18, 6, 11, 4, 16, 9, 13, 7, 15,
+        ] {
             d.insert(a, 100 + i);
         }
         let rows = d.candidates(a);
-        assert_eq!(rows.len(), MAX_CANDIDATES, "bounded");
-        assert_eq!(rows[0], 119, "newest first");
-        assert!(rows.windows(2).all(|w| w[0] > w[1]));
+        assert_eq!(
+            rows,
+            (112..=119).rev().collect::<Vec<i64>>(),
+            "the newest 8, newest first"
+        );
+        // Forgetting takes only the slot named.
+        let before = d.len();
+        d.forget(a, 119);
+        assert_eq!(d.len(), before - 1);
+        d.forget(b, 12_345);
+        assert_eq!(d.len(), before - 1, "no slot at that row: nothing");
+        assert_eq!(d.candidates(a)[0], 118);
     }
 
     #[test]

@@ -42,14 +42,20 @@ pub(crate) fn accept(
     if let Some((key, hash)) = &key {
         // Confirmed on the row: another key's slot or a rolled-back insert is no duplicate.
         for rowid in ctx.dedupe.candidates(*hash) {
-            let first: Option<String> = c
+            let first: Option<(String, bool)> = c
                 .prepare_cached(
-                    "SELECT id FROM events WHERE rowid = ?1 AND source = ?2 AND dedupe_key = ?3 AND dedupe_until > ?4",
+                    "SELECT id, dedupe_until > ?4 FROM events WHERE rowid = ?1 AND source = ?2 AND dedupe_key = ?3",
                 )?
-                .query_row(params![rowid, e.source, key, now], |r| r.get(0))
+                .query_row(params![rowid, e.source, key, now], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?;
-            if let Some(first_id) = first {
-                return Ok(Accepted::Duplicate { first_id });
+            match first {
+                Some((first_id, true)) => return Ok(Accepted::Duplicate { first_id }),
+                // This key's earlier row, its window passed: the new row's slot replaces
+                // its slot.
+                Some((_, false)) => ctx.dedupe.forget(*hash, rowid),
+                None => {}
             }
         }
     }

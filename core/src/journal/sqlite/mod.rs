@@ -566,8 +566,16 @@ fn in_savepoint<R>(
     }
 }
 
+/// The serving journal's dedupe keys on `/metrics` (`hookline dlq`'s shared open holds
+/// none and says nothing).
+fn publish_dedupe(ctx: &Ctx) {
+    if ctx.owner {
+        crate::internal_events::journal_dedupe(ctx.dedupe.len(), ctx.dedupe.allocation_size());
+    }
+}
+
 fn writer(mut ctx: Ctx, mut jobs: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
-    crate::internal_events::journal_dedupe(ctx.dedupe.len(), ctx.dedupe.allocation_size());
+    publish_dedupe(&ctx);
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -606,8 +614,9 @@ fn writer(mut ctx: Ctx, mut jobs: mpsc::Receiver<Box<dyn Job>>, commits: &Atomic
             ctx.fast.commit();
             commits.fetch_add(1, Ordering::Relaxed);
             crate::metrics::journal_commit(size);
-            crate::internal_events::journal_dedupe(ctx.dedupe.len(), ctx.dedupe.allocation_size());
         }
+        // Memory may have changed either way (a rolled-back batch keeps its slots).
+        publish_dedupe(&ctx);
         for reply in replies {
             reply(commit.as_deref());
         }

@@ -495,6 +495,41 @@ async fn dedupe_keys_survive_a_restart_and_expire() {
     ));
 }
 
+/// A key sent again and again after its window keeps one slot in memory (each accept
+/// forgets the slot of the row it replaces), and the newest row is still found however
+/// often the key came back before.
+#[tokio::test]
+async fn a_key_accepted_again_after_its_window_keeps_one_slot_and_is_still_caught() {
+    let (_dir, j) = journal();
+    let slots = |j: &SqliteJournal| {
+        let j = j.clone();
+        async move {
+            j.call_ctx(false, |ctx| Ok(ctx.dedupe.len()))
+                .await
+                .expect("slots")
+        }
+    };
+    for i in 0..(2 * super::dedupe::MAX_CANDIDATES) {
+        let mut past = new_event(&format!("old{i}"), Some("again"), &["p"]);
+        past.dedupe_until = Timestamp::now() - jiff::SignedDuration::from_secs(1);
+        assert!(matches!(
+            j.accept(&past).await.expect("accept"),
+            Accepted::New { .. }
+        ));
+    }
+    assert_eq!(slots(&j).await, 1, "one slot for the key, not one per time");
+    accept_one(&j, "live", Some("again"), &["p"]).await;
+    assert_eq!(slots(&j).await, 1);
+    assert_eq!(
+        j.accept(&new_event("dup", Some("again"), &["p"]))
+            .await
+            .expect("accept"),
+        Accepted::Duplicate {
+            first_id: "live".into()
+        }
+    );
+}
+
 /// Beside a running service a journal from an older Hookline is refused, not migrated
 /// under it; opened with leave to migrate (no service holds it), it is brought up to date.
 #[test]
