@@ -27,6 +27,7 @@ every 2xx (every acknowledged event must reach every sink's file).
     python3 tests/bench/run.py                       # send and wrk, 3 reps, 10 s each
     python3 tests/bench/run.py --loads send --reps 5 --duration 15s
     python3 tests/bench/run.py --profile hookline-file   # one run under `perf record`
+    python3 tests/bench/run.py --loads wrk --syscalls baseline,hookline-file   # system calls per request
     python3 tests/bench/run.py --loads wrk --cargo-profile dist \
         --compare rel=target/release/hookline --compare-baseline rel=target/release/bench-baseline
 
@@ -642,40 +643,56 @@ def labelled_binaries(specs: list[str], option: str, what: str) -> dict[str, Pat
     return out
 
 
-def profile(args, bins: dict, workdir: Path, wrk_file: Path) -> None:
-    """One run of a candidate with `perf record` attached for the load's duration."""
-    name = args.profile
-    name, _, label = name.partition("@")
+def attached_run(candidate: str, what: str, args, bins: dict, workdir: Path, wrk_file: Path, attach):
+    """One load run of a candidate with a `perf` process attached (`attach(pid, rundir)`
+    starts it) for the load's duration; `perf` is stopped with SIGINT, as at Ctrl-C.
+    Returns the load's result, the server CPU per request and the run directory."""
+    name, _, label = candidate.partition("@")
     spec = CANDIDATES[name]
     server_bin = bins["compare"][label] if label else bins["hookline"]
-    rundir = workdir / f"profile-{name}{'@' + label if label else ''}"
+    rundir = workdir / f"{what}-{name}{'@' + label if label else ''}"
     rundir.mkdir(parents=True)
     env = dict(os.environ, LEADSHARK_SECRET=SECRET)
     if spec["kind"] == "baseline":
-        cmd = [str(bins["baseline"]), "--listen", "127.0.0.1:0", "--secret", SECRET, "--out", "out.jsonl"]
+        base_bin = bins["compare_baseline"][label] if label else bins["baseline"]
+        cmd = [str(base_bin), "--listen", "127.0.0.1:0", "--secret", SECRET, "--out", "out.jsonl"]
     else:
         shutil.copy(BENCH / "pipelines" / spec["config"], rundir / "pipeline.toml")
         cmd = [str(server_bin), "serve", "--config", "pipeline.toml"]
     server = Server(cmd, rundir, env, "server")
-    data = rundir / "perf.data"
-    # cpu-clock: the only sampling event in this VM (no hardware counters). DWARF call
-    # graphs because the release build keeps no frame pointers.
-    perf = subprocess.Popen(
-        ["perf", "record", "-e", "cpu-clock", "-F", str(args.perf_freq), "--call-graph", "dwarf,16384",
-         "-p", str(server.pid), "-o", str(data)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    time.sleep(0.5)
-    cpu0 = cpu_seconds(server.pid)
+    try:
+        perf = attach(server.pid, rundir)
+        time.sleep(0.5)
+        cpu0 = cpu_seconds(server.pid)
+        load = args.loads.split(",")[0]
+        if load == "wrk":
+            r = load_wrk(server.addr, args, wrk_file)
+        else:
+            r = load_send(bins["hookline"], server.addr, args)
+        us_per_req = (cpu_seconds(server.pid) - cpu0) / max(r["requests"], 1) * 1e6
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
+    finally:
+        server.stop()
+    return r, us_per_req, rundir
+
+
+def profile(args, bins: dict, workdir: Path, wrk_file: Path) -> None:
+    """One run of a candidate with `perf record` attached for the load's duration."""
+    name = args.profile.partition("@")[0]
     load = args.loads.split(",")[0]
-    if load == "wrk":
-        r = load_wrk(server.addr, args, wrk_file)
-    else:
-        r = load_send(bins["hookline"], server.addr, args)
-    us_per_req = (cpu_seconds(server.pid) - cpu0) / max(r["requests"], 1) * 1e6
-    perf.send_signal(signal.SIGINT)
-    perf.wait()
-    server.stop()
+
+    def attach(pid: int, rundir: Path):
+        # cpu-clock: the only sampling event in this VM (no hardware counters). DWARF call
+        # graphs because the release build keeps no frame pointers.
+        return subprocess.Popen(
+            ["perf", "record", "-e", "cpu-clock", "-F", str(args.perf_freq), "--call-graph", "dwarf,16384",
+             "-p", str(pid), "-o", str(rundir / "perf.data")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    r, us_per_req, rundir = attached_run(args.profile, "profile", args, bins, workdir, wrk_file, attach)
+    data = rundir / "perf.data"
     log(f"{name}: {r['req_s']:.0f} req/s, {us_per_req:.1f} µs CPU/req under perf (sampling costs some)")
     with (rundir / "perf-report.txt").open("w") as f:
         subprocess.run(
@@ -697,6 +714,86 @@ def profile(args, bins: dict, workdir: Path, wrk_file: Path) -> None:
     (rundir / "perf-buckets.md").write_text(summary)
     print(summary)
     print(rundir)
+
+
+# System calls counted by --syscalls, one by one; the rest show as "other".
+SYSCALLS = [
+    "read", "recvfrom", "recvmsg", "write", "writev", "sendto", "sendmsg", "pread64", "pwrite64",
+    "fsync", "fdatasync", "futex", "epoll_wait", "epoll_pwait", "epoll_ctl", "accept4", "fcntl",
+    "lseek", "ioctl", "madvise", "mmap", "munmap", "mprotect", "brk", "sched_yield", "openat",
+    "close", "newfstatat", "statx", "getrandom", "clock_nanosleep", "nanosleep",
+]
+
+
+def syscalls(args, bins: dict, workdir: Path, wrk_file: Path) -> None:
+    """Each candidate's system calls and context switches per request, by thread: `perf
+    stat` counting tracepoints (no sampling), `--reps` runs each, interleaved."""
+    names = [n for n in args.syscalls.split(",") if n]
+    events = ["raw_syscalls:sys_enter", "context-switches"] + [f"syscalls:sys_enter_{c}" for c in SYSCALLS]
+    counts: dict[str, dict[str, dict[str, float]]] = {n: {} for n in names}
+    requests = dict.fromkeys(names, 0)
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    cpus: dict[str, list[float]] = {n: [] for n in names}
+    for rep in range(1, args.reps + 1):
+        shift = (rep - 1) % len(names)
+        for name in names[shift:] + names[:shift]:
+            def attach(pid: int, rundir: Path):
+                return subprocess.Popen(
+                    ["perf", "stat", "--per-thread", "-x", ";", "-e", ",".join(events),
+                     "-p", str(pid), "-o", str(rundir / "perf-stat.csv")],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+
+            log(f"rep {rep}/{args.reps} syscalls {name}")
+            r, us, rundir = attached_run(name, f"syscalls{rep:02d}", args, bins, workdir, wrk_file, attach)
+            requests[name] += r["requests"]
+            rates[name].append(r["req_s"])
+            cpus[name].append(us)
+            for line in (rundir / "perf-stat.csv").read_text().splitlines():
+                f = line.split(";")
+                if line.startswith("#") or len(f) < 4:
+                    continue
+                try:
+                    n = float(f[1])
+                except ValueError:  # "<not counted>"
+                    continue
+                # "hookline-journa-1234": the thread's name (15 characters at most), its id.
+                thread = re.sub(r"-\d+$", "", f[0])
+                event = f[3].replace("syscalls:sys_enter_", "").replace("raw_syscalls:sys_enter", "all")
+                by_thread = counts[name].setdefault(thread, {})
+                by_thread[event] = by_thread.get(event, 0) + n
+
+    out = [
+        f"# System calls per request\n\n{args.loads.split(',')[0]}, {args.concurrency} connections, "
+        f"{args.duration} a run, {args.reps} runs each, interleaved; counted by `perf stat` "
+        "(tracepoints, no sampling: counting costs some throughput).\n",
+        "| candidate | req/s (median) | server CPU µs/req | system calls / req | context switches / req |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        n = max(requests[name], 1)
+        total = sum(t.get("all", 0) for t in counts[name].values())
+        switches = sum(t.get("context-switches", 0) for t in counts[name].values())
+        out.append(
+            f"| {name} | {median(rates[name]):,.0f} | {median(cpus[name]):.1f} | {total / n:.2f} | {switches / n:.2f} |"
+        )
+    for name in names:
+        n = max(requests[name], 1)
+        out += ["", f"## {name}, by thread (per request; calls under 0.02 a request left out)", "",
+                "| thread | system calls | context switches | the calls |", "|---|---:|---:|---|"]
+        for thread, c in sorted(counts[name].items(), key=lambda kv: -kv[1].get("all", 0)):
+            if c.get("all", 0) / n < 0.02 and c.get("context-switches", 0) / n < 0.02:
+                continue
+            named = {k: v for k, v in c.items() if k not in ("all", "context-switches")}
+            other = c.get("all", 0) - sum(named.values())
+            if other > 0:
+                named["other"] = other
+            calls = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(named.items(), key=lambda kv: -kv[1]) if v / n >= 0.02)
+            out.append(f"| {thread} | {c.get('all', 0) / n:.2f} | {c.get('context-switches', 0) / n:.2f} | {calls} |")
+    text = "\n".join(out) + "\n"
+    (workdir / "syscalls.md").write_text(text)
+    print(text)
+    log(f"results in {workdir}/syscalls.md")
 
 
 def main() -> None:
@@ -740,6 +837,11 @@ def main() -> None:
     )
     p.add_argument("--perf-freq", type=int, default=499, help="samples per second per CPU for --profile")
     p.add_argument("--profile", metavar="CANDIDATE[@LABEL]", help="one run under perf record instead")
+    p.add_argument(
+        "--syscalls",
+        metavar="CANDIDATE[@LABEL],...",
+        help="instead: system calls and context switches per request, by thread (perf stat), --reps runs each",
+    )
     args = p.parse_args()
 
     loads = [l for l in args.loads.split(",") if l]
@@ -770,6 +872,12 @@ def main() -> None:
         write_wrk_requests(wrk_file, args.wrk_pool, args.wrk_threads)
     if args.profile:
         profile(args, bins, workdir, wrk_file)
+        return
+    if args.syscalls:
+        for n in args.syscalls.split(","):
+            if n and n.partition("@")[0] not in CANDIDATES:
+                raise SystemExit(f"unknown candidate {n}; known: {', '.join(CANDIDATES)}")
+        syscalls(args, bins, workdir, wrk_file)
         return
 
     meta = {
