@@ -791,3 +791,56 @@ stages = [{{ filter = "cel", expr = "payload.data.lead.missing == 'x'" }}, {{ si
     assert!(String::from_utf8_lossy(&out.stdout).contains("purged 2"));
     assert_eq!(list(&[])["total"], 0);
 }
+
+/// A 2xx waits for a commit synced to disk: `fdatasync` on the WAL (the data and the file's
+/// size; SQLite's amalgamation falls back to `fsync` unless built with `HAVE_FDATASYNC`,
+/// which `.cargo/config.toml` sets). Watched with strace(1) attached to the running server.
+#[tokio::test]
+async fn an_acknowledged_commit_is_synced_with_fdatasync() {
+    let h = Hookline::start(&leadshark_source());
+    let trace = h.path("syscalls.txt");
+    let mut strace = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&trace)
+        .args(["-p", &h.pid().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strace (apt-get install strace) runs");
+    // Attached once every thread of the server shows a tracer.
+    wait_until("strace attached to every thread", || {
+        std::fs::read_dir(format!("/proc/{}/task", h.pid()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .all(|task| {
+                std::fs::read_to_string(task.path().join("status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
+            })
+    })
+    .await;
+    let r = post_signed(&h.url("/webhooks/leadshark"), &sample("new.like", 1)).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    // Detach (SIGINT), then read what it saw.
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &strace.id().to_string()])
+        .status();
+    let _ = strace.wait();
+    let seen = std::fs::read_to_string(&trace).expect("strace output");
+    let on_journal = |call: &str| {
+        seen.lines()
+            .filter(|l| l.contains(&format!(" {call}(")) && l.contains("hookline.db"))
+            .count()
+    };
+    assert!(
+        on_journal("fdatasync") >= 1,
+        "the commit behind the 200 was synced with fdatasync; saw:\n{seen}"
+    );
+    assert_eq!(
+        on_journal("fsync"),
+        0,
+        "no fsync on the journal; saw:\n{seen}"
+    );
+}

@@ -147,6 +147,11 @@ impl Hookline {
         format!("http://{}{}", self.admin_addr, path)
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident memory of the process now, in KiB (Linux).
     pub fn rss_kib(&self) -> u64 {
         self.rss_sampler()()
