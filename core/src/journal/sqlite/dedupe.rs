@@ -1,7 +1,8 @@
 //! Deduplication keys inside their window, in memory on the writer thread: an 8-byte slot
-//! and hashbrown's control byte a key, 10 bytes a key in all when the table is at its
-//! fullest (7/8), 21 just after it doubles (and half as much again while it doubles, when
-//! the old table and the new are both held).
+//! and hashbrown's control byte a key, 10 bytes a key in all when the tables are at their
+//! fullest (7/8), 21 just after they double. The slots are spread over [`SHARDS`] tables by
+//! the top bits of their tag, so a table that doubles holds its old copy and its new one
+//! for a sixteenth of the keys, not for all of them at once.
 //!
 //! A key is known by its hash ([`key_hash`], also stored with the event so that a start
 //! reloads these from an index of integers). A slot packs the top [`TAG_BITS`] bits of that
@@ -46,15 +47,24 @@ pub(crate) fn key_hash(source: &str, key: &str) -> i64 {
     i64::from_be_bytes(first)
 }
 
+/// Tables the slots are spread over. Each grows (and copies itself) on its own.
+pub(crate) const SHARDS: usize = 16;
+
 #[derive(Debug, Default)]
 pub(crate) struct Dedupe {
-    slots: HashTable<u64>,
+    shards: [HashTable<u64>; SHARDS],
     /// The highest rowid inserted: the reference that restores a slot's rowid.
     high: i64,
 }
 
 fn tag(hash: i64) -> u64 {
     (hash as u64) >> ROWID_BITS
+}
+
+/// The table of a tag: its top bits. (Not its low bits: those pick the bucket within the
+/// table, through [`spread`], whose low bits depend only on the tag's low bits.)
+fn shard(tag: u64) -> usize {
+    (tag >> (TAG_BITS - SHARDS.trailing_zeros())) as usize
 }
 
 /// The table's hash of a tag: the tag is already uniform (it is SHA-256), multiplied out
@@ -78,7 +88,7 @@ impl Dedupe {
     pub(crate) fn candidates(&self, hash: i64) -> Vec<i64> {
         let tag = tag(hash);
         let mut rows: Vec<i64> = Vec::new();
-        for slot in self.slots.iter_hash(spread(tag)) {
+        for slot in self.shards[shard(tag)].iter_hash(spread(tag)) {
             if *slot >> ROWID_BITS != tag {
                 continue;
             }
@@ -105,7 +115,7 @@ impl Dedupe {
     pub(crate) fn forget(&mut self, hash: i64, rowid: i64) {
         let tag = tag(hash);
         let high = self.high;
-        if let Ok(slot) = self.slots.find_entry(spread(tag), |slot| {
+        if let Ok(slot) = self.shards[shard(tag)].find_entry(spread(tag), |slot| {
             *slot >> ROWID_BITS == tag && restore(high, *slot) == rowid
         }) {
             slot.remove();
@@ -114,16 +124,19 @@ impl Dedupe {
 
     pub(crate) fn insert(&mut self, hash: i64, rowid: i64) {
         self.high = self.high.max(rowid);
-        let slot = (tag(hash) << ROWID_BITS) | (rowid as u64 & ROWID_MASK);
-        self.slots.insert_unique(slot_hash(&slot), slot, slot_hash);
+        let tag = tag(hash);
+        let slot = (tag << ROWID_BITS) | (rowid as u64 & ROWID_MASK);
+        self.shards[shard(tag)].insert_unique(slot_hash(&slot), slot, slot_hash);
     }
 
     /// Forget keys of events below `rowid` (every key still inside its window is at or
     /// above it).
     pub(crate) fn expire_below(&mut self, rowid: i64) {
         let high = self.high;
-        self.slots.retain(|slot| restore(high, *slot) >= rowid);
-        self.slots.shrink_to_fit(slot_hash);
+        for slots in &mut self.shards {
+            slots.retain(|slot| restore(high, *slot) >= rowid);
+            slots.shrink_to_fit(slot_hash);
+        }
     }
 
     fn rowid(&self, slot: u64) -> i64 {
@@ -132,12 +145,12 @@ impl Dedupe {
 
     /// Slots held: one per event accepted with a key and not yet forgotten.
     pub(crate) fn len(&self) -> usize {
-        self.slots.len()
+        self.shards.iter().map(HashTable::len).sum()
     }
 
-    /// Bytes the table holds (slots and control bytes).
+    /// Bytes the tables hold (slots and control bytes).
     pub(crate) fn allocation_size(&self) -> usize {
-        self.slots.allocation_size()
+        self.shards.iter().map(HashTable::allocation_size).sum()
     }
 }
 
@@ -261,6 +274,37 @@ mod tests {
         assert!(found(&d, keys[89_999]).is_empty());
         assert_eq!(found(&d, keys[90_000]), vec![90_001]);
         assert!(d.allocation_size() * 4 < full, "shrunk with the keys");
+    }
+
+    /// A table that doubles copies itself while its old copy is held: with the slots spread
+    /// over [`SHARDS`] tables, that is about a sixteenth of the keys at a time. 300,000 keys
+    /// (past the doubling at 229,376 of one table of 2^18) are spread evenly, no table more
+    /// than an eighth of all the memory, and tables fill and double at about the same count.
+    #[test]
+    fn keys_are_spread_so_that_a_doubling_copies_a_sixteenth_of_them() {
+        let mut d = Dedupe::default();
+        let mut largest_step = 0;
+        for i in 0..300_000_i64 {
+            let before = d.allocation_size();
+            d.insert(key_hash("leadshark", &i.to_string()), i + 1);
+            // What one insert added: the new copy of the table that grew, less its old one.
+            largest_step = largest_step.max(d.allocation_size().saturating_sub(before));
+        }
+        let total = d.allocation_size();
+        let largest = d.shards.iter().map(HashTable::allocation_size).max();
+        assert!(
+            largest.is_some_and(|l| l * 8 <= total),
+            "{largest:?} of {total}"
+        );
+        assert!(
+            largest_step * 8 <= total,
+            "one insert grew the memory by {largest_step} of {total}"
+        );
+        let lens: Vec<usize> = d.shards.iter().map(HashTable::len).collect();
+        assert!(
+            lens.iter().all(|n| *n > 300_000 / SHARDS * 9 / 10),
+            "{lens:?}"
+        );
     }
 
     /// The point of the slot layout: 300,000 keys (a 10 s benchmark run's worth, past the
