@@ -433,27 +433,37 @@ def wasm_unavailable(args, hookline: Path, rundir: Path, env) -> str | None:
     return None
 
 
-def one_run(name: str, load: str, rep: int, args, bins: dict, workdir: Path, wrk_file: Path) -> dict:
-    name, _, label = name.partition("@")
+def prepare(candidate: str, args, bins: dict, rundir: Path) -> tuple[list[str], dict[str, str]] | str:
+    """The command and environment that start `candidate` (NAME or NAME@LABEL) in `rundir`,
+    or why it cannot run in this build."""
+    name, _, label = candidate.partition("@")
     spec = CANDIDATES[name]
-    server_bin = bins["compare"][label] if label else bins["hookline"]
-    rundir = workdir / f"{rep:02d}-{load}-{name}{'@' + label if label else ''}"
-    rundir.mkdir(parents=True)
     env = dict(os.environ, LEADSHARK_SECRET=SECRET)
     env.pop("HOOKLINE_LOG", None)
     env.pop("HOOKLINE_LOG_FORMAT", None)
     if spec["kind"] == "baseline":
         # `baseline@LABEL`: another build of the ceiling (--compare-baseline LABEL=PATH).
         base_bin = bins["compare_baseline"][label] if label else bins["baseline"]
-        cmd = [str(base_bin), "--listen", "127.0.0.1:0", "--secret", SECRET, "--out", "out.jsonl"]
-    else:
-        if spec.get("wasm"):
-            why = wasm_unavailable(args, server_bin, rundir, env)
-            if why:
-                return {"skipped": why}
-        shutil.copy(BENCH / "pipelines" / spec["config"], rundir / "pipeline.toml")
-        # Run as a user would: default log level (info) and format, stderr to a file.
-        cmd = [str(server_bin), "serve", "--config", "pipeline.toml"]
+        return [str(base_bin), "--listen", "127.0.0.1:0", "--secret", SECRET, "--out", "out.jsonl"], env
+    # `NAME@LABEL`: another build of Hookline (--compare LABEL=PATH).
+    server_bin = bins["compare"][label] if label else bins["hookline"]
+    if spec.get("wasm"):
+        why = wasm_unavailable(args, server_bin, rundir, env)
+        if why:
+            return why
+    shutil.copy(BENCH / "pipelines" / spec["config"], rundir / "pipeline.toml")
+    # Run as a user would: default log level (info) and format, stderr to a file.
+    return [str(server_bin), "serve", "--config", "pipeline.toml"], env
+
+
+def one_run(name: str, load: str, rep: int, args, bins: dict, workdir: Path, wrk_file: Path) -> dict:
+    spec = CANDIDATES[name.partition("@")[0]]
+    rundir = workdir / f"{rep:02d}-{load}-{name}"
+    rundir.mkdir(parents=True)
+    prepared = prepare(name, args, bins, rundir)
+    if isinstance(prepared, str):
+        return {"skipped": prepared}
+    cmd, env = prepared
 
     server = Server(cmd, rundir, env, "server")
     result: dict = {"ready_ms": server.ready_ms}
@@ -645,24 +655,25 @@ def labelled_binaries(specs: list[str], option: str, what: str) -> dict[str, Pat
 
 def attached_run(candidate: str, what: str, args, bins: dict, workdir: Path, wrk_file: Path, attach):
     """One load run of a candidate with a `perf` process attached (`attach(pid, rundir)`
-    starts it) for the load's duration; `perf` is stopped with SIGINT, as at Ctrl-C.
-    Returns the load's result, the server CPU per request and the run directory."""
-    name, _, label = candidate.partition("@")
-    spec = CANDIDATES[name]
-    server_bin = bins["compare"][label] if label else bins["hookline"]
-    rundir = workdir / f"{what}-{name}{'@' + label if label else ''}"
+    starts it, its stderr to `rundir/logs/perf.stderr`) for the load's duration; `perf` is
+    stopped with SIGINT, as at Ctrl-C. Returns the load's result, the server CPU per request
+    and the run directory."""
+    rundir = workdir / f"{what}-{candidate}"
     rundir.mkdir(parents=True)
-    env = dict(os.environ, LEADSHARK_SECRET=SECRET)
-    if spec["kind"] == "baseline":
-        base_bin = bins["compare_baseline"][label] if label else bins["baseline"]
-        cmd = [str(base_bin), "--listen", "127.0.0.1:0", "--secret", SECRET, "--out", "out.jsonl"]
-    else:
-        shutil.copy(BENCH / "pipelines" / spec["config"], rundir / "pipeline.toml")
-        cmd = [str(server_bin), "serve", "--config", "pipeline.toml"]
+    prepared = prepare(candidate, args, bins, rundir)
+    if isinstance(prepared, str):
+        raise SystemExit(f"{candidate}: {prepared}")
+    cmd, env = prepared
     server = Server(cmd, rundir, env, "server")
+    perf = None
     try:
         perf = attach(server.pid, rundir)
         time.sleep(0.5)
+        if perf.poll() is not None:
+            raise SystemExit(
+                f"perf exited at once ({perf.returncode}):\n"
+                + (rundir / "logs" / "perf.stderr").read_text(errors="replace")[-2000:]
+            )
         cpu0 = cpu_seconds(server.pid)
         load = args.loads.split(",")[0]
         if load == "wrk":
@@ -670,11 +681,21 @@ def attached_run(candidate: str, what: str, args, bins: dict, workdir: Path, wrk
         else:
             r = load_send(bins["hookline"], server.addr, args)
         us_per_req = (cpu_seconds(server.pid) - cpu0) / max(r["requests"], 1) * 1e6
-        perf.send_signal(signal.SIGINT)
-        perf.wait()
     finally:
+        if perf is not None and perf.poll() is None:
+            perf.send_signal(signal.SIGINT)
+            try:
+                perf.wait(60)
+            except subprocess.TimeoutExpired:
+                perf.kill()
+                perf.wait()
         server.stop()
     return r, us_per_req, rundir
+
+
+def perf_stderr(rundir: Path):
+    """Where an attached `perf` writes its complaints (the server's logs are beside it)."""
+    return (rundir / "logs" / "perf.stderr").open("wb")
 
 
 def profile(args, bins: dict, workdir: Path, wrk_file: Path) -> None:
@@ -688,7 +709,7 @@ def profile(args, bins: dict, workdir: Path, wrk_file: Path) -> None:
         return subprocess.Popen(
             ["perf", "record", "-e", "cpu-clock", "-F", str(args.perf_freq), "--call-graph", "dwarf,16384",
              "-p", str(pid), "-o", str(rundir / "perf.data")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=perf_stderr(rundir),
         )
 
     r, us_per_req, rundir = attached_run(args.profile, "profile", args, bins, workdir, wrk_file, attach)
@@ -741,7 +762,7 @@ def syscalls(args, bins: dict, workdir: Path, wrk_file: Path) -> None:
                 return subprocess.Popen(
                     ["perf", "stat", "--per-thread", "-x", ";", "-e", ",".join(events),
                      "-p", str(pid), "-o", str(rundir / "perf-stat.csv")],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=perf_stderr(rundir),
                 )
 
             log(f"rep {rep}/{args.reps} syscalls {name}")
@@ -749,7 +770,13 @@ def syscalls(args, bins: dict, workdir: Path, wrk_file: Path) -> None:
             requests[name] += r["requests"]
             rates[name].append(r["req_s"])
             cpus[name].append(us)
-            for line in (rundir / "perf-stat.csv").read_text().splitlines():
+            csv = (rundir / "perf-stat.csv").read_text() if (rundir / "perf-stat.csv").exists() else ""
+            if "raw_syscalls:sys_enter" not in csv:
+                raise SystemExit(
+                    f"perf stat counted nothing for {name}:\n"
+                    + (rundir / "logs" / "perf.stderr").read_text(errors="replace")[-2000:]
+                )
+            for line in csv.splitlines():
                 f = line.split(";")
                 if line.startswith("#") or len(f) < 4:
                     continue
@@ -874,6 +901,8 @@ def main() -> None:
         profile(args, bins, workdir, wrk_file)
         return
     if args.syscalls:
+        if not [n for n in args.syscalls.split(",") if n]:
+            raise SystemExit("--syscalls: name at least one candidate")
         for n in args.syscalls.split(","):
             if n and n.partition("@")[0] not in CANDIDATES:
                 raise SystemExit(f"unknown candidate {n}; known: {', '.join(CANDIDATES)}")

@@ -804,16 +804,25 @@ async fn an_acknowledged_commit_is_synced_with_fdatasync() {
         .arg(&trace)
         .args(["-p", &h.pid().to_string()])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("strace (apt-get install strace) runs");
-    // Attached once every thread of the server shows a tracer.
+        .expect("strace runs (apt-get install strace; .ci/run does)");
+    // Attached once every thread of the server shows a tracer; strace gone means it could
+    // not attach (ptrace not permitted: run as root, or kernel.yama.ptrace_scope = 0).
     wait_until("strace attached to every thread", || {
-        std::fs::read_dir(format!("/proc/{}/task", h.pid()))
-            .into_iter()
+        if let Ok(Some(status)) = strace.try_wait() {
+            let mut why = String::new();
+            if let Some(mut err) = strace.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut err, &mut why);
+            }
+            panic!("strace exited ({status}) without attaching: {why}");
+        }
+        let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", h.pid()))
+            .expect("the server is running")
             .flatten()
-            .flatten()
-            .all(|task| {
+            .collect();
+        !tasks.is_empty()
+            && tasks.iter().all(|task| {
                 std::fs::read_to_string(task.path().join("status"))
                     .unwrap_or_default()
                     .lines()
