@@ -7,6 +7,13 @@ in one run, measures every candidate under the same load, interleaved (A B C, B 
 as a ratio to the baseline measured beside it:
 
   baseline          tests/bench/baseline: axum + constant-time HMAC check + append to a file
+  baseline-log      the same, answering only after a group commit: the bodies appended and
+                    `fdatasync`ed by one writer thread (what durability alone costs)
+  baseline-sqlite   the same, the group committed as one row per body in a SQLite table (WAL,
+                    `synchronous = FULL`), then appended to the file (a minimal SQLite journal)
+  baseline-sqlite-rows  the same with the rows Hookline's journal writes for an event of one
+                    pipeline (its events row and three indexes; its history row and the
+                    progress watermark in the next commit): the same SQL, none of the machinery
   hookline-file     Hookline, SQLite journal (2xx after the commit) + `file` sink
   hookline-fanout3  Hookline, every event to three pipelines (file; set→file; cel→file)
   hookline-pipelines3, hookline-pipelines10
@@ -63,6 +70,20 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 CANDIDATES = {
     "baseline": {"kind": "baseline", "sinks": ["out.jsonl"]},
+    # The ceiling with a durable record under each answer: what a journal must cost at least.
+    "baseline-log": {"kind": "baseline", "durable": ["--durable", "log"], "sinks": ["out.jsonl"], "optional": True},
+    "baseline-sqlite": {
+        "kind": "baseline",
+        "durable": ["--durable", "sqlite", "--db", "out-journal.db"],
+        "sinks": ["out.jsonl"],
+        "optional": True,
+    },
+    "baseline-sqlite-rows": {
+        "kind": "baseline",
+        "durable": ["--durable", "sqlite-rows", "--db", "out-journal.db"],
+        "sinks": ["out.jsonl"],
+        "optional": True,
+    },
     "hookline-file": {
         "kind": "hookline",
         "config": "file.toml",
@@ -444,7 +465,8 @@ def prepare(candidate: str, args, bins: dict, rundir: Path) -> tuple[list[str], 
     if spec["kind"] == "baseline":
         # `baseline@LABEL`: another build of the ceiling (--compare-baseline LABEL=PATH).
         base_bin = bins["compare_baseline"][label] if label else bins["baseline"]
-        return [str(base_bin), "--listen", "127.0.0.1:0", "--secret", SECRET, "--out", "out.jsonl"], env
+        cmd = [str(base_bin), "--listen", "127.0.0.1:0", "--secret", SECRET, "--out", "out.jsonl"]
+        return [*cmd, *spec.get("durable", [])], env
     # `NAME@LABEL`: another build of Hookline (--compare LABEL=PATH).
     server_bin = bins["compare"][label] if label else bins["hookline"]
     if spec.get("wasm"):
