@@ -892,6 +892,9 @@ def main() -> None:
         help="instead: system calls and context switches per request, by thread (perf stat), --reps runs each",
     )
     args = p.parse_args()
+    if args.profile and args.cargo_profile != "release":
+        # `dist` strips its symbols: perf could name none of Hookline's frames.
+        raise SystemExit(f"--profile needs the release build: --cargo-profile {args.cargo_profile} is stripped")
 
     loads = [l for l in args.loads.split(",") if l]
     names = [n for n in args.candidates.split(",") if n]
