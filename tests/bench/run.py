@@ -909,7 +909,7 @@ def main() -> None:
     names = [
         x
         for n in names
-        for x in [n, *[f"{n}@{l}" for l in (base_labels if n == "baseline" else labels)]]
+        for x in [n, *[f"{n}@{l}" for l in (base_labels if CANDIDATES[n]["kind"] == "baseline" else labels)]]
     ]
     if "wrk" in loads and not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install -y wrk), or use --loads send")
