@@ -15,6 +15,10 @@ as a ratio to the baseline measured beside it:
                     pipeline (its events row and three indexes; its history row and the
                     progress watermark in the next commit): the same SQL, none of the machinery
   hookline-file     Hookline, SQLite journal (2xx after the commit) + `file` sink
+  hookline-ingest   Hookline accepting alone: verified, deduplicated, journaled, answered;
+                    no pipeline matches, so nothing runs (compare with baseline-sqlite-rows)
+  hookline-drop     Hookline, one pipeline whose first stage drops every event: the run and
+                    its settle without a sink (hookline-file minus this is the sink)
   hookline-fanout3  Hookline, every event to three pipelines (file; set→file; cel→file)
   hookline-pipelines3, hookline-pipelines10
                     Hookline, every event to 3 / 10 pipelines, each a `file` sink (the
@@ -95,6 +99,10 @@ CANDIDATES = {
         "sinks": ["out/archive.jsonl"],
         "optional": True,
     },
+    # Hookline taken apart: accepting alone (nothing runs), and a run that drops every event
+    # (no sink). hookline-file minus hookline-drop is the sink, minus hookline-ingest the run.
+    "hookline-ingest": {"kind": "hookline", "config": "ingest.toml", "sinks": [], "optional": True},
+    "hookline-drop": {"kind": "hookline", "config": "drop.toml", "sinks": [], "optional": True},
     "hookline-fanout3": {
         "kind": "hookline",
         "config": "fanout3.toml",
@@ -611,7 +619,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
             lines.append(f"| {r['candidate']} | {r['load']} | skipped: {r['skipped']} ||||||||||||\n")
             continue
         ratio = "1" if r["candidate"] == "baseline" else f"{r['ratio']:.2f}"
-        caught = "n/a" if r["candidate"] == "baseline" else (
+        no_sinks = r["candidate"] == "baseline" or not CANDIDATES[r["candidate"].partition("@")[0]]["sinks"]
+        caught = "n/a" if no_sinks else (
             f"all, +{r['drain_s']:.1f} s" if r["all_delivered"] else "**no**")
         journal = (
             f"{r['journal_commits_per_s']:,.0f} × {r['journal_ops_per_commit']:.1f}"
