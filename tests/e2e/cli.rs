@@ -157,6 +157,58 @@ fn check_and_test_pass_on_the_root_pipeline_and_every_example() {
     }
 }
 
+/// The benchmark's pipelines are not run by CI, so a change to the configuration's
+/// language would otherwise break them unseen: each must pass `check` (the WASM one with
+/// the plugin the driver gives it), and each must be a candidate of `tests/bench/run.py`.
+#[test]
+fn every_benchmark_pipeline_passes_check_and_is_a_candidate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bench = root.join("tests/bench");
+    let driver = std::fs::read_to_string(bench.join("run.py")).expect("run.py");
+    let mut configs: Vec<_> = std::fs::read_dir(bench.join("pipelines"))
+        .expect("tests/bench/pipelines")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    configs.sort();
+    assert!(configs.len() >= 8, "bench pipelines: {configs:?}");
+    for config in configs {
+        let name = config.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(
+            driver.contains(&format!("\"config\": \"{name}\"")),
+            "tests/bench/pipelines/{name} is no candidate of tests/bench/run.py"
+        );
+        // In a directory of its own, as the driver runs it.
+        let dir = tempfile::tempdir().expect("dir");
+        let copy = dir.path().join(name);
+        std::fs::copy(&config, &copy).expect("copy config");
+        if name == "wasm.toml" {
+            std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
+            std::fs::copy(
+                crate::wasm::dist("redact"),
+                dir.path().join("plugins/redact.wasm"),
+            )
+            .expect("copy plugin");
+        }
+        let out = run_cli(
+            &[
+                "--log-level",
+                "error",
+                "check",
+                "--config",
+                copy.to_str().expect("utf-8"),
+            ],
+            &[("LEADSHARK_SECRET", "bench-secret")],
+        );
+        assert!(
+            out.status.success(),
+            "check tests/bench/pipelines/{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn init_writes_a_starter_that_passes_check_and_test_for_every_scheme_and_sink() {
     let dir = tempfile::tempdir().expect("dir");
