@@ -100,7 +100,8 @@ CANDIDATES = {
         "optional": True,
     },
     # Hookline taken apart: accepting alone (nothing runs), and a run that drops every event
-    # (no sink). hookline-file minus hookline-drop is the sink, minus hookline-ingest the run.
+    # (no sink): hookline-drop minus hookline-ingest is the run, hookline-file minus
+    # hookline-drop the sink.
     "hookline-ingest": {"kind": "hookline", "config": "ingest.toml", "sinks": [], "optional": True},
     "hookline-drop": {"kind": "hookline", "config": "drop.toml", "sinks": [], "optional": True},
     "hookline-fanout3": {
